@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Set up a virtual environment and run SkillSwap or its tests. Needs only Python 3.11+.
+
+    python3 dev.py serve   # install, migrate the embedded SQLite default, serve on :8000
+    python3 dev.py test    # install with the test tools, run the whole suite
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = Path(os.environ.get("SKILLSWAP_VENV", ROOT / ".venv"))
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+
+
+def _ensure_env(extras: str) -> None:
+    if sys.version_info < (3, 11):
+        sys.exit("SkillSwap needs Python 3.11 or newer")
+    if not (BIN / "python").exists():
+        print(f"creating virtual environment in {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    stamp = VENV / f".installed-{extras or 'base'}"
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text() == digest:
+        return
+    print("installing dependencies", flush=True)
+    target = f"{ROOT}[{extras}]" if extras else str(ROOT)
+    subprocess.run([str(BIN / "python"), "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
+    subprocess.run([str(BIN / "python"), "-m", "pip", "install", "-q", "-e", target], check=True)
+    stamp.write_text(digest)
+
+
+def main(argv: list[str]) -> int:
+    action = argv[0] if argv else "serve"
+    rest = argv[1:]
+    os.chdir(ROOT)
+    if action == "serve":
+        _ensure_env("")
+        return subprocess.call([str(BIN / "skillswap"), "serve", *rest])
+    if action == "test":
+        _ensure_env("dev")
+        return subprocess.call([str(BIN / "python"), "-m", "pytest", *rest])
+    if action == "check":
+        _ensure_env("dev")
+        code = subprocess.call([str(BIN / "ruff"), "check", "skillswap", "tests", "bench", "tools"])
+        code |= subprocess.call([str(BIN / "ruff"), "format", "--check", "skillswap", "tests", "bench", "tools"])
+        return code | subprocess.call([str(BIN / "mypy")])
+    sys.exit(f"unknown action {action!r}: use serve, test or check")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,3 @@
+from skillswap.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,415 @@
+"""Account use cases: sign-up, sign-in, token rotation, sign-out, profiles, email and password."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from skillswap.db import UnitOfWork
+from skillswap.deps import Deps
+from skillswap.errors import (
+    Conflict,
+    InvalidCredentials,
+    InvalidToken,
+    NotFound,
+    ValidationFailed,
+)
+from skillswap.i18n import SUPPORTED_LOCALES, lazy
+from skillswap.mail import OutgoingEmail
+from skillswap.models import OneTimeToken, RefreshToken, User
+from skillswap.passwords import password_problems
+from skillswap.tokens import AccessClaims, hash_opaque_token, new_opaque_token
+
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
+PURPOSE_VERIFY_EMAIL = "verify_email"
+PURPOSE_PASSWORD_RESET = "password_reset"
+
+# Called inside the sign-up transaction by capabilities that give new users something
+# (the ledger's signup bonus). Each takes (deps, uow, user).
+signup_hooks: list[Any] = []
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    user: User
+    access: str
+    refresh: str
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access: str
+    refresh: str
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+async def _issue_tokens(
+    deps: Deps, session: AsyncSession, user: User, family_id: str | None = None
+) -> TokenPair:
+    now = deps.clock()
+    access, _claims = deps.keys.issue_access(user.id, now=now.timestamp())
+    refresh, digest = new_opaque_token()
+    session.add(
+        RefreshToken(
+            token_hash=digest,
+            user_id=user.id,
+            family_id=family_id or uuid.uuid4().hex,
+            created_at=now,
+            expires_at=now + timedelta(seconds=deps.settings.refresh_token_ttl_seconds),
+        )
+    )
+    return TokenPair(access=access, refresh=refresh)
+
+
+async def register(
+    deps: Deps,
+    *,
+    email: str,
+    username: str,
+    password: str,
+    display_name: str = "",
+    locale: str | None = None,
+) -> AuthResult:
+    """Create an account, send the verification email, and sign the new user in."""
+    email = normalise_email(email)
+    errors: dict[str, Any] = {}
+    if not USERNAME_RE.match(username):
+        errors["username"] = [lazy("Use 3 to 32 letters, digits, dots, dashes or underscores.")]
+    problems = password_problems(
+        password,
+        min_length=deps.settings.password_min_length,
+        personal=(email.split("@")[0], username),
+    )
+    if problems:
+        errors["password"] = problems
+    if locale is not None and locale not in SUPPORTED_LOCALES:
+        errors["locale"] = [
+            lazy("Must be one of: {choices}.", choices=", ".join(SUPPORTED_LOCALES))
+        ]
+    if errors:
+        raise ValidationFailed(errors=errors)
+    password_hash = await deps.hasher.hash(password)
+    async with deps.db.uow() as uow:
+        session = uow.session
+        clash = (
+            await session.execute(
+                select(User.email, User.username_key).where(
+                    or_(User.email == email, User.username_key == username.lower())
+                )
+            )
+        ).first()
+        if clash is not None:
+            raise _duplicate_error(email_taken=clash.email == email)
+        user = User(
+            email=email,
+            username=username,
+            username_key=username.lower(),
+            password_hash=password_hash,
+            display_name=display_name or username,
+            locale=locale or deps.settings.default_locale,
+        )
+        session.add(user)
+        try:
+            await session.flush()
+        except IntegrityError:
+            # Lost a race with a concurrent sign-up for the same email or username.
+            raise _duplicate_error(email_taken=None) from None
+        for hook in signup_hooks:
+            await hook(deps, uow, user)
+        tokens = await _issue_tokens(deps, session, user)
+        verify_token = await _new_one_time_token(deps, session, user, PURPOSE_VERIFY_EMAIL)
+        _queue_email(deps, uow, user, PURPOSE_VERIFY_EMAIL, verify_token)
+        await uow.commit()
+    return AuthResult(user=user, access=tokens.access, refresh=tokens.refresh)
+
+
+def _duplicate_error(*, email_taken: bool | None) -> Conflict:
+    if email_taken is None:
+        return Conflict(
+            lazy("An account with this email or username already exists."), code="account_exists"
+        )
+    if email_taken:
+        return Conflict(
+            lazy("An account with this email already exists."),
+            code="email_taken",
+            errors={"email": [lazy("An account with this email already exists.")]},
+        )
+    return Conflict(
+        lazy("This username is taken."),
+        code="username_taken",
+        errors={"username": [lazy("This username is taken.")]},
+    )
+
+
+async def login(deps: Deps, *, identifier: str, password: str) -> AuthResult:
+    """Sign in by email or username; every failure is the same generic 401."""
+    key = identifier.strip().lower()
+    async with deps.db.read() as session:
+        user = await session.scalar(
+            select(User).where(or_(User.email == key, User.username_key == key))
+        )
+    ok = await deps.hasher.verify(user.password_hash if user else None, password)
+    if user is None or not ok or not user.is_active:
+        raise InvalidCredentials()
+    async with deps.db.uow() as uow:
+        if user.password_hash and deps.hasher.needs_rehash(user.password_hash):
+            new_hash = await deps.hasher.hash(password)
+            await uow.session.execute(
+                update(User).where(User.id == user.id).values(password_hash=new_hash)
+            )
+        tokens = await _issue_tokens(deps, uow.session, user)
+        await uow.commit()
+    return AuthResult(user=user, access=tokens.access, refresh=tokens.refresh)
+
+
+async def sign_in_user(deps: Deps, uow: UnitOfWork, user: User) -> TokenPair:
+    """Issue a token pair for `user` inside the caller's unit of work (used by Google sign-in)."""
+    return await _issue_tokens(deps, uow.session, user)
+
+
+async def refresh_tokens(deps: Deps, *, refresh: str) -> TokenPair:
+    """Rotate a refresh token; presenting one already used revokes its whole family."""
+    digest = hash_opaque_token(refresh)
+    now = deps.clock()
+    async with deps.db.uow() as uow:
+        session = uow.session
+        token = await session.get(RefreshToken, digest)
+        if token is None or token.revoked_at is not None or token.expires_at <= now:
+            raise InvalidToken()
+        # Conditional update: of two concurrent refreshes with one token, only one rotates.
+        claimed = await session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.token_hash == digest, RefreshToken.used_at.is_(None))
+            .values(used_at=now)
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            await _revoke_family(session, token.family_id, now)
+            await uow.commit()
+            raise InvalidToken(
+                lazy("This refresh token was already used; sign in again."), code="token_reused"
+            )
+        user = await session.get(User, token.user_id)
+        if user is None or not user.is_active:
+            raise InvalidToken()
+        pair = await _issue_tokens(deps, session, user, family_id=token.family_id)
+        await uow.commit()
+    return pair
+
+
+async def _revoke_family(session: AsyncSession, family_id: str, now: datetime) -> None:
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+
+
+async def logout(deps: Deps, *, actor: User, access: AccessClaims, refresh: str | None) -> None:
+    """Revoke the refresh family and deny the current access token until it expires."""
+    now = deps.clock()
+    if refresh:
+        async with deps.db.uow() as uow:
+            token = await uow.session.get(RefreshToken, hash_opaque_token(refresh))
+            if token is not None and token.user_id == actor.id:
+                await _revoke_family(uow.session, token.family_id, now)
+                await uow.commit()
+    await deps.denylist.revoke(access.jti, expires_at=access.expires_at)
+
+
+PROFILE_FIELDS = ("display_name", "bio", "avatar_url", "phone", "locale", "username")
+
+
+async def update_profile(deps: Deps, *, actor: User, changes: dict[str, Any]) -> User:
+    """Change the actor's own profile fields."""
+    async with deps.db.uow() as uow:
+        session = uow.session
+        user = await session.get(User, actor.id, with_for_update=not deps.db.is_sqlite)
+        if user is None:
+            raise NotFound()
+        if "username" in changes and changes["username"] != user.username:
+            username = changes["username"]
+            if not USERNAME_RE.match(username):
+                raise ValidationFailed(
+                    errors={
+                        "username": [
+                            lazy("Use 3 to 32 letters, digits, dots, dashes or underscores.")
+                        ]
+                    }
+                )
+            taken = await session.scalar(
+                select(func.count())
+                .select_from(User)
+                .where(User.username_key == username.lower(), User.id != user.id)
+            )
+            if taken:
+                raise _duplicate_error(email_taken=False)
+            user.username_key = username.lower()
+        for name, value in changes.items():
+            if name in PROFILE_FIELDS:
+                setattr(user, name, value)
+        try:
+            await session.flush()
+        except IntegrityError:
+            raise _duplicate_error(email_taken=False) from None
+        await uow.commit()
+    return user
+
+
+async def get_public_profile(deps: Deps, *, user_id: int) -> User:
+    async with deps.db.read() as session:
+        user = await session.get(User, user_id)
+    if user is None or not user.is_active:
+        raise NotFound()
+    return user
+
+
+# -- single-use tokens: email verification and password reset --------------------------------
+
+
+async def _new_one_time_token(deps: Deps, session: AsyncSession, user: User, purpose: str) -> str:
+    now = deps.clock()
+    ttl = (
+        deps.settings.email_token_ttl_seconds
+        if purpose == PURPOSE_VERIFY_EMAIL
+        else deps.settings.password_reset_ttl_seconds
+    )
+    token, digest = new_opaque_token()
+    session.add(
+        OneTimeToken(
+            token_hash=digest,
+            user_id=user.id,
+            purpose=purpose,
+            created_at=now,
+            expires_at=now + timedelta(seconds=ttl),
+        )
+    )
+    return token
+
+
+def _queue_email(deps: Deps, uow: UnitOfWork, user: User, purpose: str, token: str) -> None:
+    translator = deps.catalogs.get(user.locale)
+    if purpose == PURPOSE_VERIFY_EMAIL:
+        subject = translator.gettext("Confirm your SkillSwap email address")
+        body = translator.gettext("Use this code to confirm your email address: {token}").format(
+            token=token
+        )
+    else:
+        subject = translator.gettext("Reset your SkillSwap password")
+        body = translator.gettext(
+            "Use this code to choose a new password: {token}. If you did not ask for it, ignore this email."
+        ).format(token=token)
+    message = OutgoingEmail(
+        to=user.email, subject=subject, body=body, kind=purpose, context={"token": token}
+    )
+
+    async def send() -> None:
+        await deps.mailer.send(message)
+
+    uow.after_commit(send)
+
+
+async def _consume_one_time_token(
+    deps: Deps, session: AsyncSession, *, token: str, purpose: str
+) -> OneTimeToken:
+    now = deps.clock()
+    digest = hash_opaque_token(token)
+    record = await session.get(OneTimeToken, digest)
+    if record is None or record.purpose != purpose or record.expires_at <= now:
+        raise InvalidToken()
+    used = await session.execute(
+        update(OneTimeToken)
+        .where(OneTimeToken.token_hash == digest, OneTimeToken.used_at.is_(None))
+        .values(used_at=now)
+    )
+    if used.rowcount != 1:  # type: ignore[attr-defined]
+        raise InvalidToken()
+    return record
+
+
+async def resend_verification(deps: Deps, *, actor: User) -> None:
+    async with deps.db.uow() as uow:
+        user = await uow.session.get(User, actor.id)
+        if user is None or user.email_verified:
+            return
+        token = await _new_one_time_token(deps, uow.session, user, PURPOSE_VERIFY_EMAIL)
+        _queue_email(deps, uow, user, PURPOSE_VERIFY_EMAIL, token)
+        await uow.commit()
+
+
+async def verify_email(deps: Deps, *, token: str) -> User:
+    async with deps.db.uow() as uow:
+        record = await _consume_one_time_token(
+            deps, uow.session, token=token, purpose=PURPOSE_VERIFY_EMAIL
+        )
+        user = await uow.session.get(User, record.user_id)
+        if user is None:
+            raise InvalidToken()
+        user.email_verified = True
+        await uow.commit()
+    return user
+
+
+async def request_password_reset(deps: Deps, *, email: str) -> None:
+    """Email a reset code if the account exists; the answer never reveals whether it does."""
+    async with deps.db.uow() as uow:
+        user = await uow.session.scalar(select(User).where(User.email == normalise_email(email)))
+        if user is None or not user.is_active:
+            return
+        token = await _new_one_time_token(deps, uow.session, user, PURPOSE_PASSWORD_RESET)
+        _queue_email(deps, uow, user, PURPOSE_PASSWORD_RESET, token)
+        await uow.commit()
+
+
+async def confirm_password_reset(deps: Deps, *, token: str, new_password: str) -> None:
+    """Set a new password with a reset code; every signed-in session is ended."""
+    async with deps.db.uow() as uow:
+        record = await _consume_one_time_token(
+            deps, uow.session, token=token, purpose=PURPOSE_PASSWORD_RESET
+        )
+        user = await uow.session.get(User, record.user_id)
+        if user is None:
+            raise InvalidToken()
+        await _set_password(deps, uow, user, new_password)
+        await uow.commit()
+
+
+async def change_password(
+    deps: Deps, *, actor: User, current_password: str, new_password: str
+) -> None:
+    if not await deps.hasher.verify(actor.password_hash, current_password):
+        raise ValidationFailed(
+            errors={"current_password": [lazy("The current password is not correct.")]}
+        )
+    async with deps.db.uow() as uow:
+        user = await uow.session.get(User, actor.id)
+        if user is None:
+            raise NotFound()
+        await _set_password(deps, uow, user, new_password)
+        await uow.commit()
+
+
+async def _set_password(deps: Deps, uow: UnitOfWork, user: User, new_password: str) -> None:
+    problems = password_problems(
+        new_password,
+        min_length=deps.settings.password_min_length,
+        personal=(user.email.split("@")[0], user.username),
+    )
+    if problems:
+        raise ValidationFailed(errors={"new_password": problems})
+    user.password_hash = await deps.hasher.hash(new_password)
+    # A new password ends every existing sign-in.
+    await uow.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=deps.clock())
+    )

@@ -1,0 +1,75 @@
+"""The application factory and the server's start-up and shut-down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+import tornado.httpserver
+import tornado.web
+
+from skillswap.deps import Deps, build_deps
+from skillswap.http.base import NotFoundHandler
+from skillswap.settings import Settings
+
+log = logging.getLogger("skillswap")
+
+
+def collect_routes() -> list[Any]:
+    """Every capability's route list, in one place."""
+    from skillswap.http import accounts, health
+
+    return [*health.routes, *accounts.routes]
+
+
+def make_app(settings: Settings, deps: Deps) -> tornado.web.Application:
+    """Build the Tornado application around already-created dependencies."""
+    return tornado.web.Application(
+        collect_routes(),
+        deps=deps,
+        default_handler_class=NotFoundHandler,
+        debug=False,
+        compress_response=False,
+        xheaders=True,
+    )
+
+
+def make_server(app: tornado.web.Application, settings: Settings) -> tornado.httpserver.HTTPServer:
+    return tornado.httpserver.HTTPServer(
+        app,
+        xheaders=True,
+        max_body_size=max(settings.max_body_bytes, settings.max_upload_bytes) + 65_536,
+        idle_connection_timeout=75,
+    )
+
+
+async def serve(settings: Settings, *, host: str, port: int, migrate_first: bool) -> None:
+    """Run one node until SIGINT/SIGTERM, then shut down cleanly."""
+    settings.validate_for_serving()
+    if migrate_first:
+        from skillswap.migrate import upgrade_to_head
+
+        await upgrade_to_head(settings)
+    deps = await build_deps(settings)
+    app = make_app(settings, deps)
+    server = make_server(app, settings)
+    server.listen(port, address=host)
+    shown_host = "127.0.0.1" if host in {"0.0.0.0", ""} else host
+    backend = "SQLite (embedded)" if settings.is_sqlite else "PostgreSQL"
+    realtime = "Redis" if settings.redis_url else "in-process"
+    print(
+        f"SkillSwap serving at http://{shown_host}:{port}/ "
+        f"(database: {backend}; realtime and tasks: {realtime})",
+        flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    server.stop()
+    await server.close_all_connections()
+    await deps.close()

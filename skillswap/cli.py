@@ -1,0 +1,171 @@
+"""The `skillswap` command: serve, migrate, createadmin, seed-demo, and what later capabilities add."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from skillswap.settings import ConfigError, Settings
+
+Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+_commands: dict[str, Command] = {}
+
+
+def command(name: str) -> Callable[[Command], Command]:
+    def register(fn: Command) -> Command:
+        _commands[name] = fn
+        return fn
+
+    return register
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="skillswap", description="SkillSwap backend")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run one web node (REST, WebSocket, docs, admin)")
+    serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    serve.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="do not migrate on start (the embedded default migrates by itself)",
+    )
+
+    migrate = sub.add_parser("migrate", help="apply database migrations")
+    migrate.add_argument(
+        "--downgrade", metavar="REVISION", help="downgrade to REVISION (e.g. base)"
+    )
+
+    admin = sub.add_parser(
+        "createadmin", help="create an administrator (or promote an existing user)"
+    )
+    admin.add_argument("--email")
+    admin.add_argument("--username")
+    admin.add_argument("--password", help="omit to be asked (or set SKILLSWAP_ADMIN_PASSWORD)")
+
+    seed = sub.add_parser("seed-demo", help="demo users, categories and skills")
+    seed.add_argument("--skills", type=int, default=200)
+    seed.add_argument(
+        "--users", type=int, default=0, help="default: one per 20 skills, at least 10"
+    )
+
+    for name, configure in _extra_parsers:
+        configure(sub.add_parser(name))
+    return parser
+
+
+_extra_parsers: list[tuple[str, Callable[[argparse.ArgumentParser], None]]] = []
+
+
+@command("serve")
+async def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from skillswap.app import serve
+
+    # The embedded default always migrates itself; a production node migrates unless told not to.
+    await serve(settings, host=args.host, port=args.port, migrate_first=not args.no_migrate)
+    return 0
+
+
+@command("migrate")
+async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from skillswap.migrate import downgrade_to, upgrade_to_head
+
+    if args.downgrade:
+        await downgrade_to(settings, args.downgrade)
+        print(f"downgraded to {args.downgrade}")
+    else:
+        await upgrade_to_head(settings)
+        print("database is at the latest revision")
+    return 0
+
+
+@command("createadmin")
+async def _createadmin(args: argparse.Namespace, settings: Settings) -> int:
+    from skillswap.admin_users import create_admin
+    from skillswap.deps import build_deps
+    from skillswap.errors import AppError
+    from skillswap.migrate import upgrade_to_head
+
+    email, username, password = args.email, args.username, args.password
+    if settings.is_sqlite:
+        await upgrade_to_head(settings)
+    deps = await build_deps(settings)
+    try:
+        user, created = await create_admin(deps, email=email, username=username, password=password)
+    except AppError as exc:
+        translator = deps.catalogs.get("en")
+        print(f"error: {translator.text(exc.detail)}", file=sys.stderr)
+        for field, messages in exc.errors.items():
+            for message in messages:
+                print(f"  {field}: {translator.text(message)}", file=sys.stderr)
+        return 2
+    finally:
+        await deps.close()
+    print(f"{'created' if created else 'promoted'} administrator {user.username} (id {user.id})")
+    return 0
+
+
+@command("seed-demo")
+async def _seed_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from skillswap.deps import build_deps
+    from skillswap.migrate import upgrade_to_head
+    from skillswap.seed import seed_demo
+
+    if settings.is_sqlite:
+        await upgrade_to_head(settings)
+    deps = await build_deps(settings)
+    try:
+        report = await seed_demo(deps, skills=args.skills, users=args.users or None)
+    finally:
+        await deps.close()
+    print(", ".join(f"{value} {name}" for name, value in report.items()))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    _load_extensions()
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        if args.command == "serve":
+            settings.validate_for_serving()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "createadmin":
+        # Asked before the loop starts: prompts block.
+        args.email = args.email or input("Email: ").strip()
+        args.username = args.username or input("Username: ").strip()
+        args.password = (
+            args.password or os.environ.get("SKILLSWAP_ADMIN_PASSWORD") or getpass.getpass()
+        )
+    handler = _commands[args.command]
+    try:
+        return asyncio.run(handler(args, settings))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _load_extensions() -> None:
+    """Import the modules that add commands (worker, scheduler, ledger check, ...)."""
+    for module in _extension_modules:
+        __import__(module)
+
+
+_extension_modules: list[str] = []
+
+
+def add_parser(name: str, configure: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Let a capability add a sub-command (call at import time of its cli module)."""
+    _extra_parsers.append((name, configure))

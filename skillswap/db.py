@@ -1,0 +1,134 @@
+"""Database engine, session factory and the unit of work every use case runs in."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from skillswap.settings import Settings
+
+log = logging.getLogger(__name__)
+
+AfterCommit = Callable[[], Awaitable[None]]
+
+
+def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
+    """Build the engine for the configured backend; call inside the running loop."""
+    db_url = make_url(url or settings.effective_database_url)
+    if db_url.get_backend_name() == "sqlite":
+        database = db_url.database or ""
+        if database and database != ":memory:":
+            from pathlib import Path
+
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(db_url, connect_args={"timeout": 30})
+        _configure_sqlite(engine)
+        return engine
+    return create_async_engine(
+        db_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=False,
+        pool_recycle=1800,
+    )
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+
+class UnitOfWork:
+    """One transaction of one use case: read, write, commit once, then run after-commit hooks.
+
+    Leaving the block without `commit()` rolls back. Events and tasks that must not escape a
+    rolled-back transaction are registered with `after_commit` and run only once it committed.
+    """
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self._after_commit: list[AfterCommit] = []
+        self.committed = False
+
+    def after_commit(self, hook: AfterCommit) -> None:
+        """Run `hook` once this unit of work has committed (never if it rolls back)."""
+        self._after_commit.append(hook)
+
+    async def commit(self) -> None:
+        await self.session.commit()
+        self.committed = True
+
+    async def run_after_commit_hooks(self) -> None:
+        hooks, self._after_commit = self._after_commit, []
+        for hook in hooks:
+            try:
+                await hook()
+            except (
+                Exception
+            ):  # a failed notification must not turn a committed use case into an error
+                log.exception("after-commit hook failed")
+
+
+class Database:
+    """The engine, its session factory, and the writer lock SQLite needs."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessionmaker = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+        self.is_sqlite = engine.dialect.name == "sqlite"
+        # SQLite has one writer; serialising transactions in-process keeps it correct instead of
+        # failing with "database is locked" under concurrent use cases.
+        self._sqlite_lock = asyncio.Lock() if self.is_sqlite else None
+
+    @asynccontextmanager
+    async def uow(self) -> AsyncIterator[UnitOfWork]:
+        """Open a unit of work; commit explicitly inside, hooks run after the block commits."""
+        if self._sqlite_lock is not None:
+            await self._sqlite_lock.acquire()
+        try:
+            async with self.sessionmaker() as session:
+                unit = UnitOfWork(session)
+                try:
+                    yield unit
+                finally:
+                    if not unit.committed:
+                        await session.rollback()
+        finally:
+            if self._sqlite_lock is not None:
+                self._sqlite_lock.release()
+        if unit.committed:
+            await unit.run_after_commit_hooks()
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A read-only session (no writer lock on SQLite: WAL lets readers run beside a writer)."""
+        # Closing (not rolling back) ends the transaction without expiring the loaded objects.
+        async with self.sessionmaker() as session:
+            yield session
+
+    async def ping(self) -> None:
+        from sqlalchemy import text
+
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,85 @@
+"""Everything a request, task or command needs, built inside the running loop and closed after."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from skillswap.db import Database, create_engine
+from skillswap.i18n import Catalogs
+from skillswap.mail import Mailer, RecordingMailer
+from skillswap.passwords import PasswordHasher
+from skillswap.settings import Settings
+from skillswap.tokens import KeyRing, MemoryDenylist, RedisDenylist, TokenDenylist
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    db: Database
+    redis: Any | None  # redis.asyncio.Redis when REDIS_URL is set
+    denylist: TokenDenylist
+    hasher: PasswordHasher
+    keys: KeyRing
+    mailer: Mailer
+    catalogs: Catalogs
+    http: httpx.AsyncClient
+    clock: Clock = system_clock
+    # Filled by later capabilities (realtime hub, task broker, payment gateways, storage).
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.db.dispose()
+        self.hasher.close()
+
+
+async def build_deps(
+    settings: Settings,
+    *,
+    mailer: Mailer | None = None,
+    clock: Clock | None = None,
+    http: httpx.AsyncClient | None = None,
+) -> Deps:
+    """Create engines, pools and clients on the running loop (nothing is built at import)."""
+    db = Database(create_engine(settings))
+    redis = None
+    denylist: TokenDenylist
+    if settings.redis_url:
+        from redis.asyncio import Redis
+
+        redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+        denylist = RedisDenylist(redis)
+    else:
+        denylist = MemoryDenylist()
+    return Deps(
+        settings=settings,
+        db=db,
+        redis=redis,
+        denylist=denylist,
+        hasher=PasswordHasher(
+            time_cost=settings.argon2_time_cost,
+            memory_kib=settings.argon2_memory_kib,
+            parallelism=settings.argon2_parallelism,
+        ),
+        keys=KeyRing(settings),
+        mailer=mailer or RecordingMailer(),
+        catalogs=Catalogs(),
+        http=http or httpx.AsyncClient(timeout=10.0),
+        clock=clock or system_clock,
+    )

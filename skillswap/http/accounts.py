@@ -1,0 +1,249 @@
+"""Account endpoints: /api/auth/* and public profiles under /api/users/."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import EmailStr, Field, model_validator
+
+from skillswap import accounts
+from skillswap.accounts import AuthResult
+from skillswap.http.base import BaseHandler, idempotent, public, route
+from skillswap.http.validation import Body
+from skillswap.i18n import N_
+from skillswap.models import User
+
+
+def user_public(user: User) -> dict[str, Any]:
+    """What anyone may see of a user: never email, phone, balance or anything private."""
+    return {
+        "id": user.id,
+        "username": user.username,
+        "display_name": user.display_name,
+        "avatar_url": user.avatar_url,
+        "bio": user.bio,
+        "verified": user.email_verified,
+        "rating_average": user.rating_average,
+        "rating_count": user.rating_count,
+        "joined_at": user.created_at,
+    }
+
+
+def user_private(user: User) -> dict[str, Any]:
+    """The owner's own view of the account."""
+    return {
+        **user_public(user),
+        "email": user.email,
+        "phone": user.phone,
+        "locale": user.locale,
+        "is_admin": user.is_admin,
+        "has_password": user.password_hash is not None,
+    }
+
+
+def auth_response(result: AuthResult) -> dict[str, Any]:
+    return {"user": user_private(result.user), "access": result.access, "refresh": result.refresh}
+
+
+class RegisterBody(Body):
+    email: EmailStr = Field(max_length=254)
+    username: str = Field(min_length=3, max_length=32)
+    password: str = Field(min_length=1, max_length=256)
+    display_name: str = Field(default="", max_length=80)
+    locale: Literal["en", "ar"] | None = None
+
+
+class LoginBody(Body):
+    email: str | None = Field(default=None, max_length=254)
+    username: str | None = Field(default=None, max_length=32)
+    password: str = Field(min_length=1, max_length=256)
+
+    @model_validator(mode="after")
+    def _one_identifier(self) -> LoginBody:
+        if not (self.email or self.username):
+            raise ValueError(N_("Give your email or your username."))
+        return self
+
+
+class RefreshBody(Body):
+    refresh: str = Field(min_length=1, max_length=200)
+
+
+class LogoutBody(Body):
+    refresh: str | None = Field(default=None, max_length=200)
+
+
+class ProfileBody(Body):
+    username: str = Field(min_length=3, max_length=32)
+    display_name: str = Field(max_length=80)
+    bio: str = Field(default="", max_length=2000)
+    avatar_url: str = Field(default="", max_length=500, pattern=r"^(https?://\S+)?$")
+    phone: str = Field(default="", max_length=32, pattern=r"^(\+?[0-9 ()-]{5,32})?$")
+    locale: Literal["en", "ar"] = "en"
+
+
+class ProfilePatchBody(Body):
+    username: str | None = Field(default=None, min_length=3, max_length=32)
+    display_name: str | None = Field(default=None, max_length=80)
+    bio: str | None = Field(default=None, max_length=2000)
+    avatar_url: str | None = Field(default=None, max_length=500, pattern=r"^(https?://\S+)?$")
+    phone: str | None = Field(default=None, max_length=32, pattern=r"^(\+?[0-9 ()-]{5,32})?$")
+    locale: Literal["en", "ar"] | None = None
+
+
+class TokenBody(Body):
+    token: str = Field(min_length=1, max_length=200)
+
+
+class EmailBody(Body):
+    email: EmailStr = Field(max_length=254)
+
+
+class ResetConfirmBody(Body):
+    token: str = Field(min_length=1, max_length=200)
+    new_password: str = Field(min_length=1, max_length=256)
+
+
+class PasswordChangeBody(Body):
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=1, max_length=256)
+
+
+class RegisterHandler(BaseHandler):
+    @public
+    @idempotent
+    async def post(self) -> None:
+        """Create an account and sign it in."""
+        body = self.parse_body(RegisterBody)
+        result = await accounts.register(
+            self.deps,
+            email=body.email,
+            username=body.username,
+            password=body.password,
+            display_name=body.display_name,
+            locale=body.locale,
+        )
+        self.send(auth_response(result), status=201)
+
+
+class LoginHandler(BaseHandler):
+    @public
+    async def post(self) -> None:
+        """Sign in with email or username and password."""
+        body = self.parse_body(LoginBody)
+        result = await accounts.login(
+            self.deps, identifier=body.email or body.username or "", password=body.password
+        )
+        self.send(auth_response(result))
+
+
+class RefreshHandler(BaseHandler):
+    @public
+    async def post(self) -> None:
+        """Exchange a refresh token for a new pair (the old one is spent)."""
+        body = self.parse_body(RefreshBody)
+        pair = await accounts.refresh_tokens(self.deps, refresh=body.refresh)
+        self.send({"access": pair.access, "refresh": pair.refresh})
+
+
+class LogoutHandler(BaseHandler):
+    async def post(self) -> None:
+        """Sign out: revoke the refresh family and the current access token."""
+        body = self.parse_body(LogoutBody)
+        await accounts.logout(
+            self.deps, actor=self.user, access=self.access_claims, refresh=body.refresh
+        )
+        self.set_status(204)
+
+
+class ProfileHandler(BaseHandler):
+    async def get(self) -> None:
+        """The signed-in user's own profile."""
+        self.send(user_private(self.user))
+
+    async def put(self) -> None:
+        """Replace the editable profile fields."""
+        body = self.parse_body(ProfileBody)
+        user = await accounts.update_profile(self.deps, actor=self.user, changes=body.model_dump())
+        self.send(user_private(user))
+
+    async def patch(self) -> None:
+        """Change some profile fields."""
+        body = self.parse_body(ProfilePatchBody)
+        user = await accounts.update_profile(
+            self.deps, actor=self.user, changes=body.model_dump(exclude_unset=True)
+        )
+        self.send(user_private(user))
+
+
+class PublicProfileHandler(BaseHandler):
+    @public
+    async def get(self, user_id: str) -> None:
+        """Anyone's public profile."""
+        user = await accounts.get_public_profile(self.deps, user_id=int(user_id))
+        self.send(user_public(user))
+
+
+class VerifyEmailHandler(BaseHandler):
+    @public
+    async def post(self) -> None:
+        """Confirm an email address with the emailed code."""
+        body = self.parse_body(TokenBody)
+        user = await accounts.verify_email(self.deps, token=body.token)
+        self.send({"verified": True, "user_id": user.id})
+
+
+class ResendVerificationHandler(BaseHandler):
+    async def post(self) -> None:
+        """Send a new verification code to the signed-in user."""
+        await accounts.resend_verification(self.deps, actor=self.user)
+        self.set_status(202)
+        self.send({"sent": True}, status=202)
+
+
+class PasswordResetHandler(BaseHandler):
+    @public
+    async def post(self) -> None:
+        """Email a password-reset code (the answer is the same whether the account exists)."""
+        body = self.parse_body(EmailBody)
+        await accounts.request_password_reset(self.deps, email=body.email)
+        self.send({"sent": True}, status=202)
+
+
+class PasswordResetConfirmHandler(BaseHandler):
+    @public
+    async def post(self) -> None:
+        """Choose a new password with a reset code."""
+        body = self.parse_body(ResetConfirmBody)
+        await accounts.confirm_password_reset(
+            self.deps, token=body.token, new_password=body.new_password
+        )
+        self.send({"reset": True})
+
+
+class PasswordChangeHandler(BaseHandler):
+    async def post(self) -> None:
+        """Change the password, knowing the current one."""
+        body = self.parse_body(PasswordChangeBody)
+        await accounts.change_password(
+            self.deps,
+            actor=self.user,
+            current_password=body.current_password,
+            new_password=body.new_password,
+        )
+        self.send({"changed": True})
+
+
+routes = [
+    route("/api/auth/register/", RegisterHandler),
+    route("/api/auth/login/", LoginHandler),
+    route("/api/auth/refresh/", RefreshHandler),
+    route("/api/auth/logout/", LogoutHandler),
+    route("/api/auth/profile/", ProfileHandler),
+    route("/api/auth/verify-email/", VerifyEmailHandler),
+    route("/api/auth/verify-email/resend/", ResendVerificationHandler),
+    route("/api/auth/password/reset/", PasswordResetHandler),
+    route("/api/auth/password/reset/confirm/", PasswordResetConfirmHandler),
+    route("/api/auth/password/change/", PasswordChangeHandler),
+    route(r"/api/users/(\d+)/", PublicProfileHandler),
+]

@@ -1,0 +1,355 @@
+"""The base API handler: authentication in `prepare`, JSON in and out, problem+json errors."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+import tornado.web
+from pydantic import BaseModel
+
+from skillswap import idempotency
+from skillswap.deps import Deps
+from skillswap.errors import (
+    AppError,
+    BadRequest,
+    InvalidToken,
+    MethodNotAllowed,
+    NotAuthenticated,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from skillswap.http.validation import validate
+from skillswap.i18n import N_, Translator, lazy, negotiate_locale
+from skillswap.jsonutil import dumpb
+from skillswap.models import User
+
+log = logging.getLogger("skillswap.http")
+
+M = TypeVar("M", bound=BaseModel)
+HandlerMethod = Callable[..., Awaitable[None]]
+
+PROBLEM_TYPE_BASE = "https://skillswap.dev/problems/"
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+_GENERIC_BY_STATUS: dict[int, type[AppError]] = {
+    400: BadRequest,
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: PayloadTooLarge,
+}
+
+
+def public(method: HandlerMethod) -> HandlerMethod:
+    """Mark a handler method as reachable without signing in (everything else needs a user)."""
+    method.public = True  # type: ignore[attr-defined]
+    return method
+
+
+def idempotent(method: HandlerMethod) -> HandlerMethod:
+    """Honour `Idempotency-Key`: the same key and body replay the first response; another body 409."""
+
+    @functools.wraps(method)
+    async def wrapper(self: BaseHandler, *args: Any, **kwargs: Any) -> None:
+        key = self.request.headers.get("Idempotency-Key")
+        if key is None:
+            await method(self, *args, **kwargs)
+            return
+        if not key or len(key) > idempotency.MAX_KEY_LENGTH:
+            raise BadRequest(
+                lazy("Idempotency-Key must be 1 to 255 characters."), code="invalid_idempotency_key"
+            )
+        settings = self.deps.settings
+        user = self.current_user
+        claim = await idempotency.claim_key(
+            self.deps.db,
+            owner=f"user:{user.id}" if user else "anonymous",
+            scope=f"{self.request.method} {self.request.path.rstrip('/')}",
+            key=key,
+            fingerprint=idempotency.request_fingerprint(self.request.body or b""),
+            ttl_seconds=settings.idempotency_ttl_seconds,
+        )
+        if claim.replay is not None:
+            self.set_status(claim.replay.status_code)
+            self.set_header("Content-Type", claim.replay.content_type)
+            self.set_header("Idempotent-Replayed", "true")
+            self.write(claim.replay.body.encode("utf-8"))
+            return
+        assert claim.record_id is not None
+        try:
+            await method(self, *args, **kwargs)
+        except AppError as exc:
+            if exc.status >= 500:
+                await idempotency.release_key(self.deps.db, record_id=claim.record_id)
+            else:
+                # A refused request is an outcome too: retrying the key must not change it.
+                body = self.problem_document(exc)
+                await idempotency.store_outcome(
+                    self.deps.db,
+                    record_id=claim.record_id,
+                    response=idempotency.StoredResponse(
+                        exc.status, json.dumps(body, ensure_ascii=False), "application/problem+json"
+                    ),
+                )
+            raise
+        except BaseException:
+            await idempotency.release_key(self.deps.db, record_id=claim.record_id)
+            raise
+        await idempotency.store_outcome(
+            self.deps.db,
+            record_id=claim.record_id,
+            response=idempotency.StoredResponse(
+                self.get_status(), self._json_written.decode("utf-8"), "application/json"
+            ),
+        )
+
+    return wrapper
+
+
+@dataclass(frozen=True)
+class PageParams:
+    page: int
+    page_size: int
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.page_size
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    """Resolves the user and locale in `prepare`, refuses unmarked methods to anonymous callers."""
+
+    current_user: User | None
+    translator: Translator
+    request_id: str
+    access_claims: Any = None
+    _json_written: bytes = b""
+
+    @property
+    def deps(self) -> Deps:
+        deps: Deps = self.application.settings["deps"]
+        return deps
+
+    @property
+    def user(self) -> User:
+        """The signed-in user (only in methods not marked public)."""
+        if self.current_user is None:
+            raise NotAuthenticated()
+        return self.current_user
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+    async def prepare(self) -> None:
+        incoming = self.request.headers.get("X-Request-ID", "")
+        self.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        self.set_header("X-Request-ID", self.request_id)
+        self.current_user = None
+        self.translator = self.deps.catalogs.get(
+            negotiate_locale(
+                user_locale=None,
+                accept_language=self.request.headers.get("Accept-Language"),
+                default=self.deps.settings.default_locale,
+            )
+        )
+        name = (self.request.method or "").lower()
+        # RequestHandler defines every verb as "405"; only an override is a real endpoint.
+        if getattr(type(self), name, None) is getattr(tornado.web.RequestHandler, name, None):
+            raise MethodNotAllowed()
+        method = getattr(self, name)
+        if len(self.request.body or b"") > self.deps.settings.max_body_bytes:
+            raise PayloadTooLarge()
+        await self._authenticate()
+        if self.current_user is None and not getattr(method, "public", False):
+            raise NotAuthenticated()
+
+    async def _authenticate(self) -> None:
+        header = self.request.headers.get("Authorization")
+        if not header:
+            return
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise InvalidToken()
+        claims = self.deps.keys.verify_access(token.strip())
+        if await self.deps.denylist.is_revoked(claims.jti):
+            raise InvalidToken()
+        async with self.deps.db.read() as session:
+            user = await session.get(User, claims.user_id)
+        if user is None or not user.is_active:
+            raise InvalidToken()
+        self.current_user = user
+        self.access_claims = claims
+        self.translator = self.deps.catalogs.get(
+            negotiate_locale(
+                user_locale=user.locale,
+                accept_language=self.request.headers.get("Accept-Language"),
+                default=self.deps.settings.default_locale,
+            )
+        )
+
+    # -- input ---------------------------------------------------------------------------------
+
+    def json_body(self) -> Any:
+        body = self.request.body or b""
+        if not body.strip():
+            return {}
+        content_type = self.request.headers.get("Content-Type", "application/json")
+        if content_type.split(";")[0].strip().lower() not in {"application/json", ""}:
+            raise UnsupportedMediaType()
+        try:
+            return json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest(lazy("The body is not valid JSON."), code="malformed_json") from None
+
+    def parse_body(self, model: type[M]) -> M:
+        """The request body validated against `model` (unknown fields refused)."""
+        return validate(model, self.json_body())
+
+    def parse_query(self, model: type[M]) -> M:
+        """Query arguments validated against `model`; a repeated argument becomes a list."""
+        data: dict[str, Any] = {}
+        list_fields = {
+            name
+            for name, info in model.model_fields.items()
+            if getattr(info.annotation, "__origin__", None) is list
+        }
+        for name, values in self.request.query_arguments.items():
+            decoded = [v.decode("utf-8", "replace") for v in values]
+            data[name] = decoded if name in list_fields else decoded[-1]
+        return validate(model, data)
+
+    def page_params(self) -> PageParams:
+        settings = self.deps.settings
+        errors: dict[str, Any] = {}
+        page = self._positive_int_arg("page", 1, errors)
+        page_size = self._positive_int_arg("page_size", settings.default_page_size, errors)
+        if "page_size" not in errors and page_size > settings.max_page_size:
+            errors["page_size"] = [lazy("Must be at most {max}.", max=settings.max_page_size)]
+        if errors:
+            raise ValidationFailed(errors=errors)
+        return PageParams(page=page, page_size=page_size)
+
+    def _positive_int_arg(self, name: str, default: int, errors: dict[str, Any]) -> int:
+        raw = self.get_query_argument(name, None)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            errors[name] = [lazy("Must be a whole number.")]
+            return default
+        if value < 1:
+            errors[name] = [lazy("Must be at least {min}.", min=1)]
+        return value
+
+    # -- output --------------------------------------------------------------------------------
+
+    def send(self, data: Any, status: int = 200) -> None:
+        """Write `data` as the JSON response."""
+        self.set_status(status)
+        self._json_written = dumpb(data)
+        self.write(self._json_written)
+
+    def send_page(self, params: PageParams, *, count: int, results: list[Any]) -> None:
+        """Write the standard list envelope `{count, next, previous, results}`."""
+
+        def link(page: int) -> str:
+            args = {k: self.get_query_argument(k) for k in self.request.query_arguments}
+            args["page"] = str(page)
+            return f"{self.request.protocol}://{self.request.host}{self.request.path}?{urlencode(args)}"
+
+        has_next = params.offset + len(results) < count
+        self.send(
+            {
+                "count": count,
+                "next": link(params.page + 1) if has_next else None,
+                "previous": link(params.page - 1) if params.page > 1 else None,
+                "results": results,
+            }
+        )
+
+    def problem_document(self, exc: AppError) -> dict[str, Any]:
+        t = self.translator
+        document: dict[str, Any] = {
+            "type": PROBLEM_TYPE_BASE + exc.code,
+            "title": t.gettext(exc.title),
+            "status": exc.status,
+            "detail": t.text(exc.detail),
+            "code": exc.code,
+            "instance": self.request.path,
+            "request_id": getattr(self, "request_id", None),
+        }
+        if exc.errors:
+            document["errors"] = {
+                name: [t.text(message) for message in messages]
+                for name, messages in exc.errors.items()
+            }
+        document.update(exc.extra)
+        return document
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        exc = exc_info[1] if exc_info else None
+        if not hasattr(self, "translator"):
+            self.translator = self.deps.catalogs.get(self.deps.settings.default_locale)
+        if isinstance(exc, AppError):
+            error = exc
+        elif isinstance(exc, tornado.web.HTTPError) and exc.status_code < 500:
+            error_cls = _GENERIC_BY_STATUS.get(exc.status_code, BadRequest)
+            error = error_cls()
+            error.status = exc.status_code
+        else:
+            from skillswap.errors import AppError as _Base
+
+            error = _Base(lazy("Something went wrong on our side. The error was logged."))
+            error.status = 500
+            error.code = "internal_error"
+            error.title = N_("Internal server error")
+        self.clear()
+        self.set_status(error.status)
+        for name, value in error.headers.items():
+            self.set_header(name, value)
+        self.set_header("Content-Type", "application/problem+json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Request-ID", getattr(self, "request_id", "-"))
+        self.finish(dumpb(self.problem_document(error)))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, AppError) and value.status < 500:
+            return
+        if isinstance(value, tornado.web.HTTPError) and value.status_code < 500:
+            return
+        log.error(
+            "request %s failed: %s %s",
+            getattr(self, "request_id", "-"),
+            self.request.method,
+            self.request.uri,
+            exc_info=(typ, value, tb),
+        )
+
+
+class NotFoundHandler(BaseHandler):
+    """Every unknown path: a problem+json 404."""
+
+    async def prepare(self) -> None:
+        self.request_id = uuid.uuid4().hex
+        raise NotFound()
+
+
+def route(
+    path: str, handler: type[tornado.web.RequestHandler], **kwargs: Any
+) -> tornado.web.URLSpec:
+    """A URL served with and without its trailing slash."""
+    pattern = path.rstrip("/") + "/?$" if path != "/" else "/$"
+    return tornado.web.url(pattern, handler, kwargs or None)

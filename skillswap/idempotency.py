@@ -1,0 +1,123 @@
+"""Idempotency-Key bookkeeping: the first request with a key runs, later ones replay its outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from skillswap.db import Database
+from skillswap.errors import Conflict
+from skillswap.i18n import lazy
+from skillswap.models import IdempotencyRecord
+from skillswap.models.base import utcnow
+
+MAX_KEY_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status_code: int
+    body: str
+    content_type: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Either the right to run the request (`record_id`) or the first request's outcome."""
+
+    record_id: int | None
+    replay: StoredResponse | None
+
+
+def request_fingerprint(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+async def claim_key(
+    db: Database,
+    *,
+    owner: str,
+    scope: str,
+    key: str,
+    fingerprint: str,
+    ttl_seconds: int,
+    wait_seconds: float = 15.0,
+) -> Claim:
+    """Claim `key` for this request, or wait for the request that holds it and replay its result."""
+    deadline = asyncio.get_running_loop().time() + wait_seconds
+    while True:
+        async with db.uow() as uow:
+            session = uow.session
+            existing = await session.scalar(
+                select(IdempotencyRecord).where(
+                    IdempotencyRecord.owner == owner,
+                    IdempotencyRecord.scope == scope,
+                    IdempotencyRecord.key == key,
+                )
+            )
+            if existing is not None and existing.created_at < utcnow() - timedelta(
+                seconds=ttl_seconds
+            ):
+                await session.delete(existing)
+                await session.flush()
+                existing = None
+            if existing is None:
+                record = IdempotencyRecord(
+                    owner=owner, scope=scope, key=key, request_hash=fingerprint
+                )
+                session.add(record)
+                try:
+                    await session.flush()
+                    await uow.commit()
+                    return Claim(record_id=record.id, replay=None)
+                except IntegrityError:
+                    await session.rollback()
+                    continue  # another request claimed it first: read its record
+            if existing.request_hash != fingerprint:
+                raise Conflict(
+                    lazy("This Idempotency-Key was already used with a different request body."),
+                    code="idempotency_key_reused",
+                )
+            if existing.status_code is not None:
+                return Claim(
+                    record_id=None,
+                    replay=StoredResponse(
+                        existing.status_code,
+                        existing.response_body or "",
+                        existing.content_type or "application/json",
+                    ),
+                )
+        if asyncio.get_running_loop().time() > deadline:
+            raise Conflict(
+                lazy("A request with this Idempotency-Key is still being processed."),
+                code="idempotency_in_progress",
+            )
+        await asyncio.sleep(0.02)
+
+
+async def store_outcome(db: Database, *, record_id: int, response: StoredResponse) -> None:
+    async with db.uow() as uow:
+        await uow.session.execute(
+            update(IdempotencyRecord)
+            .where(IdempotencyRecord.id == record_id)
+            .values(
+                status_code=response.status_code,
+                response_body=response.body,
+                content_type=response.content_type,
+            )
+        )
+        await uow.commit()
+
+
+async def release_key(db: Database, *, record_id: int) -> None:
+    """Forget a claim whose request failed unexpectedly, so that a retry may run."""
+    async with db.uow() as uow:
+        await uow.session.execute(
+            delete(IdempotencyRecord).where(IdempotencyRecord.id == record_id)
+        )
+        await uow.commit()

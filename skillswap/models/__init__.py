@@ -1,0 +1,7 @@
+"""All ORM models; importing this package registers every table on `Base.metadata`."""
+
+from skillswap.models.base import Base
+from skillswap.models.idempotency import IdempotencyRecord
+from skillswap.models.users import OneTimeToken, RefreshToken, User
+
+__all__ = ["Base", "IdempotencyRecord", "OneTimeToken", "RefreshToken", "User"]

@@ -1,0 +1,61 @@
+"""Demo data for trying the service and for benchmarks (`skillswap seed-demo`)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import insert, select
+
+from skillswap.db import UnitOfWork
+from skillswap.deps import Deps
+from skillswap.models import User
+
+SeedExtension = Callable[[Deps, UnitOfWork, list[int], int], Awaitable[dict[str, int]]]
+DEMO_PASSWORD = "demo-password-123"
+
+
+async def seed_demo(deps: Deps, *, skills: int, users: int | None = None) -> dict[str, int]:
+    """Insert demo users (password `demo-password-123`); later capabilities add their records."""
+    user_count = users or max(10, skills // 20)
+    password_hash = await deps.hasher.hash(DEMO_PASSWORD)
+    batch = secrets.token_hex(3)
+    async with deps.db.uow() as uow:
+        rows = [
+            {
+                "email": f"demo-{batch}-{i}@example.com",
+                "username": f"demo_{batch}_{i}",
+                "username_key": f"demo_{batch}_{i}",
+                "password_hash": password_hash,
+                "display_name": f"Demo {i}",
+                "email_verified": True,
+                "locale": "ar" if i % 3 == 0 else "en",
+                "bio": "",
+                "avatar_url": "",
+                "phone": "",
+                "is_admin": False,
+                "is_active": True,
+                "rating_sum": 0,
+                "rating_count": 0,
+                "created_at": deps.clock(),
+                "updated_at": deps.clock(),
+            }
+            for i in range(user_count)
+        ]
+        await uow.session.execute(insert(User), rows)
+        user_ids = list(
+            (
+                await uow.session.scalars(
+                    select(User.id).where(User.username_key.like(f"demo_{batch}_%"))
+                )
+            ).all()
+        )
+        report = {"users": len(user_ids)}
+        for extend in seed_extensions:
+            report.update(await extend(deps, uow, user_ids, skills))
+        await uow.commit()
+    return report
+
+
+# Capabilities that add demo records register a coroutine (deps, uow, user_ids, skills) -> counts.
+seed_extensions: list[SeedExtension] = []

@@ -1,0 +1,156 @@
+"""The one place that reads configuration: a frozen, typed view of the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"
+DEFAULT_DATA_DIR = Path("var")
+
+
+class ConfigError(Exception):
+    """The configuration cannot run the service."""
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def _list(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, with the environment variable that sets it (upper-cased field name)."""
+
+    # Core
+    secret_key: str = DEV_SECRET_KEY
+    debug: bool = False
+    database_url: str = ""  # empty: the embedded SQLite file under data_dir
+    redis_url: str = ""  # empty: in-process bridge, in-memory broker and denylist
+    data_dir: str = str(DEFAULT_DATA_DIR)
+    public_url: str = ""  # how clients reach the service; defaults to http://host:port
+    allowed_hosts: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+    # Requests
+    max_body_bytes: int = 1_048_576
+    max_upload_bytes: int = 5_242_880
+    default_page_size: int = 20
+    max_page_size: int = 100
+    # Auth
+    access_token_ttl_seconds: int = 900
+    refresh_token_ttl_seconds: int = 30 * 24 * 3600
+    jwt_algorithm: str = "HS256"  # HS256 with SECRET_KEY, or RS256 with JWT_PRIVATE_KEY_FILE
+    jwt_key_id: str = "k1"
+    jwt_private_key_file: str = ""
+    jwt_previous_keys: tuple[str, ...] = ()  # "kid:secret" pairs still accepted for verification
+    jwt_issuer: str = "skillswap"
+    password_min_length: int = 10
+    argon2_time_cost: int = 2
+    argon2_memory_kib: int = 19_456
+    argon2_parallelism: int = 1
+    email_token_ttl_seconds: int = 2 * 24 * 3600
+    password_reset_ttl_seconds: int = 3600
+    idempotency_ttl_seconds: int = 24 * 3600
+    # Google sign-in
+    google_client_id: str = ""
+    google_client_secret: str = ""
+    google_discovery_url: str = "https://accounts.google.com/.well-known/openid-configuration"
+    oauth_redirect_url: str = ""  # defaults to {public_url}/api/auth/oauth/google/callback/
+    # Email
+    email_host: str = ""
+    email_port: int = 587
+    email_host_user: str = ""
+    email_host_password: str = ""
+    email_use_tls: bool = True
+    default_from_email: str = "SkillSwap <noreply@skillswap.local>"
+    # Economy
+    signup_bonus_points: int = 100
+    platform_fee_percent: int = 0
+    # Payments
+    stripe_secret_key: str = ""
+    stripe_webhook_secret: str = ""
+    paypal_client_id: str = ""
+    paypal_client_secret: str = ""
+    paypal_webhook_id: str = ""
+    paymob_api_key: str = ""
+    paymob_hmac_secret: str = ""
+    # Realtime
+    ws_allowed_origins: tuple[str, ...] = ()
+    # Locale
+    default_locale: str = "en"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def is_production(self) -> bool:
+        """Production mode is any deployment with its own database."""
+        return bool(self.database_url)
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return normalise_database_url(self.database_url)
+        return f"sqlite+aiosqlite:///{Path(self.data_dir) / 'skillswap.sqlite3'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    def validate_for_serving(self) -> None:
+        """Refuse configurations that would be unsafe to serve."""
+        if self.is_production and self.secret_key == DEV_SECRET_KEY:
+            raise ConfigError(
+                "SECRET_KEY is the development key; set a secret of your own when DATABASE_URL is set"
+            )
+        if self.is_production and len(self.secret_key) < 32 and self.jwt_algorithm == "HS256":
+            raise ConfigError("SECRET_KEY must be at least 32 characters in production")
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every field from its upper-cased environment variable."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name == "extra":
+                continue
+            raw = env.get(f.name.upper())
+            if raw is None:
+                continue
+            kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+            try:
+                if kind == "bool":
+                    values[f.name] = _bool(raw)
+                elif kind == "int":
+                    values[f.name] = int(raw)
+                elif kind.startswith("tuple"):
+                    values[f.name] = _list(raw)
+                else:
+                    values[f.name] = raw
+            except ValueError as exc:
+                raise ConfigError(f"{f.name.upper()}: {exc}") from exc
+        return cls(**values)
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the usual `postgresql://` URLs and choose the async driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
+    return url

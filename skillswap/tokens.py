@@ -1,0 +1,155 @@
+"""Access tokens (JWT with a pinned algorithm and a `kid` for key rotation) and their denylist."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import jwt
+
+from skillswap.errors import InvalidToken
+from skillswap.settings import Settings
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: int
+    jti: str
+    expires_at: int
+
+
+class KeyRing:
+    """The key that signs new tokens and every key still accepted for verification."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.algorithm = settings.jwt_algorithm
+        if self.algorithm not in {"HS256", "RS256"}:
+            raise ValueError(f"unsupported JWT_ALGORITHM {self.algorithm!r}")
+        self.issuer = settings.jwt_issuer
+        self.kid = settings.jwt_key_id
+        self.ttl = settings.access_token_ttl_seconds
+        self._verify_keys: dict[str, Any] = {}
+        if self.algorithm == "HS256":
+            self._signing_key: Any = _derive_hmac_key(settings.secret_key, self.kid)
+            self._verify_keys[self.kid] = self._signing_key
+            for pair in settings.jwt_previous_keys:
+                old_kid, _, secret = pair.partition(":")
+                self._verify_keys[old_kid] = _derive_hmac_key(secret, old_kid)
+        else:
+            from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+            pem = Path(settings.jwt_private_key_file).read_bytes()
+            private = load_pem_private_key(pem, password=None)
+            self._signing_key = private
+            self._verify_keys[self.kid] = private.public_key()
+            for pair in settings.jwt_previous_keys:
+                from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+                old_kid, _, path = pair.partition(":")
+                self._verify_keys[old_kid] = load_pem_public_key(Path(path).read_bytes())
+
+    def issue_access(self, user_id: int, *, now: float | None = None) -> tuple[str, AccessClaims]:
+        issued = int(now if now is not None else time.time())
+        claims = AccessClaims(user_id=user_id, jti=uuid.uuid4().hex, expires_at=issued + self.ttl)
+        token = jwt.encode(
+            {
+                "sub": str(user_id),
+                "jti": claims.jti,
+                "iat": issued,
+                "exp": claims.expires_at,
+                "iss": self.issuer,
+                "typ": "access",
+            },
+            self._signing_key,
+            algorithm=self.algorithm,
+            headers={"kid": self.kid},
+        )
+        return token, claims
+
+    def verify_access(self, token: str) -> AccessClaims:
+        """Decode and check signature, algorithm, issuer, expiry and type, or raise InvalidToken."""
+        try:
+            header = jwt.get_unverified_header(token)
+            key = self._verify_keys.get(str(header.get("kid", "")))
+            # The algorithm is pinned: a token naming another (or `none`) is refused outright.
+            if key is None or header.get("alg") != self.algorithm:
+                raise InvalidToken()
+            payload = jwt.decode(
+                token,
+                key,
+                algorithms=[self.algorithm],
+                issuer=self.issuer,
+                options={"require": ["exp", "iat", "sub", "jti", "iss"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidToken() from exc
+        if payload.get("typ") != "access":
+            raise InvalidToken()
+        try:
+            return AccessClaims(int(payload["sub"]), str(payload["jti"]), int(payload["exp"]))
+        except (TypeError, ValueError) as exc:
+            raise InvalidToken() from exc
+
+
+def _derive_hmac_key(secret: str, kid: str) -> bytes:
+    # A key per kid, derived from the secret, so the raw SECRET_KEY never signs tokens itself.
+    return hashlib.sha256(f"skillswap-jwt:{kid}:{secret}".encode()).digest()
+
+
+def new_opaque_token() -> tuple[str, str]:
+    """A random token for the client and the SHA-256 digest that is stored in its place."""
+    token = secrets.token_urlsafe(32)
+    return token, hash_opaque_token(token)
+
+
+def hash_opaque_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenDenylist(Protocol):
+    """Revoked access-token ids, kept until the token would have expired anyway."""
+
+    async def revoke(self, jti: str, *, expires_at: int) -> None: ...
+
+    async def is_revoked(self, jti: str) -> bool: ...
+
+
+class MemoryDenylist:
+    """The embedded default's denylist: one process, so memory is the truth."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, int] = {}
+
+    async def revoke(self, jti: str, *, expires_at: int) -> None:
+        now = int(time.time())
+        self._entries = {k: v for k, v in self._entries.items() if v > now}
+        self._entries[jti] = expires_at
+
+    async def is_revoked(self, jti: str) -> bool:
+        expiry = self._entries.get(jti)
+        return expiry is not None and expiry > time.time()
+
+
+class RedisDenylist:
+    """Shared by every node: a key per revoked token that Redis expires with the token."""
+
+    def __init__(self, redis: Any, prefix: str = "skillswap:denylist:") -> None:
+        self._redis = redis
+        self._prefix = prefix
+
+    async def revoke(self, jti: str, *, expires_at: int) -> None:
+        ttl = max(1, expires_at - int(time.time()) + 1)
+        await self._redis.set(self._prefix + jti, b"1", ex=ttl)
+
+    async def is_revoked(self, jti: str) -> bool:
+        return bool(await self._redis.exists(self._prefix + jti))
+
+
+def utc_timestamp(moment: datetime) -> int:
+    return int(moment.timestamp())

@@ -1,0 +1,269 @@
+"""Shared test harness: real backends, the real app on an unused port, and factories.
+
+Backends: PostgreSQL and Redis when reachable (always in CI, where their absence is an error),
+otherwise the embedded default (SQLite file, in-memory denylist). The header of every run says
+which were used.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import socket
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import tornado.httpserver
+import tornado.testing
+
+from skillswap.app import make_app, make_server
+from skillswap.deps import Deps, build_deps
+from skillswap.mail import RecordingMailer
+from skillswap.settings import Settings
+
+PG_ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REQUIRE_SERVICES = (
+    os.environ.get("SKILLSWAP_REQUIRE_SERVICES") == "1" or os.environ.get("CI") == "true"
+)
+FORCE_EMBEDDED = os.environ.get("SKILLSWAP_TEST_EMBEDDED") == "1"
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or default_port), timeout=1
+        ):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class Backends:
+    database: str  # "postgresql" | "sqlite"
+    redis: bool
+    database_url: str
+    redis_url: str
+    admin_url: str | None = None
+    db_name: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _choose_backends() -> Backends:
+    pg_up = not FORCE_EMBEDDED and _reachable(PG_ADMIN_URL, 5432)
+    redis_up = not FORCE_EMBEDDED and _reachable(REDIS_URL, 6379)
+    if REQUIRE_SERVICES and not (pg_up and redis_up):
+        missing = [name for name, up in (("PostgreSQL", pg_up), ("Redis", redis_up)) if not up]
+        raise pytest.UsageError(f"services required but unreachable: {', '.join(missing)}")
+    if pg_up:
+        name = f"skillswap_test_{os.getpid()}_{secrets.token_hex(3)}"
+        base = PG_ADMIN_URL.rsplit("/", 1)[0]
+        return Backends(
+            "postgresql",
+            redis_up,
+            f"{base}/{name}",
+            REDIS_URL if redis_up else "",
+            PG_ADMIN_URL,
+            name,
+        )
+    path = Path(tempfile.mkdtemp(prefix="skillswap-test-")) / "test.sqlite3"
+    return Backends("sqlite", redis_up, f"sqlite:///{path}", REDIS_URL if redis_up else "")
+
+
+BACKENDS = _choose_backends()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    db = "PostgreSQL" if BACKENDS.database == "postgresql" else "SQLite (embedded default)"
+    redis = "Redis" if BACKENDS.redis else "in-process (no Redis reachable)"
+    return [f"skillswap backends: database={db}; realtime/denylist={redis}"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "postgres" in item.keywords and BACKENDS.database != "postgresql":
+            item.add_marker(
+                pytest.mark.skip(reason="needs PostgreSQL; running on the embedded default")
+            )
+        if "redis" in item.keywords and not BACKENDS.redis:
+            item.add_marker(pytest.mark.skip(reason="needs Redis; none reachable"))
+
+
+async def _create_database() -> None:
+    if BACKENDS.admin_url is None:
+        return
+    import asyncpg
+
+    conn = await asyncpg.connect(BACKENDS.admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{BACKENDS.db_name}"')
+    finally:
+        await conn.close()
+
+
+async def _drop_database() -> None:
+    if BACKENDS.admin_url is None:
+        return
+    import asyncpg
+
+    conn = await asyncpg.connect(BACKENDS.admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{BACKENDS.db_name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def make_settings(**overrides: Any) -> Settings:
+    base = Settings(
+        secret_key="test-secret-key-that-is-long-enough-0123456789",
+        database_url=BACKENDS.database_url,
+        redis_url=BACKENDS.redis_url,
+        # The production hash, with test-sized cost so the suite stays quick.
+        argon2_time_cost=1,
+        argon2_memory_kib=1024,
+        db_pool_size=20,
+        db_max_overflow=40,
+    )
+    return base.with_overrides(**overrides)
+
+
+@pytest.fixture(scope="session")
+async def settings() -> AsyncIterator[Settings]:
+    from skillswap.migrate import upgrade_to_head
+
+    await _create_database()
+    test_settings = make_settings()
+    await upgrade_to_head(test_settings)
+    yield test_settings
+    await _drop_database()
+
+
+@pytest.fixture(scope="session")
+async def deps(settings: Settings) -> AsyncIterator[Deps]:
+    built = await build_deps(settings, mailer=RecordingMailer())
+    yield built
+    await built.close()
+
+
+@pytest.fixture(scope="session")
+async def mailer(deps: Deps) -> RecordingMailer:
+    assert isinstance(deps.mailer, RecordingMailer)
+    return deps.mailer
+
+
+@pytest.fixture(scope="session")
+async def server(settings: Settings, deps: Deps) -> AsyncIterator[str]:
+    app = make_app(settings, deps)
+    http_server: tornado.httpserver.HTTPServer = make_server(app, settings)
+    sock, port = tornado.testing.bind_unused_port()
+    http_server.add_sockets([sock])
+    yield f"http://127.0.0.1:{port}"
+    http_server.stop()
+    await http_server.close_all_connections()
+
+
+class Api:
+    """A real HTTP client for the running app, with helpers that read like the API."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def request(
+        self, method: str, path: str, *, token: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        headers = dict(kwargs.pop("headers", {}) or {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return await self.client.request(method, path, headers=headers, **kwargs)
+
+    async def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("GET", path, **kwargs)
+
+    async def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("POST", path, **kwargs)
+
+    async def put(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("PUT", path, **kwargs)
+
+    async def patch(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("PATCH", path, **kwargs)
+
+    async def delete(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("DELETE", path, **kwargs)
+
+
+@pytest.fixture(scope="session")
+async def api(server: str) -> AsyncIterator[Api]:
+    async with httpx.AsyncClient(base_url=server, timeout=30) as client:
+        yield Api(client)
+
+
+_counter = itertools.count(1)
+
+
+@dataclass
+class TestUser:
+    id: int
+    email: str
+    username: str
+    password: str
+    access: str
+    refresh: str
+    data: dict[str, Any]
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access}"}
+
+
+def unique_name(prefix: str = "user") -> str:
+    return f"{prefix}{os.getpid() % 1000}x{next(_counter)}{secrets.token_hex(2)}"
+
+
+@pytest.fixture
+def make_user(api: Api, deps: Deps):  # type: ignore[no-untyped-def]
+    """Factory: register a real user through the API and return its tokens."""
+
+    async def factory(
+        *,
+        password: str = "correct horse battery",
+        locale: str | None = None,
+        admin: bool = False,
+        **extra: Any,
+    ) -> TestUser:
+        username = extra.pop("username", None) or unique_name()
+        email = extra.pop("email", None) or f"{username}@example.com"
+        body: dict[str, Any] = {"email": email, "username": username, "password": password, **extra}
+        if locale:
+            body["locale"] = locale
+        response = await api.post("/api/auth/register/", json=body)
+        assert response.status_code == 201, response.text
+        data = response.json()
+        if admin:
+            from skillswap.models import User
+
+            async with deps.db.uow() as uow:
+                user = await uow.session.get(User, data["user"]["id"])
+                assert user is not None
+                user.is_admin = True
+                await uow.commit()
+        return TestUser(
+            id=data["user"]["id"],
+            email=email.lower(),
+            username=username,
+            password=password,
+            access=data["access"],
+            refresh=data["refresh"],
+            data=data,
+        )
+
+    return factory
