@@ -12,6 +12,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from skillswap import events
 from skillswap.db import UnitOfWork
 from skillswap.deps import Deps
 from skillswap.errors import (
@@ -30,11 +31,6 @@ from skillswap.tokens import AccessClaims, hash_opaque_token, new_opaque_token
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
 PURPOSE_VERIFY_EMAIL = "verify_email"
 PURPOSE_PASSWORD_RESET = "password_reset"
-
-# Called inside the sign-up transaction by capabilities that give new users something
-# (the ledger's signup bonus). Each takes (deps, uow, user).
-signup_hooks: list[Any] = []
-
 
 @dataclass(frozen=True)
 class AuthResult:
@@ -124,8 +120,7 @@ async def register(
         except IntegrityError:
             # Lost a race with a concurrent sign-up for the same email or username.
             raise _duplicate_error(email_taken=None) from None
-        for hook in signup_hooks:
-            await hook(deps, uow, user)
+        await events.emit(deps, uow, events.UserRegistered(user_id=user.id))
         tokens = await _issue_tokens(deps, session, user)
         verify_token = await _new_one_time_token(deps, session, user, PURPOSE_VERIFY_EMAIL)
         _queue_email(deps, uow, user, PURPOSE_VERIFY_EMAIL, verify_token)

@@ -57,6 +57,9 @@ async def build_deps(
     http: httpx.AsyncClient | None = None,
 ) -> Deps:
     """Create engines, pools and clients on the running loop (nothing is built at import)."""
+    from skillswap import events
+
+    events.install_subscribers()
     db = Database(create_engine(settings))
     redis = None
     denylist: TokenDenylist
@@ -64,7 +67,7 @@ async def build_deps(
         from redis.asyncio import Redis
 
         redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
-        denylist = RedisDenylist(redis)
+        denylist = RedisDenylist(redis, prefix=f"{settings.redis_prefix}denylist:")
     else:
         denylist = MemoryDenylist()
     return Deps(

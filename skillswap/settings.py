@@ -38,6 +38,7 @@ class Settings:
     debug: bool = False
     database_url: str = ""  # empty: the embedded SQLite file under data_dir
     redis_url: str = ""  # empty: in-process bridge, in-memory broker and denylist
+    redis_prefix: str = "skillswap:"  # every Redis key and stream starts with it
     data_dir: str = str(DEFAULT_DATA_DIR)
     public_url: str = ""  # how clients reach the service; defaults to http://host:port
     allowed_hosts: tuple[str, ...] = ()

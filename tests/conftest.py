@@ -80,6 +80,8 @@ def _choose_backends() -> Backends:
 
 
 BACKENDS = _choose_backends()
+# A prefix per run keeps concurrent runs on one Redis from seeing each other's keys.
+REDIS_PREFIX = f"skillswap-test-{secrets.token_hex(4)}:"
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -130,8 +132,9 @@ def make_settings(**overrides: Any) -> Settings:
         # The production hash, with test-sized cost so the suite stays quick.
         argon2_time_cost=1,
         argon2_memory_kib=1024,
-        db_pool_size=20,
-        db_max_overflow=40,
+        db_pool_size=10,
+        db_max_overflow=20,
+        redis_prefix=REDIS_PREFIX,
     )
     return base.with_overrides(**overrides)
 

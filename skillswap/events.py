@@ -1,0 +1,54 @@
+"""Domain events: what one capability announces inside a transaction and others react to.
+
+A subscriber runs inside the emitting unit of work, so what it writes (a ledger entry, a
+notification row, a chat room) commits or rolls back with the change that caused it. Work that
+must wait for the commit (publishing live, enqueuing tasks) is registered with
+`uow.after_commit` by the subscriber itself.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from skillswap.db import UnitOfWork
+    from skillswap.deps import Deps
+
+E = TypeVar("E")
+Subscriber = Callable[["Deps", "UnitOfWork", Any], Awaitable[None]]
+
+_subscribers: dict[type, list[Subscriber]] = defaultdict(list)
+
+# Modules whose import registers subscribers; each capability adds its own line.
+SUBSCRIBER_MODULES: list[str] = []
+
+
+def subscribe(event_type: type[E]) -> Callable[[Subscriber], Subscriber]:
+    """Register the decorated coroutine `(deps, uow, event)` for `event_type`."""
+
+    def register(fn: Subscriber) -> Subscriber:
+        if fn not in _subscribers[event_type]:
+            _subscribers[event_type].append(fn)
+        return fn
+
+    return register
+
+
+async def emit(deps: Deps, uow: UnitOfWork, event: object) -> None:
+    """Run every subscriber of `type(event)` inside the caller's transaction, in order."""
+    for subscriber in _subscribers.get(type(event), ()):
+        await subscriber(deps, uow, event)
+
+
+def install_subscribers() -> None:
+    """Import every subscriber module (called once by `build_deps`)."""
+    for module in SUBSCRIBER_MODULES:
+        __import__(module)
+
+
+@dataclass(frozen=True)
+class UserRegistered:
+    user_id: int
