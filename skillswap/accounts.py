@@ -32,6 +32,7 @@ USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
 PURPOSE_VERIFY_EMAIL = "verify_email"
 PURPOSE_PASSWORD_RESET = "password_reset"
 
+
 @dataclass(frozen=True)
 class AuthResult:
     user: User

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable
 
 from sqlalchemy import insert, select
 
-from skillswap.db import UnitOfWork
 from skillswap.deps import Deps
 from skillswap.models import User
 
-SeedExtension = Callable[[Deps, UnitOfWork, list[int], int], Awaitable[dict[str, int]]]
+# Modules that add demo records, in order; each defines
+# `async def seed(deps, uow, user_ids, skills) -> dict[str, int]` (counts for the report).
+SEED_MODULES: list[str] = []
 DEMO_PASSWORD = "demo-password-123"
 
 
@@ -51,11 +51,8 @@ async def seed_demo(deps: Deps, *, skills: int, users: int | None = None) -> dic
             ).all()
         )
         report = {"users": len(user_ids)}
-        for extend in seed_extensions:
-            report.update(await extend(deps, uow, user_ids, skills))
+        for module_name in SEED_MODULES:
+            module = importlib.import_module(module_name)
+            report.update(await module.seed(deps, uow, user_ids, skills))
         await uow.commit()
     return report
-
-
-# Capabilities that add demo records register a coroutine (deps, uow, user_ids, skills) -> counts.
-seed_extensions: list[SeedExtension] = []
