@@ -52,3 +52,27 @@ def install_subscribers() -> None:
 @dataclass(frozen=True)
 class UserRegistered:
     user_id: int
+
+
+@dataclass(frozen=True)
+class OrderPlaced:
+    """An order was created with its points held in escrow."""
+
+    order_id: int
+    buyer_id: int
+    seller_id: int
+    skill_id: int
+
+
+@dataclass(frozen=True)
+class OrderTransitioned:
+    """An order moved from one status to another (by a person, an admin, or a deadline)."""
+
+    order_id: int
+    buyer_id: int
+    seller_id: int
+    actor_id: int | None  # None when a deadline moved it
+    action: str  # accept, reject, deliver, complete, cancel, request_changes, dispute, resolve, expire
+    from_status: str
+    to_status: str
+    note: str = ""
