@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
@@ -21,7 +22,10 @@ class PasswordHasher:
         self, *, time_cost: int, memory_kib: int, parallelism: int, workers: int | None = None
     ) -> None:
         self._argon2 = _Argon2(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
+        # One thread per core: hashing is CPU-bound, and each running hash holds `memory_kib`.
+        self._pool = ThreadPoolExecutor(
+            max_workers=workers or os.cpu_count() or 2, thread_name_prefix="argon2"
+        )
         # Verifying against this keeps unknown-user logins as slow as known ones.
         self._dummy_hash = self._argon2.hash("dummy-password-for-timing")
 
