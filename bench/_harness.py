@@ -62,7 +62,11 @@ def server_env(database_url: str, **extra: str) -> dict[str, str]:
 
 def run_cli(*args: str, env: dict[str, str]) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "skillswap", *args], env=env, cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "skillswap", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     if done.returncode != 0:
         raise RuntimeError(f"skillswap {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
@@ -90,7 +94,17 @@ def server_process(env: dict[str, str], *, port: int | None = None) -> Iterator[
     """Start `skillswap serve` and wait until /healthz answers."""
     port = port or free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "skillswap", "serve", "--host", "127.0.0.1", "--port", str(port), "--no-migrate"],
+        [
+            sys.executable,
+            "-m",
+            "skillswap",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-migrate",
+        ],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -134,7 +148,11 @@ def summarise(name: str, latencies_s: list[float], elapsed_s: float, errors: int
 
 
 async def closed_loop(
-    client: httpx.AsyncClient, make_request, *, concurrency: int, duration_s: float  # type: ignore[no-untyped-def]
+    client: httpx.AsyncClient,
+    make_request,
+    *,
+    concurrency: int,
+    duration_s: float,  # type: ignore[no-untyped-def]
 ) -> tuple[list[float], float, int]:
     """Run `concurrency` workers issuing requests back to back for `duration_s`."""
     latencies: list[float] = []

@@ -18,9 +18,9 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import closed_loop, run_cli, scratch_database, server_env, server_process, summarise  # noqa: E402
+from _harness import closed_loop, run_cli, scratch_database, server_env, server_process, summarise
 
-from skillswap.settings import Settings  # noqa: E402
+from skillswap.settings import Settings
 
 
 async def main() -> None:
@@ -45,8 +45,11 @@ async def main() -> None:
                 async def register(c: httpx.AsyncClient, i: int) -> httpx.Response:
                     return await c.post(
                         "/api/auth/register/",
-                        json={"email": f"b{tag}{i}@example.com", "username": f"b{tag}{i}",
-                              "password": "bench password 123"},
+                        json={
+                            "email": f"b{tag}{i}@example.com",
+                            "username": f"b{tag}{i}",
+                            "password": "bench password 123",
+                        },
                     )
 
                 latencies, elapsed, errors = await closed_loop(
@@ -58,7 +61,8 @@ async def main() -> None:
                 async def login(c: httpx.AsyncClient, i: int) -> httpx.Response:
                     n = i % max(1, users)
                     return await c.post(
-                        "/api/auth/login/", json={"username": f"b{tag}{n}", "password": "bench password 123"}
+                        "/api/auth/login/",
+                        json={"username": f"b{tag}{n}", "password": "bench password 123"},
                     )
 
                 latencies, elapsed, errors = await closed_loop(

@@ -72,7 +72,9 @@ class OrderTransitioned:
     buyer_id: int
     seller_id: int
     actor_id: int | None  # None when a deadline moved it
-    action: str  # accept, reject, deliver, complete, cancel, request_changes, dispute, resolve, expire
+    action: (
+        str  # accept, reject, deliver, complete, cancel, request_changes, dispute, resolve, expire
+    )
     from_status: str
     to_status: str
     note: str = ""
