@@ -2,6 +2,7 @@
 
 from skillswap.models.base import Base
 from skillswap.models.idempotency import IdempotencyRecord
+from skillswap.models.oauth import OAuthState
 from skillswap.models.users import OneTimeToken, RefreshToken, User
 
-__all__ = ["Base", "IdempotencyRecord", "OneTimeToken", "RefreshToken", "User"]
+__all__ = ["Base", "IdempotencyRecord", "OAuthState", "OneTimeToken", "RefreshToken", "User"]
