@@ -1,0 +1,130 @@
+"""The skills marketplace: categories (two levels), skill listings and their images."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
+from sqlalchemy.orm import Mapped, mapped_column
+
+from skillswap.models.base import Base, BigIntPK, UTCDateTime, utcnow
+
+# JSON lists (tags, languages) are JSONB on PostgreSQL so `@>` containment can use a GIN index.
+JSONList = JSONB().with_variant(JSON(), "sqlite")
+# The weighted search vector is PostgreSQL's; on SQLite the FTS5 table `skills_fts` (created by
+# the migration, kept in sync by skillswap.skills.search) holds the search document instead.
+SearchVector = TSVECTOR().with_variant(Text(), "sqlite")
+
+SKILL_STATUSES = ("active", "paused", "deleted")
+SKILL_LEVELS = ("beginner", "intermediate", "advanced", "expert")
+
+# Tables that live in the database but not in this metadata (SQLite's FTS5 index and its shadow
+# tables); migrations/env.py leaves them out of autogenerate comparisons.
+Base.metadata.info.setdefault("unmanaged_tables", set()).update(
+    {
+        "skills_fts",
+        "skills_fts_data",
+        "skills_fts_idx",
+        "skills_fts_content",
+        "skills_fts_docsize",
+        "skills_fts_config",
+    }
+)
+
+
+class Category(Base):
+    """A marketplace category; `parent_id` makes a second level (never deeper)."""
+
+    __tablename__ = "skill_categories"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("skill_categories.id", ondelete="RESTRICT"), index=True
+    )
+    slug: Mapped[str] = mapped_column(String(60), unique=True)
+    name_en: Mapped[str] = mapped_column(String(80))
+    name_ar: Mapped[str] = mapped_column(String(80))
+    icon: Mapped[str] = mapped_column(String(60), default="")
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Skill(Base):
+    """One listing: what its owner teaches, in English and/or Arabic, for a price in points.
+
+    `rating_sum`, `rating_count` and `orders_completed` are changed by orders and reviews with
+    atomic `UPDATE ... SET x = x + n`; the average is derived, as on User. A skill is never
+    removed (orders refer to it): deleting sets `status = 'deleted'`.
+    """
+
+    __tablename__ = "skills"
+    __table_args__ = (
+        CheckConstraint("price_points > 0", name="price_positive"),
+        CheckConstraint("delivery_days > 0", name="delivery_days_positive"),
+        CheckConstraint("status IN ('active', 'paused', 'deleted')", name="status_known"),
+        Index("ix_skills_category_created", "category_id", "created_at", "id"),
+        Index("ix_skills_created", "created_at", "id"),
+        Index("ix_skills_price", "price_points", "id"),
+        Index("ix_skills_popular", "orders_completed", "id"),
+        Index("ix_skills_search_vector", "search_vector", postgresql_using="gin"),
+        Index(
+            "ix_skills_tags",
+            "tags",
+            postgresql_using="gin",
+            postgresql_ops={"tags": "jsonb_path_ops"},
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    category_id: Mapped[int] = mapped_column(ForeignKey("skill_categories.id"))
+    title_en: Mapped[str] = mapped_column(String(120), default="")
+    title_ar: Mapped[str] = mapped_column(String(120), default="")
+    description_en: Mapped[str] = mapped_column(Text, default="")
+    description_ar: Mapped[str] = mapped_column(Text, default="")
+    price_points: Mapped[int] = mapped_column(Integer)
+    level: Mapped[str] = mapped_column(String(16))
+    languages: Mapped[list[str]] = mapped_column(JSONList, default=list)
+    tags: Mapped[list[str]] = mapped_column(JSONList, default=list)
+    delivery_days: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    rating_sum: Mapped[int] = mapped_column(Integer, default=0)
+    rating_count: Mapped[int] = mapped_column(Integer, default=0)
+    orders_completed: Mapped[int] = mapped_column(Integer, default=0)
+    search_vector: Mapped[Any] = mapped_column(SearchVector, nullable=True, deferred=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def rating_average(self) -> float | None:
+        return round(self.rating_sum / self.rating_count, 2) if self.rating_count else None
+
+
+class SkillImage(Base):
+    """An image of a skill, stored through skillswap.storage under `storage_key`."""
+
+    __tablename__ = "skill_images"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    skill_id: Mapped[int] = mapped_column(ForeignKey("skills.id", ondelete="CASCADE"), index=True)
+    storage_key: Mapped[str] = mapped_column(String(200), unique=True)
+    content_type: Mapped[str] = mapped_column(String(40))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
