@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from pathlib import Path
 from typing import Any
 
+import jinja2
 import tornado.httpserver
 import tornado.web
 
@@ -14,14 +16,25 @@ from skillswap.deps import Deps, build_deps
 from skillswap.http.base import NotFoundHandler
 from skillswap.settings import Settings
 
+HTTP_DIR = Path(__file__).resolve().parent / "http"
+
 log = logging.getLogger("skillswap")
 
 
 def collect_routes() -> list[Any]:
     """Every capability's route list, in one place."""
-    from skillswap.http import accounts, health
+    from skillswap.http import accounts, docs, health
 
-    return [*health.routes, *accounts.routes]
+    return [*health.routes, *docs.routes, *accounts.routes]
+
+
+def make_template_environment() -> jinja2.Environment:
+    """Jinja2 for the HTML pages (docs, admin dashboard), autoescaped."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(HTTP_DIR / "templates")),
+        autoescape=jinja2.select_autoescape(["html"]),
+        enable_async=False,
+    )
 
 
 def make_app(settings: Settings, deps: Deps) -> tornado.web.Application:
@@ -29,6 +42,9 @@ def make_app(settings: Settings, deps: Deps) -> tornado.web.Application:
     return tornado.web.Application(
         collect_routes(),
         deps=deps,
+        jinja=make_template_environment(),
+        static_path=str(HTTP_DIR / "static"),
+        static_url_prefix="/static/",
         default_handler_class=NotFoundHandler,
         debug=False,
         compress_response=False,

@@ -112,6 +112,7 @@ def idempotent(method: HandlerMethod) -> HandlerMethod:
             ),
         )
 
+    wrapper.idempotent = True  # type: ignore[attr-defined]
     return wrapper
 
 
