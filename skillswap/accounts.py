@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from dataclasses import dataclass
@@ -20,9 +21,10 @@ from skillswap.errors import (
     InvalidCredentials,
     InvalidToken,
     NotFound,
+    TooManyRequests,
     ValidationFailed,
 )
-from skillswap.i18n import SUPPORTED_LOCALES, lazy
+from skillswap.i18n import SUPPORTED_LOCALES, lazy, lazy_plural
 from skillswap.mail import OutgoingEmail
 from skillswap.models import OneTimeToken, RefreshToken, User
 from skillswap.passwords import password_problems
@@ -147,16 +149,42 @@ def _duplicate_error(*, email_taken: bool | None) -> Conflict:
     )
 
 
-async def login(deps: Deps, *, identifier: str, password: str) -> AuthResult:
-    """Sign in by email or username; every failure is the same generic 401."""
+async def login(
+    deps: Deps, *, identifier: str, password: str, client_ip: str | None = None
+) -> AuthResult:
+    """Sign in by email or username; every failure is the same generic 401.
+
+    Repeated failures for one account, or from one address, are refused for a while (429)
+    before any password is checked, so guessing costs time even across many nodes.
+    """
     key = identifier.strip().lower()
+    settings = deps.settings
+    window = settings.login_failure_window_seconds
+    account_key = "login:account:" + hashlib.sha256(key.encode()).hexdigest()
+    ip_key = f"login:ip:{client_ip}" if client_ip else None
+    if await deps.limiter.count(account_key) >= settings.login_max_failures or (
+        ip_key and await deps.limiter.count(ip_key) >= settings.login_max_failures_per_ip
+    ):
+        raise TooManyRequests(
+            lazy_plural(
+                "Too many failed sign-in attempts. Try again in {n} minute.",
+                "Too many failed sign-in attempts. Try again in {n} minutes.",
+                max(1, window // 60),
+            ),
+            code="too_many_login_attempts",
+            headers={"Retry-After": str(window)},
+        )
     async with deps.db.read() as session:
         user = await session.scalar(
             select(User).where(or_(User.email == key, User.username_key == key))
         )
     ok = await deps.hasher.verify(user.password_hash if user else None, password)
     if user is None or not ok or not user.is_active:
+        await deps.limiter.hit(account_key, window_seconds=window)
+        if ip_key:
+            await deps.limiter.hit(ip_key, window_seconds=window)
         raise InvalidCredentials()
+    await deps.limiter.reset(account_key)
     async with deps.db.uow() as uow:
         if user.password_hash and deps.hasher.needs_rehash(user.password_hash):
             new_hash = await deps.hasher.hash(password)
@@ -357,8 +385,14 @@ async def verify_email(deps: Deps, *, token: str) -> User:
 
 async def request_password_reset(deps: Deps, *, email: str) -> None:
     """Email a reset code if the account exists; the answer never reveals whether it does."""
+    address = normalise_email(email)
+    sent = await deps.limiter.hit(
+        "reset:" + hashlib.sha256(address.encode()).hexdigest(), window_seconds=3600
+    )
+    if sent > deps.settings.password_reset_max_per_hour:
+        return  # quietly: the answer must look the same, and the inbox is not flooded
     async with deps.db.uow() as uow:
-        user = await uow.session.scalar(select(User).where(User.email == normalise_email(email)))
+        user = await uow.session.scalar(select(User).where(User.email == address))
         if user is None or not user.is_active:
             return
         token = await _new_one_time_token(deps, uow.session, user, PURPOSE_PASSWORD_RESET)

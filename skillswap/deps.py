@@ -14,6 +14,7 @@ from skillswap.db import Database, create_engine
 from skillswap.i18n import Catalogs
 from skillswap.mail import Mailer, RecordingMailer
 from skillswap.passwords import PasswordHasher
+from skillswap.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from skillswap.settings import Settings
 from skillswap.tokens import KeyRing, MemoryDenylist, RedisDenylist, TokenDenylist
 
@@ -37,6 +38,7 @@ class Deps:
     mailer: Mailer
     catalogs: Catalogs
     http: httpx.AsyncClient
+    limiter: RateLimiter
     clock: Clock = system_clock
     # Filled by later capabilities (realtime hub, task broker, payment gateways, storage).
     extras: dict[str, Any] = field(default_factory=dict)
@@ -63,13 +65,16 @@ async def build_deps(
     db = Database(create_engine(settings))
     redis = None
     denylist: TokenDenylist
+    limiter: RateLimiter
     if settings.redis_url:
         from redis.asyncio import Redis
 
         redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
         denylist = RedisDenylist(redis, prefix=f"{settings.redis_prefix}denylist:")
+        limiter = RedisRateLimiter(redis, prefix=f"{settings.redis_prefix}ratelimit:")
     else:
         denylist = MemoryDenylist()
+        limiter = MemoryRateLimiter()
     return Deps(
         settings=settings,
         db=db,
@@ -84,5 +89,6 @@ async def build_deps(
         mailer=mailer or RecordingMailer(),
         catalogs=Catalogs(),
         http=http or httpx.AsyncClient(timeout=10.0),
+        limiter=limiter,
         clock=clock or system_clock,
     )

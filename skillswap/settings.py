@@ -59,6 +59,10 @@ class Settings:
     jwt_previous_keys: tuple[str, ...] = ()  # "kid:secret" pairs still accepted for verification
     jwt_issuer: str = "skillswap"
     password_min_length: int = 10
+    login_max_failures: int = 10  # per account (email/username) and window
+    login_max_failures_per_ip: int = 100  # per client address and window
+    login_failure_window_seconds: int = 900
+    password_reset_max_per_hour: int = 5  # reset emails per address
     argon2_time_cost: int = 2
     argon2_memory_kib: int = 19_456
     argon2_parallelism: int = 1

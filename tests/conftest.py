@@ -132,6 +132,8 @@ def make_settings(**overrides: Any) -> Settings:
         # The production hash, with test-sized cost so the suite stays quick.
         argon2_time_cost=1,
         argon2_memory_kib=1024,
+        # Every test client shares 127.0.0.1; the per-address limit has its own test.
+        login_max_failures_per_ip=10_000,
         db_pool_size=10,
         db_max_overflow=20,
         redis_prefix=REDIS_PREFIX,

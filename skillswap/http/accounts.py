@@ -132,7 +132,10 @@ class LoginHandler(BaseHandler):
         """Sign in with email or username and password."""
         body = self.parse_body(LoginBody)
         result = await accounts.login(
-            self.deps, identifier=body.email or body.username or "", password=body.password
+            self.deps,
+            identifier=body.email or body.username or "",
+            password=body.password,
+            client_ip=self.request.remote_ip,
         )
         self.send(auth_response(result))
 

@@ -364,3 +364,58 @@ async def test_paths_work_with_and_without_trailing_slash(api):
     assert (
         await api.post("/api/auth/login", json={"username": "x", "password": "y"})
     ).status_code == 401
+
+
+async def test_repeated_failed_logins_lock_the_account_for_a_while(api, make_user, deps):
+    user = await make_user()
+    limit = deps.settings.login_max_failures
+    for _ in range(limit):
+        wrong = await api.post(
+            "/api/auth/login/", json={"username": user.username, "password": "wrong guess!"}
+        )
+        assert wrong.status_code == 401
+    locked = await api.post(
+        "/api/auth/login/", json={"username": user.username, "password": user.password}
+    )
+    assert locked.status_code == 429
+    assert locked.json()["code"] == "too_many_login_attempts"
+    assert int(locked.headers["Retry-After"]) > 0
+    # Other accounts are not affected.
+    other = await make_user()
+    assert (
+        await api.post(
+            "/api/auth/login/", json={"username": other.username, "password": other.password}
+        )
+    ).status_code == 200
+
+
+async def test_a_successful_login_clears_earlier_failures(api, make_user, deps):
+    user = await make_user()
+    for _ in range(deps.settings.login_max_failures - 1):
+        await api.post(
+            "/api/auth/login/", json={"username": user.username, "password": "wrong guess!"}
+        )
+    assert (
+        await api.post(
+            "/api/auth/login/", json={"username": user.username, "password": user.password}
+        )
+    ).status_code == 200
+    for _ in range(deps.settings.login_max_failures - 1):
+        await api.post(
+            "/api/auth/login/", json={"username": user.username, "password": "wrong guess!"}
+        )
+    assert (
+        await api.post(
+            "/api/auth/login/", json={"username": user.username, "password": user.password}
+        )
+    ).status_code == 200
+
+
+async def test_password_reset_mails_are_capped_per_address(api, make_user, mailer, deps):
+    user = await make_user()
+    cap = deps.settings.password_reset_max_per_hour
+    for _ in range(cap + 3):
+        response = await api.post("/api/auth/password/reset/", json={"email": user.email})
+        assert response.status_code == 202
+    sent = [m for m in mailer.outbox if m.to == user.email and m.kind == "password_reset"]
+    assert len(sent) == cap
