@@ -2,7 +2,16 @@
 
 from skillswap.models.base import Base
 from skillswap.models.idempotency import IdempotencyRecord
+from skillswap.models.ledger import (
+    LedgerAccount,
+    LedgerEntry,
+    LedgerHold,
+    LedgerTransfer,
+    PointsPackage,
+)
 from skillswap.models.oauth import OAuthState
+from skillswap.models.orders import Order, OrderTransition
+from skillswap.models.reviews import Review
 from skillswap.models.skills import Category, Skill, SkillImage
 from skillswap.models.users import OneTimeToken, RefreshToken, User
 
@@ -10,9 +19,17 @@ __all__ = [
     "Base",
     "Category",
     "IdempotencyRecord",
+    "LedgerAccount",
+    "LedgerEntry",
+    "LedgerHold",
+    "LedgerTransfer",
     "OAuthState",
     "OneTimeToken",
+    "Order",
+    "OrderTransition",
+    "PointsPackage",
     "RefreshToken",
+    "Review",
     "Skill",
     "SkillImage",
     "User",

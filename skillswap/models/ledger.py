@@ -1,0 +1,176 @@
+"""The points ledger (accounts, transfers, entries, holds) and the points packages for sale.
+
+The database itself refuses what must never happen: a transfer of nothing, a user wallet whose
+available balance goes below zero, a hold resolved twice (its status leaves `pending` once, by
+a conditional update). `skillswap ledger check` verifies the invariants that span rows.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from skillswap.models.base import Base, BigIntPK, UTCDateTime, utcnow
+
+ACCOUNT_KINDS = ("user", "system")
+TRANSFER_STATUSES = ("posted", "rejected")
+HOLD_STATUSES = ("pending", "posted", "voided", "rejected")
+
+
+class LedgerAccount(Base):
+    """A user's wallet or one of the system accounts; `balance` is the sum of its entries.
+
+    `held` is what pending holds reserve on a wallet: available = balance - held. System
+    accounts (where bonuses and purchased points come from, escrow, fees) may go negative, so
+    that the sum of every balance is exactly zero.
+    """
+
+    __tablename__ = "ledger_accounts"
+    __table_args__ = (
+        CheckConstraint("kind IN ('user', 'system')", name="kind_known"),
+        CheckConstraint(
+            "(kind = 'user' AND user_id IS NOT NULL AND code IS NULL)"
+            " OR (kind = 'system' AND user_id IS NULL AND code IS NOT NULL)",
+            name="owner_matches_kind",
+        ),
+        CheckConstraint("held >= 0", name="held_not_negative"),
+        CheckConstraint("kind = 'user' OR held = 0", name="system_accounts_hold_nothing"),
+        CheckConstraint("kind = 'system' OR balance - held >= 0", name="wallet_not_overdrawn"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), unique=True)
+    code: Mapped[str | None] = mapped_column(String(32), unique=True)
+    balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    held: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LedgerHold(Base):
+    """Points reserved on a wallet (escrow): later posted or voided, exactly once.
+
+    A hold refused for lack of points is kept as `rejected` so that retrying its key replays
+    the refusal instead of trying again.
+    """
+
+    __tablename__ = "ledger_holds"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint(
+            "status IN ('pending', 'posted', 'voided', 'rejected')", name="status_known"
+        ),
+        CheckConstraint(
+            "(status = 'pending' AND resolved_at IS NULL)"
+            " OR (status <> 'pending' AND resolved_at IS NOT NULL)",
+            name="resolved_when_not_pending",
+        ),
+        CheckConstraint(
+            "(status = 'posted' AND posted_amount > 0 AND posted_amount <= amount)"
+            " OR (status <> 'posted' AND posted_amount IS NULL)",
+            name="posted_amount_when_posted",
+        ),
+        CheckConstraint(
+            "(status = 'rejected' AND shortfall > 0) OR (status <> 'rejected' AND shortfall IS NULL)",
+            name="shortfall_when_rejected",
+        ),
+        Index("ix_ledger_holds_account_status", "account_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    posted_amount: Mapped[int | None] = mapped_column(BigInteger)
+    shortfall: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class LedgerTransfer(Base):
+    """One movement of a positive whole amount from one account to another.
+
+    A `posted` transfer has exactly two entries (−amount on the debit account, +amount on the
+    credit account); a `rejected` one has none and records why and by how much it fell short.
+    """
+
+    __tablename__ = "ledger_transfers"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("debit_account_id <> credit_account_id", name="distinct_accounts"),
+        CheckConstraint("status IN ('posted', 'rejected')", name="status_known"),
+        CheckConstraint(
+            "(status = 'posted' AND failure_code IS NULL AND shortfall IS NULL)"
+            " OR (status = 'rejected' AND failure_code IS NOT NULL AND shortfall > 0)",
+            name="failure_when_rejected",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(10))
+    debit_account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"), index=True)
+    credit_account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    # References: the order it settles, the payment that bought the points (payments are a
+    # later capability, so no foreign key yet), the hold it posts.
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
+    payment_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    hold_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_holds.id"), index=True)
+    failure_code: Mapped[str | None] = mapped_column(String(32))
+    shortfall: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LedgerEntry(Base):
+    """One side of a posted transfer on one account, with the account's balance after it."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        CheckConstraint("amount <> 0", name="amount_not_zero"),
+        UniqueConstraint("transfer_id", "account_id", name="uq_ledger_entries_transfer_account"),
+        # A wallet's statement, newest first.
+        Index("ix_ledger_entries_account", "account_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    transfer_id: Mapped[int] = mapped_column(ForeignKey("ledger_transfers.id"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)  # signed: credit > 0, debit < 0
+    balance_after: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PointsPackage(Base):
+    """A bundle of points for sale, named in both languages; the price is in minor units."""
+
+    __tablename__ = "points_packages"
+    __table_args__ = (
+        CheckConstraint("points > 0", name="points_positive"),
+        CheckConstraint("price_minor > 0", name="price_positive"),
+        Index("ix_points_packages_listing", "is_active", "sort_order", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    name_en: Mapped[str] = mapped_column(String(80))
+    name_ar: Mapped[str] = mapped_column(String(80))
+    points: Mapped[int] = mapped_column(Integer)
+    price_minor: Mapped[int] = mapped_column(Integer)  # cents, piastres, fils...
+    currency: Mapped[str] = mapped_column(String(3))  # ISO 4217, upper case
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    sort_order: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

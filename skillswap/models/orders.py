@@ -1,0 +1,89 @@
+"""Orders of skills, paid from escrow, and the history of every transition they went through."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from skillswap.models.base import Base, BigIntPK, UTCDateTime, utcnow
+
+ORDER_STATUSES = (
+    "pending",
+    "accepted",
+    "delivered",
+    "completed",
+    "rejected",
+    "cancelled",
+    "expired",
+    "disputed",
+    "resolved",
+)
+RESOLUTIONS = ("refund", "release", "split")
+
+
+class Order(Base):
+    """A buyer's order of a seller's skill; its price waits in the hold `hold_id` until settled.
+
+    `deadline_at` is when the current status runs out (NULL in terminal states and while a
+    dispute waits for an administrator). The settlement columns say where the points went.
+    """
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'accepted', 'delivered', 'completed', 'rejected',"
+            " 'cancelled', 'expired', 'disputed', 'resolved')",
+            name="status_known",
+        ),
+        CheckConstraint("buyer_id <> seller_id", name="buyer_is_not_seller"),
+        CheckConstraint("price_points > 0", name="price_positive"),
+        CheckConstraint(
+            "resolution IS NULL OR resolution IN ('refund', 'release', 'split')",
+            name="resolution_known",
+        ),
+        CheckConstraint(
+            "(status = 'resolved' AND resolution IS NOT NULL)"
+            " OR (status <> 'resolved' AND resolution IS NULL)",
+            name="resolution_when_resolved",
+        ),
+        # The deadline sweeps read "orders in status S whose deadline has passed".
+        Index("ix_orders_status_deadline", "status", "deadline_at"),
+        Index("ix_orders_buyer_created", "buyer_id", "id"),
+        Index("ix_orders_seller_created", "seller_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    buyer_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    seller_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    skill_id: Mapped[int] = mapped_column(ForeignKey("skills.id"), index=True)
+    hold_id: Mapped[int] = mapped_column(ForeignKey("ledger_holds.id"), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    price_points: Mapped[int] = mapped_column(BigInteger)
+    requirements: Mapped[str] = mapped_column(Text, default="")
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolution: Mapped[str | None] = mapped_column(String(8))
+    # Settlement: what the seller received, the platform fee, what went back to the buyer.
+    seller_points: Mapped[int | None] = mapped_column(BigInteger)
+    fee_points: Mapped[int | None] = mapped_column(BigInteger)
+    refunded_points: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class OrderTransition(Base):
+    """One step of an order's history: who (NULL for a deadline), when, from, to, and a note."""
+
+    __tablename__ = "order_transitions"
+    __table_args__ = (Index("ix_order_transitions_order", "order_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    action: Mapped[str] = mapped_column(String(20))
+    from_status: Mapped[str | None] = mapped_column(String(16))  # NULL when the order was placed
+    to_status: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
