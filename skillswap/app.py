@@ -23,9 +23,9 @@ log = logging.getLogger("skillswap")
 
 def collect_routes() -> list[Any]:
     """Every capability's route list, in one place."""
-    from skillswap.http import accounts, docs, health
+    from skillswap.http import accounts, docs, health, oauth
 
-    return [*health.routes, *docs.routes, *accounts.routes]
+    return [*health.routes, *docs.routes, *accounts.routes, *oauth.routes]
 
 
 def make_template_environment() -> jinja2.Environment:

@@ -1,0 +1,1 @@
+"""Local servers that speak the real protocols of external services, started by the tests."""
