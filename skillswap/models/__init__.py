@@ -1,6 +1,7 @@
 """All ORM models; importing this package registers every table on `Base.metadata`."""
 
 from skillswap.models.base import Base
+from skillswap.models.chat import ChatMember, ChatMessage, ChatRoom
 from skillswap.models.idempotency import IdempotencyRecord
 from skillswap.models.ledger import (
     LedgerAccount,
@@ -9,6 +10,7 @@ from skillswap.models.ledger import (
     LedgerTransfer,
     PointsPackage,
 )
+from skillswap.models.notifications import Notification
 from skillswap.models.oauth import OAuthState
 from skillswap.models.orders import Order, OrderTransition
 from skillswap.models.reviews import Review
@@ -18,11 +20,15 @@ from skillswap.models.users import OneTimeToken, RefreshToken, User
 __all__ = [
     "Base",
     "Category",
+    "ChatMember",
+    "ChatMessage",
+    "ChatRoom",
     "IdempotencyRecord",
     "LedgerAccount",
     "LedgerEntry",
     "LedgerHold",
     "LedgerTransfer",
+    "Notification",
     "OAuthState",
     "OneTimeToken",
     "Order",
