@@ -48,6 +48,7 @@ class Settings:
     # Requests
     max_body_bytes: int = 1_048_576
     max_upload_bytes: int = 5_242_880
+    media_dir: str = ""  # uploaded images; empty: {data_dir}/media, served under /media/
     default_page_size: int = 20
     max_page_size: int = 100
     # Auth
@@ -93,7 +94,16 @@ class Settings:
     paymob_api_key: str = ""
     paymob_hmac_secret: str = ""
     # Realtime
-    ws_allowed_origins: tuple[str, ...] = ()
+    ws_allowed_origins: tuple[str, ...] = ()  # empty: only pages served from the same host
+    ws_max_frame_bytes: int = 65_536  # a larger client frame closes the socket (1009)
+    ws_rate_per_second: int = 20  # client frames per second, sustained ...
+    ws_rate_burst: int = 60  # ... with this burst; faster closes the socket (4029)
+    ws_outbound_max_bytes: int = 1_048_576  # unsent bytes before a client is too slow (4008)
+    ws_ping_interval_seconds: int = 30  # 0 disables server pings
+    ws_max_subscriptions: int = 500  # rooms one connection may follow
+    chat_message_max_chars: int = 4000
+    realtime_stream_maxlen: int = 1000  # entries kept per room stream (MAXLEN ~)
+    realtime_idle_seconds: int = 30  # a room actor with no local subscriber stops after this
     # Locale
     default_locale: str = "en"
     extra: Mapping[str, str] = field(default_factory=dict)
