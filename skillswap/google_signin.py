@@ -206,6 +206,8 @@ async def finish_google_sign_in(
         )
     if not state:
         raise _invalid_state()
+    # The state is spent in its own transaction, before the code goes to Google: no transaction
+    # is held open across the network, and a flow that fails later cannot be finished twice.
     pending = await _consume_state(deps, state)
     if not code:
         raise ValidationFailed(errors={"code": [lazy("This field is required.")]})

@@ -24,6 +24,7 @@ from skillswap import events
 from skillswap.app import make_app, make_server
 from skillswap.deps import Deps, build_deps
 from skillswap.models import OAuthState, User
+from skillswap.oidc import OpenIDProvider, ProviderUnavailable
 from skillswap.settings import Settings
 from skillswap.tokens import hash_opaque_token
 from tests.fakes.oidc_provider import FakeOIDCProvider, client_ssl_context, s256
@@ -497,3 +498,36 @@ async def test_without_a_client_id_google_sign_in_is_not_configured(api):
         assert_problem(response, 503, "oauth_not_configured")
     arabic = await api.get("/api/auth/oauth/google", headers={"Accept-Language": "ar"})
     assert is_arabic(arabic.json()["detail"])
+
+
+# -- the provider client: caching and key rotation -----------------------------------------------
+
+
+async def test_concurrent_misses_of_a_new_kid_share_one_refetch(provider):
+    async with httpx.AsyncClient(verify=client_ssl_context()) as http:
+        oidc = OpenIDProvider(http, provider.discovery_url)
+        assert await oidc.signing_key(provider.signing_key.kid) is not None
+        assert provider.jwks_fetches == 1
+        new_kid = provider.rotate_key()
+        found = await asyncio.gather(*(oidc.signing_key(new_kid) for _ in range(5)))
+        assert {key.key_id for key in found if key is not None} == {new_kid}
+        assert len([key for key in found if key is not None]) == 5
+        assert provider.jwks_fetches == 2
+
+
+async def test_a_stale_copy_is_used_while_the_provider_is_down():
+    down_soon = FakeOIDCProvider()
+    await down_soon.start()
+    now = [0.0]
+    async with httpx.AsyncClient(verify=client_ssl_context()) as http:
+        oidc = OpenIDProvider(http, down_soon.discovery_url, monotonic=lambda: now[0])
+        metadata = await oidc.metadata()
+        key = await oidc.signing_key(down_soon.signing_key.kid)
+        await down_soon.stop()
+        now[0] += 7 * 3600  # past the lifetime of both documents
+
+        assert await oidc.metadata() == metadata
+        assert await oidc.signing_key(down_soon.signing_key.kid) is key
+        never_fetched = OpenIDProvider(http, down_soon.discovery_url)
+        with pytest.raises(ProviderUnavailable):
+            await never_fetched.metadata()
