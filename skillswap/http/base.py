@@ -133,6 +133,7 @@ class BaseHandler(tornado.web.RequestHandler):
     translator: Translator
     request_id: str
     access_claims: Any = None
+    accepts_uploads = False  # True: the body may be a file up to MAX_UPLOAD_BYTES
     _json_written: bytes = b""
 
     @property
@@ -169,7 +170,12 @@ class BaseHandler(tornado.web.RequestHandler):
         if getattr(type(self), name, None) is getattr(tornado.web.RequestHandler, name, None):
             raise MethodNotAllowed()
         method = getattr(self, name)
-        if len(self.request.body or b"") > self.deps.settings.max_body_bytes:
+        settings = self.deps.settings
+        # Upload handlers check the file size themselves (with a clear message) below this cap.
+        limit = (
+            settings.max_upload_bytes + 65_536 if self.accepts_uploads else settings.max_body_bytes
+        )
+        if len(self.request.body or b"") > limit:
             raise PayloadTooLarge()
         await self._authenticate()
         if self.current_user is None and not getattr(method, "public", False):
@@ -327,7 +333,18 @@ class BaseHandler(tornado.web.RequestHandler):
         self.finish(dumpb(self.problem_document(error)))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, AppError) and value.status < 500:
+        if isinstance(value, AppError):
+            # Expected refusals; a 5xx among them (a dependency down, a feature not configured)
+            # is logged with the request id but without a traceback, which would say nothing.
+            if value.status >= 500:
+                log.warning(
+                    "request %s answered %s %s: %s %s",
+                    getattr(self, "request_id", "-"),
+                    value.status,
+                    value.code,
+                    self.request.method,
+                    self.request.uri,
+                )
             return
         if isinstance(value, tornado.web.HTTPError) and value.status_code < 500:
             return
