@@ -1,0 +1,126 @@
+"""Access tokens: pinned algorithms, key ids, rotation, RS256."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from skillswap.errors import InvalidToken
+from skillswap.settings import Settings
+from skillswap.tokens import KeyRing, MemoryDenylist, hash_opaque_token, new_opaque_token
+
+
+def _settings(**kw: object) -> Settings:
+    return Settings(secret_key="s" * 40).with_overrides(**kw)
+
+
+def test_hs256_token_round_trip_carries_kid_and_expiry():
+    ring = KeyRing(_settings())
+    token, claims = ring.issue_access(42)
+    assert jwt.get_unverified_header(token)["kid"] == "k1"
+    verified = ring.verify_access(token)
+    assert verified.user_id == 42
+    assert verified.jti == claims.jti
+    assert verified.expires_at - time.time() == pytest.approx(900, abs=5)
+
+
+def test_rotation_accepts_previous_key_and_refuses_unknown_kid():
+    old = KeyRing(_settings(secret_key="o" * 40, jwt_key_id="k0"))
+    token, _ = old.issue_access(7)
+    rotated = KeyRing(_settings(jwt_key_id="k1", jwt_previous_keys=("k0:" + "o" * 40,)))
+    assert rotated.verify_access(token).user_id == 7
+    without_old = KeyRing(_settings(jwt_key_id="k1"))
+    with pytest.raises(InvalidToken):
+        without_old.verify_access(token)
+
+
+def test_rs256_signs_with_the_private_key_and_refuses_hs256_confusion(tmp_path):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = tmp_path / "jwt.pem"
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    ring = KeyRing(_settings(jwt_algorithm="RS256", jwt_private_key_file=str(pem), jwt_key_id="r1"))
+    token, _ = ring.issue_access(9)
+    assert jwt.get_unverified_header(token)["alg"] == "RS256"
+    assert ring.verify_access(token).user_id == 9
+    # An attacker signing HS256 with the public key as the secret is refused (alg is pinned).
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    forged = (
+        jwt.encode(
+            {
+                "sub": "9",
+                "jti": "x",
+                "iat": int(time.time()),
+                "exp": int(time.time()) + 60,
+                "iss": "skillswap",
+                "typ": "access",
+            },
+            public_pem.decode(),
+            algorithm="HS256",
+            headers={"kid": "r1"},
+        )
+        if _hs256_allows_pem()
+        else None
+    )
+    if forged is not None:
+        with pytest.raises(InvalidToken):
+            ring.verify_access(forged)
+    with pytest.raises(InvalidToken):
+        ring.verify_access(token[:-4] + "AAAA")
+
+
+def _hs256_allows_pem() -> bool:
+    try:
+        jwt.encode(
+            {"a": 1}, "-----BEGIN PUBLIC KEY-----\nx\n-----END PUBLIC KEY-----", algorithm="HS256"
+        )
+    except jwt.InvalidKeyError:
+        return False
+    return True
+
+
+def test_tokens_of_another_type_or_issuer_are_refused():
+    ring = KeyRing(_settings())
+    key = ring._signing_key
+    now = int(time.time())
+    base = {
+        "sub": "1",
+        "jti": "j",
+        "iat": now,
+        "exp": now + 60,
+        "iss": "skillswap",
+        "typ": "access",
+    }
+    for changes in ({"typ": "refresh"}, {"iss": "someone-else"}, {"sub": "not-a-number"}):
+        token = jwt.encode({**base, **changes}, key, algorithm="HS256", headers={"kid": "k1"})
+        with pytest.raises(InvalidToken):
+            ring.verify_access(token)
+    missing_exp = {k: v for k, v in base.items() if k != "exp"}
+    with pytest.raises(InvalidToken):
+        ring.verify_access(jwt.encode(missing_exp, key, algorithm="HS256", headers={"kid": "k1"}))
+
+
+def test_opaque_tokens_are_stored_only_as_digests():
+    token, digest = new_opaque_token()
+    assert token != digest
+    assert hash_opaque_token(token) == digest
+    assert len(token) >= 40
+
+
+async def test_memory_denylist_forgets_after_expiry():
+    denylist = MemoryDenylist()
+    await denylist.revoke("a", expires_at=int(time.time()) + 60)
+    await denylist.revoke("b", expires_at=int(time.time()) - 1)
+    assert await denylist.is_revoked("a")
+    assert not await denylist.is_revoked("b")
