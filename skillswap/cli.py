@@ -56,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
         "--users", type=int, default=0, help="default: one per 20 skills, at least 10"
     )
 
+    ledger_parser = sub.add_parser("ledger", help="the points ledger")
+    ledger_sub = ledger_parser.add_subparsers(dest="ledger_command", required=True)
+    ledger_sub.add_parser(
+        "check", help="verify every ledger invariant; exits 1 naming each violation"
+    )
+
     for name, configure in _extra_parsers:
         configure(sub.add_parser(name))
     return parser
@@ -126,6 +132,29 @@ async def _seed_demo(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         await deps.close()
     print(", ".join(f"{value} {name}" for name, value in report.items()))
+    return 0
+
+
+@command("ledger")
+async def _ledger(args: argparse.Namespace, settings: Settings) -> int:
+    from skillswap.db import Database, create_engine
+    from skillswap.migrate import upgrade_to_head
+    from skillswap.points import audit_ledger
+
+    if settings.is_sqlite:
+        await upgrade_to_head(settings)
+    db = Database(create_engine(settings))
+    try:
+        report = await audit_ledger(db)
+    finally:
+        await db.dispose()
+    for violation in report.violations:
+        print(f"VIOLATION {violation.invariant}: {violation.detail}")
+    counts = ", ".join(f"{n} {table}" for table, n in report.counts.items())
+    if not report.ok:
+        print(f"ledger check FAILED: {len(report.violations)} violations ({counts})")
+        return 1
+    print(f"ledger check ok: {len(report.checked)} invariants hold ({counts})")
     return 0
 
 

@@ -23,7 +23,9 @@ Subscriber = Callable[["Deps", "UnitOfWork", Any], Awaitable[None]]
 _subscribers: dict[type, list[Subscriber]] = defaultdict(list)
 
 # Modules whose import registers subscribers; each capability adds its own line.
-SUBSCRIBER_MODULES: list[str] = []
+SUBSCRIBER_MODULES: list[str] = [
+    "skillswap.points",  # signup bonus on UserRegistered
+]
 
 
 def subscribe(event_type: type[E]) -> Callable[[Subscriber], Subscriber]:

@@ -85,6 +85,12 @@ class Settings:
     # Economy
     signup_bonus_points: int = 100
     platform_fee_percent: int = 0
+    # Order deadlines: a pending order expires (refunded) unless accepted in time, an accepted
+    # one expires (refunded) unless delivered in time, a delivered one completes by itself.
+    order_accept_timeout_seconds: int = 3 * 24 * 3600
+    order_delivery_timeout_seconds: int = 14 * 24 * 3600
+    order_auto_complete_seconds: int = 3 * 24 * 3600
+    review_window_seconds: int = 7 * 24 * 3600
     # Payments
     stripe_secret_key: str = ""
     stripe_webhook_secret: str = ""

@@ -1,0 +1,238 @@
+"""Transfers: moving a positive whole amount from one account to another, exactly once per key.
+
+Every transfer claims its idempotency key first (`INSERT ... ON CONFLICT DO NOTHING`): a
+concurrent attempt with the same key waits for the first to finish and then replays its
+outcome, success or refusal. The accounts are then locked in id order (`SELECT ... FOR UPDATE
+ORDER BY id`), so two transfers over the same accounts, in whatever direction, queue instead of
+deadlocking, and no interleaving can overdraw a wallet. On SQLite the process-wide writer lock of
+`Database.uow()` gives the same serial order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, case, insert, literal, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from skillswap.db import Database
+from skillswap.ledger.accounts import insert_for
+from skillswap.ledger.errors import (
+    IdempotencyMismatch,
+    InsufficientFunds,
+    InvalidAmount,
+    LedgerError,
+    UnknownAccount,
+)
+from skillswap.models import LedgerAccount, LedgerEntry, LedgerTransfer
+
+
+class TransferKind(StrEnum):
+    SIGNUP_BONUS = "signup_bonus"  # signup bonus account -> new user's wallet
+    PURCHASE = "purchase"  # purchased points account -> buyer of a points package
+    ORDER_PAYMENT = "order_payment"  # buyer's wallet -> escrow, when an order's hold is posted
+    ORDER_EARNINGS = "order_earnings"  # escrow -> seller
+    PLATFORM_FEE = "platform_fee"  # escrow -> platform fees
+    ADJUSTMENT = "adjustment"  # a correction between any two accounts
+
+
+MAX_KEY_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class TransferRequest:
+    key: str
+    kind: TransferKind
+    debit_account_id: int
+    credit_account_id: int
+    amount: int
+    order_id: int | None = None
+    payment_id: int | None = None
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    transfer_id: int
+    replayed: bool  # true when the key had already been used: this is the first outcome
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One already-recorded transfer to apply to the balances."""
+
+    transfer_id: int
+    debit_account_id: int
+    credit_account_id: int
+    amount: int
+
+
+def check_amount(amount: int) -> None:
+    """Refuse anything but a positive whole number of points."""
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise InvalidAmount(f"amount must be a positive whole number, not {amount!r}")
+
+
+def check_key(key: str) -> None:
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise LedgerError(f"idempotency keys are 1 to {MAX_KEY_LENGTH} characters")
+
+
+async def transfer(
+    session: AsyncSession, request: TransferRequest, *, now: datetime
+) -> TransferResult:
+    """Move points inside the caller's transaction; the same key returns the first outcome.
+
+    Refused for lack of points, the transfer is recorded as rejected and `InsufficientFunds`
+    is raised: commit anyway to make the refusal the key's permanent outcome.
+    """
+    check_amount(request.amount)
+    check_key(request.key)
+    if request.debit_account_id == request.credit_account_id:
+        raise LedgerError("a transfer needs two different accounts")
+    claimed = await session.scalar(
+        insert_for(session, LedgerTransfer)
+        .values(
+            idempotency_key=request.key,
+            kind=str(request.kind),
+            status="posted",
+            debit_account_id=request.debit_account_id,
+            credit_account_id=request.credit_account_id,
+            amount=request.amount,
+            order_id=request.order_id,
+            payment_id=request.payment_id,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(LedgerTransfer.id)
+    )
+    if claimed is None:
+        return await _replay(session, request)
+    leg = Leg(claimed, request.debit_account_id, request.credit_account_id, request.amount)
+    shortfall = await apply_legs(session, [leg], now=now)
+    if shortfall:
+        await session.execute(
+            update(LedgerTransfer)
+            .where(LedgerTransfer.id == claimed)
+            .values(status="rejected", failure_code="insufficient_funds", shortfall=shortfall)
+        )
+        raise InsufficientFunds(shortfall, account_id=request.debit_account_id)
+    return TransferResult(transfer_id=claimed, replayed=False)
+
+
+async def _replay(session: AsyncSession, request: TransferRequest) -> TransferResult:
+    first = (
+        await session.execute(
+            select(LedgerTransfer).where(LedgerTransfer.idempotency_key == request.key)
+        )
+    ).scalar_one()
+    same = (
+        first.kind == str(request.kind)
+        and first.debit_account_id == request.debit_account_id
+        and first.credit_account_id == request.credit_account_id
+        and first.amount == request.amount
+        and first.order_id == request.order_id
+        and first.payment_id == request.payment_id
+    )
+    if not same:
+        raise IdempotencyMismatch(request.key)
+    if first.status == "rejected":
+        raise InsufficientFunds(
+            first.shortfall or 0, account_id=first.debit_account_id, replayed=True
+        )
+    return TransferResult(transfer_id=first.id, replayed=True)
+
+
+async def apply_legs(
+    session: AsyncSession,
+    legs: Sequence[Leg],
+    *,
+    now: datetime,
+    release_held: Mapping[int, int] | None = None,
+) -> int:
+    """Apply recorded transfers (and release held points) to the balances, writing entries.
+
+    Returns 0 when done, or by how many points a user wallet would be overdrawn, in which case
+    nothing was changed. The accounts are locked in ascending id order before anything is read.
+    """
+    release = dict(release_held or {})
+    ids = sorted(
+        {leg.debit_account_id for leg in legs}
+        | {leg.credit_account_id for leg in legs}
+        | set(release)
+    )
+    rows = (
+        await session.execute(
+            select(LedgerAccount.id, LedgerAccount.kind, LedgerAccount.balance, LedgerAccount.held)
+            .where(LedgerAccount.id.in_(ids))
+            .order_by(LedgerAccount.id)
+            .with_for_update()
+        )
+    ).all()
+    if len(rows) != len(ids):
+        missing = set(ids) - {row.id for row in rows}
+        raise UnknownAccount(f"no ledger account {sorted(missing)}")
+    kinds = {row.id: row.kind for row in rows}
+    balance = {row.id: row.balance for row in rows}
+    held = {row.id: row.held for row in rows}
+    for account_id, amount in release.items():
+        held[account_id] -= amount
+        if held[account_id] < 0:
+            raise LedgerError(f"account {account_id} would release more than it holds")
+    entries: list[dict[str, object]] = []
+    for leg in legs:
+        for account_id, signed in (
+            (leg.debit_account_id, -leg.amount),
+            (leg.credit_account_id, leg.amount),
+        ):
+            balance[account_id] += signed
+            entries.append(
+                {
+                    "transfer_id": leg.transfer_id,
+                    "account_id": account_id,
+                    "amount": signed,
+                    "balance_after": balance[account_id],
+                    "created_at": now,
+                }
+            )
+    for row in rows:
+        available = balance[row.id] - held[row.id]
+        if kinds[row.id] == "user" and available < 0:
+            return -available
+    balance_delta = {row.id: balance[row.id] - row.balance for row in rows}
+    held_delta = {row.id: held[row.id] - row.held for row in rows}
+    values: dict[str, object] = {
+        "balance": LedgerAccount.balance + _by_account(balance_delta),
+    }
+    if any(held_delta.values()):
+        values["held"] = LedgerAccount.held + _by_account(held_delta)
+    # Relative updates keep `balance = sum(entries)` exact even if a lock were ever missed.
+    await session.execute(update(LedgerAccount).where(LedgerAccount.id.in_(ids)).values(values))
+    if entries:
+        await session.execute(insert(LedgerEntry), entries)
+    return 0
+
+
+def _by_account(deltas: Mapping[int, int]) -> object:
+    return case(
+        *(
+            (LedgerAccount.id == account_id, literal(delta, BigInteger()))
+            for account_id, delta in deltas.items()
+        ),
+        else_=literal(0, BigInteger()),
+    )
+
+
+async def run_transfer(db: Database, request: TransferRequest, *, now: datetime) -> TransferResult:
+    """One transfer as its own unit of work; a refusal is committed too, so retries replay it."""
+    async with db.uow() as uow:
+        try:
+            result = await transfer(uow.session, request, now=now)
+        except InsufficientFunds as refused:
+            if not refused.replayed:
+                await uow.commit()
+            raise
+        await uow.commit()
+    return result

@@ -1,0 +1,194 @@
+"""Points use cases: the signup bonus, a wallet's balance and statement, and the ledger audit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from skillswap import events, ledger
+from skillswap.db import Database, UnitOfWork
+from skillswap.deps import Deps
+from skillswap.i18n import Message, lazy
+from skillswap.ledger import SystemAccount, TransferKind, TransferRequest, WalletBalance
+from skillswap.models import LedgerAccount, LedgerEntry, LedgerTransfer, User
+
+
+def signup_bonus_key(user_id: int) -> str:
+    """The bonus's idempotency key: one bonus per user, however often it is asked for."""
+    return f"signup_bonus:{user_id}"
+
+
+async def grant_signup_bonus(deps: Deps, uow: UnitOfWork, *, user_id: int) -> None:
+    """Open the user's wallet and credit the configured bonus (once per user, ever)."""
+    now = deps.clock()
+    wallet = await ledger.ensure_wallet(uow.session, user_id, now=now)
+    amount = deps.settings.signup_bonus_points
+    if amount <= 0:
+        return
+    await ledger.transfer(
+        uow.session,
+        TransferRequest(
+            key=signup_bonus_key(user_id),
+            kind=TransferKind.SIGNUP_BONUS,
+            debit_account_id=SystemAccount.SIGNUP_BONUS,
+            credit_account_id=wallet,
+            amount=amount,
+        ),
+        now=now,
+    )
+
+
+@events.subscribe(events.UserRegistered)
+async def _on_user_registered(deps: Deps, uow: UnitOfWork, event: events.UserRegistered) -> None:
+    # Inside the sign-up transaction: no account without its bonus, no bonus without its account.
+    await grant_signup_bonus(deps, uow, user_id=event.user_id)
+
+
+async def get_balance(deps: Deps, *, actor: User) -> WalletBalance:
+    """The actor's balance, the part held in escrow for open orders, and what is available."""
+    async with deps.db.read() as session:
+        return await ledger.wallet_balance(session, actor.id)
+
+
+def describe_entry(kind: str, order_id: int | None) -> Message:
+    """The statement line for one entry, translated when the response is written."""
+    if kind == TransferKind.ORDER_PAYMENT:
+        return lazy("Payment for order #{order}", order=order_id)
+    if kind == TransferKind.ORDER_EARNINGS:
+        return lazy("Earnings from order #{order}", order=order_id)
+    if kind == TransferKind.PLATFORM_FEE:
+        return lazy("Platform fee for order #{order}", order=order_id)
+    if kind == TransferKind.SIGNUP_BONUS:
+        return lazy("Signup bonus")
+    if kind == TransferKind.PURCHASE:
+        return lazy("Points purchase")
+    return lazy("Balance adjustment")
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    id: int
+    transfer_id: int
+    amount: int  # signed: positive credits, negative debits
+    kind: str
+    description: Message
+    balance_after: int
+    order_id: int | None
+    payment_id: int | None
+    created_at: datetime
+
+
+async def list_transactions(
+    deps: Deps, *, actor: User, offset: int, limit: int
+) -> tuple[int, list[StatementLine]]:
+    """The actor's wallet entries, newest first, with the total count."""
+    async with deps.db.read() as session:
+        wallet = await ledger.find_wallet(session, actor.id)
+        if wallet is None:
+            return 0, []
+        count = await session.scalar(
+            select(func.count()).select_from(LedgerEntry).where(LedgerEntry.account_id == wallet)
+        )
+        rows = (
+            await session.execute(
+                select(
+                    LedgerEntry.id,
+                    LedgerEntry.transfer_id,
+                    LedgerEntry.amount,
+                    LedgerEntry.balance_after,
+                    LedgerEntry.created_at,
+                    LedgerTransfer.kind,
+                    LedgerTransfer.order_id,
+                    LedgerTransfer.payment_id,
+                )
+                .join(LedgerTransfer, LedgerTransfer.id == LedgerEntry.transfer_id)
+                .where(LedgerEntry.account_id == wallet)
+                .order_by(LedgerEntry.id.desc())
+                .offset(offset)
+                .limit(limit)
+            )
+        ).all()
+    return int(count or 0), [
+        StatementLine(
+            id=row.id,
+            transfer_id=row.transfer_id,
+            amount=row.amount,
+            kind=row.kind,
+            description=describe_entry(row.kind, row.order_id),
+            balance_after=row.balance_after,
+            order_id=row.order_id,
+            payment_id=row.payment_id,
+            created_at=row.created_at,
+        )
+        for row in rows
+    ]
+
+
+# -- the audit behind `skillswap ledger check` --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    violations: list[ledger.Violation]
+    checked: list[str]  # names of the invariants verified
+    counts: dict[str, int]
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+async def audit_ledger(db: Database) -> AuditReport:
+    """Verify every ledger and order invariant over the whole database, in one snapshot."""
+    from skillswap.orders_invariants import ORDER_INVARIANTS
+
+    checks = {**ledger.LEDGER_INVARIANTS, **ORDER_INVARIANTS}
+    async with db.engine.connect() as conn:
+        if db.is_sqlite:
+            # pysqlite opens no transaction for SELECTs; an explicit one pins a WAL snapshot.
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.exec_driver_sql("BEGIN")
+            try:
+                violations = await ledger.run_checks(conn, checks)
+                counts = await _counts(conn)
+            finally:
+                await conn.exec_driver_sql("ROLLBACK")
+        else:
+            await conn.execution_options(isolation_level="REPEATABLE READ")
+            async with conn.begin():
+                await conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+                violations = await ledger.run_checks(conn, checks)
+                counts = await _counts(conn)
+    return AuditReport(violations=violations, checked=list(checks), counts=counts)
+
+
+async def _counts(conn: AsyncConnection) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for table in (
+        "ledger_accounts",
+        "ledger_transfers",
+        "ledger_entries",
+        "ledger_holds",
+        "orders",
+    ):
+        counts[table] = int(
+            (await conn.execute(text(f"SELECT COUNT(*) FROM {table}"))).scalar_one()
+        )
+    return counts
+
+
+# -- demo data -----------------------------------------------------------------------------------
+
+
+async def seed(deps: Deps, uow: UnitOfWork, user_ids: list[int], skills: int) -> dict[str, Any]:
+    """Demo users get the signup bonus they would have had by signing up."""
+    for user_id in user_ids:
+        await grant_signup_bonus(deps, uow, user_id=user_id)
+    wallets = await uow.session.scalar(
+        select(func.count()).select_from(LedgerAccount).where(LedgerAccount.user_id.in_(user_ids))
+    )
+    return {"wallets": int(wallets or 0)}

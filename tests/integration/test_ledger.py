@@ -1,0 +1,348 @@
+"""The points ledger through its service functions: transfers, holds, idempotency, invariants."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
+
+from skillswap import ledger
+from skillswap.ledger import (
+    HoldNotPending,
+    IdempotencyMismatch,
+    InsufficientFunds,
+    InvalidAmount,
+    Payout,
+    SystemAccount,
+    TransferKind,
+    TransferRequest,
+)
+from skillswap.models import LedgerEntry, LedgerHold, LedgerTransfer
+from skillswap.points import audit_ledger, signup_bonus_key
+from tests.conftest import unique_name
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def wallet_of(deps, user) -> int:
+    async with deps.db.read() as session:
+        wallet = await ledger.find_wallet(session, user.id)
+    assert wallet is not None
+    return wallet
+
+
+async def balance_of(deps, user) -> ledger.WalletBalance:
+    async with deps.db.read() as session:
+        return await ledger.wallet_balance(session, user.id)
+
+
+def adjustment(key: str, debit: int, credit: int, amount: int) -> TransferRequest:
+    return TransferRequest(
+        key=key,
+        kind=TransferKind.ADJUSTMENT,
+        debit_account_id=debit,
+        credit_account_id=credit,
+        amount=amount,
+    )
+
+
+async def test_new_users_get_the_signup_bonus_once_as_a_ledger_transfer(deps, make_user):
+    user = await make_user()
+    assert await balance_of(deps, user) == ledger.WalletBalance(balance=100, held=0)
+    async with deps.db.read() as session:
+        bonus = await session.scalar(
+            select(LedgerTransfer).where(
+                LedgerTransfer.idempotency_key == signup_bonus_key(user.id)
+            )
+        )
+    assert bonus is not None
+    assert bonus.kind == "signup_bonus"
+    assert bonus.debit_account_id == SystemAccount.SIGNUP_BONUS
+    assert bonus.amount == 100
+    # Asking again (a replayed event) changes nothing.
+    async with deps.db.uow() as uow:
+        from skillswap.points import grant_signup_bonus
+
+        await grant_signup_bonus(deps, uow, user_id=user.id)
+        await uow.commit()
+    assert (await balance_of(deps, user)).balance == 100
+
+
+async def test_transfer_moves_points_and_writes_two_entries(deps, make_user):
+    alice, bob = await make_user(), await make_user()
+    a, b = await wallet_of(deps, alice), await wallet_of(deps, bob)
+    result = await ledger.run_transfer(
+        deps.db, adjustment(unique_name("t"), a, b, 30), now=deps.clock()
+    )
+    assert not result.replayed
+    assert (await balance_of(deps, alice)).balance == 70
+    assert (await balance_of(deps, bob)).balance == 130
+    async with deps.db.read() as session:
+        entries = (
+            await session.execute(
+                select(LedgerEntry.account_id, LedgerEntry.amount, LedgerEntry.balance_after)
+                .where(LedgerEntry.transfer_id == result.transfer_id)
+                .order_by(LedgerEntry.id)
+            )
+        ).all()
+    assert [tuple(e) for e in entries] == [(a, -30, 70), (b, 30, 130)]
+
+
+async def test_retrying_a_transfer_key_returns_the_first_outcome(deps, make_user):
+    alice, bob = await make_user(), await make_user()
+    a, b = await wallet_of(deps, alice), await wallet_of(deps, bob)
+    key = unique_name("retry")
+    first = await ledger.run_transfer(deps.db, adjustment(key, a, b, 10), now=deps.clock())
+    again = await ledger.run_transfer(deps.db, adjustment(key, a, b, 10), now=deps.clock())
+    assert again.replayed and again.transfer_id == first.transfer_id
+    assert (await balance_of(deps, alice)).balance == 90
+
+
+async def test_a_refused_transfer_key_stays_refused_even_after_a_top_up(deps, make_user):
+    alice, bob = await make_user(), await make_user()
+    a, b = await wallet_of(deps, alice), await wallet_of(deps, bob)
+    key = unique_name("short")
+    with pytest.raises(InsufficientFunds) as refused:
+        await ledger.run_transfer(deps.db, adjustment(key, a, b, 130), now=deps.clock())
+    assert refused.value.shortfall == 30 and not refused.value.replayed
+    await ledger.run_transfer(deps.db, adjustment(unique_name("topup"), b, a, 50), now=deps.clock())
+    with pytest.raises(InsufficientFunds) as replayed:
+        await ledger.run_transfer(deps.db, adjustment(key, a, b, 130), now=deps.clock())
+    assert replayed.value.replayed and replayed.value.shortfall == 30
+    assert (await balance_of(deps, alice)).balance == 150
+    async with deps.db.read() as session:
+        stored = await session.scalar(
+            select(LedgerTransfer).where(LedgerTransfer.idempotency_key == key)
+        )
+        assert stored is not None
+        assert (stored.status, stored.failure_code, stored.shortfall) == (
+            "rejected",
+            "insufficient_funds",
+            30,
+        )
+        assert (
+            await session.scalar(
+                select(func.count())
+                .select_from(LedgerEntry)
+                .where(LedgerEntry.transfer_id == stored.id)
+            )
+            == 0
+        )
+
+
+async def test_a_key_used_for_another_transfer_is_refused(deps, make_user):
+    alice, bob = await make_user(), await make_user()
+    a, b = await wallet_of(deps, alice), await wallet_of(deps, bob)
+    key = unique_name("key")
+    await ledger.run_transfer(deps.db, adjustment(key, a, b, 5), now=deps.clock())
+    with pytest.raises(IdempotencyMismatch):
+        await ledger.run_transfer(deps.db, adjustment(key, a, b, 6), now=deps.clock())
+    with pytest.raises(IdempotencyMismatch):
+        await ledger.run_transfer(deps.db, adjustment(key, b, a, 5), now=deps.clock())
+
+
+@pytest.mark.parametrize("amount", [0, -5, 1.5, True])
+async def test_only_positive_whole_amounts_move(deps, make_user, amount):
+    alice, bob = await make_user(), await make_user()
+    a, b = await wallet_of(deps, alice), await wallet_of(deps, bob)
+    with pytest.raises(InvalidAmount):
+        await ledger.run_transfer(
+            deps.db, adjustment(unique_name("bad"), a, b, amount), now=deps.clock()
+        )
+
+
+async def test_system_accounts_may_go_negative_so_that_balances_sum_to_zero(deps, make_user):
+    await make_user()
+    async with deps.db.read() as session:
+        bonus_source = await session.scalar(
+            text("SELECT balance FROM ledger_accounts WHERE id = :id"),
+            {"id": int(SystemAccount.SIGNUP_BONUS)},
+        )
+        total = await session.scalar(text("SELECT SUM(balance) FROM ledger_accounts"))
+    assert bonus_source < 0
+    assert total == 0
+
+
+async def test_a_hold_reserves_points_at_once_and_is_voided_back(deps, make_user):
+    alice = await make_user()
+    a = await wallet_of(deps, alice)
+    async with deps.db.uow() as uow:
+        hold = await ledger.place_hold(
+            uow.session, key=unique_name("h"), account_id=a, amount=40, now=deps.clock()
+        )
+        await uow.commit()
+    assert await balance_of(deps, alice) == ledger.WalletBalance(balance=100, held=40)
+    assert (await balance_of(deps, alice)).available == 60
+    async with deps.db.uow() as uow:
+        await ledger.void_hold(uow.session, hold_id=hold.hold_id, now=deps.clock())
+        await uow.commit()
+    assert await balance_of(deps, alice) == ledger.WalletBalance(balance=100, held=0)
+
+
+async def test_holds_cannot_reserve_more_than_is_available(deps, make_user):
+    alice = await make_user()
+    a = await wallet_of(deps, alice)
+    async with deps.db.uow() as uow:
+        await ledger.place_hold(
+            uow.session, key=unique_name("h"), account_id=a, amount=70, now=deps.clock()
+        )
+        await uow.commit()
+    key = unique_name("h")
+    async with deps.db.uow() as uow:
+        with pytest.raises(InsufficientFunds) as refused:
+            await ledger.place_hold(uow.session, key=key, account_id=a, amount=31, now=deps.clock())
+        await uow.commit()  # the refusal is the key's outcome
+    assert refused.value.shortfall == 1
+    async with deps.db.uow() as uow:
+        with pytest.raises(InsufficientFunds) as replayed:
+            await ledger.place_hold(uow.session, key=key, account_id=a, amount=31, now=deps.clock())
+    assert replayed.value.replayed
+    assert await balance_of(deps, alice) == ledger.WalletBalance(balance=100, held=70)
+
+
+async def test_posting_a_hold_pays_the_seller_and_fee_through_escrow(deps, make_user):
+    buyer, seller = await make_user(), await make_user()
+    a, s = await wallet_of(deps, buyer), await wallet_of(deps, seller)
+    async with deps.db.uow() as uow:
+        hold = await ledger.place_hold(
+            uow.session, key=unique_name("h"), account_id=a, amount=50, now=deps.clock()
+        )
+        paid = await ledger.post_hold(
+            uow.session,
+            hold_id=hold.hold_id,
+            payouts=[
+                Payout(s, 45, TransferKind.ORDER_EARNINGS),
+                Payout(SystemAccount.PLATFORM_FEES, 5, TransferKind.PLATFORM_FEE),
+            ],
+            order_id=None,
+            now=deps.clock(),
+        )
+        await uow.commit()
+    assert paid == 50
+    assert await balance_of(deps, buyer) == ledger.WalletBalance(balance=50, held=0)
+    assert await balance_of(deps, seller) == ledger.WalletBalance(balance=145, held=0)
+    async with deps.db.read() as session:
+        escrow = await session.scalar(
+            text("SELECT balance FROM ledger_accounts WHERE id = :id"),
+            {"id": int(SystemAccount.ESCROW)},
+        )
+    assert escrow == 0
+
+
+async def test_a_partly_posted_hold_releases_the_rest(deps, make_user):
+    buyer, seller = await make_user(), await make_user()
+    a, s = await wallet_of(deps, buyer), await wallet_of(deps, seller)
+    async with deps.db.uow() as uow:
+        hold = await ledger.place_hold(
+            uow.session, key=unique_name("h"), account_id=a, amount=60, now=deps.clock()
+        )
+        await ledger.post_hold(
+            uow.session,
+            hold_id=hold.hold_id,
+            payouts=[Payout(s, 20, TransferKind.ORDER_EARNINGS)],
+            order_id=None,
+            now=deps.clock(),
+        )
+        await uow.commit()
+    assert await balance_of(deps, buyer) == ledger.WalletBalance(balance=80, held=0)
+    async with deps.db.read() as session:
+        stored = await session.get(LedgerHold, hold.hold_id)
+    assert stored is not None and (stored.status, stored.posted_amount) == ("posted", 20)
+
+
+async def test_a_hold_is_resolved_exactly_once(deps, make_user):
+    buyer, seller = await make_user(), await make_user()
+    a, s = await wallet_of(deps, buyer), await wallet_of(deps, seller)
+    async with deps.db.uow() as uow:
+        hold = await ledger.place_hold(
+            uow.session, key=unique_name("h"), account_id=a, amount=10, now=deps.clock()
+        )
+        await ledger.void_hold(uow.session, hold_id=hold.hold_id, now=deps.clock())
+        await uow.commit()
+    async with deps.db.uow() as uow:
+        with pytest.raises(HoldNotPending) as again:
+            await ledger.void_hold(uow.session, hold_id=hold.hold_id, now=deps.clock())
+        assert again.value.status == "voided"
+        with pytest.raises(HoldNotPending):
+            await ledger.post_hold(
+                uow.session,
+                hold_id=hold.hold_id,
+                payouts=[Payout(s, 10, TransferKind.ORDER_EARNINGS)],
+                order_id=None,
+                now=deps.clock(),
+            )
+    assert await balance_of(deps, buyer) == ledger.WalletBalance(balance=100, held=0)
+    assert (await balance_of(deps, seller)).balance == 100
+
+
+async def test_the_database_refuses_an_overdrawn_wallet_even_past_the_code(deps, make_user):
+    alice = await make_user()
+    a = await wallet_of(deps, alice)
+    async with deps.db.uow() as uow:
+        with pytest.raises(IntegrityError):
+            await uow.session.execute(
+                text("UPDATE ledger_accounts SET balance = balance - 101 WHERE id = :id"),
+                {"id": a},
+            )
+
+
+async def test_the_audit_names_each_broken_invariant(deps, make_user):
+    """Tamper inside a transaction that is rolled back, and audit what that connection sees."""
+    alice = await make_user()
+    a = await wallet_of(deps, alice)
+    async with deps.db.engine.connect() as conn:
+        transaction = await conn.begin()
+        try:
+            await conn.execute(
+                text("UPDATE ledger_accounts SET balance = balance + 7 WHERE id = :id"), {"id": a}
+            )
+            violations = await ledger.run_checks(conn, ledger.LEDGER_INVARIANTS)
+        finally:
+            await transaction.rollback()
+    names = {v.invariant for v in violations}
+    assert {"balances_sum_to_zero", "balance_equals_entries"} <= names
+    assert any(f"account {a}:" in v.detail for v in violations)
+
+
+async def test_the_audit_passes_on_the_shared_test_database(deps, make_user):
+    await make_user()
+    report = await audit_ledger(deps.db)
+    assert report.ok, report.violations
+    assert "balances_sum_to_zero" in report.checked
+    assert "order_holds_match_status" in report.checked
+
+
+def _cli(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL="", LOG_LEVEL="WARNING")
+    return subprocess.run(
+        [sys.executable, "-m", "skillswap", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def test_ledger_check_command_exits_non_zero_naming_the_violation():
+    path = Path(tempfile.mkdtemp(prefix="ledger-check-")) / "db.sqlite3"
+    url = f"sqlite:///{path}"
+    assert _cli("migrate", database_url=url).returncode == 0
+    healthy = _cli("ledger", "check", database_url=url)
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    assert "ledger check ok" in healthy.stdout
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE ledger_accounts SET balance = 5 WHERE id = 4")
+    broken = _cli("ledger", "check", database_url=url)
+    assert broken.returncode == 1
+    assert "VIOLATION balances_sum_to_zero" in broken.stdout
+    assert "VIOLATION balance_equals_entries" in broken.stdout
+    assert "VIOLATION escrow_is_clear" not in broken.stdout
