@@ -23,9 +23,17 @@ log = logging.getLogger("skillswap")
 
 def collect_routes() -> list[Any]:
     """Every capability's route list, in one place."""
-    from skillswap.http import accounts, docs, health, oauth
+    from skillswap.http import accounts, admin_categories, docs, health, media, oauth, skills
 
-    return [*health.routes, *docs.routes, *accounts.routes, *oauth.routes]
+    return [
+        *health.routes,
+        *docs.routes,
+        *accounts.routes,
+        *oauth.routes,
+        *skills.routes,
+        *admin_categories.routes,
+        *media.routes,
+    ]
 
 
 def make_template_environment() -> jinja2.Environment:

@@ -67,6 +67,8 @@ class UnitOfWork:
         self.session = session
         self._after_commit: list[AfterCommit] = []
         self.committed = False
+        # Session-level listeners (e.g. cache invalidation) find the unit of work to hook into.
+        session.info["uow"] = self
 
     def after_commit(self, hook: AfterCommit) -> None:
         """Run `hook` once this unit of work has committed (never if it rolls back)."""

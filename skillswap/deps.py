@@ -75,7 +75,7 @@ async def build_deps(
     else:
         denylist = MemoryDenylist()
         limiter = MemoryRateLimiter()
-    return Deps(
+    built = Deps(
         settings=settings,
         db=db,
         redis=redis,
@@ -92,3 +92,8 @@ async def build_deps(
         limiter=limiter,
         clock=clock or system_clock,
     )
+    from skillswap.skills.cache import install_listing_cache
+
+    # Every process that writes must invalidate cached listings on all nodes.
+    install_listing_cache(built)
+    return built

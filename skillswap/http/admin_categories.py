@@ -1,0 +1,91 @@
+"""Category administration: /api/admin/categories/ (administrators only; the service checks)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from skillswap.http.base import BaseHandler, route
+from skillswap.http.validation import Body
+from skillswap.skills import categories
+
+
+class CategoryBody(Body):
+    slug: str = Field(min_length=1, max_length=60)
+    name_en: str = Field(min_length=1, max_length=80)
+    name_ar: str = Field(min_length=1, max_length=80)
+    icon: str = Field(default="", max_length=60)
+    parent_id: int | None = Field(default=None, ge=1, strict=True)
+    position: int | None = Field(default=None, ge=0, le=100_000, strict=True)
+
+
+class CategoryPatchBody(Body):
+    slug: str | None = Field(default=None, min_length=1, max_length=60)
+    name_en: str | None = Field(default=None, min_length=1, max_length=80)
+    name_ar: str | None = Field(default=None, min_length=1, max_length=80)
+    icon: str | None = Field(default=None, max_length=60)
+    parent_id: int | None = Field(default=None, ge=1, strict=True)
+    position: int | None = Field(default=None, ge=0, le=100_000, strict=True)
+    is_active: bool | None = None
+
+
+class ReorderBody(Body):
+    ids: list[int] = Field(min_length=1, max_length=200)
+
+
+class AdminCategoriesHandler(BaseHandler):
+    async def get(self) -> None:
+        """Every category, active or not."""
+        found = await categories.admin_list_categories(
+            self.deps, actor=self.user, locale=self.translator.locale
+        )
+        self.send({"count": len(found), "next": None, "previous": None, "results": found})
+
+    async def post(self) -> None:
+        """Create a category (top-level, or under a top-level parent)."""
+        body = self.parse_body(CategoryBody)
+        created = await categories.create_category(
+            self.deps, actor=self.user, fields=body.model_dump(), locale=self.translator.locale
+        )
+        self.send(created, status=201)
+
+
+class AdminCategoryHandler(BaseHandler):
+    async def patch(self, category_id: str) -> None:
+        """Rename, move, reposition, deactivate (`is_active: false`) or reactivate a category."""
+        body = self.parse_body(CategoryPatchBody)
+        updated = await categories.update_category(
+            self.deps,
+            actor=self.user,
+            category_id=int(category_id),
+            changes=body.model_dump(exclude_unset=True),
+            locale=self.translator.locale,
+        )
+        self.send(updated)
+
+    async def delete(self, category_id: str) -> None:
+        """Deactivate a category (categories are never removed: skills refer to them)."""
+        updated = await categories.update_category(
+            self.deps,
+            actor=self.user,
+            category_id=int(category_id),
+            changes={"is_active": False},
+            locale=self.translator.locale,
+        )
+        self.send(updated)
+
+
+class AdminCategoryReorderHandler(BaseHandler):
+    async def post(self) -> None:
+        """Order sibling categories as listed in `ids`."""
+        body = self.parse_body(ReorderBody)
+        ordered = await categories.reorder_categories(
+            self.deps, actor=self.user, ordered_ids=body.ids, locale=self.translator.locale
+        )
+        self.send({"count": len(ordered), "next": None, "previous": None, "results": ordered})
+
+
+routes = [
+    route("/api/admin/categories/", AdminCategoriesHandler),
+    route("/api/admin/categories/reorder/", AdminCategoryReorderHandler),
+    route(r"/api/admin/categories/(?P<category_id>\d+)/", AdminCategoryHandler),
+]

@@ -1,0 +1,34 @@
+"""Uploaded files from the local storage, served at /media/."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tornado.web
+
+from skillswap.deps import Deps
+from skillswap.storage import LocalStorage, get_storage, media_root
+
+_TYPES = {"png": "image/png", "jpg": "image/jpeg", "gif": "image/gif", "webp": "image/webp"}
+
+
+class MediaHandler(tornado.web.StaticFileHandler):
+    """Static files under the storage root; keys are unique, so they are cached for long."""
+
+    def initialize(self, **_kwargs: Any) -> None:  # type: ignore[override]
+        deps: Deps = self.application.settings["deps"]
+        storage = get_storage(deps)
+        root = storage.root if isinstance(storage, LocalStorage) else media_root(deps.settings)
+        super().initialize(path=str(root))
+
+    def set_extra_headers(self, path: str) -> None:
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Content-Security-Policy", "default-src 'none'; sandbox")
+        self.set_header("Cache-Control", "public, max-age=31536000, immutable")
+
+    def get_content_type(self) -> str:
+        extension = (self.absolute_path or "").rsplit(".", 1)[-1].lower()
+        return _TYPES.get(extension, "application/octet-stream")
+
+
+routes = [tornado.web.url(r"/media/(.*)", MediaHandler)]

@@ -1,0 +1,381 @@
+"""Skill endpoints: /api/skills/ (browse, search, list), one skill, its images, categories,
+and one person's skills under /api/users/{id}/skills/.
+
+Anonymous reads are answered from the listing cache when nothing has changed since the answer
+was made (see skillswap.skills.cache); everything else goes to the services.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+from urllib.parse import urlencode
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
+
+from skillswap.errors import BadRequest
+from skillswap.http.base import BaseHandler, PageParams, idempotent, public, route
+from skillswap.http.validation import Body
+from skillswap.i18n import N_, lazy
+from skillswap.skills import browse, categories, images, listings
+from skillswap.skills.browse import BrowseQuery, SkillPage
+from skillswap.skills.cache import listing_cache
+from skillswap.skills.queries import skill_view
+from skillswap.skills.text import MAX_TAG_LENGTH, MAX_TAGS, normalise_tag
+from skillswap.storage import get_storage
+
+Level = Literal["beginner", "intermediate", "advanced", "expert"]
+OrderingChoice = Literal["relevance", "newest", "price", "-price", "rating", "popular"]
+MAX_PRICE_POINTS = 100_000
+LANGUAGE_PATTERN = r"^[A-Za-z]{2}$"
+LANGUAGE_RE = re.compile(LANGUAGE_PATTERN)
+
+
+def _check_tags(tags: list[str] | None) -> list[str] | None:
+    if tags is None:
+        return None
+    for tag in tags:
+        if not normalise_tag(tag):
+            raise ValueError(N_("Tags may not be blank."))
+        if len(normalise_tag(tag)) > MAX_TAG_LENGTH:
+            raise ValueError(N_("Tags may be at most 30 characters."))
+    return tags
+
+
+def _check_languages(languages: list[str] | None) -> list[str] | None:
+    if languages is None:
+        return None
+    cleaned: list[str] = []
+    for code in languages:
+        if not LANGUAGE_RE.match(code):
+            raise ValueError(N_("Use two-letter language codes such as en or ar."))
+        if code.lower() not in cleaned:
+            cleaned.append(code.lower())
+    return cleaned
+
+
+class SkillBody(Body):
+    """A whole listing (POST, PUT). At least one language needs a title and a description."""
+
+    title_en: str = Field(default="", max_length=120)
+    title_ar: str = Field(default="", max_length=120)
+    description_en: str = Field(default="", max_length=5000)
+    description_ar: str = Field(default="", max_length=5000)
+    category_id: int = Field(ge=1, strict=True)
+    price_points: int = Field(ge=1, le=MAX_PRICE_POINTS, strict=True)
+    tags: list[str] = Field(default_factory=list, max_length=MAX_TAGS)
+    level: Level = "beginner"
+    languages: list[str] = Field(
+        default_factory=list,
+        max_length=10,
+        json_schema_extra={"items": {"pattern": LANGUAGE_PATTERN}},
+    )
+    delivery_days: int = Field(default=7, ge=1, le=365, strict=True)
+
+    _tags = field_validator("tags")(_check_tags)
+    _languages = field_validator("languages")(_check_languages)
+
+
+class SkillPatchBody(Body):
+    """Some fields of a listing; `status` pauses (`paused`) or reactivates (`active`) it."""
+
+    title_en: str | None = Field(default=None, max_length=120)
+    title_ar: str | None = Field(default=None, max_length=120)
+    description_en: str | None = Field(default=None, max_length=5000)
+    description_ar: str | None = Field(default=None, max_length=5000)
+    category_id: int | None = Field(default=None, ge=1, strict=True)
+    price_points: int | None = Field(default=None, ge=1, le=MAX_PRICE_POINTS, strict=True)
+    tags: list[str] | None = Field(default=None, max_length=MAX_TAGS)
+    level: Level | None = None
+    languages: list[str] | None = Field(default=None, max_length=10)
+    delivery_days: int | None = Field(default=None, ge=1, le=365, strict=True)
+    status: Literal["active", "paused"] | None = None
+
+    _tags = field_validator("tags")(_check_tags)
+    _languages = field_validator("languages")(_check_languages)
+
+
+class SkillListQuery(BaseModel):
+    """Filters, search and ordering of GET /api/skills/."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    search: str | None = Field(
+        default=None, max_length=200, description="Words in titles, descriptions or tags (en/ar)"
+    )
+    category: int | None = Field(default=None, ge=1, description="Category id (children included)")
+    min_price: int | None = Field(default=None, ge=0)
+    max_price: int | None = Field(default=None, ge=0)
+    min_rating: float | None = Field(default=None, ge=0, le=5)
+    level: Level | None = None
+    language: str | None = Field(default=None, pattern=LANGUAGE_PATTERN)
+    owner: int | None = Field(default=None, ge=1, description="Owner's user id")
+    tag: str | None = Field(default=None, max_length=MAX_TAG_LENGTH)
+    ordering: OrderingChoice | None = Field(
+        default=None, description="Default: relevance with a search, newest without"
+    )
+    cursor: str | None = Field(default=None, max_length=400, description="From next/previous links")
+    # Read by page_params(); declared so they are not refused as unknown.
+    page: SkipJsonSchema[str | None] = None
+    page_size: SkipJsonSchema[str | None] = None
+
+
+class OwnerSkillsQuery(BaseModel):
+    """Ordering of one person's skills."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ordering: Literal["newest", "price", "-price", "rating", "popular"] | None = None
+    cursor: str | None = Field(default=None, max_length=400)
+    page: SkipJsonSchema[str | None] = None
+    page_size: SkipJsonSchema[str | None] = None
+
+
+class SkillsBaseHandler(BaseHandler):
+    """Shared serialisation of skills and pages of skills."""
+
+    def skill_document(self, record: listings.SkillRecord) -> dict[str, Any]:
+        row, row_images = record
+        return skill_view(
+            row, row_images, locale=self.translator.locale, storage=get_storage(self.deps)
+        )
+
+    def page_document(self, params: PageParams, page: SkillPage) -> dict[str, Any]:
+        """The standard envelope; next/previous follow keyset cursors."""
+        storage = get_storage(self.deps)
+        locale = self.translator.locale
+        previous = self._link(cursor=page.previous_cursor) if page.previous_cursor else None
+        if previous is None and page.previous_page:
+            previous = self._link(page=page.previous_page)
+        return {
+            "count": page.count,
+            "next": self._link(cursor=page.next_cursor) if page.next_cursor else None,
+            "previous": previous,
+            "results": [
+                skill_view(row, page.images.get(row.id, ()), locale=locale, storage=storage)
+                for row in page.rows
+            ],
+        }
+
+    def _link(self, *, cursor: str | None = None, page: int | None = None) -> str:
+        args = {
+            k: self.get_query_argument(k)
+            for k in self.request.query_arguments
+            if k not in ("cursor", "page")
+        }
+        if cursor is not None:
+            args["cursor"] = cursor
+        if page is not None:
+            args["page"] = str(page)
+        return f"{self.request.protocol}://{self.request.host}{self.request.path}?{urlencode(args)}"
+
+    async def send_cached(self, key: tuple[Any, ...]) -> tuple[Any, bool]:
+        """Answer from the listing cache if possible; returns (token, answered)."""
+        cache = listing_cache(self.deps)
+        token = await cache.token()
+        if token is not None:
+            body = cache.get(key, token)
+            if body is not None:
+                self.write(body)
+                return token, True
+        return token, False
+
+    def remember(self, key: tuple[Any, ...], token: Any) -> None:
+        """Keep the response just sent for the next identical read."""
+        if token is not None:
+            listing_cache(self.deps).put(key, token, self._json_written)
+
+    def list_key(self) -> tuple[Any, ...]:
+        return (
+            "list",
+            self.translator.locale,
+            self.request.protocol,
+            self.request.host,
+            self.request.uri,
+        )
+
+
+class SkillListHandler(SkillsBaseHandler):
+    @public
+    async def get(self) -> None:
+        """Browse and search active skills (filters, ordering, pagination)."""
+        key = self.list_key()
+        token, answered = await self.send_cached(key)
+        if answered:
+            return
+        params = self.page_params()
+        query = self.parse_query(SkillListQuery)
+        page = await browse.browse_skills(
+            self.deps,
+            query=BrowseQuery(
+                **query.model_dump(exclude={"page", "page_size"}),
+                page=params.page,
+                page_size=params.page_size,
+            ),
+        )
+        self.send(self.page_document(params, page))
+        self.remember(key, token)
+
+    @idempotent
+    async def post(self) -> None:
+        """List a new skill."""
+        body = self.parse_body(SkillBody)
+        record = await listings.create_skill(self.deps, actor=self.user, fields=body.model_dump())
+        self.send(self.skill_document(record), status=201)
+
+
+class SkillDetailHandler(SkillsBaseHandler):
+    @public
+    async def get(self, skill_id: str) -> None:
+        """One skill (paused ones only for their owner)."""
+        key = ("detail", self.translator.locale, skill_id)
+        token: Any = None
+        if self.current_user is None:
+            token, answered = await self.send_cached(key)
+            if answered:
+                return
+        record = await listings.get_skill(
+            self.deps, skill_id=int(skill_id), viewer=self.current_user
+        )
+        self.send(self.skill_document(record))
+        if self.current_user is None:
+            self.remember(key, token)
+
+    async def put(self, skill_id: str) -> None:
+        """Replace a skill of yours."""
+        body = self.parse_body(SkillBody)
+        record = await listings.update_skill(
+            self.deps,
+            actor=self.user,
+            skill_id=int(skill_id),
+            changes=body.model_dump(),
+            replace=True,
+        )
+        self.send(self.skill_document(record))
+
+    async def patch(self, skill_id: str) -> None:
+        """Change some fields of a skill of yours, or pause/reactivate it with `status`."""
+        body = self.parse_body(SkillPatchBody)
+        changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
+        record = await listings.update_skill(
+            self.deps, actor=self.user, skill_id=int(skill_id), changes=changes
+        )
+        self.send(self.skill_document(record))
+
+    async def delete(self, skill_id: str) -> None:
+        """Delete a skill of yours; with open orders it is paused instead (200, says so)."""
+        outcome = await listings.delete_skill(self.deps, actor=self.user, skill_id=int(skill_id))
+        if outcome.status == "deleted":
+            self.set_status(204)
+            return
+        self.send(
+            {
+                "status": outcome.status,
+                "open_orders": outcome.open_orders,
+                "detail": self.translator.text(
+                    lazy(
+                        "This skill has open orders, so it was paused instead of deleted. "
+                        "Delete it again once they are finished."
+                    )
+                ),
+            },
+            status=200,
+        )
+
+
+class MySkillsHandler(SkillsBaseHandler):
+    async def get(self) -> None:
+        """Your own skills, active and paused."""
+        params = self.page_params()
+        query = self.parse_query(OwnerSkillsQuery)
+        page = await browse.browse_skills(
+            self.deps,
+            query=BrowseQuery(
+                owner=self.user.id,
+                ordering=query.ordering,
+                cursor=query.cursor,
+                page=params.page,
+                page_size=params.page_size,
+                statuses=("active", "paused"),
+            ),
+        )
+        self.send(self.page_document(params, page))
+
+
+class UserSkillsHandler(SkillsBaseHandler):
+    @public
+    async def get(self, user_id: str) -> None:
+        """One person's active skills."""
+        key = self.list_key()
+        token, answered = await self.send_cached(key)
+        if answered:
+            return
+        params = self.page_params()
+        query = self.parse_query(OwnerSkillsQuery)
+        page = await browse.browse_owner_skills(
+            self.deps,
+            owner_id=int(user_id),
+            query=BrowseQuery(
+                ordering=query.ordering,
+                cursor=query.cursor,
+                page=params.page,
+                page_size=params.page_size,
+            ),
+        )
+        self.send(self.page_document(params, page))
+        self.remember(key, token)
+
+
+class SkillImagesHandler(SkillsBaseHandler):
+    accepts_uploads = True
+
+    async def post(self, skill_id: str) -> None:
+        """Add an image to a skill of yours (multipart field `image`, or the raw image body)."""
+        files = self.request.files.get("image")
+        if files:
+            data = files[0].body
+        elif self.request.headers.get("Content-Type", "").lower().startswith("image/"):
+            data = self.request.body
+        else:
+            raise BadRequest(
+                lazy("Send the image as the multipart/form-data field 'image'."),
+                code="image_missing",
+            )
+        image = await images.add_image(
+            self.deps, actor=self.user, skill_id=int(skill_id), data=data
+        )
+        self.send(image, status=201)
+
+
+class SkillImageHandler(SkillsBaseHandler):
+    async def delete(self, skill_id: str, image_id: str) -> None:
+        """Remove an image from a skill of yours."""
+        await images.remove_image(
+            self.deps, actor=self.user, skill_id=int(skill_id), image_id=int(image_id)
+        )
+        self.set_status(204)
+
+
+class CategoriesHandler(SkillsBaseHandler):
+    @public
+    async def get(self) -> None:
+        """Active categories as a two-level tree, with the number of active skills in each."""
+        key = ("categories", self.translator.locale)
+        token, answered = await self.send_cached(key)
+        if answered:
+            return
+        tree = await categories.category_tree(self.deps, locale=self.translator.locale)
+        self.send({"count": len(tree), "next": None, "previous": None, "results": tree})
+        self.remember(key, token)
+
+
+routes = [
+    route("/api/skills/", SkillListHandler),
+    route("/api/skills/categories/", CategoriesHandler),
+    route("/api/skills/mine/", MySkillsHandler),
+    route(r"/api/skills/(?P<skill_id>\d+)/", SkillDetailHandler),
+    route(r"/api/skills/(?P<skill_id>\d+)/images/", SkillImagesHandler),
+    route(r"/api/skills/(?P<skill_id>\d+)/images/(?P<image_id>\d+)/", SkillImageHandler),
+    route(r"/api/users/(?P<user_id>\d+)/skills/", UserSkillsHandler),
+]
