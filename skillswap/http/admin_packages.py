@@ -1,0 +1,92 @@
+"""Administrators manage the points packages: /api/admin/packages/."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from skillswap import points_packages
+from skillswap.http.base import BaseHandler, idempotent, route
+from skillswap.http.points import package_json
+from skillswap.http.validation import Body
+
+CURRENCY = r"^[A-Z]{3}$"
+
+
+class PackageBody(Body):
+    name_en: str = Field(min_length=1, max_length=80)
+    name_ar: str = Field(min_length=1, max_length=80)
+    points: int = Field(ge=1, le=10_000_000)
+    price_minor: int = Field(ge=1, le=1_000_000_000)
+    currency: str = Field(pattern=CURRENCY)
+    is_active: bool = True
+    sort_order: int = Field(default=0, ge=-1_000_000, le=1_000_000)
+
+
+class PackagePatchBody(Body):
+    name_en: str | None = Field(default=None, min_length=1, max_length=80)
+    name_ar: str | None = Field(default=None, min_length=1, max_length=80)
+    points: int | None = Field(default=None, ge=1, le=10_000_000)
+    price_minor: int | None = Field(default=None, ge=1, le=1_000_000_000)
+    currency: str | None = Field(default=None, pattern=CURRENCY)
+    is_active: bool | None = None
+    sort_order: int | None = Field(default=None, ge=-1_000_000, le=1_000_000)
+
+
+class AdminPackagesHandler(BaseHandler):
+    async def get(self) -> None:
+        """Every package, on sale or not."""
+        page = self.page_params()
+        count, packages = await points_packages.list_all_packages(
+            self.deps, actor=self.user, offset=page.offset, limit=page.page_size
+        )
+        self.send_page(
+            page,
+            count=count,
+            results=[package_json(p, self.translator, admin=True) for p in packages],
+        )
+
+    @idempotent
+    async def post(self) -> None:
+        """Add a package."""
+        body = self.parse_body(PackageBody)
+        package = await points_packages.create_package(
+            self.deps, actor=self.user, fields=body.model_dump()
+        )
+        self.send(package_json(package, self.translator, admin=True), status=201)
+
+
+class AdminPackageHandler(BaseHandler):
+    async def get(self, package_id: str) -> None:
+        """One package."""
+        package = await points_packages.get_package(
+            self.deps, actor=self.user, package_id=int(package_id)
+        )
+        self.send(package_json(package, self.translator, admin=True))
+
+    async def put(self, package_id: str) -> None:
+        """Replace a package's fields."""
+        body = self.parse_body(PackageBody)
+        package = await points_packages.update_package(
+            self.deps, actor=self.user, package_id=int(package_id), changes=body.model_dump()
+        )
+        self.send(package_json(package, self.translator, admin=True))
+
+    async def patch(self, package_id: str) -> None:
+        """Change some of a package's fields."""
+        body = self.parse_body(PackagePatchBody)
+        changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
+        package = await points_packages.update_package(
+            self.deps, actor=self.user, package_id=int(package_id), changes=changes
+        )
+        self.send(package_json(package, self.translator, admin=True))
+
+    async def delete(self, package_id: str) -> None:
+        """Remove a package (to stop selling it but keep it, set is_active to false)."""
+        await points_packages.delete_package(self.deps, actor=self.user, package_id=int(package_id))
+        self.set_status(204)
+
+
+routes = [
+    route("/api/admin/packages/", AdminPackagesHandler),
+    route(r"/api/admin/packages/(\d+)/", AdminPackageHandler),
+]

@@ -1,0 +1,201 @@
+"""Order endpoints: /api/points/orders/ (place, list), /api/points/orders/{id}/ (read, act)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
+
+from skillswap import orders
+from skillswap.http.accounts import user_public
+from skillswap.http.base import BaseHandler, idempotent, route
+from skillswap.http.validation import Body
+from skillswap.i18n import N_, Translator
+from skillswap.models import OrderTransition, Review
+from skillswap.models.orders import ORDER_STATUSES
+from skillswap.orders import OrderView
+from skillswap.orders_rules import ACTIONS
+
+Action = Literal[
+    "accept", "reject", "deliver", "complete", "cancel", "request_changes", "dispute", "resolve"
+]
+assert set(Action.__args__) == set(ACTIONS)  # type: ignore[attr-defined]
+
+
+def in_language(english: str, arabic: str, locale: str) -> str:
+    """A bilingual text in `locale`, else in the other language."""
+    return (arabic or english) if locale == "ar" else (english or arabic)
+
+
+def review_json(review: Review) -> dict[str, Any]:
+    return {
+        "id": review.id,
+        "rating": review.rating,
+        "comment": review.comment,
+        "reviewer_id": review.reviewer_id,
+        "reviewer_role": review.reviewer_role,
+        "created_at": review.created_at,
+    }
+
+
+def transition_json(step: OrderTransition) -> dict[str, Any]:
+    return {
+        "action": step.action,
+        "from_status": step.from_status,
+        "to_status": step.to_status,
+        "actor_id": step.actor_id,  # None: a deadline moved the order
+        "note": step.note,
+        "at": step.created_at,
+    }
+
+
+def order_json(view: OrderView, translator: Translator) -> dict[str, Any]:
+    """An order as its viewer sees it: the parties' public profiles, never anything private."""
+    order = view.order
+    document: dict[str, Any] = {
+        "id": order.id,
+        "status": order.status,
+        "skill": {
+            "id": view.skill.id,
+            "title": in_language(view.skill.title_en, view.skill.title_ar, translator.locale),
+        },
+        "buyer": user_public(view.buyer),
+        "seller": user_public(view.seller),
+        "roles": sorted(view.roles),
+        "price_points": order.price_points,
+        "requirements": order.requirements,
+        "deadline_at": order.deadline_at,
+        "resolution": order.resolution,
+        "settlement": (
+            None
+            if order.refunded_points is None
+            else {
+                "seller_points": order.seller_points,
+                "fee_points": order.fee_points,
+                "refunded_points": order.refunded_points,
+            }
+        ),
+        "allowed_actions": view.allowed_actions,
+        "created_at": order.created_at,
+        "updated_at": order.updated_at,
+        "completed_at": order.completed_at,
+    }
+    if view.history is not None:
+        document["history"] = [transition_json(step) for step in view.history]
+    if view.reviews is not None:
+        state = view.reviews
+        document["reviews"] = {
+            "can_review": state.can_review,
+            "window_closes_at": state.window_closes_at,
+            "mine": review_json(state.mine) if state.mine else None,
+            "theirs": review_json(state.theirs) if state.theirs else None,
+            "theirs_submitted": state.theirs_submitted,
+        }
+    return document
+
+
+class PlaceOrderBody(Body):
+    skill_id: int = Field(ge=1)
+    requirements: str = Field(default="", max_length=5000)
+
+
+class ActionFields(Body):
+    note: str = Field(default="", max_length=2000)
+    resolution: Literal["refund", "release", "split"] | None = None
+    buyer_points: int | None = Field(default=None, ge=1)
+
+
+class TransitionBody(ActionFields):
+    action: Action
+
+
+class OrderListQuery(Body):
+    role: Literal["buyer", "seller", "all"] | None = None
+    status: list[str] = Field(default_factory=list)
+    page: SkipJsonSchema[str | None] = None  # read by page_params()
+    page_size: SkipJsonSchema[str | None] = None
+
+    @field_validator("status")
+    @classmethod
+    def _known_statuses(cls, value: list[str]) -> list[str]:
+        # Accept both ?status=a&status=b and ?status=a,b.
+        statuses = [part.strip() for item in value for part in item.split(",") if part.strip()]
+        if any(status not in ORDER_STATUSES for status in statuses):
+            raise ValueError(N_("Unknown order status."))
+        return statuses
+
+
+class OrdersHandler(BaseHandler):
+    async def get(self) -> None:
+        """The signed-in user's orders (role=buyer|seller; admins role=all), filterable by status."""
+        page = self.page_params()
+        query = self.parse_query(OrderListQuery)
+        count, views = await orders.list_orders(
+            self.deps,
+            actor=self.user,
+            role=query.role,
+            statuses=query.status,
+            offset=page.offset,
+            limit=page.page_size,
+        )
+        self.send_page(
+            page, count=count, results=[order_json(view, self.translator) for view in views]
+        )
+
+    @idempotent
+    async def post(self) -> None:
+        """Order a skill: its price is held in escrow and the order waits for the seller."""
+        body = self.parse_body(PlaceOrderBody)
+        view = await orders.place_order(
+            self.deps,
+            actor=self.user,
+            skill_id=body.skill_id,
+            requirements=body.requirements,
+            idempotency_key=self.request.headers.get("Idempotency-Key"),
+        )
+        self.send(order_json(view, self.translator), status=201)
+
+
+async def _act(handler: BaseHandler, order_id: int, action: str, body: ActionFields) -> None:
+    view = await orders.transition_order(
+        handler.deps,
+        actor=handler.user,
+        order_id=order_id,
+        action=action,
+        note=body.note,
+        resolution=body.resolution,
+        buyer_points=body.buyer_points,
+    )
+    handler.send(order_json(view, handler.translator))
+
+
+class OrderHandler(BaseHandler):
+    async def get(self, order_id: str) -> None:
+        """One order with its history (its buyer, its seller and administrators only)."""
+        view = await orders.get_order(self.deps, actor=self.user, order_id=int(order_id))
+        self.send(order_json(view, self.translator))
+
+    @idempotent
+    async def put(self, order_id: str) -> None:
+        """Take an action on the order: {action, note?}; resolve also takes a resolution."""
+        body = self.parse_body(TransitionBody)
+        await _act(self, int(order_id), body.action, body)
+
+
+class OrderActionHandler(BaseHandler):
+    @idempotent
+    async def post(self, order_id: str, action: str) -> None:
+        """Take `action` on the order: the same as PUT /api/points/orders/{id}/ {action}."""
+        body = self.parse_body(ActionFields)
+        await _act(self, int(order_id), action, body)
+
+
+routes = [
+    route("/api/points/orders/", OrdersHandler),
+    route(r"/api/points/orders/(?P<order_id>\d+)/", OrderHandler),
+    route(
+        rf"/api/points/orders/(?P<order_id>\d+)/(?P<action>{'|'.join(ACTIONS)})/",
+        OrderActionHandler,
+    ),
+]

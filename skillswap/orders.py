@@ -1,0 +1,570 @@
+"""Order use cases: place an order with its price held in escrow, move it through its states.
+
+Each use case is one unit of work. A transition is a conditional
+`UPDATE orders ... WHERE id = :id AND status = :from`: of two concurrent actions on one order
+exactly one changes the row, and only that one touches escrow, so a hold is resolved once.
+Lock order, everywhere: the order row, then the skill row, then ledger accounts by id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from skillswap import events, ledger
+from skillswap.db import UnitOfWork
+from skillswap.deps import Deps
+from skillswap.errors import Conflict, NotFound, PaymentRequired, PermissionDenied, ValidationFailed
+from skillswap.i18n import lazy, lazy_plural
+from skillswap.ledger import Payout, SystemAccount, TransferKind
+from skillswap.models import Order, OrderTransition, Skill, User
+from skillswap.orders_rules import (
+    OPEN_STATUSES,
+    Escrow,
+    Refusal,
+    Role,
+    Rule,
+    allowed_actions,
+    find_rule,
+)
+from skillswap.reviews import ReviewState, review_state
+from skillswap.settings import Settings
+from skillswap.skills import listings as skill_listings
+
+RESOLUTIONS = ("refund", "release", "split")
+
+
+@dataclass(frozen=True)
+class SkillRef:
+    id: int
+    title_en: str
+    title_ar: str
+
+
+@dataclass(frozen=True)
+class OrderView:
+    """An order as one viewer sees it: their roles, what they may do, and (detail) its history."""
+
+    order: Order
+    buyer: User
+    seller: User
+    skill: SkillRef
+    roles: frozenset[Role]
+    allowed_actions: list[str]
+    history: list[OrderTransition] | None = None
+    reviews: ReviewState | None = None  # detail, for the two participants
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """Where an order's escrowed points go when a transition settles it."""
+
+    escrow: Escrow  # KEEP, VOID or POST
+    seller_points: int | None = None
+    fee_points: int | None = None
+    refunded_points: int | None = None
+    resolution: str | None = None
+
+    @property
+    def columns(self) -> dict[str, object]:
+        if self.escrow is Escrow.KEEP:
+            return {}
+        return {
+            "seller_points": self.seller_points,
+            "fee_points": self.fee_points,
+            "refunded_points": self.refunded_points,
+            "resolution": self.resolution,
+        }
+
+
+def fee_for(seller_part: int, fee_percent: int) -> int:
+    """The platform's whole-point cut of what a seller is paid (rounded down, in their favour)."""
+    return seller_part * max(0, min(fee_percent, 100)) // 100
+
+
+def _pay_seller(
+    seller_part: int, price: int, fee_percent: int, resolution: str | None
+) -> Settlement:
+    fee = fee_for(seller_part, fee_percent)
+    return Settlement(
+        Escrow.POST,
+        seller_points=seller_part - fee,
+        fee_points=fee,
+        refunded_points=price - seller_part,
+        resolution=resolution,
+    )
+
+
+def settlement_for(
+    rule: Rule,
+    *,
+    price: int,
+    fee_percent: int,
+    resolution: str | None,
+    buyer_points: int | None,
+) -> Settlement:
+    """What `rule` does with the escrowed price, checking an administrator's resolution."""
+    if rule.escrow is not Escrow.RESOLVE:
+        if resolution is not None or buyer_points is not None:
+            raise ValidationFailed(
+                errors={"resolution": [lazy("Only a dispute resolution takes a resolution.")]}
+            )
+        if rule.escrow is Escrow.KEEP:
+            return Settlement(Escrow.KEEP)
+        if rule.escrow is Escrow.VOID:
+            return Settlement(Escrow.VOID, seller_points=0, fee_points=0, refunded_points=price)
+        return _pay_seller(price, price, fee_percent, None)
+    if resolution not in RESOLUTIONS:
+        raise ValidationFailed(
+            errors={
+                "resolution": [lazy("Must be one of: {choices}.", choices=", ".join(RESOLUTIONS))]
+            }
+        )
+    if resolution != "split" and buyer_points is not None:
+        raise ValidationFailed(errors={"buyer_points": [lazy("Only a split takes buyer_points.")]})
+    if resolution == "refund":
+        return Settlement(
+            Escrow.VOID, seller_points=0, fee_points=0, refunded_points=price, resolution=resolution
+        )
+    if resolution == "release":
+        return _pay_seller(price, price, fee_percent, resolution)
+    if buyer_points is None or not 0 < buyer_points < price:
+        raise ValidationFailed(
+            errors={
+                "buyer_points": [
+                    lazy("A split gives the buyer between 1 and {max} points.", max=price - 1)
+                ]
+            }
+        )
+    return _pay_seller(price - buyer_points, price, fee_percent, resolution)
+
+
+def deadline_after(status: str, now: datetime, settings: Settings) -> datetime | None:
+    """When an order entering `status` runs out of time (None: it waits for a person)."""
+    seconds = {
+        "pending": settings.order_accept_timeout_seconds,
+        "accepted": settings.order_delivery_timeout_seconds,
+        "delivered": settings.order_auto_complete_seconds,
+    }.get(status)
+    return None if seconds is None else now + timedelta(seconds=seconds)
+
+
+def roles_of(order: Order, user: User) -> frozenset[Role]:
+    roles: set[Role] = set()
+    if order.buyer_id == user.id:
+        roles.add(Role.BUYER)
+    if order.seller_id == user.id:
+        roles.add(Role.SELLER)
+    if user.is_admin:
+        roles.add(Role.ADMIN)
+    return frozenset(roles)
+
+
+# -- placing an order ----------------------------------------------------------------------------
+
+
+async def place_order(
+    deps: Deps,
+    *,
+    actor: User,
+    skill_id: int,
+    requirements: str = "",
+    idempotency_key: str | None = None,
+) -> OrderView:
+    """Hold the skill's price on the actor's wallet and create the order, pending the seller.
+
+    With an idempotency key, placing again returns the first order (or its refusal).
+    """
+    now = deps.clock()
+    hold_key = (
+        f"order:{actor.id}:{idempotency_key}" if idempotency_key else f"order:{uuid.uuid4().hex}"
+    )
+    async with deps.db.uow() as uow:
+        session = uow.session
+        # FOR SHARE: a concurrent pause or delete of the skill waits for this order to exist.
+        skill = (
+            await session.execute(
+                select(
+                    Skill.id,
+                    Skill.owner_id,
+                    Skill.status,
+                    Skill.price_points,
+                    Skill.title_en,
+                    Skill.title_ar,
+                    User.is_active,
+                )
+                .join(User, User.id == Skill.owner_id)
+                .where(Skill.id == skill_id)
+                .with_for_update(read=True, of=Skill)
+            )
+        ).first()
+        if skill is None or skill.status == "deleted" or not skill.is_active:
+            raise NotFound(lazy("This skill does not exist."), code="skill_not_found")
+        if skill.owner_id == actor.id:
+            raise PermissionDenied(lazy("You cannot order your own skill."), code="own_skill")
+        if skill.status != "active":
+            raise Conflict(
+                lazy("This skill is paused and takes no orders right now."), code="skill_paused"
+            )
+        price = int(skill.price_points)
+        wallet = await ledger.ensure_wallet(session, actor.id, now=now)
+        try:
+            hold = await ledger.place_hold(
+                session, key=hold_key, account_id=wallet, amount=price, now=now
+            )
+        except ledger.InsufficientFunds as short:
+            if not short.replayed:
+                await uow.commit()  # the refusal is this key's outcome from now on
+            raise _insufficient(short.shortfall, price) from None
+        except ledger.IdempotencyMismatch:
+            raise _key_reused() from None
+        if hold.replayed:
+            order = await session.scalar(select(Order).where(Order.hold_id == hold.hold_id))
+            if order is None or order.skill_id != skill_id:
+                raise _key_reused()
+            view = await _view(deps, session, order, actor)
+            await uow.commit()  # nothing was written; committing keeps the loaded rows usable
+            return view
+        order = Order(
+            buyer_id=actor.id,
+            seller_id=skill.owner_id,
+            skill_id=skill_id,
+            hold_id=hold.hold_id,
+            status="pending",
+            price_points=price,
+            requirements=requirements,
+            deadline_at=deadline_after("pending", now, deps.settings),
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(order)
+        await session.flush()
+        session.add(
+            OrderTransition(
+                order_id=order.id,
+                actor_id=actor.id,
+                action="place",
+                from_status=None,
+                to_status="pending",
+                note="",
+                created_at=now,
+            )
+        )
+        await session.flush()
+        await events.emit(
+            deps,
+            uow,
+            events.OrderPlaced(
+                order_id=order.id,
+                buyer_id=actor.id,
+                seller_id=order.seller_id,
+                skill_id=skill_id,
+            ),
+        )
+        view = await _view(deps, session, order, actor)
+        await uow.commit()
+    return view
+
+
+def _insufficient(shortfall: int, price: int) -> PaymentRequired:
+    return PaymentRequired(
+        lazy_plural(
+            "You need {n} more point to order this skill.",
+            "You need {n} more points to order this skill.",
+            shortfall,
+        ),
+        extra={"missing": shortfall, "price": price},
+    )
+
+
+def _key_reused() -> Conflict:
+    return Conflict(
+        lazy("This Idempotency-Key was already used with a different request body."),
+        code="idempotency_key_reused",
+    )
+
+
+# -- transitions ---------------------------------------------------------------------------------
+
+
+async def transition_order(
+    deps: Deps,
+    *,
+    actor: User,
+    order_id: int,
+    action: str,
+    note: str = "",
+    resolution: str | None = None,
+    buyer_points: int | None = None,
+) -> OrderView:
+    """Take `action` on an order as `actor`, settling escrow when the action ends the order."""
+    now = deps.clock()
+    async with deps.db.uow() as uow:
+        session = uow.session
+        order = await session.get(Order, order_id)
+        roles = roles_of(order, actor) if order is not None else frozenset()
+        if order is None or not roles:
+            raise _order_not_found()
+        found = find_rule(action, roles, order.status)
+        if found is Refusal.NOT_YOUR_ROLE:
+            raise PermissionDenied(
+                lazy('You are not allowed to "{action}" this order.', action=action),
+                code="action_not_permitted",
+                extra={
+                    "action": action,
+                    "status": order.status,
+                    "allowed_actions": allowed_actions(roles, order.status),
+                },
+            )
+        if isinstance(found, Refusal):
+            raise _invalid_transition(order.status, action, roles)
+        settlement = settlement_for(
+            found,
+            price=order.price_points,
+            fee_percent=deps.settings.platform_fee_percent,
+            resolution=resolution,
+            buyer_points=buyer_points,
+        )
+        moved = await apply_transition(
+            deps, uow, order, found, actor_id=actor.id, note=note, settlement=settlement, now=now
+        )
+        if not moved:
+            # Someone else moved it first; report the status it has now.
+            current = await session.scalar(select(Order.status).where(Order.id == order_id))
+            raise _invalid_transition(str(current), action, roles)
+        view = await _view(deps, session, order, actor)
+        await uow.commit()
+    return view
+
+
+def _order_not_found() -> NotFound:
+    # Non-participants get the same answer as for an order that does not exist.
+    return NotFound(lazy("This order does not exist."), code="order_not_found")
+
+
+def _invalid_transition(status: str, action: str, roles: frozenset[Role]) -> Conflict:
+    allowed = allowed_actions(roles, status)
+    return Conflict(
+        lazy(
+            'This order is "{status}": "{action}" is not possible now.',
+            status=status,
+            action=action,
+        ),
+        code="invalid_transition",
+        extra={"status": status, "action": action, "allowed_actions": allowed},
+    )
+
+
+async def apply_transition(
+    deps: Deps,
+    uow: UnitOfWork,
+    order: Order,
+    rule: Rule,
+    *,
+    actor_id: int | None,
+    note: str,
+    settlement: Settlement,
+    now: datetime,
+    due_by: datetime | None = None,
+) -> bool:
+    """Move `order` by `rule` if it is still in the status it was read in; False if not.
+
+    `due_by` (deadlines) also requires the order's deadline to have passed by then.
+    """
+    session = uow.session
+    from_status = order.status
+    values: dict[str, object] = {
+        "status": rule.to_status,
+        "updated_at": now,
+        "deadline_at": deadline_after(rule.to_status, now, deps.settings),
+        **settlement.columns,
+    }
+    if rule.to_status == "completed":
+        values["completed_at"] = now
+    conditions = [Order.id == order.id, Order.status == from_status]
+    if due_by is not None:
+        conditions.append(Order.deadline_at <= due_by)
+    moved = await session.execute(update(Order).where(*conditions).values(values))
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    if rule.to_status == "completed":
+        await session.execute(
+            update(Skill)
+            .where(Skill.id == order.skill_id)
+            .values(orders_completed=Skill.orders_completed + 1)
+        )
+    await _settle_escrow(session, order, settlement, now=now)
+    session.add(
+        OrderTransition(
+            order_id=order.id,
+            actor_id=actor_id,
+            action=rule.action,
+            from_status=from_status,
+            to_status=rule.to_status,
+            note=note,
+            created_at=now,
+        )
+    )
+    await session.flush()
+    await events.emit(
+        deps,
+        uow,
+        events.OrderTransitioned(
+            order_id=order.id,
+            buyer_id=order.buyer_id,
+            seller_id=order.seller_id,
+            actor_id=actor_id,
+            action=rule.action,
+            from_status=from_status,
+            to_status=rule.to_status,
+            note=note,
+        ),
+    )
+    await session.refresh(order)
+    return True
+
+
+async def _settle_escrow(
+    session: AsyncSession, order: Order, settlement: Settlement, *, now: datetime
+) -> None:
+    if settlement.escrow is Escrow.VOID:
+        await ledger.void_hold(session, hold_id=order.hold_id, now=now)
+    elif settlement.escrow is Escrow.POST:
+        payouts: list[Payout] = []
+        if settlement.seller_points:
+            seller_wallet = await ledger.ensure_wallet(session, order.seller_id, now=now)
+            payouts.append(
+                Payout(seller_wallet, settlement.seller_points, TransferKind.ORDER_EARNINGS)
+            )
+        if settlement.fee_points:
+            payouts.append(
+                Payout(
+                    SystemAccount.PLATFORM_FEES, settlement.fee_points, TransferKind.PLATFORM_FEE
+                )
+            )
+        await ledger.post_hold(
+            session, hold_id=order.hold_id, payouts=payouts, order_id=order.id, now=now
+        )
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
+async def get_order(deps: Deps, *, actor: User, order_id: int) -> OrderView:
+    """One order with its history, for its buyer, its seller or an administrator."""
+    async with deps.db.read() as session:
+        order = await session.get(Order, order_id)
+        if order is None or not roles_of(order, actor):
+            raise _order_not_found()
+        return await _view(deps, session, order, actor)
+
+
+async def list_orders(
+    deps: Deps,
+    *,
+    actor: User,
+    role: str | None,
+    statuses: list[str],
+    offset: int,
+    limit: int,
+) -> tuple[int, list[OrderView]]:
+    """The actor's orders as buyer, seller or either (administrators: `role='all'`), newest first."""
+    if role == "all" and not actor.is_admin:
+        raise PermissionDenied(lazy("Only administrators can list every order."), code="admin_only")
+    conditions = []
+    if role == "buyer":
+        conditions.append(Order.buyer_id == actor.id)
+    elif role == "seller":
+        conditions.append(Order.seller_id == actor.id)
+    elif role != "all":
+        conditions.append(or_(Order.buyer_id == actor.id, Order.seller_id == actor.id))
+    if statuses:
+        conditions.append(Order.status.in_(statuses))
+    buyer, seller = aliased(User), aliased(User)
+    async with deps.db.read() as session:
+        count = await session.scalar(select(func.count()).select_from(Order).where(*conditions))
+        rows = (
+            await session.execute(
+                select(Order, buyer, seller, Skill.id, Skill.title_en, Skill.title_ar)
+                .join(buyer, buyer.id == Order.buyer_id)
+                .join(seller, seller.id == Order.seller_id)
+                .join(Skill, Skill.id == Order.skill_id)
+                .where(*conditions)
+                .order_by(Order.id.desc())
+                .offset(offset)
+                .limit(limit)
+            )
+        ).all()
+    views = []
+    for order, buyer_row, seller_row, sid, title_en, title_ar in rows:
+        roles = roles_of(order, actor)
+        views.append(
+            OrderView(
+                order=order,
+                buyer=buyer_row,
+                seller=seller_row,
+                skill=SkillRef(sid, title_en, title_ar),
+                roles=roles,
+                allowed_actions=allowed_actions(roles, order.status),
+            )
+        )
+    return int(count or 0), views
+
+
+async def _view(deps: Deps, session: AsyncSession, order: Order, actor: User) -> OrderView:
+    """The order in detail: parties, skill, history, and the viewer's review state."""
+    buyer = await session.get(User, order.buyer_id)
+    seller = await session.get(User, order.seller_id)
+    skill = (
+        await session.execute(
+            select(Skill.id, Skill.title_en, Skill.title_ar).where(Skill.id == order.skill_id)
+        )
+    ).one()
+    history = list(
+        (
+            await session.scalars(
+                select(OrderTransition)
+                .where(OrderTransition.order_id == order.id)
+                .order_by(OrderTransition.id)
+            )
+        ).all()
+    )
+    assert buyer is not None and seller is not None
+    roles = roles_of(order, actor)
+    reviews = None
+    if actor.id in (order.buyer_id, order.seller_id):
+        reviews = await review_state(
+            session,
+            order,
+            viewer_id=actor.id,
+            now=deps.clock(),
+            window_seconds=deps.settings.review_window_seconds,
+        )
+    return OrderView(
+        order=order,
+        buyer=buyer,
+        seller=seller,
+        skill=SkillRef(skill.id, skill.title_en, skill.title_ar),
+        roles=roles,
+        allowed_actions=allowed_actions(roles, order.status),
+        history=history,
+        reviews=reviews,
+    )
+
+
+async def has_open_orders(session: AsyncSession, skill_id: int) -> bool:
+    """Whether any order of the skill is still open (deleting it then only pauses it)."""
+    found = await session.scalar(
+        select(Order.id).where(Order.skill_id == skill_id, Order.status.in_(OPEN_STATUSES)).limit(1)
+    )
+    return found is not None
+
+
+# Deleting a skill asks every registered check; ours keeps a skill with open orders alive.
+if has_open_orders not in skill_listings.OPEN_ORDER_CHECKS:
+    skill_listings.OPEN_ORDER_CHECKS.append(has_open_orders)

@@ -1,0 +1,142 @@
+"""Points packages: bundles of points for sale, named in English and Arabic; admins manage them."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+
+from skillswap.deps import Deps
+from skillswap.errors import NotFound, PermissionDenied
+from skillswap.i18n import lazy
+from skillswap.models import PointsPackage, User
+
+# Digits after the decimal point of currencies whose minor unit is not a hundredth (ISO 4217).
+_MINOR_DIGITS = {
+    "JPY": 0,
+    "KRW": 0,
+    "BHD": 3,
+    "IQD": 3,
+    "JOD": 3,
+    "KWD": 3,
+    "LYD": 3,
+    "OMR": 3,
+    "TND": 3,
+}
+EDITABLE_FIELDS = (
+    "name_en",
+    "name_ar",
+    "points",
+    "price_minor",
+    "currency",
+    "is_active",
+    "sort_order",
+)
+
+
+def price_text(price_minor: int, currency: str) -> str:
+    """The price in major units as an exact decimal string ("9.99", "1.250", "500")."""
+    digits = _MINOR_DIGITS.get(currency, 2)
+    return str(Decimal(price_minor).scaleb(-digits).quantize(Decimal(1).scaleb(-digits)))
+
+
+def _require_admin(actor: User) -> None:
+    if not actor.is_admin:
+        raise PermissionDenied(
+            lazy("Only administrators can manage points packages."), code="admin_only"
+        )
+
+
+def _not_found() -> NotFound:
+    return NotFound(lazy("This points package does not exist."), code="package_not_found")
+
+
+async def list_packages_for_sale(
+    deps: Deps, *, offset: int, limit: int
+) -> tuple[int, list[PointsPackage]]:
+    """The active packages, in the administrators' order."""
+    return await _list(deps, active_only=True, offset=offset, limit=limit)
+
+
+async def list_all_packages(
+    deps: Deps, *, actor: User, offset: int, limit: int
+) -> tuple[int, list[PointsPackage]]:
+    """Every package, inactive ones too (administrators)."""
+    _require_admin(actor)
+    return await _list(deps, active_only=False, offset=offset, limit=limit)
+
+
+async def _list(
+    deps: Deps, *, active_only: bool, offset: int, limit: int
+) -> tuple[int, list[PointsPackage]]:
+    conditions = [PointsPackage.is_active.is_(True)] if active_only else []
+    async with deps.db.read() as session:
+        count = await session.scalar(
+            select(func.count()).select_from(PointsPackage).where(*conditions)
+        )
+        rows = (
+            await session.scalars(
+                select(PointsPackage)
+                .where(*conditions)
+                .order_by(PointsPackage.sort_order, PointsPackage.id)
+                .offset(offset)
+                .limit(limit)
+            )
+        ).all()
+    return int(count or 0), list(rows)
+
+
+async def get_package(deps: Deps, *, actor: User, package_id: int) -> PointsPackage:
+    """One package (administrators)."""
+    _require_admin(actor)
+    async with deps.db.read() as session:
+        package = await session.get(PointsPackage, package_id)
+    if package is None:
+        raise _not_found()
+    return package
+
+
+async def create_package(deps: Deps, *, actor: User, fields: dict[str, Any]) -> PointsPackage:
+    """Add a package for sale (administrators)."""
+    _require_admin(actor)
+    now = deps.clock()
+    async with deps.db.uow() as uow:
+        package = PointsPackage(
+            **{name: fields[name] for name in EDITABLE_FIELDS if name in fields},
+            created_at=now,
+            updated_at=now,
+        )
+        uow.session.add(package)
+        await uow.session.flush()
+        await uow.commit()
+    return package
+
+
+async def update_package(
+    deps: Deps, *, actor: User, package_id: int, changes: dict[str, Any]
+) -> PointsPackage:
+    """Change some fields of a package (administrators)."""
+    _require_admin(actor)
+    async with deps.db.uow() as uow:
+        package = await uow.session.get(PointsPackage, package_id)
+        if package is None:
+            raise _not_found()
+        for name in EDITABLE_FIELDS:
+            if name in changes:
+                setattr(package, name, changes[name])
+        package.updated_at = deps.clock()
+        await uow.session.flush()
+        await uow.commit()
+    return package
+
+
+async def delete_package(deps: Deps, *, actor: User, package_id: int) -> None:
+    """Remove a package from sale for good (administrators; set is_active false to hide one)."""
+    _require_admin(actor)
+    async with deps.db.uow() as uow:
+        package = await uow.session.get(PointsPackage, package_id)
+        if package is None:
+            raise _not_found()
+        await uow.session.delete(package)
+        await uow.commit()

@@ -1,0 +1,436 @@
+"""Orders over real HTTP: escrow on placing, the state machine, permissions, history, replays."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from skillswap import events
+from skillswap.points import audit_ledger
+from tests.conftest import unique_name
+from tests.points_support import balance, make_skill, skill_row
+
+ORDERS = "/api/points/orders/"
+
+# Every event the order use cases emit, in order (a subscriber like chat's or notifications').
+seen_events: list[object] = []
+
+
+@events.subscribe(events.OrderPlaced)
+@events.subscribe(events.OrderTransitioned)
+async def _record(deps, uow, event) -> None:
+    seen_events.append(event)
+
+
+@pytest.fixture
+def parties(make_user, deps):
+    """A buyer, a seller with a 10-point skill, a stranger and an administrator."""
+
+    async def build(price: int = 10):
+        buyer, seller, stranger = await make_user(), await make_user(), await make_user()
+        admin = await make_user(admin=True)
+        skill_id = await make_skill(deps, owner_id=seller.id, price=price)
+        return buyer, seller, stranger, admin, skill_id
+
+    return build
+
+
+async def place(api, buyer, skill_id, **extra):
+    return await api.post(ORDERS, token=buyer.access, json={"skill_id": skill_id, **extra})
+
+
+async def act(api, user, order_id, action, **body):
+    return await api.post(f"{ORDERS}{order_id}/{action}/", token=user.access, json=body)
+
+
+async def test_placing_an_order_holds_its_price_and_starts_pending(api, deps, parties):
+    buyer, seller, _, _, skill_id = await parties(price=30)
+    response = await place(api, buyer, skill_id, requirements="Weekday evenings")
+    assert response.status_code == 201, response.text
+    order = response.json()
+    assert order["status"] == "pending"
+    assert order["price_points"] == 30
+    assert order["requirements"] == "Weekday evenings"
+    assert order["buyer"]["id"] == buyer.id and order["seller"]["id"] == seller.id
+    assert "email" not in order["buyer"] and "email" not in order["seller"]
+    assert order["roles"] == ["buyer"]
+    assert order["allowed_actions"] == ["cancel"]
+    assert order["deadline_at"] is not None
+    assert [step["action"] for step in order["history"]] == ["place"]
+    wallet = (await api.get("/api/points/balance/", token=buyer.access)).json()
+    assert wallet == {"balance": 100, "held": 30, "available": 70}
+    placed = [e for e in seen_events if isinstance(e, events.OrderPlaced)][-1]
+    assert placed == events.OrderPlaced(order["id"], buyer.id, seller.id, skill_id)
+
+
+async def test_the_full_lifecycle_pays_the_seller_and_records_every_step(api, deps, parties):
+    buyer, seller, _, _, skill_id = await parties(price=25)
+    order_id = (await place(api, buyer, skill_id)).json()["id"]
+    accepted = await act(api, seller, order_id, "accept", note="See you Monday")
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["status"] == "accepted"
+    assert accepted.json()["allowed_actions"] == ["deliver", "cancel"]
+    delivered = await api.put(
+        f"{ORDERS}{order_id}/", token=seller.access, json={"action": "deliver"}
+    )
+    assert delivered.json()["status"] == "delivered"
+    completed = await act(api, buyer, order_id, "complete")
+    body = completed.json()
+    assert body["status"] == "completed"
+    assert body["completed_at"] is not None and body["deadline_at"] is None
+    assert body["settlement"] == {"seller_points": 25, "fee_points": 0, "refunded_points": 0}
+    history = body["history"]
+    assert [(s["action"], s["from_status"], s["to_status"]) for s in history] == [
+        ("place", None, "pending"),
+        ("accept", "pending", "accepted"),
+        ("deliver", "accepted", "delivered"),
+        ("complete", "delivered", "completed"),
+    ]
+    assert history[1]["actor_id"] == seller.id and history[1]["note"] == "See you Monday"
+    assert await balance(deps, buyer.id) == (75, 0)
+    assert await balance(deps, seller.id) == (125, 0)
+    assert (await skill_row(deps, skill_id)).orders_completed == 1
+    transitions = [e for e in seen_events if isinstance(e, events.OrderTransitioned)]
+    assert [e.action for e in transitions if e.order_id == order_id] == [
+        "accept",
+        "deliver",
+        "complete",
+    ]
+    statement = (await api.get("/api/points/transactions/", token=seller.access)).json()
+    newest = statement["results"][0]
+    assert (newest["amount"], newest["kind"], newest["order_id"]) == (
+        25,
+        "order_earnings",
+        order_id,
+    )
+    assert newest["balance_after"] == 125
+    assert newest["description"] == f"Earnings from order #{order_id}"
+    assert (await audit_ledger(deps.db)).ok
+
+
+async def test_refunds_on_reject_and_on_either_sides_cancel(api, deps, parties):
+    buyer, seller, _, _, skill_id = await parties(price=20)
+    rejected = (await place(api, buyer, skill_id)).json()["id"]
+    assert (await act(api, seller, rejected, "reject")).json()["status"] == "rejected"
+    by_buyer = (await place(api, buyer, skill_id)).json()["id"]
+    assert (await act(api, buyer, by_buyer, "cancel")).json()["status"] == "cancelled"
+    by_seller = (await place(api, buyer, skill_id)).json()["id"]
+    await act(api, seller, by_seller, "accept")
+    cancelled = await act(api, seller, by_seller, "cancel")
+    assert cancelled.json()["status"] == "cancelled"
+    assert cancelled.json()["settlement"] == {
+        "seller_points": 0,
+        "fee_points": 0,
+        "refunded_points": 20,
+    }
+    assert await balance(deps, buyer.id) == (100, 0)
+    assert await balance(deps, seller.id) == (100, 0)
+
+
+async def test_requesting_changes_sends_a_delivery_back(api, deps, parties):
+    buyer, seller, _, _, skill_id = await parties()
+    order_id = (await place(api, buyer, skill_id)).json()["id"]
+    await act(api, seller, order_id, "accept")
+    await act(api, seller, order_id, "deliver")
+    back = await act(api, buyer, order_id, "request_changes", note="Add exercises")
+    assert back.json()["status"] == "accepted"
+    await act(api, seller, order_id, "deliver")
+    assert (await act(api, buyer, order_id, "complete")).json()["status"] == "completed"
+
+
+async def test_ordering_is_refused_for_own_paused_unknown_and_unaffordable_skills(
+    api, deps, parties, make_user
+):
+    buyer, seller, _, _, skill_id = await parties(price=10)
+    own = await place(api, seller, skill_id)
+    assert (own.status_code, own.json()["code"]) == (403, "own_skill")
+    paused = await make_skill(deps, owner_id=seller.id, status="paused")
+    refused = await place(api, buyer, paused)
+    assert (refused.status_code, refused.json()["code"]) == (409, "skill_paused")
+    missing = await place(api, buyer, 10**9)
+    assert (missing.status_code, missing.json()["code"]) == (404, "skill_not_found")
+    dear = await make_skill(deps, owner_id=seller.id, price=130)
+    short = await place(api, buyer, dear)
+    assert short.status_code == 402
+    assert short.headers["content-type"].startswith("application/problem+json")
+    problem = short.json()
+    assert problem["code"] == "insufficient_points"
+    assert problem["missing"] == 30
+    assert problem["detail"] == "You need 30 more points to order this skill."
+    arabic_speaker = await make_user(locale="ar")
+    arabic = (await place(api, arabic_speaker, dear)).json()
+    assert arabic["missing"] == 30
+    assert arabic["detail"] == "تحتاج إلى 30 نقطة إضافية لطلب هذه المهارة."
+    assert await balance(deps, buyer.id) == (100, 0)
+
+
+async def test_each_action_is_refused_to_the_wrong_user(api, deps, parties):
+    buyer, seller, stranger, admin, skill_id = await parties()
+    order_id = (await place(api, buyer, skill_id)).json()["id"]
+    # Buyers never accept, reject or deliver; sellers never complete, dispute or request changes.
+    for user, action in [
+        (buyer, "accept"),
+        (buyer, "reject"),
+        (buyer, "deliver"),
+        (seller, "complete"),
+        (seller, "request_changes"),
+        (seller, "dispute"),
+        (buyer, "resolve"),
+        (seller, "resolve"),
+        (admin, "accept"),
+        (admin, "cancel"),
+    ]:
+        response = await act(api, user, order_id, action)
+        assert response.status_code == 403, (action, response.text)
+        assert response.json()["code"] == "action_not_permitted"
+    # Someone with no part in the order cannot tell it exists.
+    for action in ("accept", "cancel", "complete", "resolve"):
+        response = await act(api, stranger, order_id, action)
+        assert (response.status_code, response.json()["code"]) == (404, "order_not_found")
+    assert (await api.get(f"{ORDERS}{order_id}/", token=stranger.access)).status_code == 404
+    assert (await api.get(f"{ORDERS}{order_id}/", token=admin.access)).status_code == 200
+    detail = (await api.get(f"{ORDERS}{order_id}/", token=buyer.access)).json()
+    assert detail["status"] == "pending" and len(detail["history"]) == 1
+
+
+async def test_a_transition_from_the_wrong_status_names_the_status_and_what_is_allowed(
+    api, deps, parties
+):
+    buyer, seller, _, _, skill_id = await parties()
+    order_id = (await place(api, buyer, skill_id)).json()["id"]
+    early = await act(api, buyer, order_id, "complete")
+    assert early.status_code == 409
+    problem = early.json()
+    assert problem["code"] == "invalid_transition"
+    assert problem["status"] == "pending"
+    assert problem["allowed_actions"] == ["cancel"]
+    assert "pending" in problem["detail"]
+    await act(api, seller, order_id, "accept")
+    again = await act(api, seller, order_id, "accept")
+    assert again.status_code == 409
+    assert (again.json()["status"], again.json()["allowed_actions"]) == (
+        "accepted",
+        ["deliver", "cancel"],
+    )
+    unknown = await api.put(f"{ORDERS}{order_id}/", token=seller.access, json={"action": "fly"})
+    assert (unknown.status_code, unknown.json()["code"]) == (400, "validation_error")
+
+
+async def test_admins_resolve_disputes_by_refund_release_or_split_exactly_once(api, deps, parties):
+    buyer, seller, _, admin, skill_id = await parties(price=30)
+    ids = []
+    for _ in range(3):
+        order_id = (await place(api, buyer, skill_id)).json()["id"]
+        await act(api, seller, order_id, "accept")
+        disputed = await act(api, buyer, order_id, "dispute", note="No show")
+        assert disputed.json()["status"] == "disputed"
+        assert disputed.json()["deadline_at"] is None
+        ids.append(order_id)
+    refund, release, split = ids
+    seller_tries = await act(api, seller, refund, "resolve", resolution="release")
+    assert seller_tries.status_code == 403
+    missing = await act(api, admin, refund, "resolve")
+    assert (missing.status_code, list(missing.json()["errors"])) == (400, ["resolution"])
+    done = await act(api, admin, refund, "resolve", resolution="refund")
+    assert (done.json()["status"], done.json()["resolution"]) == ("resolved", "refund")
+    twice = await act(api, admin, refund, "resolve", resolution="release")
+    assert twice.status_code == 409
+    assert (twice.json()["status"], twice.json()["allowed_actions"]) == ("resolved", [])
+    await api.put(
+        f"{ORDERS}{release}/",
+        token=admin.access,
+        json={"action": "resolve", "resolution": "release"},
+    )
+    for bad in (0, 30, 31):
+        refused = await act(api, admin, split, "resolve", resolution="split", buyer_points=bad)
+        assert refused.status_code == 400, bad
+    halves = await api.put(
+        f"{ORDERS}{split}/",
+        token=admin.access,
+        json={"action": "resolve", "resolution": "split", "buyer_points": 15},
+    )
+    assert halves.json()["settlement"] == {
+        "seller_points": 15,
+        "fee_points": 0,
+        "refunded_points": 15,
+    }
+    # Refund: nothing moved; release: 30 to the seller; split: 15 to the seller.
+    assert await balance(deps, buyer.id) == (100 - 30 - 15, 0)
+    assert await balance(deps, seller.id) == (100 + 30 + 15, 0)
+    assert (await audit_ledger(deps.db)).ok
+
+
+async def test_a_platform_fee_goes_to_the_fee_account(api, deps, parties):
+    buyer, seller, _, admin, skill_id = await parties(price=50)
+    original = deps.settings
+    deps.settings = original.with_overrides(platform_fee_percent=10)
+    try:
+        order_id = (await place(api, buyer, skill_id)).json()["id"]
+        await act(api, seller, order_id, "accept")
+        await act(api, seller, order_id, "deliver")
+        done = (await act(api, buyer, order_id, "complete")).json()
+        split_id = (await place(api, buyer, skill_id)).json()["id"]
+        await act(api, seller, split_id, "accept")
+        await act(api, buyer, split_id, "dispute")
+        split = (
+            await act(api, admin, split_id, "resolve", resolution="split", buyer_points=21)
+        ).json()
+    finally:
+        deps.settings = original
+    assert done["settlement"] == {"seller_points": 45, "fee_points": 5, "refunded_points": 0}
+    assert split["settlement"] == {"seller_points": 27, "fee_points": 2, "refunded_points": 21}
+    assert await balance(deps, seller.id) == (100 + 45 + 27, 0)
+    assert await balance(deps, buyer.id) == (100 - 50 - 29, 0)
+    assert (await audit_ledger(deps.db)).ok
+
+
+async def test_the_same_idempotency_key_places_one_order_and_replays_refusals(api, deps, parties):
+    buyer, seller, _, _, skill_id = await parties(price=10)
+    key = {"Idempotency-Key": unique_name("order")}
+    first = await api.post(ORDERS, token=buyer.access, json={"skill_id": skill_id}, headers=key)
+    again = await api.post(ORDERS, token=buyer.access, json={"skill_id": skill_id}, headers=key)
+    assert first.status_code == again.status_code == 201
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert first.json()["id"] == again.json()["id"]
+    assert await balance(deps, buyer.id) == (100, 10)
+    other = await api.post(
+        ORDERS, token=buyer.access, json={"skill_id": skill_id, "requirements": "x"}, headers=key
+    )
+    assert (other.status_code, other.json()["code"]) == (409, "idempotency_key_reused")
+    dear = await make_skill(deps, owner_id=seller.id, price=95)
+    short_key = {"Idempotency-Key": unique_name("short")}
+    refused = await api.post(ORDERS, token=buyer.access, json={"skill_id": dear}, headers=short_key)
+    assert (refused.status_code, refused.json()["missing"]) == (402, 5)
+    await act(api, buyer, first.json()["id"], "cancel")  # now 100 are available
+    replayed = await api.post(
+        ORDERS, token=buyer.access, json={"skill_id": dear}, headers=short_key
+    )
+    assert replayed.status_code == 402 and replayed.json()["missing"] == 5
+    fresh = await api.post(ORDERS, token=buyer.access, json={"skill_id": dear})
+    assert fresh.status_code == 201
+
+
+async def test_a_repeated_action_with_its_key_replays_the_first_answer(api, deps, parties):
+    buyer, seller, _, _, skill_id = await parties()
+    order_id = (await place(api, buyer, skill_id)).json()["id"]
+    key = {"Idempotency-Key": unique_name("accept")}
+    url = f"{ORDERS}{order_id}/accept/"
+    first = await api.post(url, token=seller.access, json={}, headers=key)
+    second = await api.post(url, token=seller.access, json={}, headers=key)
+    assert first.status_code == second.status_code == 200
+    assert second.headers.get("Idempotent-Replayed") == "true"
+
+
+async def test_service_level_retries_with_one_key_return_the_first_order(deps, make_user):
+    from skillswap import orders
+    from skillswap.models import User
+
+    buyer, seller = await make_user(), await make_user()
+    skill_id = await make_skill(deps, owner_id=seller.id, price=10)
+    async with deps.db.read() as session:
+        actor = await session.get(User, buyer.id)
+    key = unique_name("svc")
+    first = await orders.place_order(deps, actor=actor, skill_id=skill_id, idempotency_key=key)
+    second = await orders.place_order(deps, actor=actor, skill_id=skill_id, idempotency_key=key)
+    assert first.order.id == second.order.id
+    assert await balance(deps, buyer.id) == (100, 10)
+    other_skill = await make_skill(deps, owner_id=seller.id, price=10)
+    with pytest.raises(Exception) as reused:
+        await orders.place_order(deps, actor=actor, skill_id=other_skill, idempotency_key=key)
+    assert getattr(reused.value, "code", "") == "idempotency_key_reused"
+
+
+async def test_orders_list_filters_by_role_and_status_and_paginates(api, deps, parties, make_user):
+    buyer, seller, _, admin, skill_id = await parties(price=5)
+    first = (await place(api, buyer, skill_id)).json()["id"]
+    second = (await place(api, buyer, skill_id)).json()["id"]
+    await act(api, seller, second, "accept")
+    own_skill = await make_skill(deps, owner_id=buyer.id, price=5)
+    sold = (await place(api, seller, own_skill)).json()["id"]
+
+    mine = (await api.get(ORDERS, token=buyer.access)).json()
+    assert [o["id"] for o in mine["results"]] == [sold, second, first]
+    as_buyer = (await api.get(ORDERS + "?role=buyer", token=buyer.access)).json()
+    assert [o["id"] for o in as_buyer["results"]] == [second, first]
+    as_seller = (await api.get(ORDERS + "?role=seller", token=buyer.access)).json()
+    assert [o["id"] for o in as_seller["results"]] == [sold]
+    assert as_seller["results"][0]["roles"] == ["seller"]
+    pending = (await api.get(ORDERS + "?status=pending", token=buyer.access)).json()
+    assert {o["id"] for o in pending["results"]} == {first, sold}
+    both = (await api.get(ORDERS + "?status=pending,accepted", token=buyer.access)).json()
+    assert both["count"] == 3
+    paged = (await api.get(ORDERS + "?page_size=2", token=buyer.access)).json()
+    assert (paged["count"], len(paged["results"])) == (3, 2)
+    assert paged["next"] is not None and "history" not in paged["results"][0]
+    bad = await api.get(ORDERS + "?status=lost", token=buyer.access)
+    assert bad.status_code == 400
+    assert (await api.get(ORDERS + "?role=all", token=buyer.access)).status_code == 403
+    everything = (await api.get(ORDERS + "?role=all&status=accepted", token=admin.access)).json()
+    assert second in {o["id"] for o in everything["results"]}
+
+
+async def test_deadlines_expire_pending_and_accepted_orders_and_complete_deliveries(
+    api, deps, parties
+):
+    from skillswap.orders_deadlines import (
+        complete_overdue_deliveries,
+        expire_overdue_orders,
+        run_order_deadlines,
+    )
+
+    buyer, seller, _, _, skill_id = await parties(price=10)
+    pending = (await place(api, buyer, skill_id)).json()["id"]
+    accepted = (await place(api, buyer, skill_id)).json()["id"]
+    await act(api, seller, accepted, "accept")
+    delivered = (await place(api, buyer, skill_id)).json()["id"]
+    await act(api, seller, delivered, "accept")
+    await act(api, seller, delivered, "deliver")
+    now = deps.clock()
+    settings = deps.settings
+    # Not yet due: nothing moves.
+    assert await expire_overdue_orders(deps, now=now + timedelta(hours=1)) == 0
+    assert await complete_overdue_deliveries(deps, now=now + timedelta(hours=1)) == 0
+    later = now + timedelta(seconds=settings.order_accept_timeout_seconds + 60)
+    report = await run_order_deadlines(deps, now=later)
+    # (Other tests' orders may fall due too: the sweep covers the whole database.)
+    assert report.expired >= 1 and report.completed >= 1
+    expired = (await api.get(f"{ORDERS}{pending}/", token=buyer.access)).json()
+    assert expired["status"] == "expired"
+    assert expired["history"][-1]["actor_id"] is None
+    assert expired["history"][-1]["action"] == "expire"
+    done = (await api.get(f"{ORDERS}{delivered}/", token=buyer.access)).json()
+    assert done["status"] == "completed" and done["history"][-1]["actor_id"] is None
+    clock_events = [
+        e for e in seen_events if isinstance(e, events.OrderTransitioned) and e.actor_id is None
+    ]
+    assert {(e.order_id, e.action) for e in clock_events} >= {
+        (pending, "expire"),
+        (delivered, "complete"),
+    }
+    # The accepted order has longer to deliver.
+    much_later = now + timedelta(seconds=settings.order_delivery_timeout_seconds + 60)
+    assert await expire_overdue_orders(deps, now=much_later) >= 1
+    assert (await api.get(f"{ORDERS}{accepted}/", token=buyer.access)).json()["status"] == "expired"
+    assert await balance(deps, buyer.id) == (90, 0)
+    assert await balance(deps, seller.id) == (110, 0)
+    assert await expire_overdue_orders(deps, now=much_later) == 0  # nothing left, nothing twice
+
+
+async def test_deleting_a_skill_with_open_orders_pauses_it(api, deps, parties):
+    buyer, seller, _, _, skill_id = await parties()
+    order_id = (await place(api, buyer, skill_id)).json()["id"]
+    response = await api.delete(f"/api/skills/{skill_id}/", token=seller.access)
+    assert response.status_code == 200, response.text
+    assert (await skill_row(deps, skill_id)).status == "paused"
+    await act(api, seller, order_id, "reject")
+    gone = await api.delete(f"/api/skills/{skill_id}/", token=seller.access)
+    assert gone.status_code in (200, 204)
+    assert (await skill_row(deps, skill_id)).status == "deleted"
+
+
+async def test_order_endpoints_need_a_signed_in_user(api, parties):
+    _, _, _, _, skill_id = await parties()
+    assert (await api.post(ORDERS, json={"skill_id": skill_id})).status_code == 401
+    assert (await api.get(ORDERS)).status_code == 401
+    assert (await api.get("/api/points/balance/")).status_code == 401
