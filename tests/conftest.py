@@ -272,3 +272,51 @@ def make_user(api: Api, deps: Deps):  # type: ignore[no-untyped-def]
         )
 
     return factory
+
+
+@pytest.fixture
+def make_category(api: Api, make_user):  # type: ignore[no-untyped-def]
+    """Factory: a new active category made through the admin API (a fresh slug each time)."""
+    admins: list[TestUser] = []
+
+    async def factory(
+        *, parent_id: int | None = None, name_en: str | None = None, name_ar: str | None = None
+    ) -> dict[str, Any]:
+        if not admins:
+            admins.append(await make_user(admin=True))
+        slug = unique_name("cat").lower()
+        body: dict[str, Any] = {
+            "slug": slug,
+            "name_en": name_en or f"Category {slug}",
+            "name_ar": name_ar or f"فئة {slug}",
+            "parent_id": parent_id,
+        }
+        response = await api.post("/api/admin/categories/", json=body, token=admins[0].access)
+        assert response.status_code == 201, response.text
+        created: dict[str, Any] = response.json()
+        return created
+
+    return factory
+
+
+@pytest.fixture
+def make_skill(api: Api, make_category):  # type: ignore[no-untyped-def]
+    """Factory: a skill listed through the API by `owner` (in a new category unless given)."""
+
+    async def factory(owner: TestUser, **fields: Any) -> dict[str, Any]:
+        if "category_id" not in fields:
+            fields["category_id"] = (await make_category())["id"]
+        body: dict[str, Any] = {
+            "title_en": "Guitar lessons",
+            "description_en": "Chords and rhythm for beginners.",
+            "price_points": 10,
+            "level": "beginner",
+            "delivery_days": 3,
+            **fields,
+        }
+        response = await api.post("/api/skills/", json=body, token=owner.access)
+        assert response.status_code == 201, response.text
+        created: dict[str, Any] = response.json()
+        return created
+
+    return factory
