@@ -23,7 +23,22 @@ log = logging.getLogger("skillswap")
 
 def collect_routes() -> list[Any]:
     """Every capability's route list, in one place."""
-    from skillswap.http import accounts, admin_categories, docs, health, media, oauth, skills
+    from skillswap.http import (
+        accounts,
+        admin_categories,
+        admin_packages,
+        chat,
+        docs,
+        health,
+        media,
+        notifications,
+        oauth,
+        orders,
+        points,
+        reviews,
+        skills,
+    )
+    from skillswap.realtime import ws
 
     return [
         *health.routes,
@@ -33,6 +48,13 @@ def collect_routes() -> list[Any]:
         *skills.routes,
         *admin_categories.routes,
         *media.routes,
+        *points.routes,
+        *orders.routes,
+        *reviews.routes,
+        *admin_packages.routes,
+        *chat.routes,
+        *notifications.routes,
+        *ws.routes,
     ]
 
 

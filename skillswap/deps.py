@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -17,6 +17,9 @@ from skillswap.passwords import PasswordHasher
 from skillswap.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from skillswap.settings import Settings
 from skillswap.tokens import KeyRing, MemoryDenylist, RedisDenylist, TokenDenylist
+
+if TYPE_CHECKING:
+    from skillswap.realtime import Realtime
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +43,14 @@ class Deps:
     http: httpx.AsyncClient
     limiter: RateLimiter
     clock: Clock = system_clock
+    # Chat writer, hub, bridge and presence of this process (set by build_deps).
+    realtime: Realtime | None = None
     # Filled by later capabilities (realtime hub, task broker, payment gateways, storage).
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def close(self) -> None:
+        if self.realtime is not None:
+            await self.realtime.close()
         await self.http.aclose()
         if self.redis is not None:
             await self.redis.aclose()
@@ -96,4 +103,7 @@ async def build_deps(
 
     # Every process that writes must invalidate cached listings on all nodes.
     install_listing_cache(built)
+    from skillswap.realtime import build_realtime
+
+    built.realtime = build_realtime(built)
     return built

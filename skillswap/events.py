@@ -25,6 +25,7 @@ _subscribers: dict[type, list[Subscriber]] = defaultdict(list)
 # Modules whose import registers subscribers; each capability adds its own line.
 SUBSCRIBER_MODULES: list[str] = [
     "skillswap.points",  # signup bonus on UserRegistered
+    "skillswap.order_chat",  # a chat room per order; notifications of every transition
     "skillswap.orders",  # registers its open-order check with skill deletion
 ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import time
 import uuid
@@ -148,7 +149,16 @@ class RedisDenylist:
         await self._redis.set(self._prefix + jti, b"1", ex=ttl)
 
     async def is_revoked(self, jti: str) -> bool:
-        return bool(await self._redis.exists(self._prefix + jti))
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        try:
+            return bool(await self._redis.exists(self._prefix + jti))
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            # Fail open while Redis is away, so signed-in users keep working (REST and the
+            # WebSocket); a signed-out token stays usable at most until it expires anyway.
+            logging.getLogger("skillswap.auth").warning("denylist unreachable; not checked")
+            return False
 
 
 def utc_timestamp(moment: datetime) -> int:

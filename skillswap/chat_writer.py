@@ -1,0 +1,358 @@
+"""The chat message writer: every message persisted before anyone hears of it, at a high rate.
+
+Sends are group-committed. Each node runs a few writer lanes (a room always uses the same
+lane, so one room's messages are written in the order they were sent); a lane takes everything
+queued while its previous transaction ran and writes it in one transaction:
+
+1. lock the rooms involved, in id order (so concurrent batches on any node cannot deadlock),
+   which also serialises every writer of a room - the seq invariant of models/chat.py;
+2. look up `client_id`s already stored (after the lock, so a concurrent batch's commit is
+   visible) - a retried send returns the stored message instead of a second one;
+3. insert the new messages with consecutive seqs, move each room's `last_seq`, move each
+   sender's read position, and notify members connected nowhere - all in that transaction;
+4. commit, then publish each message (locally and to the bridge) and resolve the senders.
+
+A failed transaction fails every send of its batch; nothing of it is published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy import Table, bindparam, insert, select, update
+
+from skillswap import notifications
+from skillswap.chat import MessageRecord, message_record, read_only, room_not_found
+from skillswap.errors import AppError
+from skillswap.i18n import lazy_plural
+from skillswap.models import ChatMember, ChatMessage, ChatRoom, User
+from skillswap.notifications import iso
+
+if TYPE_CHECKING:
+    from skillswap.deps import Deps
+
+log = logging.getLogger("skillswap.chat")
+
+MAX_BATCH = 256
+MEMBER_CACHE_SIZE = 10_000
+
+rooms_table = cast(Table, ChatRoom.__table__)
+members_table = cast(Table, ChatMember.__table__)
+messages_table = cast(Table, ChatMessage.__table__)
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    message: MessageRecord
+    created: bool  # False: this client_id was already stored, and that message is returned
+
+
+@dataclass(slots=True)
+class _Pending:
+    actor_id: int
+    actor_is_admin: bool
+    actor_name: str
+    room_id: int
+    body: str
+    client_id: str | None
+    future: asyncio.Future[SentMessage]
+
+
+class MessageWriter:
+    """Group commit of chat messages, one queue and task per lane."""
+
+    def __init__(self, deps: Deps, *, lanes: int | None = None) -> None:
+        self._deps = deps
+        self._lanes = lanes or (1 if deps.db.is_sqlite else 2)
+        self._queues: list[asyncio.Queue[_Pending]] = [asyncio.Queue() for _ in range(self._lanes)]
+        self._tasks: list[asyncio.Task[None] | None] = [None] * self._lanes
+        # Members never change after a room is made, so they can be remembered.
+        self._members: OrderedDict[int, frozenset[int]] = OrderedDict()
+        self._closed = False
+        self._inflight = 0
+        self._settled = asyncio.Event()
+        self._settled.set()
+
+    def submit(
+        self, *, actor: User, room_id: int, body: str, client_id: str | None
+    ) -> asyncio.Future[SentMessage]:
+        """Queue a validated message; the future resolves once it is committed."""
+        future: asyncio.Future[SentMessage] = asyncio.get_running_loop().create_future()
+        if self._closed:
+            future.set_exception(RuntimeError("the message writer is closed"))
+            return future
+        self._inflight += 1
+        self._settled.clear()
+        future.add_done_callback(self._one_settled)
+        lane = room_id % self._lanes
+        self._queues[lane].put_nowait(
+            _Pending(
+                actor.id,
+                actor.is_admin,
+                actor.display_name or actor.username,
+                room_id,
+                body,
+                client_id,
+                future,
+            )
+        )
+        task = self._tasks[lane]
+        if task is None or task.done():
+            self._tasks[lane] = asyncio.create_task(self._run(self._queues[lane]))
+        return future
+
+    def _one_settled(self, _future: asyncio.Future[SentMessage]) -> None:
+        self._inflight -= 1
+        if self._inflight == 0:
+            self._settled.set()
+
+    async def _run(self, queue: asyncio.Queue[_Pending]) -> None:
+        while True:
+            batch = [await queue.get()]
+            while len(batch) < MAX_BATCH and not queue.empty():
+                batch.append(queue.get_nowait())
+            try:
+                await self._write(batch)
+            except asyncio.CancelledError:
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.cancel()
+                raise
+            except Exception as exc:
+                log.exception("writing %d chat messages failed", len(batch))
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.set_exception(exc)
+
+    async def _room_members(self, room_ids: list[int]) -> dict[int, frozenset[int]]:
+        known = {r: self._members[r] for r in room_ids if r in self._members}
+        missing = [r for r in room_ids if r not in known]
+        if missing:
+            found: dict[int, set[int]] = defaultdict(set)
+            async with self._deps.db.read() as session:
+                for room_id, user_id in await session.execute(
+                    select(members_table.c.room_id, members_table.c.user_id).where(
+                        members_table.c.room_id.in_(missing)
+                    )
+                ):
+                    found[room_id].add(user_id)
+            for room_id, users in found.items():
+                known[room_id] = self._members[room_id] = frozenset(users)
+            while len(self._members) > MEMBER_CACHE_SIZE:
+                self._members.popitem(last=False)
+        return known
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        deps = self._deps
+        members = await self._room_members(sorted({p.room_id for p in batch}))
+        accepted: list[_Pending] = []
+        for pending in batch:
+            room_members = members.get(pending.room_id)
+            if room_members is not None and pending.actor_id in room_members:
+                accepted.append(pending)
+                continue
+            error: AppError = (
+                read_only()
+                if room_members is not None and pending.actor_is_admin
+                else room_not_found()
+            )
+            pending.future.set_exception(error)
+        if not accepted:
+            return
+        others = {user for p in accepted for user in members[p.room_id] if user != p.actor_id}
+        assert deps.realtime is not None
+        online = await deps.realtime.presence.online(others)
+        outcomes: list[tuple[_Pending, MessageRecord, bool]] = []
+        published: list[MessageRecord] = []
+        async with deps.db.uow() as uow:
+            session = uow.session
+            room_ids = sorted({p.room_id for p in accepted})
+            last_seq: dict[int, int] = dict(
+                (
+                    await session.execute(
+                        select(rooms_table.c.id, rooms_table.c.last_seq)
+                        .where(rooms_table.c.id.in_(room_ids))
+                        .order_by(rooms_table.c.id)
+                        .with_for_update()
+                    )
+                ).all()
+            )
+            stored = await self._stored_client_ids(session, accepted)
+            now = deps.clock()
+            rows: list[dict[str, Any]] = []
+            plan: list[tuple[_Pending, int | MessageRecord]] = []
+            first_of_key: dict[tuple[int, int, str], int] = {}
+            for pending in accepted:
+                key = (
+                    (pending.room_id, pending.actor_id, pending.client_id)
+                    if pending.client_id
+                    else None
+                )
+                if key is not None and key in stored:
+                    plan.append((pending, stored[key]))
+                    continue
+                if key is not None and key in first_of_key:
+                    plan.append((pending, first_of_key[key]))
+                    continue
+                seq = last_seq[pending.room_id] + 1
+                last_seq[pending.room_id] = seq
+                rows.append(
+                    {
+                        "room_id": pending.room_id,
+                        "seq": seq,
+                        "sender_id": pending.actor_id,
+                        "body": pending.body,
+                        "client_id": pending.client_id,
+                        "created_at": now,
+                    }
+                )
+                if key is not None:
+                    first_of_key[key] = len(rows) - 1
+                plan.append((pending, len(rows) - 1))
+            records: list[MessageRecord] = []
+            if rows:
+                result = await session.execute(
+                    insert(messages_table).returning(
+                        messages_table.c.id, sort_by_parameter_order=True
+                    ),
+                    rows,
+                )
+                ids = [row[0] for row in result]
+                created_at = iso(now)
+                records = [
+                    {
+                        "id": ids[i],
+                        "room": row["room_id"],
+                        "seq": row["seq"],
+                        "sender": row["sender_id"],
+                        "body": row["body"],
+                        "created_at": created_at,
+                        "client_id": row["client_id"],
+                    }
+                    for i, row in enumerate(rows)
+                ]
+                await self._advance_rooms_and_readers(session, records, now)
+                await self._notify_away_members(uow, accepted, plan, records, members, online)
+            for pending, ref in plan:
+                if isinstance(ref, int):
+                    outcomes.append((pending, records[ref], True))
+                else:
+                    outcomes.append((pending, ref, False))
+            # A message stored twice in one batch (same client_id) is new for its first sender.
+            seen: set[int] = set()
+            deduped: list[tuple[_Pending, MessageRecord, bool]] = []
+            for pending, record, created in outcomes:
+                deduped.append((pending, record, created and record["id"] not in seen))
+                seen.add(record["id"])
+            outcomes = deduped
+            published = records
+            await uow.commit()
+        for record in published:
+            deps.realtime.publish_message(record)
+        for pending, record, created in outcomes:
+            if not pending.future.done():
+                pending.future.set_result(SentMessage(record, created))
+
+    async def _stored_client_ids(
+        self, session: Any, batch: list[_Pending]
+    ) -> dict[tuple[int, int, str], MessageRecord]:
+        keyed = [p for p in batch if p.client_id]
+        if not keyed:
+            return {}
+        wanted = {(p.room_id, p.actor_id, p.client_id or "") for p in keyed}
+        rows = await session.scalars(
+            select(ChatMessage).where(
+                ChatMessage.room_id.in_({p.room_id for p in keyed}),
+                ChatMessage.client_id.in_({p.client_id for p in keyed}),
+            )
+        )
+        found: dict[tuple[int, int, str], MessageRecord] = {}
+        for message in rows:
+            key = (message.room_id, message.sender_id, message.client_id or "")
+            if key in wanted:
+                found[key] = message_record(message)
+        return found
+
+    async def _advance_rooms_and_readers(
+        self, session: Any, records: list[MessageRecord], now: Any
+    ) -> None:
+        newest_in_room: dict[int, int] = {}
+        read_upto: dict[tuple[int, int], MessageRecord] = {}
+        for record in records:
+            newest_in_room[record["room"]] = record["seq"]
+            read_upto[(record["room"], record["sender"])] = record
+        await session.execute(
+            update(rooms_table)
+            .where(rooms_table.c.id == bindparam("room"))
+            .values(last_seq=bindparam("seq"), last_activity_at=bindparam("now")),
+            [{"room": r, "seq": s, "now": now} for r, s in newest_in_room.items()],
+        )
+        # Writing in a room means having read it up to one's own message.
+        await session.execute(
+            update(members_table)
+            .where(
+                members_table.c.room_id == bindparam("room"),
+                members_table.c.user_id == bindparam("user"),
+                members_table.c.last_read_seq < bindparam("seq"),
+            )
+            .values(last_read_seq=bindparam("seq"), last_read_id=bindparam("mid")),
+            [
+                {"room": r, "user": u, "seq": rec["seq"], "mid": rec["id"]}
+                for (r, u), rec in read_upto.items()
+            ],
+        )
+
+    async def _notify_away_members(
+        self,
+        uow: Any,
+        accepted: list[_Pending],
+        plan: list[tuple[_Pending, int | MessageRecord]],
+        records: list[MessageRecord],
+        members: dict[int, frozenset[int]],
+        online: set[int],
+    ) -> None:
+        # Members connected nowhere hear of new messages by notification: one unread
+        # notification per room, replaced by a newer one that counts them all.
+        news: dict[tuple[int, int], list[tuple[_Pending, MessageRecord]]] = defaultdict(list)
+        for pending, ref in plan:
+            if not isinstance(ref, int):
+                continue
+            record = records[ref]
+            for user in members[pending.room_id]:
+                if user != pending.actor_id and user not in online:
+                    news[(user, pending.room_id)].append((pending, record))
+        for (user, room_id), items in news.items():
+            group = f"chat:{room_id}"
+            earlier = await notifications.take_unread_group(uow, user_id=user, group_key=group)
+            count = len(items) + sum(int(p.get("n", 1)) for p in earlier)
+            sender, last = items[-1]
+            await notifications.notify(
+                self._deps,
+                uow,
+                user_id=user,
+                kind="chat_message",
+                text=lazy_plural(
+                    "{sender} sent you a message.",
+                    "{sender} sent you {n} messages.",
+                    count,
+                    sender=sender.actor_name,
+                ),
+                payload={"room": room_id, "message_id": last["id"], "sender": sender.actor_id},
+                group_key=group,
+            )
+
+    async def close(self) -> None:
+        """Finish what is queued (bounded), then stop the lanes."""
+        self._closed = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._settled.wait(), 5)
+        tasks = [t for t in self._tasks if t is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,124 @@
+"""Chat endpoints: /api/chat/rooms/ and each room's messages, sends and read receipts.
+
+The same rooms are live over the WebSocket at /ws/ (docs/realtime.md); a message sent here is
+delivered there to everyone connected, on every node.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from skillswap import chat
+from skillswap.chat import RoomSummary
+from skillswap.http.accounts import user_public
+from skillswap.http.base import BaseHandler, idempotent, route
+from skillswap.http.validation import Body
+
+
+def room_view(summary: RoomSummary) -> dict[str, Any]:
+    room = summary.room
+    return {
+        "id": room.id,
+        "kind": room.kind,
+        "order_id": room.order_id,
+        "members": [user_public(u) for u in summary.members],
+        "last_message": (
+            chat.message_public(summary.last_message) if summary.last_message else None
+        ),
+        "unread_count": summary.unread_count,
+        "last_read_id": summary.last_read_id,
+        "last_activity_at": room.last_activity_at,
+        "created_at": room.created_at,
+    }
+
+
+class DirectRoomBody(Body):
+    user_id: int = Field(ge=1)
+
+
+class RoomQuery(Body):
+    before: int | None = Field(default=None, ge=1, description="Only messages older than this id")
+    limit: int = Field(default=chat.DEFAULT_PAGE, ge=1, le=chat.MAX_PAGE)
+
+
+class SendBody(Body):
+    body: str = Field(min_length=1, max_length=20_000)
+    client_id: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class ReadBody(Body):
+    message_id: int = Field(ge=1)
+
+
+class RoomsHandler(BaseHandler):
+    async def get(self) -> None:
+        """The signed-in user's chat rooms, newest activity first, with unread counts."""
+        params = self.page_params()
+        count, rooms = await chat.list_rooms(
+            self.deps, actor=self.user, offset=params.offset, limit=params.page_size
+        )
+        self.send_page(params, count=count, results=[room_view(r) for r in rooms])
+
+    @idempotent
+    async def post(self) -> None:
+        """Open (or get) the direct room with a user you share an order with."""
+        body = self.parse_body(DirectRoomBody)
+        summary, created = await chat.open_direct_room(
+            self.deps, actor=self.user, user_id=body.user_id
+        )
+        self.send(room_view(summary), status=201 if created else 200)
+
+
+class RoomHandler(BaseHandler):
+    async def get(self, room_id: str) -> None:
+        """A room and its latest messages (older ones with `?before=<message id>`)."""
+        query = self.parse_query(RoomQuery)
+        detail = await chat.get_room(
+            self.deps,
+            actor=self.user,
+            room_id=int(room_id),
+            before=query.before,
+            limit=query.limit,
+        )
+        self.send(
+            {
+                **room_view(detail.summary),
+                "messages": [chat.message_public(m) for m in detail.messages],
+                "has_more": detail.has_more,
+            }
+        )
+
+
+class SendHandler(BaseHandler):
+    @idempotent
+    async def post(self, room_id: str) -> None:
+        """Send a message: stored first (once per `client_id`), then delivered live."""
+        body = self.parse_body(SendBody)
+        sent = await chat.send_message(
+            self.deps,
+            actor=self.user,
+            room_id=int(room_id),
+            body=body.body,
+            client_id=body.client_id,
+        )
+        self.send(chat.message_public(sent.message), status=201 if sent.created else 200)
+
+
+class ReadHandler(BaseHandler):
+    async def post(self, room_id: str) -> None:
+        """Mark the room read up to a message (a read receipt; never moves backwards)."""
+        body = self.parse_body(ReadBody)
+        result = await chat.mark_read(
+            self.deps, actor=self.user, room_id=int(room_id), message_id=body.message_id
+        )
+        self.send(result)
+
+
+routes = [
+    route("/api/chat/rooms/", RoomsHandler),
+    route(r"/api/chat/rooms/(\d+)/", RoomHandler),
+    route(r"/api/chat/rooms/(\d+)/send/", SendHandler),
+    route(r"/api/chat/rooms/(\d+)/read/", ReadHandler),
+]

@@ -1,0 +1,60 @@
+"""Notification endpoints: the signed-in user's notifications, in their language.
+
+The same notifications arrive live on the WebSocket (`{"type": "notification", ...}`).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from skillswap import notifications
+from skillswap.http.base import BaseHandler, route
+
+
+class NotificationQuery(BaseModel):
+    # `page` and `page_size` are read by page_params(); nothing else is expected.
+    model_config = ConfigDict(extra="ignore")
+
+    unread: bool = Field(default=False, description="Only unread notifications")
+
+
+class NotificationsHandler(BaseHandler):
+    async def get(self) -> None:
+        """Your notifications, newest first (`?unread=true` for unread only)."""
+        query = self.parse_query(NotificationQuery)
+        params = self.page_params()
+        count, records = await notifications.list_notifications(
+            self.deps,
+            actor=self.user,
+            offset=params.offset,
+            limit=params.page_size,
+            unread_only=query.unread,
+        )
+        self.send_page(
+            params,
+            count=count,
+            results=[notifications.notification_view(r, self.translator) for r in records],
+        )
+
+
+class NotificationReadHandler(BaseHandler):
+    async def post(self, notification_id: str) -> None:
+        """Mark one notification read."""
+        record = await notifications.mark_read(
+            self.deps, actor=self.user, notification_id=int(notification_id)
+        )
+        self.send(notifications.notification_view(record, self.translator))
+
+
+class NotificationsReadAllHandler(BaseHandler):
+    async def post(self) -> None:
+        """Mark every notification read."""
+        updated = await notifications.mark_all_read(self.deps, actor=self.user)
+        self.send({"updated": updated})
+
+
+routes = [
+    route("/api/notifications/", NotificationsHandler),
+    route("/api/notifications/read-all/", NotificationsReadAllHandler),
+    route(r"/api/notifications/(\d+)/read/", NotificationReadHandler),
+]

@@ -1,0 +1,79 @@
+"""What chat and notifications do when an order is placed or moves.
+
+These subscribers run inside the order's own transaction: the room and the notifications
+commit with the order change or not at all; the notifications go out live after the commit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from skillswap import chat, events, notifications
+from skillswap.db import UnitOfWork
+from skillswap.deps import Deps
+from skillswap.i18n import Message, lazy
+
+# What each transition tells the other side, by the action that caused it.
+_TRANSITIONS: dict[str, tuple[str, Message]] = {
+    "accept": ("order_accepted", lazy("Order #{order} was accepted.")),
+    "reject": ("order_rejected", lazy("Order #{order} was rejected.")),
+    "deliver": ("order_delivered", lazy("Order #{order} was delivered. Review the work.")),
+    "complete": ("order_completed", lazy("Order #{order} was completed.")),
+    "cancel": ("order_cancelled", lazy("Order #{order} was cancelled.")),
+    "request_changes": (
+        "order_changes_requested",
+        lazy("Changes were requested on order #{order}."),
+    ),
+    "dispute": (
+        "order_disputed",
+        lazy("Order #{order} is disputed. An administrator will review it."),
+    ),
+    "resolve": ("order_resolved", lazy("The dispute on order #{order} was resolved.")),
+    "expire": ("order_expired", lazy("Order #{order} expired.")),
+}
+_OTHER = ("order_updated", lazy("Order #{order} was updated."))
+
+
+@events.subscribe(events.OrderPlaced)
+async def open_room_and_tell_the_seller(deps: Deps, uow: UnitOfWork, event: Any) -> None:
+    """The order gets its chat room; the seller hears of the new order."""
+    room = await chat.open_order_room(
+        deps, uow, order_id=event.order_id, buyer_id=event.buyer_id, seller_id=event.seller_id
+    )
+    await notifications.notify(
+        deps,
+        uow,
+        user_id=event.seller_id,
+        kind="order_placed",
+        text=lazy("You have a new order #{order}.", order=event.order_id),
+        payload={
+            "order_id": event.order_id,
+            "skill_id": event.skill_id,
+            "buyer_id": event.buyer_id,
+            "room": room.id,
+        },
+    )
+
+
+@events.subscribe(events.OrderTransitioned)
+async def tell_the_other_side(deps: Deps, uow: UnitOfWork, event: Any) -> None:
+    """Buyer and seller hear of every transition the other (or an admin, or a deadline) made."""
+    kind, template = _TRANSITIONS.get(event.action, _OTHER)
+    # Whoever acted knows; a deadline (actor None) or an administrator tells both.
+    recipients = sorted({event.buyer_id, event.seller_id} - {event.actor_id})
+    for user_id in recipients:
+        await notifications.notify(
+            deps,
+            uow,
+            user_id=user_id,
+            kind=kind,
+            text=Message(template.msgid, {"order": event.order_id}),
+            payload={
+                "order_id": event.order_id,
+                "action": event.action,
+                "from_status": event.from_status,
+                "to_status": event.to_status,
+                "actor_id": event.actor_id,
+                "note": event.note,
+            },
+        )

@@ -1,0 +1,83 @@
+"""Real-time chat and notifications: the WebSocket endpoint, actors, and the node bridge.
+
+`Realtime` is what the rest of the service sees: publish a committed message, room event or
+notification, and the writer that persists chat messages. It is built by `build_deps` in the
+running loop (nothing here starts before it is needed) and closed by `Deps.close`.
+This package never imports skillswap.http.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from skillswap.realtime.bridge import Bridge, LocalBridge, RedisBridge
+from skillswap.realtime.hub import Hub
+from skillswap.realtime.presence import LocalPresence, RedisPresence
+
+if TYPE_CHECKING:
+    from skillswap.chat import MessageRecord
+    from skillswap.chat_writer import MessageWriter
+    from skillswap.deps import Deps
+
+
+class Realtime:
+    """This node's realtime service: hub, bridge, presence and the chat message writer."""
+
+    def __init__(self, deps: Deps) -> None:
+        from skillswap.chat_writer import MessageWriter
+
+        settings = deps.settings
+        self.node_id = secrets.token_hex(6)
+        self._redis: Any = None
+        self.bridge: Bridge
+        self.presence: LocalPresence
+        if settings.redis_url:
+            from redis.asyncio import Redis
+
+            # Its own client: blocking XREADs hold connections, and their socket timeout must
+            # outlast the block.
+            self._redis = Redis.from_url(
+                settings.redis_url, socket_timeout=15, socket_connect_timeout=2
+            )
+            self.bridge = RedisBridge(
+                self._redis,
+                prefix=settings.redis_prefix,
+                node_id=self.node_id,
+                on_reconnect=self._on_reconnect,
+            )
+            self.presence = RedisPresence(
+                self._redis, prefix=settings.redis_prefix, node_id=self.node_id
+            )
+        else:
+            self.bridge = LocalBridge(self.node_id)
+            self.presence = LocalPresence()
+        self.hub = Hub(deps, self.bridge, self.presence)
+        self.writer: MessageWriter = MessageWriter(deps)
+
+    def _on_reconnect(self) -> None:
+        self.hub.resync_all()
+
+    def publish_message(self, record: MessageRecord) -> None:
+        """Deliver a committed chat message to every subscriber, on every node."""
+        self.hub.publish_message(record)
+
+    def publish_room_event(self, room_id: int, event: dict[str, Any]) -> None:
+        """Deliver an ephemeral room event (typing, read receipt, presence)."""
+        self.hub.publish_room_event(room_id, event)
+
+    def publish_notification(self, user_id: int, record: dict[str, Any]) -> None:
+        """Deliver a committed notification to the user's connections, on every node."""
+        self.hub.publish_notification(user_id, record)
+
+    async def close(self) -> None:
+        """Finish queued writes, close connections with 1001, stop actors, release Redis."""
+        await self.writer.close()
+        await self.hub.close()
+        if self._redis is not None:
+            await self._redis.aclose()
+
+
+def build_realtime(deps: Deps) -> Realtime:
+    """The realtime service for this process (tasks start only when first needed)."""
+    return Realtime(deps)

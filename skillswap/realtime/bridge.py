@@ -1,0 +1,448 @@
+"""The node bridge: how events published on one node reach actors on the others.
+
+With Redis, every room and every user channel is a Redis stream (`{prefix}rt:room:{id}`,
+`{prefix}rt:user:{id}`) trimmed with `MAXLEN ~`. A node appends with XADD (pipelined by one
+publisher task, retried while Redis is away) and reads only the streams its actors follow,
+with XREAD BLOCK, in shards of at most `SHARD_SIZE` streams per blocking connection. A shard
+is woken through its own tiny stream when a stream is added, so a new subscriber never waits
+for the block timeout.
+
+The origin node has already delivered an event locally (see Hub), so readers skip entries they
+wrote themselves. When Redis comes back after an outage, `on_reconnect` lets every actor
+re-anchor its stream position and fill what it missed from PostgreSQL.
+
+On the embedded default `LocalBridge` stands in: one process, so there is nothing to carry;
+it keeps each channel's recent events in memory so resumes still come "from the stream".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from skillswap.jsonutil import dumpb
+
+log = logging.getLogger("skillswap.realtime.bridge")
+
+Event = dict[str, Any]
+Deliver = Callable[[Event], None]
+StopScan = Callable[[Event], bool]
+
+SHARD_SIZE = 512  # streams per blocking XREAD
+BLOCK_MS = 5000
+STREAM_TTL_SECONDS = 7 * 24 * 3600  # a silent channel's stream expires; resumes then use the DB
+OUTBOX_LIMIT = 50_000  # events waiting for Redis before the oldest are dropped (the DB has them)
+
+
+class Bridge(Protocol):
+    """What the hub needs from a bridge."""
+
+    node_id: str
+
+    @property
+    def connected(self) -> bool: ...
+
+    def publish(self, channel: str, event: Event, *, maxlen: int) -> None: ...
+
+    async def position(self, channel: str) -> str | None: ...
+
+    def listen(self, channel: str, position: str | None, deliver: Deliver) -> None: ...
+
+    def unlisten(self, channel: str) -> None: ...
+
+    async def scan_back(
+        self, channel: str, *, stop: StopScan, limit: int
+    ) -> tuple[list[Event], bool] | None: ...
+
+    async def close(self) -> None: ...
+
+
+class LocalBridge:
+    """The in-process bridge of the embedded default: recent history only, nothing to carry."""
+
+    MAX_CHANNELS = 10_000
+
+    def __init__(self, node_id: str, *, history: int = 200) -> None:
+        self.node_id = node_id
+        self._history = history
+        self._streams: OrderedDict[str, deque[Event]] = OrderedDict()
+
+    @property
+    def connected(self) -> bool:
+        return True
+
+    def publish(self, channel: str, event: Event, *, maxlen: int) -> None:
+        stream = self._streams.get(channel)
+        if stream is None:
+            stream = self._streams[channel] = deque(maxlen=min(maxlen, self._history))
+            if len(self._streams) > self.MAX_CHANNELS:
+                self._streams.popitem(last=False)
+        else:
+            self._streams.move_to_end(channel)
+        stream.append(event)
+
+    async def position(self, channel: str) -> str | None:
+        return "0-0"
+
+    def listen(self, channel: str, position: str | None, deliver: Deliver) -> None:
+        return None
+
+    def unlisten(self, channel: str) -> None:
+        return None
+
+    async def scan_back(
+        self, channel: str, *, stop: StopScan, limit: int
+    ) -> tuple[list[Event], bool] | None:
+        collected: list[Event] = []
+        for event in reversed(self._streams.get(channel, ())):
+            collected.append(event)
+            if stop(event):
+                return collected, True
+            if len(collected) >= limit:
+                break
+        return collected, False
+
+    async def close(self) -> None:
+        self._streams.clear()
+
+
+@dataclass(eq=False)
+class _Shard:
+    index: int
+    wake_key: str
+    keys: set[str] = field(default_factory=set)
+    task: asyncio.Task[None] | None = None
+    closed: bool = False
+    blocked: bool = False
+    wake_sent: bool = False
+    # An explicit position (not "$"): a wake sent just before XREAD reaches Redis still counts.
+    wake_position: str = "0-0"
+
+
+class RedisBridge:
+    """Redis streams between nodes: pipelined XADD out, sharded XREAD BLOCK in."""
+
+    def __init__(
+        self,
+        redis: Any,
+        *,
+        prefix: str,
+        node_id: str,
+        on_reconnect: Callable[[], None] | None = None,
+        block_ms: int = BLOCK_MS,
+        shard_size: int = SHARD_SIZE,
+    ) -> None:
+        self.node_id = node_id
+        self._redis = redis
+        self._prefix = f"{prefix}rt:"
+        self._node = node_id.encode()
+        self._on_reconnect = on_reconnect
+        self._block_ms = block_ms
+        self._shard_size = shard_size
+        self._listeners: dict[str, Deliver] = {}
+        self._positions: dict[str, str | None] = {}
+        self._shard_of: dict[str, _Shard] = {}
+        self._shards: list[_Shard] = []
+        self._next_shard = 0
+        self._outbox: deque[tuple[str, bytes, int]] = deque()
+        self._outbox_ready = asyncio.Event()
+        self._outbox_empty = asyncio.Event()
+        self._outbox_empty.set()
+        self._publisher: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._connected = True
+        self._closed = False
+        self.dropped = 0  # events given up on while Redis was away (recovered from the DB)
+
+    def key(self, channel: str) -> str:
+        return self._prefix + channel
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    # -- health ----------------------------------------------------------------------------------
+
+    def _mark_down(self, exc: BaseException) -> None:
+        if self._connected:
+            log.warning("Redis unreachable, serving local connections only: %s", exc)
+        self._connected = False
+
+    def _mark_up(self) -> None:
+        if not self._connected:
+            self._connected = True
+            log.warning("Redis is back; resynchronising realtime channels")
+            if self._on_reconnect is not None:
+                self._on_reconnect()
+
+    # -- publishing ------------------------------------------------------------------------------
+
+    def publish(self, channel: str, event: Event, *, maxlen: int) -> None:
+        """Queue `event` for the channel's stream; never blocks and never raises."""
+        if self._closed:
+            return
+        self._outbox.append((self.key(channel), dumpb(event), maxlen))
+        if len(self._outbox) > OUTBOX_LIMIT:
+            self._outbox.popleft()
+            self.dropped += 1
+        self._outbox_ready.set()
+        self._outbox_empty.clear()
+        if self._publisher is None or self._publisher.done():
+            self._publisher = asyncio.create_task(self._publish_loop())
+
+    async def _publish_loop(self) -> None:
+        backoff = 0.05
+        while not self._closed:
+            if not self._outbox:
+                self._outbox_empty.set()
+                self._outbox_ready.clear()
+                await self._outbox_ready.wait()
+                continue
+            batch = [self._outbox[i] for i in range(min(len(self._outbox), 500))]
+            try:
+                await self._xadd_many(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if _is_connection_error(exc):
+                    # Keep the batch and retry: once Redis is back other nodes get it late
+                    # (actors drop what they already have, and fill gaps from the DB).
+                    self._mark_down(exc)
+                    await asyncio.sleep(backoff)
+                    backoff = min(1.0, backoff * 2)
+                    continue
+                log.exception("dropping %d realtime events Redis refused", len(batch))
+            backoff = 0.05
+            for _ in batch:
+                if self._outbox:
+                    self._outbox.popleft()
+
+    async def _xadd_many(self, batch: list[tuple[str, bytes, int]]) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        expiring: set[str] = set()
+        for key, payload, maxlen in batch:
+            pipe.xadd(key, {"d": payload, "n": self._node}, maxlen=maxlen, approximate=True)
+            expiring.add(key)
+        for key in expiring:
+            pipe.expire(key, STREAM_TTL_SECONDS)
+        await pipe.execute()
+
+    async def flush(self, *, seconds: float) -> None:
+        """Wait, at most `seconds`, until queued events reached Redis (not while it is away)."""
+        if self._outbox and self._connected:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._outbox_empty.wait(), seconds)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    async def position(self, channel: str) -> str | None:
+        """The id of the channel's newest entry ("0-0" when empty), or None while Redis is away."""
+        try:
+            entries = await self._redis.xrevrange(self.key(channel), "+", "-", count=1)
+        except Exception as exc:
+            if not _is_connection_error(exc):
+                raise
+            self._mark_down(exc)
+            return None
+        return _text(entries[0][0]) if entries else "0-0"
+
+    def listen(self, channel: str, position: str | None, deliver: Deliver) -> None:
+        """Deliver every entry after `position` (None: after the next re-anchoring) to `deliver`."""
+        key = self.key(channel)
+        self._listeners[key] = deliver
+        self._positions[key] = position
+        if key in self._shard_of:
+            self._wake(self._shard_of[key])
+            return
+        shard = self._shard_with_room()
+        shard.keys.add(key)
+        self._shard_of[key] = shard
+        self._wake(shard)
+
+    def set_position(self, channel: str, position: str | None) -> None:
+        key = self.key(channel)
+        if key in self._listeners:
+            self._positions[key] = position
+            self._wake(self._shard_of[key])
+
+    def unlisten(self, channel: str) -> None:
+        key = self.key(channel)
+        self._listeners.pop(key, None)
+        self._positions.pop(key, None)
+        shard = self._shard_of.pop(key, None)
+        if shard is not None:
+            shard.keys.discard(key)
+
+    def _shard_with_room(self) -> _Shard:
+        for shard in self._shards:
+            if not shard.closed and len(shard.keys) < self._shard_size:
+                return shard
+        self._next_shard += 1
+        shard = _Shard(
+            index=self._next_shard,
+            wake_key=f"{self._prefix}node:{self.node_id}:wake:{self._next_shard}",
+        )
+        self._shards.append(shard)
+        shard.task = asyncio.create_task(self._read_loop(shard))
+        return shard
+
+    def _wake(self, shard: _Shard) -> None:
+        # Only a reader blocked in XREAD needs waking; otherwise it re-reads its keys anyway.
+        if not shard.blocked or shard.wake_sent or self._closed:
+            return
+        shard.wake_sent = True
+        self._spawn(self._send_wake(shard))
+
+    async def _send_wake(self, shard: _Shard) -> None:
+        with contextlib.suppress(Exception):
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.xadd(shard.wake_key, {"w": b"1"}, maxlen=10, approximate=True)
+            pipe.expire(shard.wake_key, 60)
+            await pipe.execute()
+
+    async def _read_loop(self, shard: _Shard) -> None:
+        backoff = 0.05
+        try:
+            while not self._closed:
+                if not shard.keys:
+                    shard.closed = True
+                    self._shards.remove(shard)
+                    return
+                streams: dict[str, str] = {shard.wake_key: shard.wake_position}
+                for key in shard.keys:
+                    position = self._positions.get(key)
+                    if position is not None:
+                        streams[key] = position
+                shard.blocked = True
+                shard.wake_sent = False
+                try:
+                    reply = await self._redis.xread(streams, count=500, block=self._block_ms)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if not _is_connection_error(exc):
+                        log.exception("realtime stream read failed")
+                    self._mark_down(exc)
+                    await asyncio.sleep(backoff)
+                    backoff = min(1.0, backoff * 2)
+                    continue
+                finally:
+                    shard.blocked = False
+                backoff = 0.05
+                self._mark_up()
+                self._dispatch(shard, reply)
+        finally:
+            shard.closed = True
+
+    def _dispatch(self, shard: _Shard, reply: Any) -> None:
+        items = reply.items() if isinstance(reply, dict) else (reply or [])
+        for raw_key, entries in items:
+            key = _text(raw_key)
+            if key == shard.wake_key:
+                if entries:
+                    shard.wake_position = _text(entries[-1][0])
+                continue
+            if key not in shard.keys:
+                continue
+            deliver = self._listeners.get(key)
+            for entry_id, fields in entries:
+                self._positions[key] = _text(entry_id)
+                if deliver is None or fields.get(b"n") == self._node:
+                    continue
+                try:
+                    event = json.loads(fields[b"d"])
+                except (KeyError, ValueError):
+                    log.warning("skipping an unreadable entry on %s", key)
+                    continue
+                deliver(event)
+
+    async def scan_back(
+        self, channel: str, *, stop: StopScan, limit: int
+    ) -> tuple[list[Event], bool] | None:
+        """Events newest first until `stop(event)` holds (included; found=True) or `limit` is hit.
+
+        None when Redis cannot be asked.
+        """
+        key = self.key(channel)
+        collected: list[Event] = []
+        end = "+"
+        page = 50
+        try:
+            while len(collected) < limit:
+                entries = await self._redis.xrevrange(key, end, "-", count=page)
+                if not entries:
+                    return collected, False
+                for _entry_id, fields in entries:
+                    try:
+                        event = json.loads(fields[b"d"])
+                    except (KeyError, ValueError):
+                        continue
+                    collected.append(event)
+                    if stop(event):
+                        return collected, True
+                end = "(" + _text(entries[-1][0])
+                page = min(page * 4, 1000)
+        except Exception as exc:
+            if not _is_connection_error(exc):
+                raise
+            self._mark_down(exc)
+            return None
+        return collected, False
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        await self.flush(seconds=2.0)
+        self._closed = True
+        tasks: list[asyncio.Task[Any]] = [s.task for s in self._shards if s.task is not None]
+        if self._publisher is not None:
+            tasks.append(self._publisher)
+        tasks.extend(self._background)
+        for task in tasks:
+            task.cancel()
+        await _gather_quietly(tasks)
+        with contextlib.suppress(Exception):
+            keys = [s.wake_key for s in self._shards]
+            if keys:
+                await self._redis.delete(*keys)
+
+
+async def _gather_quietly(tasks: list[asyncio.Task[Any]]) -> None:
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return isinstance(
+        exc, RedisConnectionError | RedisTimeoutError | OSError | asyncio.TimeoutError
+    )
+
+
+async def call_quietly(awaitable: Awaitable[Any]) -> Any:
+    """Await a Redis call whose failure only means Redis is away (None then)."""
+    try:
+        return await awaitable
+    except Exception as exc:
+        if not _is_connection_error(exc):
+            log.exception("realtime Redis call failed")
+        return None

@@ -1,0 +1,173 @@
+"""The per-node hub: which actors run here, the connections they serve, and publishing.
+
+Publishing always delivers to this node's actor first and then hands the event to the bridge,
+so a node keeps serving its own connections while Redis is away; actors drop what they already
+delivered, so the copy that comes back through Redis (or from the database) does no harm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from skillswap.realtime.actors import Connection, RoomActor, UserActor
+from skillswap.realtime.bridge import Bridge
+from skillswap.realtime.presence import LocalPresence
+
+if TYPE_CHECKING:
+    from skillswap.chat import MessageRecord
+    from skillswap.deps import Deps
+
+log = logging.getLogger("skillswap.realtime")
+
+MAX_REPLAY = 1000  # messages replayed on one subscribe; older ones are paged over REST
+USER_STREAM_MAXLEN = 200
+
+
+class Hub:
+    def __init__(self, deps: Deps, bridge: Bridge, presence: LocalPresence) -> None:
+        self.deps = deps
+        self.settings = deps.settings
+        self.bridge = bridge
+        self.presence = presence
+        self.idle_seconds = float(deps.settings.realtime_idle_seconds)
+        self.max_replay = MAX_REPLAY
+        self.rooms: dict[int, RoomActor] = {}
+        self.users: dict[int, UserActor] = {}
+        self.connections: set[Connection] = set()
+        self._pinger: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    # -- actors ----------------------------------------------------------------------------------
+
+    def room(self, room_id: int) -> RoomActor:
+        """The room's actor on this node, started if needed."""
+        actor = self.rooms.get(room_id)
+        if actor is None:
+            actor = self.rooms[room_id] = RoomActor(self, room_id)
+        return actor
+
+    def room_stopped(self, actor: RoomActor) -> None:
+        if self.rooms.get(actor.room_id) is actor:
+            del self.rooms[actor.room_id]
+            self.bridge.unlisten(actor.channel)
+
+    def user_stopped(self, actor: UserActor) -> None:
+        if self.users.get(actor.user_id) is actor:
+            del self.users[actor.user_id]
+            self.bridge.unlisten(actor.channel)
+            if actor.conns and not self._closed:
+                # Stopped by a failure while still needed: start afresh for those connections.
+                successor = self.users[actor.user_id] = UserActor(self, actor.user_id)
+                for conn in actor.conns:
+                    successor.put(("add", conn))
+
+    # -- connections -----------------------------------------------------------------------------
+
+    def attach(self, conn: Connection) -> None:
+        """A connection opened: follow its user's notifications, count it present."""
+        self.connections.add(conn)
+        actor = self.users.get(conn.user_id)
+        if actor is None:
+            actor = self.users[conn.user_id] = UserActor(self, conn.user_id)
+        actor.put(("add", conn))
+        self.presence.connected(conn.user_id)
+        if self._pinger is None and self.settings.ws_ping_interval_seconds > 0:
+            self._pinger = asyncio.create_task(self._ping_loop())
+
+    def detach(self, conn: Connection) -> None:
+        """A connection closed (or was closed): leave its rooms and its user's channel."""
+        if conn not in self.connections:
+            return
+        self.connections.discard(conn)
+        rooms = list(conn.rooms)
+        conn.rooms.clear()
+        for room_id in rooms:
+            actor = self.rooms.get(room_id)
+            if actor is not None:
+                actor.put(("unsub", conn))
+        user_actor = self.users.get(conn.user_id)
+        if user_actor is not None:
+            user_actor.put(("remove", conn))
+        if self.presence.disconnected(conn.user_id) and rooms and not self._closed:
+            self._spawn(self._announce_offline(conn.user_id, rooms))
+
+    async def _announce_offline(self, user_id: int, rooms: list[int]) -> None:
+        if user_id in await self.presence.online([user_id]):
+            return  # still connected on another node
+        for room_id in rooms:
+            self.publish_room_event(
+                room_id, {"type": "presence", "room": room_id, "user": user_id, "online": False}
+            )
+
+    # -- publishing (after commit) ------------------------------------------------------------------
+
+    def publish_message(self, record: MessageRecord) -> None:
+        """Deliver a committed message here, then to the other nodes."""
+        actor = self.rooms.get(record["room"])
+        if actor is not None:
+            actor.put(("msg", record))
+        self.bridge.publish(
+            f"room:{record['room']}",
+            {"t": "m", "m": record},
+            maxlen=self.settings.realtime_stream_maxlen,
+        )
+
+    def publish_room_event(self, room_id: int, event: dict[str, Any]) -> None:
+        """Typing, read receipts and presence: delivered, never stored."""
+        actor = self.rooms.get(room_id)
+        if actor is not None:
+            actor.put(("event", event))
+        self.bridge.publish(
+            f"room:{room_id}", {"t": "e", "e": event}, maxlen=self.settings.realtime_stream_maxlen
+        )
+
+    def publish_notification(self, user_id: int, record: dict[str, Any]) -> None:
+        """Deliver a committed notification to the user's connections on every node."""
+        actor = self.users.get(user_id)
+        if actor is not None:
+            actor.put(("note", record))
+        self.bridge.publish(f"user:{user_id}", {"t": "n", "n": record}, maxlen=USER_STREAM_MAXLEN)
+
+    def resync_all(self) -> None:
+        """Redis is back: every actor re-anchors on its stream and fills gaps from the DB."""
+        for room_actor in list(self.rooms.values()):
+            room_actor.put(("resync", True))
+        for user_actor in list(self.users.values()):
+            user_actor.put(("resync",))
+
+    # -- liveness --------------------------------------------------------------------------------
+
+    async def _ping_loop(self) -> None:
+        # One task pings every connection (instead of a ping task per connection).
+        interval = float(self.settings.ws_ping_interval_seconds)
+        while not self._closed:
+            await asyncio.sleep(interval)
+            now = asyncio.get_running_loop().time()
+            for conn in list(self.connections):
+                conn.heartbeat(now, interval)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def close(self) -> None:
+        """Close every connection (1001: reconnect elsewhere), stop actors and the bridge."""
+        self._closed = True
+        for conn in list(self.connections):
+            conn.going_away()
+        tasks: list[asyncio.Task[Any]] = [a.task for a in self.rooms.values()]
+        tasks += [a.task for a in self.users.values()]
+        tasks += list(self._background)
+        if self._pinger is not None:
+            tasks.append(self._pinger)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await self.bridge.close()
+        await self.presence.close()

@@ -1,0 +1,150 @@
+"""The WebSocket wire protocol: client frames parsed into typed commands, server frames built once.
+
+Every frame is one JSON object with a `type`. A frame that cannot be understood is answered
+with an `error` frame and the socket stays open; abuse (too large, too fast, too slow to read)
+closes the socket with one of the codes below. docs/realtime.md describes the whole protocol.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from skillswap.i18n import Message, lazy
+from skillswap.jsonutil import dumpb
+
+# Close codes. 1009 is the standard "message too big"; the 4xxx codes are ours.
+CLOSE_GOING_AWAY = 1001  # the node is shutting down: reconnect (to any node) and resume
+CLOSE_TOO_LARGE = 1009  # a frame larger than WS_MAX_FRAME_BYTES
+CLOSE_TOKEN_EXPIRED = 4001  # the access token expired and no fresh one was sent
+CLOSE_SLOW_CONSUMER = 4008  # the client did not read fast enough; reconnect and resume
+CLOSE_RATE_LIMITED = 4029  # more frames than WS_RATE_PER_SECOND / WS_RATE_BURST allow
+CLOSE_UNRESPONSIVE = 4002  # no answer to the server's pings
+
+
+class FrameError(Exception):
+    """A client frame that cannot be acted on; answered with an `error` frame."""
+
+    def __init__(self, code: str, detail: Message, **context: Any) -> None:
+        super().__init__(code)
+        self.code = code
+        self.detail = detail
+        self.context = context
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    room: int
+    last_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    room: int
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    room: int
+    body: str
+    client_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Typing:
+    room: int
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    room: int
+    message_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    token: str
+
+
+Command = Subscribe | Unsubscribe | Send | Typing | Read | Ping | Auth
+
+MAX_CLIENT_ID = 64
+
+
+def _int(frame: dict[str, Any], name: str, *, minimum: int = 1, nullable: bool = False) -> Any:
+    value = frame.get(name)
+    if value is None and nullable:
+        return None
+    # bool is an int in Python; `true` is not a room id.
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise FrameError(
+            "invalid_frame",
+            lazy("`{field}` must be a whole number of at least {min}.", field=name, min=minimum),
+            field=name,
+        )
+    return value
+
+
+def _str(frame: dict[str, Any], name: str, *, max_length: int, nullable: bool = False) -> Any:
+    value = frame.get(name)
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str):
+        raise FrameError("invalid_frame", lazy("`{field}` must be a string.", field=name))
+    if len(value) > max_length or (nullable and not value):
+        raise FrameError(
+            "invalid_frame",
+            lazy("`{field}` must be 1 to {max} characters.", field=name, max=max_length),
+        )
+    return value
+
+
+def parse_frame(raw: str | bytes) -> Command:
+    """Decode one client frame, or raise FrameError saying what is wrong with it."""
+    try:
+        frame = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise FrameError("malformed_frame", lazy("The frame is not valid JSON.")) from None
+    if not isinstance(frame, dict):
+        raise FrameError("malformed_frame", lazy("A frame must be a JSON object."))
+    kind = frame.get("type")
+    if kind == "ping":
+        return Ping()
+    if kind == "send":
+        return Send(
+            room=_int(frame, "room"),
+            body=_str(frame, "body", max_length=1_000_000),
+            client_id=_str(frame, "client_id", max_length=MAX_CLIENT_ID, nullable=True),
+        )
+    if kind == "subscribe":
+        return Subscribe(
+            room=_int(frame, "room"), last_id=_int(frame, "last_id", minimum=0, nullable=True)
+        )
+    if kind == "unsubscribe":
+        return Unsubscribe(room=_int(frame, "room"))
+    if kind == "typing":
+        return Typing(room=_int(frame, "room"))
+    if kind == "read":
+        return Read(room=_int(frame, "room"), message_id=_int(frame, "message_id"))
+    if kind == "auth":
+        return Auth(token=_str(frame, "token", max_length=4096))
+    raise FrameError(
+        "unknown_type",
+        lazy("Unknown frame type. Use subscribe, unsubscribe, send, typing, read, ping or auth."),
+    )
+
+
+# -- server frames ------------------------------------------------------------------------------
+
+PONG = dumpb({"type": "pong"})
+
+
+def frame(kind: str, **fields: Any) -> bytes:
+    """One server frame, encoded once (the same bytes go to every subscriber)."""
+    return dumpb({"type": kind, **fields})

@@ -1,0 +1,390 @@
+"""The WebSocket endpoint `/ws/`: one connection per client carries every room and notification.
+
+The handshake is authenticated (access token in `Authorization: Bearer` or `?token=`) and,
+for browsers, checked against the allowed origins. After that `on_message` stays synchronous
+and quick - Tornado reads the next frame only once it returns - handing work to the room's
+actor, to the message writer (with a completion callback), or to a small task.
+
+Outbound frames go straight into the socket's buffer; the bytes not yet taken by the kernel are
+counted, and a client that lets them pile up past WS_OUTBOUND_MAX_BYTES is closed (4008) so it
+never holds up anyone else. It reconnects and resumes with `last_id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from functools import partial
+from typing import Any
+from urllib.parse import urlsplit
+
+import tornado.web
+import tornado.websocket
+
+from skillswap import chat
+from skillswap.deps import Deps
+from skillswap.errors import AppError, InvalidToken
+from skillswap.i18n import Message, Translator, lazy, negotiate_locale
+from skillswap.jsonutil import dumpb
+from skillswap.models import User
+from skillswap.notifications import notification_view
+from skillswap.realtime import Realtime
+from skillswap.realtime.protocol import (
+    CLOSE_GOING_AWAY,
+    CLOSE_RATE_LIMITED,
+    CLOSE_SLOW_CONSUMER,
+    CLOSE_TOKEN_EXPIRED,
+    CLOSE_UNRESPONSIVE,
+    PONG,
+    Auth,
+    FrameError,
+    Ping,
+    Read,
+    Send,
+    Subscribe,
+    Typing,
+    Unsubscribe,
+    frame,
+    parse_frame,
+)
+
+log = logging.getLogger("skillswap.realtime")
+
+# Checked this long after the outbound bytes passed the limit: bytes the kernel takes within
+# it were a burst (a replay), not a slow reader.
+SLOW_CHECK_SECONDS = 0.2
+
+
+class RealtimeSocket(tornado.websocket.WebSocketHandler):
+    """One client's connection: authenticated at the handshake, then JSON frames both ways."""
+
+    user: User
+    user_id: int
+    is_admin: bool
+    translator: Translator
+
+    def initialize(self) -> None:
+        self.rooms: set[int] = set()
+        self._expiry: asyncio.TimerHandle | None = None
+        self._expires_at = 0
+        self._unsent = 0
+        self._slow_check: asyncio.TimerHandle | None = None
+        self._gone = False
+        self._tokens = 0.0
+        self._tokens_at = 0.0
+        self._last_pong = 0.0
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def deps(self) -> Deps:
+        deps: Deps = self.application.settings["deps"]
+        return deps
+
+    @property
+    def realtime(self) -> Realtime:
+        assert self.deps.realtime is not None
+        return self.deps.realtime
+
+    # -- handshake -------------------------------------------------------------------------------
+
+    async def prepare(self) -> None:
+        token = self._token_from_request()
+        user = None
+        claims = None
+        if token:
+            try:
+                claims = self.deps.keys.verify_access(token)
+                if not await self.deps.denylist.is_revoked(claims.jti):
+                    async with self.deps.db.read() as session:
+                        user = await session.get(User, claims.user_id)
+            except InvalidToken:
+                user = None
+        if claims is None or user is None or not user.is_active:
+            self._refuse()
+            return
+        self.user = user
+        self.user_id = user.id
+        self.is_admin = user.is_admin
+        self._expires_at = claims.expires_at
+        self.translator = self.deps.catalogs.get(
+            negotiate_locale(
+                user_locale=user.locale,
+                accept_language=self.request.headers.get("Accept-Language"),
+                default=self.deps.settings.default_locale,
+            )
+        )
+
+    def _token_from_request(self) -> str | None:
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        token = self.get_query_argument("token", None)
+        if token is not None:
+            # The access log prints the URI: keep the token out of it.
+            self.request.uri = self.request.path + "?token=[redacted]"
+        return token or None
+
+    def _refuse(self) -> None:
+        self.set_status(401)
+        self.set_header("Content-Type", "application/problem+json; charset=utf-8")
+        self.set_header("WWW-Authenticate", 'Bearer realm="skillswap"')
+        error = InvalidToken()
+        t = self.deps.catalogs.get(self.deps.settings.default_locale)
+        self.finish(
+            dumpb(
+                {
+                    "type": "https://skillswap.dev/problems/" + error.code,
+                    "title": t.gettext(error.title),
+                    "status": 401,
+                    "detail": t.text(error.detail),
+                    "code": error.code,
+                }
+            )
+        )
+
+    def check_origin(self, origin: str) -> bool:
+        """Browsers send Origin: it must be listed in WS_ALLOWED_ORIGINS, or (list empty) be
+        this very host. Clients that send no Origin (apps, servers) are not browsers and pass."""
+        allowed = self.deps.settings.ws_allowed_origins
+        if allowed:
+            return "*" in allowed or origin.rstrip("/") in {o.rstrip("/") for o in allowed}
+        return urlsplit(origin).netloc.lower() == (self.request.host or "").lower()
+
+    def get_compression_options(self) -> dict[str, Any] | None:
+        return None  # per-message deflate costs ~100 KB of zlib state per connection
+
+    @property
+    def max_message_size(self) -> int:
+        return self.deps.settings.ws_max_frame_bytes
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        """The socket is open: join the hub and watch the token's expiry."""
+        loop = asyncio.get_running_loop()
+        settings = self.deps.settings
+        self._tokens = float(settings.ws_rate_burst)
+        self._tokens_at = self._last_pong = loop.time()
+        self.set_nodelay(True)
+        self._arm_expiry()
+        self.realtime.hub.attach(self)
+
+    def _arm_expiry(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, self._expires_at - time.time())
+        self._expiry = loop.call_later(delay, self._token_expired)
+
+    def _token_expired(self) -> None:
+        self._expiry = None
+        self._leave(CLOSE_TOKEN_EXPIRED, "token expired")
+
+    # -- frames in -------------------------------------------------------------------------------
+
+    def on_message(self, message: str | bytes) -> None:
+        """Rate-limit, parse and dispatch one client frame, without awaiting anything."""
+        if self._gone:
+            return
+        if not self._take_token():
+            self._leave(CLOSE_RATE_LIMITED, "too many frames")
+            return
+        try:
+            command = parse_frame(message)
+        except FrameError as exc:
+            self.send_error_frame(exc.code, exc.detail, **exc.context)
+            return
+        if isinstance(command, Ping):
+            self.send_frame(PONG)
+        elif isinstance(command, Send):
+            self._send(command)
+        elif isinstance(command, Subscribe):
+            self._subscribe(command)
+        elif isinstance(command, Unsubscribe):
+            if command.room in self.rooms:
+                self.rooms.discard(command.room)
+                actor = self.realtime.hub.rooms.get(command.room)
+                if actor is not None:
+                    actor.put(("unsub", self))
+        elif isinstance(command, Typing):
+            self.realtime.hub.room(command.room).put(("typing", self))
+        elif isinstance(command, Read):
+            self._spawn(self._read(command))
+        elif isinstance(command, Auth):
+            self._spawn(self._reauthenticate(command.token))
+
+    def _take_token(self) -> bool:
+        settings = self.deps.settings
+        now = asyncio.get_running_loop().time()
+        self._tokens = min(
+            float(settings.ws_rate_burst),
+            self._tokens + (now - self._tokens_at) * settings.ws_rate_per_second,
+        )
+        self._tokens_at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+    def _subscribe(self, command: Subscribe) -> None:
+        limit = self.deps.settings.ws_max_subscriptions
+        if command.room not in self.rooms and len(self.rooms) >= limit:
+            self.send_error_frame(
+                "too_many_subscriptions",
+                lazy("Follow at most {max} rooms on one connection.", max=limit),
+                room=command.room,
+            )
+            return
+        self.rooms.add(command.room)
+        self.realtime.hub.room(command.room).put(("sub", self, command.last_id))
+
+    def _send(self, command: Send) -> None:
+        try:
+            sent = chat.queue_message(
+                self.deps,
+                actor=self.user,
+                room_id=command.room,
+                body=command.body,
+                client_id=command.client_id,
+            )
+        except AppError as exc:
+            self._send_app_error(exc, room=command.room, client_id=command.client_id)
+            return
+        sent.add_done_callback(partial(self._sent, command.room, command.client_id))
+
+    def _sent(self, room_id: int, client_id: str | None, outcome: asyncio.Future[Any]) -> None:
+        if outcome.cancelled():
+            return
+        error = outcome.exception()
+        if error is None:
+            message = chat.message_public(outcome.result().message)
+            self.send_frame(frame("ack", room=room_id, client_id=client_id, message=message))
+        elif isinstance(error, AppError):
+            self._send_app_error(error, room=room_id, client_id=client_id)
+        else:
+            self.send_error_frame(
+                "internal_error",
+                lazy("Something went wrong on our side. The error was logged."),
+                room=room_id,
+                client_id=client_id,
+            )
+
+    async def _read(self, command: Read) -> None:
+        try:
+            await chat.mark_read(
+                self.deps, actor=self.user, room_id=command.room, message_id=command.message_id
+            )
+        except AppError as exc:
+            self._send_app_error(exc, room=command.room)
+
+    async def _reauthenticate(self, token: str) -> None:
+        try:
+            claims = self.deps.keys.verify_access(token)
+            if claims.user_id != self.user_id or await self.deps.denylist.is_revoked(claims.jti):
+                raise InvalidToken()
+        except InvalidToken as exc:
+            self._send_app_error(exc)
+            return
+        if claims.expires_at > self._expires_at:
+            self._expires_at = claims.expires_at
+            self._arm_expiry()
+        self.send_frame(frame("auth", expires_at=self._expires_at))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- frames out ------------------------------------------------------------------------------
+
+    def send_frame(self, data: bytes) -> None:
+        """Queue one frame for this client, unless it has fallen too far behind."""
+        if self._gone:
+            return
+        limit = self.deps.settings.ws_outbound_max_bytes
+        try:
+            written = self.write_message(data)
+        except tornado.websocket.WebSocketClosedError:
+            self._leave(None, None)
+            return
+        self._unsent += len(data)
+        written.add_done_callback(partial(self._flushed, len(data)))
+        if self._unsent > 8 * limit:
+            self._leave(CLOSE_SLOW_CONSUMER, "slow consumer")
+        elif self._unsent > limit and self._slow_check is None:
+            self._slow_check = asyncio.get_running_loop().call_later(
+                SLOW_CHECK_SECONDS, self._check_slow
+            )
+
+    def _flushed(self, size: int, written: asyncio.Future[Any]) -> None:
+        self._unsent -= size
+        if not written.cancelled():
+            written.exception()  # retrieved: a write to a closed socket is expected here
+
+    def _check_slow(self) -> None:
+        self._slow_check = None
+        if self._unsent > self.deps.settings.ws_outbound_max_bytes:
+            self._leave(CLOSE_SLOW_CONSUMER, "slow consumer")
+
+    def send_error_frame(self, code: str, detail: Message, **context: Any) -> None:
+        """An `error` frame in the user's language; the socket stays open."""
+        self.send_frame(frame("error", code=code, detail=detail.render(self.translator), **context))
+
+    def _send_app_error(self, exc: AppError, **context: Any) -> None:
+        fields = {k: v for k, v in context.items() if v is not None}
+        if exc.errors:
+            fields["errors"] = {
+                name: [self.translator.text(m) for m in messages]
+                for name, messages in exc.errors.items()
+            }
+        self.send_frame(
+            frame("error", code=exc.code, detail=self.translator.text(exc.detail), **fields)
+        )
+
+    def render_notification(self, record: dict[str, Any]) -> bytes:
+        """A notification frame in this user's language."""
+        return frame("notification", notification=notification_view(record, self.translator))
+
+    # -- liveness and leaving ---------------------------------------------------------------------
+
+    def on_pong(self, data: bytes) -> None:
+        self._last_pong = asyncio.get_running_loop().time()
+
+    def heartbeat(self, now: float, interval: float) -> None:
+        """Called by the hub's pinger: close a client that missed the previous ping."""
+        if self._gone:
+            return
+        if now - self._last_pong > 2.5 * interval:
+            self._leave(CLOSE_UNRESPONSIVE, "no pong")
+            return
+        try:
+            self.ping(b"")
+        except tornado.websocket.WebSocketClosedError:
+            self._leave(None, None)
+
+    def going_away(self) -> None:
+        """The node is shutting down: the client should reconnect, to any node, and resume."""
+        self._leave(CLOSE_GOING_AWAY, "server shutting down")
+
+    def _leave(self, code: int | None, reason: str | None) -> None:
+        if self._gone:
+            return
+        self._gone = True
+        self.realtime.hub.detach(self)
+        if code is not None:
+            self.close(code, reason)
+
+    def on_close(self) -> None:
+        """The socket closed, by either side."""
+        self._gone = True
+        for handle in (self._expiry, self._slow_check):
+            if handle is not None:
+                handle.cancel()
+        self._expiry = self._slow_check = None
+        if hasattr(self, "user_id"):
+            self.realtime.hub.detach(self)
+        for task in self._tasks:
+            task.cancel()
+
+
+routes = [tornado.web.url(r"/ws/?$", RealtimeSocket)]
