@@ -72,17 +72,39 @@ class ListingCache:
         self._bytes = 0
         self._max_bytes = max_bytes
         self._pending: set[asyncio.Task[None]] = set()
+        self._next_read: asyncio.Future[bytes | None] | None = None
+        self._reader: asyncio.Task[None] | None = None
 
     async def token(self) -> Token | None:
-        """The current version, or None when it cannot be known (then do not cache)."""
+        """The current version, or None when it cannot be known (then do not cache).
+
+        Concurrent callers share Redis reads, but only a read *sent after* a caller arrived
+        may answer it (a read already in flight could predate a write the caller must see):
+        callers arriving during a read wait for the next one, which serves them all.
+        """
         if self._redis is None:
             return (self._local, None)
-        try:
-            remote = await self._redis.get(self._version_key)
-        except Exception:  # Redis unreachable: serve from the database, uncached
-            log.warning("listing version unavailable; cache bypassed", exc_info=True)
-            return None
-        return (self._local, remote or b"0")
+        local = self._local
+        if self._next_read is None:
+            self._next_read = asyncio.get_running_loop().create_future()
+            if self._reader is None or self._reader.done():
+                self._reader = asyncio.get_running_loop().create_task(self._read_versions())
+        remote = await asyncio.shield(self._next_read)
+        return None if remote is None else (local, remote)
+
+    async def _read_versions(self) -> None:
+        assert self._redis is not None
+        while self._next_read is not None:
+            waiting, self._next_read = self._next_read, None
+            try:
+                remote = await self._redis.get(self._version_key)
+            except Exception:  # Redis unreachable: serve from the database, uncached
+                log.warning("listing version unavailable; cache bypassed", exc_info=True)
+                remote = None
+            else:
+                remote = remote or b"0"
+            if not waiting.done():
+                waiting.set_result(remote)
 
     def get(self, key: Any, token: Token) -> bytes | None:
         """The stored body for `key` if it was stored under `token` and has not expired."""

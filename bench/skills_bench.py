@@ -1,0 +1,232 @@
+"""Skills marketplace read throughput against the same machine's bare Tornado limit.
+
+    .venv/bin/python bench/skills_bench.py [--skills 10000] [--seconds 10] [--connections 32]
+
+Needs wrk (`apt-get install -y wrk`). Creates a scratch PostgreSQL database, migrates it, seeds
+it with `skillswap seed-demo` (20 categories, N bilingual skills), starts ONE `skillswap serve`
+process (with Redis, LOG_LEVEL=WARNING), warms it up, and drives it with wrk:
+
+- GET /api/skills/?category=<id>      (page of 20, the 20 categories in turn)
+- GET /api/skills/?search=<word>      (page of 20, English and Arabic words in turn)
+- GET /api/skills/{id}/               (2,000 different skills in turn)
+- the category page with a different max_price each time, so every request misses the
+  response cache (the cost of the database path)
+
+Each is printed beside a bare Tornado handler (its own process) returning the same bytes,
+measured in the same run: the ratio shows how close the endpoint is to the framework's limit.
+The database is dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import free_port, run_cli, scratch_database, server_env, server_process
+
+SEARCH_WORDS = [
+    "guitar", "python", "teaching", "piano", "marketing", "photography", "english", "arabic",
+    "django", "singing", "excel", "logo", "android", "french", "calligraphy", "video",
+    "البرمجة", "تعليم", "الغيتار", "التسويق", "مدرسة", "الخط", "تصميم", "دروس",
+]  # fmt: skip
+
+BARE_SERVER = r"""
+import base64, json, sys
+import tornado.ioloop, tornado.web
+
+body = base64.b64decode(sys.argv[2])
+
+class Bare(tornado.web.RequestHandler):
+    def get(self, _path):
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.write(body)
+
+app = tornado.web.Application([(r"/(.*)", Bare)])
+app.listen(int(sys.argv[1]), address="127.0.0.1")
+tornado.ioloop.IOLoop.current().start()
+"""
+
+
+@dataclass
+class WrkResult:
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def _ms(text: str) -> float:
+    number, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def rotating(paths: list[str]) -> str:
+    """A wrk Lua script requesting `paths` in turn."""
+    listed = ",\n".join(json.dumps(p) for p in paths)
+    return (
+        f"local paths = {{\n{listed}\n}}\nlocal i = 0\n"
+        "request = function()\n  i = i + 1\n"
+        '  return wrk.format("GET", paths[(i % #paths) + 1])\nend\n'
+    )
+
+
+def never_repeating(categories: list[int]) -> str:
+    """A wrk Lua script whose every request is a new URL (a category page, another max_price)."""
+    listed = ", ".join(str(c) for c in categories)
+    return (
+        f"local cats = {{{listed}}}\nlocal i = 1000000\n"
+        "request = function()\n  i = i + 1\n"
+        '  return wrk.format("GET", "/api/skills/?category=" .. cats[(i % #cats) + 1]'
+        ' .. "&max_price=" .. i)\nend\n'
+    )
+
+
+def wrk(url: str, *, seconds: float, connections: int, lua: str | None = None) -> WrkResult:
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
+    with tempfile.TemporaryDirectory() as folder:
+        if lua is not None:
+            script = Path(folder) / "requests.lua"
+            script.write_text(lua)
+            args += ["-s", str(script)]
+        out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    socket_errors = re.search(r"Socket errors:.*?timeout (\d+)", out)
+    errors = (int(bad.group(1)) if bad else 0) + (
+        int(socket_errors.group(1)) if socket_errors else 0
+    )
+    return WrkResult(rps, p50, p99, errors)
+
+
+def bare_server(body: bytes) -> tuple[subprocess.Popen[bytes], int]:
+    import base64
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", BARE_SERVER, str(port), base64.b64encode(body).decode()]
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+            return process, port
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError("bare server did not start") from None
+            time.sleep(0.05)
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--skills", type=int, default=10_000)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install -y wrk (this benchmark needs it)")
+        return 2
+    import asyncpg
+
+    async with scratch_database() as url:
+        env = server_env(url)
+        run_cli("migrate", env=env)
+        started = time.perf_counter()
+        report = run_cli("seed-demo", "--skills", str(args.skills), env=env).strip()
+        print(f"seed-demo: {report} in {time.perf_counter() - started:.1f}s")
+        conn = await asyncpg.connect(url)
+        categories = [r["id"] for r in await conn.fetch("SELECT id FROM skill_categories")]
+        skill_ids = [
+            r["id"]
+            for r in await conn.fetch(
+                "SELECT id FROM skills WHERE status = 'active' ORDER BY random() LIMIT 2000"
+            )
+        ]
+        await conn.execute("ANALYZE")
+        await conn.close()
+
+        endpoints = {
+            "category page": [f"/api/skills/?category={c}" for c in categories],
+            "search page": [f"/api/skills/?search={quote(w)}" for w in SEARCH_WORDS],
+            "skill detail": [f"/api/skills/{i}/" for i in skill_ids],
+        }
+        scripts = {name: rotating(paths) for name, paths in endpoints.items()}
+        scripts["category page, uncached"] = never_repeating(categories)
+        # Its sample response: one category page as the uncached requests get it.
+        endpoints["category page, uncached"] = [
+            f"/api/skills/?category={categories[0]}&max_price=999"
+        ]
+        targets = {
+            "category page": (2000, 50.0),
+            "search page": (1000, 100.0),
+            "skill detail": (3000, None),
+        }
+        with server_process(env) as server:
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+                samples: dict[str, bytes] = {}
+                for name, paths in endpoints.items():
+                    for path in paths:
+                        response = await client.get(path)
+                        if response.status_code != 200:
+                            raise RuntimeError(f"{path}: {response.status_code} {response.text}")
+                    samples[name] = (await client.get(paths[0])).content
+            wrk(server.url, seconds=2, connections=args.connections, lua=scripts["skill detail"])
+            print(
+                f"\none server process; wrk -t1 -c{args.connections} -d{args.seconds:g}s; "
+                f"{os.cpu_count()} cores shared by wrk, the server and PostgreSQL\n"
+            )
+            print(
+                f"{'endpoint':<26}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+                f"{'bare req/s':>12}{'bare p99':>10}{'ratio':>8}  target"
+            )
+            for name, lua in scripts.items():
+                result = wrk(
+                    server.url, seconds=args.seconds, connections=args.connections, lua=lua
+                )
+                process, port = bare_server(samples[name])
+                try:
+                    bare = wrk(
+                        f"http://127.0.0.1:{port}/",
+                        seconds=args.seconds,
+                        connections=args.connections,
+                    )
+                finally:
+                    process.terminate()
+                    process.wait(timeout=10)
+                target = targets.get(name)
+                verdict = ""
+                if target is not None:
+                    rps_goal, p99_goal = target
+                    met = result.requests_per_s >= rps_goal and (
+                        p99_goal is None or result.p99_ms < p99_goal
+                    )
+                    goal = f">= {rps_goal} req/s" + (f", p99 < {p99_goal:g} ms" if p99_goal else "")
+                    verdict = f"{goal}: {'met' if met else 'NOT met'}"
+                errors = f" ({result.errors} errors)" if result.errors else ""
+                print(
+                    f"{name:<26}{result.requests_per_s:>9,.0f}{result.p50_ms:>9.1f}"
+                    f"{result.p99_ms:>9.1f}{bare.requests_per_s:>12,.0f}{bare.p99_ms:>10.1f}"
+                    f"{result.requests_per_s / bare.requests_per_s:>8.2f}  {verdict}{errors}"
+                )
+            print("\nresponse sizes: " + ", ".join(f"{k} {len(v):,} B" for k, v in samples.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
