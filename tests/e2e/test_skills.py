@@ -437,3 +437,25 @@ async def test_a_skill_holds_at_most_eight_images(api, make_user, make_skill, me
     ninth = await api.post(f"/api/skills/{skill['id']}/images/", token=owner.access, files=files)
     assert ninth.status_code == 409 and ninth.json()["code"] == "too_many_images"
     assert len(list(media_dir.rglob("*.png"))) == 8
+
+
+async def test_refusals_and_notices_are_in_the_users_language(api, make_user, make_skill):
+    owner = await make_user(locale="ar")
+    stranger = await make_user(locale="ar")
+    skill = await make_skill(owner)
+    refused = await api.patch(
+        f"/api/skills/{skill['id']}/", token=stranger.access, json={"price_points": 1}
+    )
+    assert refused.json()["detail"] == "لا يعدّل هذه المهارة إلا صاحبها."
+
+    async def always_open(session, skill_id: int) -> bool:
+        return True
+
+    listings.OPEN_ORDER_CHECKS.append(always_open)
+    try:
+        paused = await api.delete(f"/api/skills/{skill['id']}/", token=owner.access)
+    finally:
+        listings.OPEN_ORDER_CHECKS.remove(always_open)
+    assert paused.json()["detail"].startswith("لهذه المهارة طلبات مفتوحة")
+    bad = await api.get("/api/skills/?ordering=relevance", headers={"Accept-Language": "ar"})
+    assert bad.json()["errors"]["ordering"] == ["الترتيب حسب الصلة يتطلب نص بحث."]
