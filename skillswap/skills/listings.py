@@ -102,9 +102,12 @@ async def _write_search_document(deps: Deps, uow: UnitOfWork, skill: Skill) -> N
         description_en=skill.description_en,
         description_ar=skill.description_ar,
     )
-    await uow.session.flush()
-    dialect = "sqlite" if deps.db.is_sqlite else "postgresql"
-    await search.store_documents(uow.session, dialect, {skill.id: document})
+    if deps.db.is_sqlite:
+        await uow.session.flush()
+        await search.store_documents(uow.session, "sqlite", {skill.id: document})
+    else:
+        # Written by the same INSERT/UPDATE as the skill: one row version, not two.
+        skill.search_vector = search.vector_of(document)
 
 
 async def create_skill(deps: Deps, *, actor: User, fields: dict[str, Any]) -> SkillRecord:
@@ -128,6 +131,7 @@ async def create_skill(deps: Deps, *, actor: User, fields: dict[str, Any]) -> Sk
         )
         uow.session.add(skill)
         await _write_search_document(deps, uow, skill)
+        await uow.session.flush()
         record = await fetch_skill(uow.session, skill.id)
         await uow.commit()
     assert record is not None

@@ -12,7 +12,7 @@ from skillswap.db import UnitOfWork
 from skillswap.deps import Deps
 from skillswap.models import Category
 from skillswap.skills.queries import skills as skills_table
-from skillswap.skills.search import SearchDocument, store_documents
+from skillswap.skills.search import SearchDocument, store_documents, vector_from_params
 
 BATCH = 1000
 
@@ -204,23 +204,27 @@ async def seed(deps: Deps, uow: UnitOfWork, user_ids: list[int], skills: int) ->
         for n in range(made, min(skills, made + BATCH)):
             category_id, topics = leaves[n % len(leaves)]
             rows.append(_skill_row(rng, deps, user_ids[n % len(user_ids)], category_id, topics))
-        result = await uow.session.execute(
-            insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
-        )
-        ids = [row.id for row in result]
-        await store_documents(
-            uow.session,
-            dialect,
-            {
-                skill_id: SearchDocument.of(
-                    title_en=row["title_en"],
-                    title_ar=row["title_ar"],
-                    tags=row["tags"],
-                    description_en=row["description_en"],
-                    description_ar=row["description_ar"],
-                )
-                for skill_id, row in zip(ids, rows, strict=True)
-            },
-        )
+        documents = [
+            SearchDocument.of(
+                title_en=row["title_en"],
+                title_ar=row["title_ar"],
+                tags=row["tags"],
+                description_en=row["description_en"],
+                description_ar=row["description_ar"],
+            )
+            for row in rows
+        ]
+        if dialect == "postgresql":
+            # The search vector is computed by the INSERT itself (one row version per skill).
+            await uow.session.execute(
+                insert(table).values(search_vector=vector_from_params()),
+                [{**row, **doc.params()} for row, doc in zip(rows, documents, strict=True)],
+            )
+        else:
+            result = await uow.session.execute(
+                insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
+            )
+            ids = [row.id for row in result]
+            await store_documents(uow.session, dialect, dict(zip(ids, documents, strict=True)))
         made += len(rows)
     return {"categories": sum(1 + len(c[4]) for c in CATEGORY_TREE), "skills": made}
