@@ -2,34 +2,37 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field
 
 from skillswap.http.base import BaseHandler, route
+from skillswap.http.skills import MAX_ID, PlainText, path_id
 from skillswap.http.validation import Body
 from skillswap.skills import categories
 
 
 class CategoryBody(Body):
-    slug: str = Field(min_length=1, max_length=60)
-    name_en: str = Field(min_length=1, max_length=80)
-    name_ar: str = Field(min_length=1, max_length=80)
-    icon: str = Field(default="", max_length=60)
-    parent_id: int | None = Field(default=None, ge=1, strict=True)
+    slug: PlainText = Field(min_length=1, max_length=60)
+    name_en: PlainText = Field(min_length=1, max_length=80)
+    name_ar: PlainText = Field(min_length=1, max_length=80)
+    icon: PlainText = Field(default="", max_length=60)
+    parent_id: int | None = Field(default=None, ge=1, le=MAX_ID, strict=True)
     position: int | None = Field(default=None, ge=0, le=100_000, strict=True)
 
 
 class CategoryPatchBody(Body):
-    slug: str | None = Field(default=None, min_length=1, max_length=60)
-    name_en: str | None = Field(default=None, min_length=1, max_length=80)
-    name_ar: str | None = Field(default=None, min_length=1, max_length=80)
-    icon: str | None = Field(default=None, max_length=60)
-    parent_id: int | None = Field(default=None, ge=1, strict=True)
+    slug: PlainText | None = Field(default=None, min_length=1, max_length=60)
+    name_en: PlainText | None = Field(default=None, min_length=1, max_length=80)
+    name_ar: PlainText | None = Field(default=None, min_length=1, max_length=80)
+    icon: PlainText | None = Field(default=None, max_length=60)
+    parent_id: int | None = Field(default=None, ge=1, le=MAX_ID, strict=True)
     position: int | None = Field(default=None, ge=0, le=100_000, strict=True)
     is_active: bool | None = None
 
 
 class ReorderBody(Body):
-    ids: list[int] = Field(min_length=1, max_length=200)
+    ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(min_length=1, max_length=200)
 
 
 class AdminCategoriesHandler(BaseHandler):
@@ -56,7 +59,7 @@ class AdminCategoryHandler(BaseHandler):
         updated = await categories.update_category(
             self.deps,
             actor=self.user,
-            category_id=int(category_id),
+            category_id=path_id(category_id),
             changes=body.model_dump(exclude_unset=True),
             locale=self.translator.locale,
         )
@@ -67,7 +70,7 @@ class AdminCategoryHandler(BaseHandler):
         updated = await categories.update_category(
             self.deps,
             actor=self.user,
-            category_id=int(category_id),
+            category_id=path_id(category_id),
             changes={"is_active": False},
             locale=self.translator.locale,
         )

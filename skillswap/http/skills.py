@@ -8,13 +8,13 @@ was made (see skillswap.skills.cache); everything else goes to the services.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from skillswap.errors import BadRequest
+from skillswap.errors import BadRequest, NotFound
 from skillswap.http.base import BaseHandler, PageParams, idempotent, public, route
 from skillswap.http.validation import Body
 from skillswap.i18n import N_, lazy
@@ -30,6 +30,26 @@ OrderingChoice = Literal["relevance", "newest", "price", "-price", "rating", "po
 MAX_PRICE_POINTS = 100_000
 LANGUAGE_PATTERN = r"^[A-Za-z]{2}$"
 LANGUAGE_RE = re.compile(LANGUAGE_PATTERN)
+MAX_ID = 2**63 - 1  # ids are BIGINT: anything larger cannot exist (and must not reach the driver)
+MAX_PRICE_FILTER = 1_000_000_000
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the database.
+    if "\x00" in value:
+        raise ValueError(N_("Must not contain NUL characters."))
+    return value
+
+
+PlainText = Annotated[str, AfterValidator(_no_nul)]
+
+
+def path_id(text: str) -> int:
+    """An id from the URL path; one too large to exist is simply not found."""
+    value = int(text)
+    if value > MAX_ID:
+        raise NotFound()
+    return value
 
 
 def _check_tags(tags: list[str] | None) -> list[str] | None:
@@ -58,13 +78,13 @@ def _check_languages(languages: list[str] | None) -> list[str] | None:
 class SkillBody(Body):
     """A whole listing (POST, PUT). At least one language needs a title and a description."""
 
-    title_en: str = Field(default="", max_length=120)
-    title_ar: str = Field(default="", max_length=120)
-    description_en: str = Field(default="", max_length=5000)
-    description_ar: str = Field(default="", max_length=5000)
-    category_id: int = Field(ge=1, strict=True)
+    title_en: PlainText = Field(default="", max_length=120)
+    title_ar: PlainText = Field(default="", max_length=120)
+    description_en: PlainText = Field(default="", max_length=5000)
+    description_ar: PlainText = Field(default="", max_length=5000)
+    category_id: int = Field(ge=1, le=MAX_ID, strict=True)
     price_points: int = Field(ge=1, le=MAX_PRICE_POINTS, strict=True)
-    tags: list[str] = Field(default_factory=list, max_length=MAX_TAGS)
+    tags: list[PlainText] = Field(default_factory=list, max_length=MAX_TAGS)
     level: Level = "beginner"
     languages: list[str] = Field(
         default_factory=list,
@@ -80,13 +100,13 @@ class SkillBody(Body):
 class SkillPatchBody(Body):
     """Some fields of a listing; `status` pauses (`paused`) or reactivates (`active`) it."""
 
-    title_en: str | None = Field(default=None, max_length=120)
-    title_ar: str | None = Field(default=None, max_length=120)
-    description_en: str | None = Field(default=None, max_length=5000)
-    description_ar: str | None = Field(default=None, max_length=5000)
-    category_id: int | None = Field(default=None, ge=1, strict=True)
+    title_en: PlainText | None = Field(default=None, max_length=120)
+    title_ar: PlainText | None = Field(default=None, max_length=120)
+    description_en: PlainText | None = Field(default=None, max_length=5000)
+    description_ar: PlainText | None = Field(default=None, max_length=5000)
+    category_id: int | None = Field(default=None, ge=1, le=MAX_ID, strict=True)
     price_points: int | None = Field(default=None, ge=1, le=MAX_PRICE_POINTS, strict=True)
-    tags: list[str] | None = Field(default=None, max_length=MAX_TAGS)
+    tags: list[PlainText] | None = Field(default=None, max_length=MAX_TAGS)
     level: Level | None = None
     languages: list[str] | None = Field(default=None, max_length=10)
     delivery_days: int | None = Field(default=None, ge=1, le=365, strict=True)
@@ -101,21 +121,25 @@ class SkillListQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    search: str | None = Field(
+    search: PlainText | None = Field(
         default=None, max_length=200, description="Words in titles, descriptions or tags (en/ar)"
     )
-    category: int | None = Field(default=None, ge=1, description="Category id (children included)")
-    min_price: int | None = Field(default=None, ge=0)
-    max_price: int | None = Field(default=None, ge=0)
+    category: int | None = Field(
+        default=None, ge=1, le=MAX_ID, description="Category id (children included)"
+    )
+    min_price: int | None = Field(default=None, ge=0, le=MAX_PRICE_FILTER)
+    max_price: int | None = Field(default=None, ge=0, le=MAX_PRICE_FILTER)
     min_rating: float | None = Field(default=None, ge=0, le=5)
     level: Level | None = None
     language: str | None = Field(default=None, pattern=LANGUAGE_PATTERN)
-    owner: int | None = Field(default=None, ge=1, description="Owner's user id")
-    tag: str | None = Field(default=None, max_length=MAX_TAG_LENGTH)
+    owner: int | None = Field(default=None, ge=1, le=MAX_ID, description="Owner's user id")
+    tag: PlainText | None = Field(default=None, max_length=MAX_TAG_LENGTH)
     ordering: OrderingChoice | None = Field(
         default=None, description="Default: relevance with a search, newest without"
     )
-    cursor: str | None = Field(default=None, max_length=400, description="From next/previous links")
+    cursor: PlainText | None = Field(
+        default=None, max_length=400, description="From next/previous links"
+    )
     # Read by page_params(); declared so they are not refused as unknown.
     page: SkipJsonSchema[str | None] = None
     page_size: SkipJsonSchema[str | None] = None
@@ -127,7 +151,7 @@ class OwnerSkillsQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ordering: Literal["newest", "price", "-price", "rating", "popular"] | None = None
-    cursor: str | None = Field(default=None, max_length=400)
+    cursor: PlainText | None = Field(default=None, max_length=400)
     page: SkipJsonSchema[str | None] = None
     page_size: SkipJsonSchema[str | None] = None
 
@@ -236,7 +260,7 @@ class SkillDetailHandler(SkillsBaseHandler):
             if answered:
                 return
         record = await listings.get_skill(
-            self.deps, skill_id=int(skill_id), viewer=self.current_user
+            self.deps, skill_id=path_id(skill_id), viewer=self.current_user
         )
         self.send(self.skill_document(record))
         if self.current_user is None:
@@ -248,7 +272,7 @@ class SkillDetailHandler(SkillsBaseHandler):
         record = await listings.update_skill(
             self.deps,
             actor=self.user,
-            skill_id=int(skill_id),
+            skill_id=path_id(skill_id),
             changes=body.model_dump(),
             replace=True,
         )
@@ -259,13 +283,15 @@ class SkillDetailHandler(SkillsBaseHandler):
         body = self.parse_body(SkillPatchBody)
         changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
         record = await listings.update_skill(
-            self.deps, actor=self.user, skill_id=int(skill_id), changes=changes
+            self.deps, actor=self.user, skill_id=path_id(skill_id), changes=changes
         )
         self.send(self.skill_document(record))
 
     async def delete(self, skill_id: str) -> None:
         """Delete a skill of yours; with open orders it is paused instead (200, says so)."""
-        outcome = await listings.delete_skill(self.deps, actor=self.user, skill_id=int(skill_id))
+        outcome = await listings.delete_skill(
+            self.deps, actor=self.user, skill_id=path_id(skill_id)
+        )
         if outcome.status == "deleted":
             self.set_status(204)
             return
@@ -315,7 +341,7 @@ class UserSkillsHandler(SkillsBaseHandler):
         query = self.parse_query(OwnerSkillsQuery)
         page = await browse.browse_owner_skills(
             self.deps,
-            owner_id=int(user_id),
+            owner_id=path_id(user_id),
             query=BrowseQuery(
                 ordering=query.ordering,
                 cursor=query.cursor,
@@ -343,7 +369,7 @@ class SkillImagesHandler(SkillsBaseHandler):
                 code="image_missing",
             )
         image = await images.add_image(
-            self.deps, actor=self.user, skill_id=int(skill_id), data=data
+            self.deps, actor=self.user, skill_id=path_id(skill_id), data=data
         )
         self.send(image, status=201)
 
@@ -352,7 +378,7 @@ class SkillImageHandler(SkillsBaseHandler):
     async def delete(self, skill_id: str, image_id: str) -> None:
         """Remove an image from a skill of yours."""
         await images.remove_image(
-            self.deps, actor=self.user, skill_id=int(skill_id), image_id=int(image_id)
+            self.deps, actor=self.user, skill_id=path_id(skill_id), image_id=path_id(image_id)
         )
         self.set_status(204)
 

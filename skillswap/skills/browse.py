@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -28,6 +29,8 @@ from skillswap.skills.text import normalise_tag
 ORDERINGS = ("relevance", "newest", "price", "-price", "rating", "popular")
 Ordering = Literal["relevance", "newest", "price", "-price", "rating", "popular"]
 Direction = Literal["after", "before"]
+MAX_OFFSET = 1_000_000  # deeper than this, follow `next` links (keyset) instead of page numbers
+_INT_RANGE = range(-(2**63), 2**63)
 
 
 @dataclass(frozen=True)
@@ -108,9 +111,19 @@ def decode_cursor(text: str, ordering: str) -> Cursor:
             if moment.tzinfo is None:
                 raise _invalid_cursor()
             parsed.append(moment)
-        elif kind == "int" and isinstance(value, int) and not isinstance(value, bool):
+        elif (
+            kind == "int"
+            and isinstance(value, int)
+            and not isinstance(value, bool)
+            and value in _INT_RANGE
+        ):
             parsed.append(value)
-        elif kind == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        elif (
+            kind == "float"
+            and isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+        ):
             parsed.append(float(value))
         else:
             raise _invalid_cursor()
@@ -164,6 +177,8 @@ def _check(query: BrowseQuery) -> str:
     ordering = query.ordering or ("relevance" if search else "newest")
     if ordering == "relevance" and not search:
         errors["ordering"] = [lazy("Ordering by relevance needs a search.")]
+    if query.page * query.page_size > MAX_OFFSET:
+        errors["page"] = [lazy("Must be at most {max}.", max=MAX_OFFSET // query.page_size)]
     if query.cursor and query.page != 1:
         errors["page"] = [lazy("Give either page or cursor, not both.")]
     if errors:

@@ -112,6 +112,9 @@ async def test_the_owner_is_shown_as_a_public_profile_only(api, make_user, make_
         ({"tags": ["a" * 31]}, "tags"),
         ({"title_en": "t" * 121}, "title_en"),
         ({"surprise": 1}, "surprise"),
+        ({"title_en": "nul\u0000byte"}, "title_en"),
+        ({"tags": ["ok", "bad\u0000"]}, "tags.1"),
+        ({"category_id": 2**63}, "category_id"),
     ],
 )
 async def test_bad_fields_are_refused_per_field(api, make_user, make_category, body, field):
@@ -227,6 +230,10 @@ async def test_only_the_owner_edits_and_deletes(api, make_user, make_skill):
         assert anonymous.status_code == 401
     unchanged = await api.get(path)
     assert unchanged.json()["price_points"] == skill["price_points"]
+    huge = "99999999999999999999"
+    assert (await api.get(f"/api/skills/{huge}/")).status_code == 404
+    assert (await api.delete(f"/api/skills/{huge}/", token=owner.access)).status_code == 404
+    assert (await api.get(f"/api/users/{huge}/skills/")).status_code == 404
     unknown = await api.patch(
         "/api/skills/999999999/", token=owner.access, json={"level": "expert"}
     )

@@ -192,6 +192,11 @@ async def test_relevance_needs_a_search(api):
         ("colour=red", {"colour"}),
         ("cursor=not-a-cursor", {"cursor"}),
         (f"search={'x' * 201}", {"search"}),
+        ("search=a%00b&tag=%00", {"search", "tag"}),
+        ("min_rating=nan", {"min_rating"}),
+        ("owner=99999999999999999999&category=99999999999999999999", {"owner", "category"}),
+        ("max_price=99999999999", {"max_price"}),
+        ("page=99999999999", {"page"}),
     ],
 )
 async def test_bad_parameters_are_a_clear_400(api, query, fields):
@@ -199,6 +204,25 @@ async def test_bad_parameters_are_a_clear_400(api, query, fields):
     assert response.status_code == 400, response.text
     assert response.json()["code"] == "validation_error"
     assert set(response.json()["errors"]) == fields
+
+
+async def test_a_forged_cursor_is_refused_not_crashed(api):
+    import base64
+    import json
+
+    for forged in (
+        ["newest", "a", ["2026-01-01T00:00:00", 1]],  # a time without a zone
+        ["price", "a", [10**30, 1]],  # beyond any integer column
+        ["rating", "b", [float("inf"), 1, 1]],
+        ["price", "x", [1, 1]],
+        {"not": "a list"},
+    ):
+        raw = json.dumps(forged).encode()
+        cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        ordering = forged[0] if isinstance(forged, list) else "newest"
+        response = await api.get(f"/api/skills/?ordering={ordering}&cursor={cursor}")
+        assert response.status_code == 400, (forged, response.text)
+        assert "cursor" in response.json()["errors"]
 
 
 async def test_a_cursor_for_another_ordering_is_refused(api, make_user, make_category, make_skill):
