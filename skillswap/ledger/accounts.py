@@ -5,13 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
-from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from skillswap.models import LedgerAccount
+from skillswap.ledger.stores import LedgerStore, store_for
 
 
 class SystemAccount(IntEnum):
@@ -41,40 +38,27 @@ class WalletBalance:
         return self.balance - self.held
 
 
-def insert_for(session: AsyncSession, table: Any) -> Any:
-    """An INSERT that knows `ON CONFLICT DO NOTHING` on the session's backend."""
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-
-
 async def find_wallet(session: AsyncSession, user_id: int) -> int | None:
     """The id of the user's wallet, if it exists."""
-    return await session.scalar(select(LedgerAccount.id).where(LedgerAccount.user_id == user_id))
+    return await (await store_for(session)).find_wallet(user_id)
 
 
 async def ensure_wallet(session: AsyncSession, user_id: int, *, now: datetime) -> int:
     """The id of the user's wallet, creating it (empty) when the user has none yet."""
-    account_id = await find_wallet(session, user_id)
-    if account_id is not None:
-        return account_id
-    # A concurrent first use may create it at the same moment: the loser waits and keeps theirs.
-    await session.execute(
-        insert_for(session, LedgerAccount)
-        .values(kind="user", user_id=user_id, balance=0, held=0, created_at=now)
-        .on_conflict_do_nothing(index_elements=["user_id"])
-    )
-    account_id = await find_wallet(session, user_id)
+    return await ensure_wallet_in(await store_for(session), user_id, now=now)
+
+
+async def ensure_wallet_in(store: LedgerStore, user_id: int, *, now: datetime) -> int:
+    account_id = await store.find_wallet(user_id)
+    if account_id is None:
+        # A concurrent first use may create it at the same moment: the loser keeps the winner's.
+        await store.create_wallet(user_id, now)
+        account_id = await store.find_wallet(user_id)
     assert account_id is not None
     return account_id
 
 
 async def wallet_balance(session: AsyncSession, user_id: int) -> WalletBalance:
     """The user's balance and held points (zero for a user who never had a wallet)."""
-    row = (
-        await session.execute(
-            select(LedgerAccount.balance, LedgerAccount.held).where(
-                LedgerAccount.user_id == user_id
-            )
-        )
-    ).first()
-    return WalletBalance(balance=row.balance, held=row.held) if row else WalletBalance(0, 0)
+    found = await (await store_for(session)).wallet_balance(user_id)
+    return WalletBalance(*found) if found else WalletBalance(0, 0)

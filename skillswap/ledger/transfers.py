@@ -2,10 +2,10 @@
 
 Every transfer claims its idempotency key first (`INSERT ... ON CONFLICT DO NOTHING`): a
 concurrent attempt with the same key waits for the first to finish and then replays its
-outcome, success or refusal. The accounts are then locked in id order (`SELECT ... FOR UPDATE
-ORDER BY id`), so two transfers over the same accounts, in whatever direction, queue instead of
-deadlocking, and no interleaving can overdraw a wallet. On SQLite the process-wide writer lock of
-`Database.uow()` gives the same serial order.
+outcome, success or refusal. The accounts are then locked in id order (`SELECT ... ORDER BY id
+FOR NO KEY UPDATE`), so two transfers over the same accounts, in whatever direction, queue
+instead of deadlocking, and no interleaving can overdraw a wallet. On SQLite the process-wide
+writer lock of `Database.uow()` gives the same serial order.
 """
 
 from __future__ import annotations
@@ -15,11 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, case, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skillswap.db import Database
-from skillswap.ledger.accounts import insert_for
 from skillswap.ledger.errors import (
     IdempotencyMismatch,
     InsufficientFunds,
@@ -27,7 +25,7 @@ from skillswap.ledger.errors import (
     LedgerError,
     UnknownAccount,
 )
-from skillswap.models import LedgerAccount, LedgerEntry, LedgerTransfer
+from skillswap.ledger.stores import AsyncpgStore, LedgerStore, NewEntry, NewTransfer, store_for
 
 
 class TransferKind(StrEnum):
@@ -88,46 +86,41 @@ async def transfer(
     Refused for lack of points, the transfer is recorded as rejected and `InsufficientFunds`
     is raised: commit anyway to make the refusal the key's permanent outcome.
     """
+    return await transfer_in(await store_for(session), request, now=now)
+
+
+async def transfer_in(
+    store: LedgerStore, request: TransferRequest, *, now: datetime
+) -> TransferResult:
     check_amount(request.amount)
     check_key(request.key)
     if request.debit_account_id == request.credit_account_id:
         raise LedgerError("a transfer needs two different accounts")
-    claimed = await session.scalar(
-        insert_for(session, LedgerTransfer)
-        .values(
+    claimed = await store.claim_transfer(
+        NewTransfer(
             idempotency_key=request.key,
             kind=str(request.kind),
-            status="posted",
             debit_account_id=request.debit_account_id,
             credit_account_id=request.credit_account_id,
             amount=request.amount,
             order_id=request.order_id,
             payment_id=request.payment_id,
+            hold_id=None,
             created_at=now,
         )
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(LedgerTransfer.id)
     )
     if claimed is None:
-        return await _replay(session, request)
+        return await _replay(store, request)
     leg = Leg(claimed, request.debit_account_id, request.credit_account_id, request.amount)
-    shortfall = await apply_legs(session, [leg], now=now)
+    shortfall = await apply_legs(store, [leg], now=now)
     if shortfall:
-        await session.execute(
-            update(LedgerTransfer)
-            .where(LedgerTransfer.id == claimed)
-            .values(status="rejected", failure_code="insufficient_funds", shortfall=shortfall)
-        )
+        await store.reject_transfer(claimed, shortfall)
         raise InsufficientFunds(shortfall, account_id=request.debit_account_id)
     return TransferResult(transfer_id=claimed, replayed=False)
 
 
-async def _replay(session: AsyncSession, request: TransferRequest) -> TransferResult:
-    first = (
-        await session.execute(
-            select(LedgerTransfer).where(LedgerTransfer.idempotency_key == request.key)
-        )
-    ).scalar_one()
+async def _replay(store: LedgerStore, request: TransferRequest) -> TransferResult:
+    first = await store.first_transfer(request.key)
     same = (
         first.kind == str(request.kind)
         and first.debit_account_id == request.debit_account_id
@@ -146,7 +139,7 @@ async def _replay(session: AsyncSession, request: TransferRequest) -> TransferRe
 
 
 async def apply_legs(
-    session: AsyncSession,
+    store: LedgerStore,
     legs: Sequence[Leg],
     *,
     now: datetime,
@@ -163,76 +156,63 @@ async def apply_legs(
         | {leg.credit_account_id for leg in legs}
         | set(release)
     )
-    rows = (
-        await session.execute(
-            select(LedgerAccount.id, LedgerAccount.kind, LedgerAccount.balance, LedgerAccount.held)
-            .where(LedgerAccount.id.in_(ids))
-            .order_by(LedgerAccount.id)
-            .with_for_update()
-        )
-    ).all()
+    rows = await store.lock_accounts(ids)
     if len(rows) != len(ids):
         missing = set(ids) - {row.id for row in rows}
         raise UnknownAccount(f"no ledger account {sorted(missing)}")
-    kinds = {row.id: row.kind for row in rows}
     balance = {row.id: row.balance for row in rows}
     held = {row.id: row.held for row in rows}
     for account_id, amount in release.items():
         held[account_id] -= amount
         if held[account_id] < 0:
             raise LedgerError(f"account {account_id} would release more than it holds")
-    entries: list[dict[str, object]] = []
+    entries: list[NewEntry] = []
     for leg in legs:
         for account_id, signed in (
             (leg.debit_account_id, -leg.amount),
             (leg.credit_account_id, leg.amount),
         ):
             balance[account_id] += signed
-            entries.append(
-                {
-                    "transfer_id": leg.transfer_id,
-                    "account_id": account_id,
-                    "amount": signed,
-                    "balance_after": balance[account_id],
-                    "created_at": now,
-                }
-            )
+            entries.append(NewEntry(leg.transfer_id, account_id, signed, balance[account_id], now))
     for row in rows:
         available = balance[row.id] - held[row.id]
-        if kinds[row.id] == "user" and available < 0:
+        if row.kind == "user" and available < 0:
             return -available
-    balance_delta = {row.id: balance[row.id] - row.balance for row in rows}
-    held_delta = {row.id: held[row.id] - row.held for row in rows}
-    values: dict[str, object] = {
-        "balance": LedgerAccount.balance + _by_account(balance_delta),
-    }
-    if any(held_delta.values()):
-        values["held"] = LedgerAccount.held + _by_account(held_delta)
     # Relative updates keep `balance = sum(entries)` exact even if a lock were ever missed.
-    await session.execute(update(LedgerAccount).where(LedgerAccount.id.in_(ids)).values(values))
+    await store.move(
+        [(row.id, balance[row.id] - row.balance, held[row.id] - row.held) for row in rows]
+    )
     if entries:
-        await session.execute(insert(LedgerEntry), entries)
+        await store.write_entries(entries)
     return 0
 
 
-def _by_account(deltas: Mapping[int, int]) -> object:
-    return case(
-        *(
-            (LedgerAccount.id == account_id, literal(delta, BigInteger()))
-            for account_id, delta in deltas.items()
-        ),
-        else_=literal(0, BigInteger()),
-    )
-
-
 async def run_transfer(db: Database, request: TransferRequest, *, now: datetime) -> TransferResult:
-    """One transfer as its own unit of work; a refusal is committed too, so retries replay it."""
-    async with db.uow() as uow:
+    """One transfer as its own transaction; a refusal is committed too, so retries replay it."""
+    if db.is_sqlite:
+        async with db.uow() as uow:  # the writer lock serialises SQLite's writers
+            store: LedgerStore = await store_for(uow.session)
+            try:
+                result = await transfer_in(store, request, now=now)
+            except InsufficientFunds as refused:
+                if not refused.replayed:
+                    await uow.commit()
+                raise
+            await uow.commit()
+        return result
+    async with db.engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        # The whole transfer on the driver: no SQLAlchemy transaction is open on `conn`.
+        transaction = driver.transaction()
+        await transaction.start()
         try:
-            result = await transfer(uow.session, request, now=now)
+            result = await transfer_in(AsyncpgStore(driver), request, now=now)
         except InsufficientFunds as refused:
-            if not refused.replayed:
-                await uow.commit()
+            await (transaction.rollback() if refused.replayed else transaction.commit())
             raise
-        await uow.commit()
+        except BaseException:
+            await transaction.rollback()
+            raise
+        await transaction.commit()
     return result

@@ -147,3 +147,27 @@ async def test_one_idempotency_key_sent_twenty_times_at_once_places_one_order(ap
     assert (orders, holds) == (1, 1)
     assert await balance(deps, buyer.id) == (100, 10)
     assert (await audit_ledger(deps.db)).ok
+
+
+async def test_transfers_both_ways_between_the_same_wallets_at_once_never_deadlock(deps, make_user):
+    """Accounts are locked in id order (FOR NO KEY UPDATE, compatible with the foreign-key
+    locks the transfer's own rows take), so crossing transfers queue instead of deadlocking."""
+    from skillswap import ledger
+    from skillswap.ledger import TransferKind, TransferRequest
+
+    users = [await make_user() for _ in range(3)]
+    async with deps.db.read() as session:
+        wallets = [await ledger.find_wallet(session, u.id) for u in users]
+    moves = [(a, b) for a in wallets for b in wallets if a != b] * 8
+
+    async def move(debit: int, credit: int) -> None:
+        await ledger.run_transfer(
+            deps.db,
+            TransferRequest(unique_name("x"), TransferKind.ADJUSTMENT, debit, credit, 1),
+            now=deps.clock(),
+        )
+
+    await asyncio.gather(*(move(a, b) for a, b in moves))
+    # Every wallet paid and received the same number of single points.
+    assert [await balance(deps, u.id) for u in users] == [(100, 0)] * 3
+    assert (await audit_ledger(deps.db)).ok

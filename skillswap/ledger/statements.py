@@ -1,0 +1,149 @@
+"""The ledger's SQL, built once at import as Core statements with bound parameters.
+
+Transfers are the hottest path of the service: building, caching and executing statements
+through the ORM cost several times the database round trips. These statements are executed on
+the unit of work's connection (`await session.connection()`), inside its transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import BigInteger, Table, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from skillswap.models import LedgerAccount, LedgerEntry, LedgerHold, LedgerTransfer
+
+accounts: Table = LedgerAccount.__table__  # type: ignore[assignment]
+transfers: Table = LedgerTransfer.__table__  # type: ignore[assignment]
+entries: Table = LedgerEntry.__table__  # type: ignore[assignment]
+holds: Table = LedgerHold.__table__  # type: ignore[assignment]
+
+
+def _by_dialect(build: Any) -> dict[str, Any]:
+    return {"postgresql": build(postgresql.insert), "sqlite": build(sqlite.insert)}
+
+
+# -- accounts ------------------------------------------------------------------------------------
+
+FIND_WALLET = select(accounts.c.id).where(accounts.c.user_id == bindparam("user_id"))
+WALLET_BALANCE = select(accounts.c.balance, accounts.c.held).where(
+    accounts.c.user_id == bindparam("user_id")
+)
+# A concurrent first use may create the wallet at the same moment: the loser keeps the winner's.
+CREATE_WALLET = _by_dialect(
+    lambda insert_: insert_(accounts).on_conflict_do_nothing(index_elements=["user_id"])
+)
+ACCOUNT_STATE = select(accounts.c.kind, accounts.c.balance, accounts.c.held).where(
+    accounts.c.id == bindparam("account_id")
+)
+# Locks in ascending id order. NO KEY UPDATE, not UPDATE: inserting transfer and entry rows
+# takes FOR KEY SHARE on their accounts (foreign keys), which FOR UPDATE would have to wait for,
+# deadlocking two transfers that had recorded their rows before locking.
+LOCK_ACCOUNTS = (
+    select(accounts.c.id, accounts.c.kind, accounts.c.balance, accounts.c.held)
+    .where(accounts.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(accounts.c.id)
+    .with_for_update(key_share=True)
+)
+# Relative updates (executed once per account, pipelined) keep `balance = sum(entries)` exact.
+MOVE = (
+    update(accounts)
+    .where(accounts.c.id == bindparam("account"))
+    .values(
+        balance=accounts.c.balance + bindparam("delta", type_=BigInteger),
+        held=accounts.c.held + bindparam("held_delta", type_=BigInteger),
+    )
+)
+# One statement that both checks and reserves: PostgreSQL re-evaluates the condition on the
+# newest row version after waiting for a concurrent writer, so a reservation cannot overdraw.
+RESERVE = (
+    update(accounts)
+    .where(
+        accounts.c.id == bindparam("account"),
+        accounts.c.kind == "user",
+        accounts.c.balance - accounts.c.held >= bindparam("amount", type_=BigInteger),
+    )
+    .values(held=accounts.c.held + bindparam("amount", type_=BigInteger))
+)
+RELEASE = (
+    update(accounts)
+    .where(accounts.c.id == bindparam("account"))
+    .values(held=accounts.c.held - bindparam("amount", type_=BigInteger))
+)
+
+# -- transfers and entries -----------------------------------------------------------------------
+
+CLAIM_TRANSFER = _by_dialect(
+    lambda insert_: (
+        insert_(transfers)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(transfers.c.id)
+    )
+)
+FIRST_TRANSFER = select(
+    transfers.c.id,
+    transfers.c.kind,
+    transfers.c.status,
+    transfers.c.debit_account_id,
+    transfers.c.credit_account_id,
+    transfers.c.amount,
+    transfers.c.order_id,
+    transfers.c.payment_id,
+    transfers.c.shortfall,
+).where(transfers.c.idempotency_key == bindparam("key"))
+REJECT_TRANSFER = (
+    update(transfers)
+    .where(transfers.c.id == bindparam("transfer_id"))
+    .values(
+        status="rejected",
+        failure_code="insufficient_funds",
+        shortfall=bindparam("missing", type_=BigInteger),
+    )
+)
+RECORD_TRANSFERS = insert(transfers).returning(transfers.c.id, sort_by_parameter_order=True)
+WRITE_ENTRIES = insert(entries)
+
+# -- holds ---------------------------------------------------------------------------------------
+
+CLAIM_HOLD = _by_dialect(
+    lambda insert_: (
+        insert_(holds)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(holds.c.id)
+    )
+)
+FIRST_HOLD = select(
+    holds.c.id, holds.c.account_id, holds.c.amount, holds.c.status, holds.c.shortfall
+).where(holds.c.idempotency_key == bindparam("key"))
+HOLD_STATUS = select(holds.c.status).where(holds.c.id == bindparam("hold_id"))
+REJECT_HOLD = (
+    update(holds)
+    .where(holds.c.id == bindparam("hold_id"))
+    .values(
+        status="rejected",
+        shortfall=bindparam("missing", type_=BigInteger),
+        resolved_at=bindparam("now"),
+    )
+)
+# The only ways out of `pending`: conditional on still being pending, so at most one succeeds.
+VOID_HOLD = (
+    update(holds)
+    .where(holds.c.id == bindparam("hold_id"), holds.c.status == "pending")
+    .values(status="voided", resolved_at=bindparam("now"))
+    .returning(holds.c.account_id, holds.c.amount)
+)
+POST_HOLD = (
+    update(holds)
+    .where(
+        holds.c.id == bindparam("hold_id"),
+        holds.c.status == "pending",
+        holds.c.amount >= bindparam("total", type_=BigInteger),
+    )
+    .values(
+        status="posted",
+        posted_amount=bindparam("total", type_=BigInteger),
+        resolved_at=bindparam("now"),
+    )
+    .returning(holds.c.account_id, holds.c.amount)
+)
