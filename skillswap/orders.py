@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Table, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -186,32 +186,32 @@ async def place_order(
     )
     async with deps.db.uow() as uow:
         session = uow.session
-        # FOR SHARE: a concurrent pause or delete of the skill waits for this order to exist.
-        skill = (
+        # FOR KEY SHARE (what the order's foreign key takes anyway, taken now): deleting the
+        # skill locks it FOR UPDATE before counting open orders, so it waits for this order.
+        found = (
             await session.execute(
                 select(
-                    Skill.id,
                     Skill.owner_id,
                     Skill.status,
                     Skill.price_points,
                     Skill.title_en,
                     Skill.title_ar,
-                    User.is_active,
+                    User,
                 )
                 .join(User, User.id == Skill.owner_id)
                 .where(Skill.id == skill_id)
-                .with_for_update(read=True, of=Skill)
+                .with_for_update(read=True, key_share=True, of=Skill)
             )
         ).first()
-        if skill is None or skill.status == "deleted" or not skill.is_active:
+        if found is None or found.status == "deleted" or not found.User.is_active:
             raise NotFound(lazy("This skill does not exist."), code="skill_not_found")
-        if skill.owner_id == actor.id:
+        if found.owner_id == actor.id:
             raise PermissionDenied(lazy("You cannot order your own skill."), code="own_skill")
-        if skill.status != "active":
+        if found.status != "active":
             raise Conflict(
                 lazy("This skill is paused and takes no orders right now."), code="skill_paused"
             )
-        price = int(skill.price_points)
+        price = int(found.price_points)
         wallet = await ledger.ensure_wallet(session, actor.id, now=now)
         try:
             hold = await ledger.place_hold(
@@ -224,51 +224,72 @@ async def place_order(
         except ledger.IdempotencyMismatch:
             raise _key_reused() from None
         if hold.replayed:
-            order = await session.scalar(select(Order).where(Order.hold_id == hold.hold_id))
-            if order is None or order.skill_id != skill_id:
+            existing = await session.scalar(select(Order).where(Order.hold_id == hold.hold_id))
+            if existing is None or existing.skill_id != skill_id:
                 raise _key_reused()
-            view = await _view(deps, session, order, actor)
+            view = await _view(deps, session, existing, actor)
             await uow.commit()  # nothing was written; committing keeps the loaded rows usable
             return view
-        order = Order(
-            buyer_id=actor.id,
-            seller_id=skill.owner_id,
-            skill_id=skill_id,
-            hold_id=hold.hold_id,
-            status="pending",
-            price_points=price,
-            requirements=requirements,
-            deadline_at=deadline_after("pending", now, deps.settings),
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(order)
-        await session.flush()
-        session.add(
-            OrderTransition(
-                order_id=order.id,
-                actor_id=actor.id,
-                action="place",
-                from_status=None,
-                to_status="pending",
-                note="",
-                created_at=now,
-            )
-        )
-        await session.flush()
+        # Core inserts: the ORM's flush costs more than the statements on this hot path.
+        values = {
+            "buyer_id": actor.id,
+            "seller_id": found.owner_id,
+            "skill_id": skill_id,
+            "hold_id": hold.hold_id,
+            "status": "pending",
+            "price_points": price,
+            "requirements": requirements,
+            "deadline_at": deadline_after("pending", now, deps.settings),
+            "resolution": None,
+            "seller_points": None,
+            "fee_points": None,
+            "refunded_points": None,
+            "created_at": now,
+            "updated_at": now,
+            "completed_at": None,
+        }
+        conn = await session.connection()
+        order_id = (await conn.execute(_INSERT_ORDER, values)).scalar_one()
+        placed = {
+            "order_id": order_id,
+            "actor_id": actor.id,
+            "action": "place",
+            "from_status": None,
+            "to_status": "pending",
+            "note": "",
+            "created_at": now,
+        }
+        step_id = (await conn.execute(_INSERT_TRANSITION, placed)).scalar_one()
         await events.emit(
             deps,
             uow,
             events.OrderPlaced(
-                order_id=order.id,
-                buyer_id=actor.id,
-                seller_id=order.seller_id,
-                skill_id=skill_id,
+                order_id=order_id, buyer_id=actor.id, seller_id=found.owner_id, skill_id=skill_id
             ),
         )
-        view = await _view(deps, session, order, actor)
         await uow.commit()
-    return view
+    # The response shows the rows just written, from the values written.
+    order = Order(id=order_id, **values)
+    roles = roles_of(order, actor)
+    return OrderView(
+        order=order,
+        buyer=actor,
+        seller=found.User,
+        skill=SkillRef(skill_id, found.title_en, found.title_ar),
+        roles=roles,
+        allowed_actions=allowed_actions(roles, "pending"),
+        history=[OrderTransition(id=step_id, **placed)],
+        reviews=NO_REVIEWS,
+    )
+
+
+_orders: Table = Order.__table__  # type: ignore[assignment]
+_transitions: Table = OrderTransition.__table__  # type: ignore[assignment]
+_INSERT_ORDER = insert(_orders).returning(_orders.c.id)
+_INSERT_TRANSITION = insert(_transitions).returning(_transitions.c.id)
+NO_REVIEWS = ReviewState(
+    can_review=False, window_closes_at=None, mine=None, theirs=None, theirs_submitted=False
+)
 
 
 def _insufficient(shortfall: int, price: int) -> PaymentRequired:
@@ -537,7 +558,9 @@ async def _view(deps: Deps, session: AsyncSession, order: Order, actor: User) ->
     assert buyer is not None and seller is not None
     roles = roles_of(order, actor)
     reviews = None
-    if actor.id in (order.buyer_id, order.seller_id):
+    if actor.id in (order.buyer_id, order.seller_id) and order.status != "completed":
+        reviews = NO_REVIEWS  # only completed orders are ever reviewed
+    elif actor.id in (order.buyer_id, order.seller_id):
         reviews = await review_state(
             session,
             order,
