@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -14,7 +13,7 @@ from skillswap.db import Database, UnitOfWork
 from skillswap.deps import Deps
 from skillswap.i18n import Message, lazy
 from skillswap.ledger import SystemAccount, TransferKind, TransferRequest, WalletBalance
-from skillswap.models import LedgerAccount, LedgerEntry, LedgerTransfer, User
+from skillswap.models import LedgerAccount, LedgerEntry, LedgerTransfer, PointsPackage, User
 
 
 def signup_bonus_key(user_id: int) -> str:
@@ -184,11 +183,36 @@ async def _counts(conn: AsyncConnection) -> dict[str, int]:
 # -- demo data -----------------------------------------------------------------------------------
 
 
-async def seed(deps: Deps, uow: UnitOfWork, user_ids: list[int], skills: int) -> dict[str, Any]:
-    """Demo users get the signup bonus they would have had by signing up."""
+async def seed(deps: Deps, uow: UnitOfWork, user_ids: list[int], skills: int) -> dict[str, int]:
+    """Demo users get the bonus they would have had by signing up; the shop gets packages."""
     for user_id in user_ids:
         await grant_signup_bonus(deps, uow, user_id=user_id)
+    packages = 0
+    if not await uow.session.scalar(select(func.count()).select_from(PointsPackage)):
+        now = deps.clock()
+        for order, (name_en, name_ar, points, cents) in enumerate(DEMO_PACKAGES):
+            uow.session.add(
+                PointsPackage(
+                    name_en=name_en,
+                    name_ar=name_ar,
+                    points=points,
+                    price_minor=cents,
+                    currency="USD",
+                    is_active=True,
+                    sort_order=order,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            packages += 1
     wallets = await uow.session.scalar(
         select(func.count()).select_from(LedgerAccount).where(LedgerAccount.user_id.in_(user_ids))
     )
-    return {"wallets": int(wallets or 0)}
+    return {"wallets": int(wallets or 0), "points packages": packages}
+
+
+DEMO_PACKAGES = (
+    ("Starter", "باقة البداية", 100, 499),
+    ("Learner", "باقة المتعلّم", 250, 999),
+    ("Scholar", "باقة العالِم", 600, 1999),
+)

@@ -346,3 +346,28 @@ async def test_ledger_check_command_exits_non_zero_naming_the_violation():
     assert "VIOLATION balances_sum_to_zero" in broken.stdout
     assert "VIOLATION balance_equals_entries" in broken.stdout
     assert "VIOLATION escrow_is_clear" not in broken.stdout
+
+
+async def test_demo_users_get_their_signup_bonus_and_the_shop_has_packages(deps):
+    from skillswap.models import PointsPackage
+    from skillswap.seed import seed_demo
+
+    report = await seed_demo(deps, skills=2, users=2)
+    assert report["wallets"] == 2
+    async with deps.db.read() as session:
+        balances = (
+            (
+                await session.execute(
+                    text(
+                        "SELECT a.balance FROM ledger_accounts a JOIN users u ON u.id = a.user_id"
+                        " WHERE u.username LIKE 'demo%' ORDER BY a.id DESC LIMIT 2"
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+        packages = await session.scalar(select(func.count()).select_from(PointsPackage))
+    assert balances == [100, 100]
+    assert packages >= 3
+    assert (await audit_ledger(deps.db)).ok
