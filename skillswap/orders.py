@@ -9,20 +9,26 @@ Lock order, everywhere: the order row, then the skill row, then ledger accounts 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import Table, func, insert, or_, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from skillswap import events, ledger
 from skillswap.db import UnitOfWork
 from skillswap.deps import Deps
-from skillswap.errors import Conflict, NotFound, PaymentRequired, PermissionDenied, ValidationFailed
+from skillswap.errors import Conflict, NotFound, PaymentRequired, PermissionDenied
 from skillswap.i18n import lazy, lazy_plural
 from skillswap.ledger import Payout, SystemAccount, TransferKind
 from skillswap.models import Order, OrderTransition, Skill, User
+from skillswap.orders_queries import (
+    NO_REVIEWS,
+    OrderView,
+    SkillRef,
+    order_not_found,
+    order_view,
+    roles_of,
+)
 from skillswap.orders_rules import (
     OPEN_STATUSES,
     Escrow,
@@ -32,138 +38,8 @@ from skillswap.orders_rules import (
     allowed_actions,
     find_rule,
 )
-from skillswap.reviews import ReviewState, review_state
-from skillswap.settings import Settings
+from skillswap.orders_settlement import Settlement, deadline_after, settlement_for
 from skillswap.skills import listings as skill_listings
-
-RESOLUTIONS = ("refund", "release", "split")
-
-
-@dataclass(frozen=True)
-class SkillRef:
-    id: int
-    title_en: str
-    title_ar: str
-
-
-@dataclass(frozen=True)
-class OrderView:
-    """An order as one viewer sees it: their roles, what they may do, and (detail) its history."""
-
-    order: Order
-    buyer: User
-    seller: User
-    skill: SkillRef
-    roles: frozenset[Role]
-    allowed_actions: list[str]
-    history: list[OrderTransition] | None = None
-    reviews: ReviewState | None = None  # detail, for the two participants
-
-
-@dataclass(frozen=True)
-class Settlement:
-    """Where an order's escrowed points go when a transition settles it."""
-
-    escrow: Escrow  # KEEP, VOID or POST
-    seller_points: int | None = None
-    fee_points: int | None = None
-    refunded_points: int | None = None
-    resolution: str | None = None
-
-    @property
-    def columns(self) -> dict[str, object]:
-        if self.escrow is Escrow.KEEP:
-            return {}
-        return {
-            "seller_points": self.seller_points,
-            "fee_points": self.fee_points,
-            "refunded_points": self.refunded_points,
-            "resolution": self.resolution,
-        }
-
-
-def fee_for(seller_part: int, fee_percent: int) -> int:
-    """The platform's whole-point cut of what a seller is paid (rounded down, in their favour)."""
-    return seller_part * max(0, min(fee_percent, 100)) // 100
-
-
-def _pay_seller(
-    seller_part: int, price: int, fee_percent: int, resolution: str | None
-) -> Settlement:
-    fee = fee_for(seller_part, fee_percent)
-    return Settlement(
-        Escrow.POST,
-        seller_points=seller_part - fee,
-        fee_points=fee,
-        refunded_points=price - seller_part,
-        resolution=resolution,
-    )
-
-
-def settlement_for(
-    rule: Rule,
-    *,
-    price: int,
-    fee_percent: int,
-    resolution: str | None,
-    buyer_points: int | None,
-) -> Settlement:
-    """What `rule` does with the escrowed price, checking an administrator's resolution."""
-    if rule.escrow is not Escrow.RESOLVE:
-        if resolution is not None or buyer_points is not None:
-            raise ValidationFailed(
-                errors={"resolution": [lazy("Only a dispute resolution takes a resolution.")]}
-            )
-        if rule.escrow is Escrow.KEEP:
-            return Settlement(Escrow.KEEP)
-        if rule.escrow is Escrow.VOID:
-            return Settlement(Escrow.VOID, seller_points=0, fee_points=0, refunded_points=price)
-        return _pay_seller(price, price, fee_percent, None)
-    if resolution not in RESOLUTIONS:
-        raise ValidationFailed(
-            errors={
-                "resolution": [lazy("Must be one of: {choices}.", choices=", ".join(RESOLUTIONS))]
-            }
-        )
-    if resolution != "split" and buyer_points is not None:
-        raise ValidationFailed(errors={"buyer_points": [lazy("Only a split takes buyer_points.")]})
-    if resolution == "refund":
-        return Settlement(
-            Escrow.VOID, seller_points=0, fee_points=0, refunded_points=price, resolution=resolution
-        )
-    if resolution == "release":
-        return _pay_seller(price, price, fee_percent, resolution)
-    if buyer_points is None or not 0 < buyer_points < price:
-        raise ValidationFailed(
-            errors={
-                "buyer_points": [
-                    lazy("A split gives the buyer between 1 and {max} points.", max=price - 1)
-                ]
-            }
-        )
-    return _pay_seller(price - buyer_points, price, fee_percent, resolution)
-
-
-def deadline_after(status: str, now: datetime, settings: Settings) -> datetime | None:
-    """When an order entering `status` runs out of time (None: it waits for a person)."""
-    seconds = {
-        "pending": settings.order_accept_timeout_seconds,
-        "accepted": settings.order_delivery_timeout_seconds,
-        "delivered": settings.order_auto_complete_seconds,
-    }.get(status)
-    return None if seconds is None else now + timedelta(seconds=seconds)
-
-
-def roles_of(order: Order, user: User) -> frozenset[Role]:
-    roles: set[Role] = set()
-    if order.buyer_id == user.id:
-        roles.add(Role.BUYER)
-    if order.seller_id == user.id:
-        roles.add(Role.SELLER)
-    if user.is_admin:
-        roles.add(Role.ADMIN)
-    return frozenset(roles)
-
 
 # -- placing an order ----------------------------------------------------------------------------
 
@@ -227,7 +103,7 @@ async def place_order(
             existing = await session.scalar(select(Order).where(Order.hold_id == hold.hold_id))
             if existing is None or existing.skill_id != skill_id:
                 raise _key_reused()
-            view = await _view(deps, session, existing, actor)
+            view = await order_view(deps, session, existing, actor)
             await uow.commit()  # nothing was written; committing keeps the loaded rows usable
             return view
         # Core inserts: the ORM's flush costs more than the statements on this hot path.
@@ -287,9 +163,6 @@ _orders: Table = Order.__table__  # type: ignore[assignment]
 _transitions: Table = OrderTransition.__table__  # type: ignore[assignment]
 _INSERT_ORDER = insert(_orders).returning(_orders.c.id)
 _INSERT_TRANSITION = insert(_transitions).returning(_transitions.c.id)
-NO_REVIEWS = ReviewState(
-    can_review=False, window_closes_at=None, mine=None, theirs=None, theirs_submitted=False
-)
 
 
 def _insufficient(shortfall: int, price: int) -> PaymentRequired:
@@ -330,7 +203,7 @@ async def transition_order(
         order = await session.get(Order, order_id)
         roles = roles_of(order, actor) if order is not None else frozenset()
         if order is None or not roles:
-            raise _order_not_found()
+            raise order_not_found()
         found = find_rule(action, roles, order.status)
         if found is Refusal.NOT_YOUR_ROLE:
             raise PermissionDenied(
@@ -358,14 +231,9 @@ async def transition_order(
             # Someone else moved it first; report the status it has now.
             current = await session.scalar(select(Order.status).where(Order.id == order_id))
             raise _invalid_transition(str(current), action, roles)
-        view = await _view(deps, session, order, actor)
+        view = await order_view(deps, session, order, actor)
         await uow.commit()
     return view
-
-
-def _order_not_found() -> NotFound:
-    # Non-participants get the same answer as for an order that does not exist.
-    return NotFound(lazy("This order does not exist."), code="order_not_found")
 
 
 def _invalid_transition(status: str, action: str, roles: frozenset[Role]) -> Conflict:
@@ -471,113 +339,6 @@ async def _settle_escrow(
         await ledger.post_hold(
             session, hold_id=order.hold_id, payouts=payouts, order_id=order.id, now=now
         )
-
-
-# -- reading -------------------------------------------------------------------------------------
-
-
-async def get_order(deps: Deps, *, actor: User, order_id: int) -> OrderView:
-    """One order with its history, for its buyer, its seller or an administrator."""
-    async with deps.db.read() as session:
-        order = await session.get(Order, order_id)
-        if order is None or not roles_of(order, actor):
-            raise _order_not_found()
-        return await _view(deps, session, order, actor)
-
-
-async def list_orders(
-    deps: Deps,
-    *,
-    actor: User,
-    role: str | None,
-    statuses: list[str],
-    offset: int,
-    limit: int,
-) -> tuple[int, list[OrderView]]:
-    """The actor's orders as buyer, seller or either (administrators: `role='all'`), newest first."""
-    if role == "all" and not actor.is_admin:
-        raise PermissionDenied(lazy("Only administrators can list every order."), code="admin_only")
-    conditions = []
-    if role == "buyer":
-        conditions.append(Order.buyer_id == actor.id)
-    elif role == "seller":
-        conditions.append(Order.seller_id == actor.id)
-    elif role != "all":
-        conditions.append(or_(Order.buyer_id == actor.id, Order.seller_id == actor.id))
-    if statuses:
-        conditions.append(Order.status.in_(statuses))
-    buyer, seller = aliased(User), aliased(User)
-    async with deps.db.read() as session:
-        count = await session.scalar(select(func.count()).select_from(Order).where(*conditions))
-        rows = (
-            await session.execute(
-                select(Order, buyer, seller, Skill.id, Skill.title_en, Skill.title_ar)
-                .join(buyer, buyer.id == Order.buyer_id)
-                .join(seller, seller.id == Order.seller_id)
-                .join(Skill, Skill.id == Order.skill_id)
-                .where(*conditions)
-                .order_by(Order.id.desc())
-                .offset(offset)
-                .limit(limit)
-            )
-        ).all()
-    views = []
-    for order, buyer_row, seller_row, sid, title_en, title_ar in rows:
-        roles = roles_of(order, actor)
-        views.append(
-            OrderView(
-                order=order,
-                buyer=buyer_row,
-                seller=seller_row,
-                skill=SkillRef(sid, title_en, title_ar),
-                roles=roles,
-                allowed_actions=allowed_actions(roles, order.status),
-            )
-        )
-    return int(count or 0), views
-
-
-async def _view(deps: Deps, session: AsyncSession, order: Order, actor: User) -> OrderView:
-    """The order in detail: parties, skill, history, and the viewer's review state."""
-    buyer = await session.get(User, order.buyer_id)
-    seller = await session.get(User, order.seller_id)
-    skill = (
-        await session.execute(
-            select(Skill.id, Skill.title_en, Skill.title_ar).where(Skill.id == order.skill_id)
-        )
-    ).one()
-    history = list(
-        (
-            await session.scalars(
-                select(OrderTransition)
-                .where(OrderTransition.order_id == order.id)
-                .order_by(OrderTransition.id)
-            )
-        ).all()
-    )
-    assert buyer is not None and seller is not None
-    roles = roles_of(order, actor)
-    reviews = None
-    if actor.id in (order.buyer_id, order.seller_id) and order.status != "completed":
-        reviews = NO_REVIEWS  # only completed orders are ever reviewed
-    elif actor.id in (order.buyer_id, order.seller_id):
-        reviews = await review_state(
-            session,
-            order,
-            viewer_id=actor.id,
-            now=deps.clock(),
-            window_seconds=deps.settings.review_window_seconds,
-        )
-    return OrderView(
-        order=order,
-        buyer=buyer,
-        seller=seller,
-        skill=SkillRef(skill.id, skill.title_en, skill.title_ar),
-        roles=roles,
-        allowed_actions=allowed_actions(roles, order.status),
-        history=history,
-        reviews=reviews,
-    )
 
 
 async def has_open_orders(session: AsyncSession, skill_id: int) -> bool:

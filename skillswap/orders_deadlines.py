@@ -16,8 +16,9 @@ from sqlalchemy import select
 
 from skillswap.deps import Deps
 from skillswap.models import Order
-from skillswap.orders import apply_transition, settlement_for
+from skillswap.orders import apply_transition
 from skillswap.orders_rules import DEADLINE_RULES
+from skillswap.orders_settlement import settlement_for
 
 
 @dataclass(frozen=True)

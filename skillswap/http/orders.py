@@ -7,14 +7,14 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from skillswap import orders
+from skillswap import orders, orders_queries
 from skillswap.http.accounts import user_public
 from skillswap.http.base import BaseHandler, idempotent, route
 from skillswap.http.validation import Body
 from skillswap.i18n import N_, Translator
 from skillswap.models import OrderTransition, Review
 from skillswap.models.orders import ORDER_STATUSES
-from skillswap.orders import OrderView
+from skillswap.orders_queries import OrderView
 from skillswap.orders_rules import ACTIONS
 
 Action = Literal[
@@ -131,7 +131,7 @@ class OrdersHandler(BaseHandler):
         """The signed-in user's orders (role=buyer|seller; admins role=all), filterable by status."""
         page = self.page_params()
         query = self.parse_query(OrderListQuery)
-        count, views = await orders.list_orders(
+        count, views = await orders_queries.list_orders(
             self.deps,
             actor=self.user,
             role=query.role,
@@ -173,7 +173,7 @@ async def _act(handler: BaseHandler, order_id: int, action: str, body: ActionFie
 class OrderHandler(BaseHandler):
     async def get(self, order_id: str) -> None:
         """One order with its history (its buyer, its seller and administrators only)."""
-        view = await orders.get_order(self.deps, actor=self.user, order_id=int(order_id))
+        view = await orders_queries.get_order(self.deps, actor=self.user, order_id=int(order_id))
         self.send(order_json(view, self.translator))
 
     @idempotent

@@ -1,0 +1,162 @@
+"""Reading orders: one in detail (for its buyer, its seller and administrators), or a list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from skillswap.deps import Deps
+from skillswap.errors import NotFound, PermissionDenied
+from skillswap.i18n import lazy
+from skillswap.models import Order, OrderTransition, Skill, User
+from skillswap.orders_rules import Role, allowed_actions
+from skillswap.reviews import ReviewState, review_state
+
+
+@dataclass(frozen=True)
+class SkillRef:
+    id: int
+    title_en: str
+    title_ar: str
+
+
+@dataclass(frozen=True)
+class OrderView:
+    """An order as one viewer sees it: their roles, what they may do, and (detail) its history."""
+
+    order: Order
+    buyer: User
+    seller: User
+    skill: SkillRef
+    roles: frozenset[Role]
+    allowed_actions: list[str]
+    history: list[OrderTransition] | None = None
+    reviews: ReviewState | None = None  # detail, for the two participants
+
+
+def roles_of(order: Order, user: User) -> frozenset[Role]:
+    roles: set[Role] = set()
+    if order.buyer_id == user.id:
+        roles.add(Role.BUYER)
+    if order.seller_id == user.id:
+        roles.add(Role.SELLER)
+    if user.is_admin:
+        roles.add(Role.ADMIN)
+    return frozenset(roles)
+
+
+NO_REVIEWS = ReviewState(
+    can_review=False, window_closes_at=None, mine=None, theirs=None, theirs_submitted=False
+)
+
+
+def order_not_found() -> NotFound:
+    """Non-participants get the same answer as for an order that does not exist."""
+    return NotFound(lazy("This order does not exist."), code="order_not_found")
+
+
+async def get_order(deps: Deps, *, actor: User, order_id: int) -> OrderView:
+    """One order with its history, for its buyer, its seller or an administrator."""
+    async with deps.db.read() as session:
+        order = await session.get(Order, order_id)
+        if order is None or not roles_of(order, actor):
+            raise order_not_found()
+        return await order_view(deps, session, order, actor)
+
+
+async def list_orders(
+    deps: Deps,
+    *,
+    actor: User,
+    role: str | None,
+    statuses: list[str],
+    offset: int,
+    limit: int,
+) -> tuple[int, list[OrderView]]:
+    """The actor's orders as buyer, seller or either (administrators: `role='all'`), newest first."""
+    if role == "all" and not actor.is_admin:
+        raise PermissionDenied(lazy("Only administrators can list every order."), code="admin_only")
+    conditions = []
+    if role == "buyer":
+        conditions.append(Order.buyer_id == actor.id)
+    elif role == "seller":
+        conditions.append(Order.seller_id == actor.id)
+    elif role != "all":
+        conditions.append(or_(Order.buyer_id == actor.id, Order.seller_id == actor.id))
+    if statuses:
+        conditions.append(Order.status.in_(statuses))
+    buyer, seller = aliased(User), aliased(User)
+    async with deps.db.read() as session:
+        count = await session.scalar(select(func.count()).select_from(Order).where(*conditions))
+        rows = (
+            await session.execute(
+                select(Order, buyer, seller, Skill.id, Skill.title_en, Skill.title_ar)
+                .join(buyer, buyer.id == Order.buyer_id)
+                .join(seller, seller.id == Order.seller_id)
+                .join(Skill, Skill.id == Order.skill_id)
+                .where(*conditions)
+                .order_by(Order.id.desc())
+                .offset(offset)
+                .limit(limit)
+            )
+        ).all()
+    views = []
+    for order, buyer_row, seller_row, sid, title_en, title_ar in rows:
+        roles = roles_of(order, actor)
+        views.append(
+            OrderView(
+                order=order,
+                buyer=buyer_row,
+                seller=seller_row,
+                skill=SkillRef(sid, title_en, title_ar),
+                roles=roles,
+                allowed_actions=allowed_actions(roles, order.status),
+            )
+        )
+    return int(count or 0), views
+
+
+async def order_view(deps: Deps, session: AsyncSession, order: Order, actor: User) -> OrderView:
+    """The order in detail: parties, skill, history, and the viewer's review state."""
+    buyer = await session.get(User, order.buyer_id)
+    seller = await session.get(User, order.seller_id)
+    skill = (
+        await session.execute(
+            select(Skill.id, Skill.title_en, Skill.title_ar).where(Skill.id == order.skill_id)
+        )
+    ).one()
+    history = list(
+        (
+            await session.scalars(
+                select(OrderTransition)
+                .where(OrderTransition.order_id == order.id)
+                .order_by(OrderTransition.id)
+            )
+        ).all()
+    )
+    assert buyer is not None and seller is not None
+    roles = roles_of(order, actor)
+    reviews = None
+    if actor.id in (order.buyer_id, order.seller_id) and order.status != "completed":
+        reviews = NO_REVIEWS  # only completed orders are ever reviewed
+    elif actor.id in (order.buyer_id, order.seller_id):
+        reviews = await review_state(
+            session,
+            order,
+            viewer_id=actor.id,
+            now=deps.clock(),
+            window_seconds=deps.settings.review_window_seconds,
+        )
+    return OrderView(
+        order=order,
+        buyer=buyer,
+        seller=seller,
+        skill=SkillRef(skill.id, skill.title_en, skill.title_ar),
+        roles=roles,
+        allowed_actions=allowed_actions(roles, order.status),
+        history=history,
+        reviews=reviews,
+    )
