@@ -38,6 +38,7 @@ class OrderView:
 
 
 def roles_of(order: Order, user: User) -> frozenset[Role]:
+    """The parts `user` plays in `order` (none: they may not even see it)."""
     roles: set[Role] = set()
     if order.buyer_id == user.id:
         roles.add(Role.BUYER)

@@ -25,6 +25,7 @@ class Settlement:
 
     @property
     def columns(self) -> dict[str, object]:
+        """The order columns that record this settlement."""
         if self.escrow is Escrow.KEEP:
             return {}
         return {

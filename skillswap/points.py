@@ -138,6 +138,7 @@ class AuditReport:
 
     @property
     def ok(self) -> bool:
+        """True when no invariant is broken."""
         return not self.violations
 
 

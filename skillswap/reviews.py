@@ -45,6 +45,7 @@ class ReviewState:
 
 
 def window_closes_at(order: Order, window_seconds: int) -> datetime | None:
+    """When the order's review window closes (None before it is completed)."""
     if order.completed_at is None:
         return None
     return order.completed_at + timedelta(seconds=window_seconds)

@@ -29,6 +29,7 @@ def in_language(english: str, arabic: str, locale: str) -> str:
 
 
 def review_json(review: Review) -> dict[str, Any]:
+    """A review as the API shows it to someone allowed to read it."""
     return {
         "id": review.id,
         "rating": review.rating,
@@ -40,6 +41,7 @@ def review_json(review: Review) -> dict[str, Any]:
 
 
 def transition_json(step: OrderTransition) -> dict[str, Any]:
+    """One step of an order's history."""
     return {
         "action": step.action,
         "from_status": step.from_status,

@@ -25,6 +25,7 @@ class SystemAccount(IntEnum):
 
     @property
     def code(self) -> str:
+        """The account's `code` column."""
         return self.name.lower()
 
 
@@ -35,6 +36,7 @@ class WalletBalance:
 
     @property
     def available(self) -> int:
+        """What the user may spend: the balance minus what open orders hold."""
         return self.balance - self.held
 
 
@@ -49,6 +51,7 @@ async def ensure_wallet(session: AsyncSession, user_id: int, *, now: datetime) -
 
 
 async def ensure_wallet_in(store: LedgerStore, user_id: int, *, now: datetime) -> int:
+    """`ensure_wallet` on a store the caller already has."""
     account_id = await store.find_wallet(user_id)
     if account_id is None:
         # A concurrent first use may create it at the same moment: the loser keeps the winner's.

@@ -71,29 +71,62 @@ class NewEntry(NamedTuple):
 class LedgerStore(Protocol):
     """The ledger's statements; every method runs inside the caller's transaction."""
 
-    async def find_wallet(self, user_id: int) -> int | None: ...
-    async def create_wallet(self, user_id: int, now: datetime) -> None: ...
-    async def wallet_balance(self, user_id: int) -> tuple[int, int] | None: ...
-    async def account_state(self, account_id: int) -> tuple[str, int, int] | None: ...
-    async def lock_accounts(self, ids: Sequence[int]) -> list[AccountRow]: ...
-    async def move(self, changes: Sequence[tuple[int, int, int]]) -> None: ...
-    async def reserve(self, account_id: int, amount: int) -> bool: ...
-    async def release(self, account_id: int, amount: int) -> None: ...
-    async def claim_transfer(self, new: NewTransfer) -> int | None: ...
-    async def record_transfers(self, rows: Sequence[NewTransfer]) -> list[int]: ...
-    async def first_transfer(self, key: str) -> TransferRow: ...
-    async def reject_transfer(self, transfer_id: int, shortfall: int) -> None: ...
-    async def write_entries(self, entries: Sequence[NewEntry]) -> None: ...
-    async def claim_hold(
-        self, key: str, account_id: int, amount: int, now: datetime
-    ) -> int | None: ...
-    async def first_hold(self, key: str) -> HoldRow: ...
-    async def hold_status(self, hold_id: int) -> str | None: ...
-    async def reject_hold(self, hold_id: int, shortfall: int, now: datetime) -> None: ...
-    async def void_hold(self, hold_id: int, now: datetime) -> tuple[int, int] | None: ...
-    async def post_hold(
-        self, hold_id: int, total: int, now: datetime
-    ) -> tuple[int, int] | None: ...
+    async def find_wallet(self, user_id: int) -> int | None:
+        """The user's wallet id, if any."""
+
+    async def create_wallet(self, user_id: int, now: datetime) -> None:
+        """Create the user's empty wallet unless one exists (a concurrent one wins)."""
+
+    async def wallet_balance(self, user_id: int) -> tuple[int, int] | None:
+        """(balance, held) of the user's wallet, if any."""
+
+    async def account_state(self, account_id: int) -> tuple[str, int, int] | None:
+        """(kind, balance, held) of an account, unlocked."""
+
+    async def lock_accounts(self, ids: Sequence[int]) -> list[AccountRow]:
+        """Lock the accounts in ascending id order and return them."""
+
+    async def move(self, changes: Sequence[tuple[int, int, int]]) -> None:
+        """Add (account, balance delta, held delta) to locked accounts."""
+
+    async def reserve(self, account_id: int, amount: int) -> bool:
+        """Hold `amount` on a wallet if it is available; False (nothing changed) if not."""
+
+    async def release(self, account_id: int, amount: int) -> None:
+        """Stop holding `amount` on a wallet."""
+
+    async def claim_transfer(self, new: NewTransfer) -> int | None:
+        """Record a posted transfer under its key; None if the key was already used."""
+
+    async def record_transfers(self, rows: Sequence[NewTransfer]) -> list[int]:
+        """Record posted transfers (fresh keys); their ids, in order."""
+
+    async def first_transfer(self, key: str) -> TransferRow:
+        """The transfer recorded under `key`."""
+
+    async def reject_transfer(self, transfer_id: int, shortfall: int) -> None:
+        """Mark a just-claimed transfer as refused for lack of `shortfall` points."""
+
+    async def write_entries(self, entries: Sequence[NewEntry]) -> None:
+        """Write the entries of posted transfers."""
+
+    async def claim_hold(self, key: str, account_id: int, amount: int, now: datetime) -> int | None:
+        """Record a pending hold under its key; None if the key was already used."""
+
+    async def first_hold(self, key: str) -> HoldRow:
+        """The hold recorded under `key`."""
+
+    async def hold_status(self, hold_id: int) -> str | None:
+        """A hold's status, if it exists."""
+
+    async def reject_hold(self, hold_id: int, shortfall: int, now: datetime) -> None:
+        """Mark a just-claimed hold as refused for lack of `shortfall` points."""
+
+    async def void_hold(self, hold_id: int, now: datetime) -> tuple[int, int] | None:
+        """Void a pending hold: (account, amount), or None if it was not pending."""
+
+    async def post_hold(self, hold_id: int, total: int, now: datetime) -> tuple[int, int] | None:
+        """Post `total` of a pending hold: (account, held amount), or None if not possible."""
 
 
 async def store_for(session: AsyncSession) -> LedgerStore:
@@ -113,7 +146,10 @@ def _transfer_values(new: NewTransfer) -> dict[str, Any]:
 
 
 class SqlAlchemyStore:
-    """Core statements on a SQLAlchemy connection (SQLite, or PostgreSQL before it began)."""
+    """Core statements on a SQLAlchemy connection (SQLite, or PostgreSQL before it began).
+
+    Its methods are `LedgerStore`'s, documented there.
+    """
 
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
@@ -210,7 +246,10 @@ class SqlAlchemyStore:
 
 
 class AsyncpgStore:
-    """The same statements, in PostgreSQL's SQL, on the asyncpg connection of the transaction."""
+    """The same statements, in PostgreSQL's SQL, on the asyncpg connection of the transaction.
+
+    Its methods are `LedgerStore`'s, documented there.
+    """
 
     def __init__(self, driver: asyncpg.Connection) -> None:
         self.driver = driver

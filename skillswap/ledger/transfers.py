@@ -74,6 +74,7 @@ def check_amount(amount: int) -> None:
 
 
 def check_key(key: str) -> None:
+    """Refuse an empty or overlong idempotency key."""
     if not key or len(key) > MAX_KEY_LENGTH:
         raise LedgerError(f"idempotency keys are 1 to {MAX_KEY_LENGTH} characters")
 
@@ -92,6 +93,7 @@ async def transfer(
 async def transfer_in(
     store: LedgerStore, request: TransferRequest, *, now: datetime
 ) -> TransferResult:
+    """`transfer` on a store the caller already has."""
     check_amount(request.amount)
     check_key(request.key)
     if request.debit_account_id == request.credit_account_id:
