@@ -350,7 +350,8 @@ class MessageWriter:
         """Finish what is queued (bounded), then stop the lanes."""
         self._closed = True
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._settled.wait(), 5)
+            async with asyncio.timeout(5):
+                await self._settled.wait()
         tasks = [t for t in self._tasks if t is not None]
         for task in tasks:
             task.cancel()

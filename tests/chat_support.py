@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import struct
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import tornado.httpclient
+import tornado.testing
 import tornado.websocket
 
 from skillswap.deps import Deps
+from skillswap.settings import Settings
 from tests.conftest import Api, TestUser
 from tests.points_support import make_skill
 
@@ -41,57 +46,71 @@ async def order_room(api: Api, deps: Deps, buyer: TestUser, seller: TestUser) ->
 
 
 class WsClient:
-    """A real WebSocket client that reads like the protocol: send frames, expect frames."""
+    """A real WebSocket client that reads like the protocol: send frames, expect frames.
+
+    Frames are kept until a test asks for them, so waiting for one kind of frame never loses
+    another that arrived first.
+    """
 
     def __init__(self, conn: tornado.websocket.WebSocketClientConnection) -> None:
         self.conn = conn
         self.seen: list[Frame] = []  # every frame received, in order
+        self.pending: list[Frame] = []  # received and not yet taken by a test
 
     async def send(self, **frame: Any) -> None:
         await self.conn.write_message(json.dumps(frame))
 
-    async def next(self, timeout: float = 5.0) -> Frame:
-        """The next frame (fails if the socket closes or nothing comes in time)."""
-        raw = await asyncio.wait_for(self.conn.read_message(), timeout)
+    async def _receive(self, within: float) -> Frame:
+        raw = await asyncio.wait_for(self.conn.read_message(), within)
         if raw is None:
             raise ConnectionError(f"closed with {self.conn.close_code} {self.conn.close_reason}")
         frame: Frame = json.loads(raw)
         self.seen.append(frame)
+        self.pending.append(frame)
         return frame
 
-    async def until(self, match: Callable[[Frame], bool], timeout: float = 5.0) -> Frame:
-        """Read until a frame matches (those before it stay in `seen`)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            frame = await self.next(max(0.01, deadline - time.monotonic()))
+    async def until(self, match: Callable[[Frame], bool], within: float = 5.0) -> Frame:
+        """Take the first frame (already received or still to come) that matches."""
+        deadline = time.monotonic() + within
+        for frame in self.pending:
             if match(frame):
+                self.pending.remove(frame)
+                return frame
+        while True:
+            frame = await self._receive(max(0.01, deadline - time.monotonic()))
+            if match(frame):
+                self.pending.remove(frame)
                 return frame
 
-    async def of_type(self, kind: str, timeout: float = 5.0, **fields: Any) -> Frame:
-        """The next frame of `kind` whose fields equal `fields`."""
+    async def next(self, within: float = 5.0) -> Frame:
+        """The oldest frame not yet taken."""
+        return await self.until(lambda _frame: True, within)
+
+    async def of_type(self, kind: str, within: float = 5.0, **fields: Any) -> Frame:
+        """The first frame of `kind` whose fields equal `fields`."""
         return await self.until(
             lambda f: f.get("type") == kind and all(f.get(k) == v for k, v in fields.items()),
-            timeout,
+            within,
         )
 
-    async def messages(self, room: int, count: int, timeout: float = 5.0) -> list[Frame]:
+    async def messages(self, room: int, count: int, within: float = 5.0) -> list[Frame]:
         """The next `count` chat messages of `room`, in the order they arrived."""
         got: list[Frame] = []
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while len(got) < count:
             frame = await self.of_type("message", max(0.01, deadline - time.monotonic()), room=room)
             got.append(frame["message"])
         return got
 
     async def quiet(self, seconds: float) -> list[Frame]:
-        """Every frame arriving within `seconds` (to prove nothing more comes)."""
-        got: list[Frame] = []
+        """Every frame not yet taken, plus those arriving within `seconds` (proves silence)."""
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
             try:
-                got.append(await self.next(left))
+                await self._receive(left)
             except TimeoutError:
                 break
+        got, self.pending = self.pending, []
         return got
 
     async def subscribe(self, room: int, last_id: int | None = None) -> Frame:
@@ -100,16 +119,14 @@ class WsClient:
             lambda f: f.get("room") == room and f.get("type") in {"subscribed", "error"}
         )
 
-    async def closed(self, timeout: float = 5.0) -> int | None:
+    async def closed(self, within: float = 5.0) -> int | None:
         """Wait for the server to close the socket; its close code."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            raw = await asyncio.wait_for(
-                self.conn.read_message(), max(0.01, deadline - time.monotonic())
-            )
-            if raw is None:
+            try:
+                await self._receive(max(0.01, deadline - time.monotonic()))
+            except ConnectionError:
                 return self.conn.close_code
-            self.seen.append(json.loads(raw))
         raise TimeoutError("the socket stayed open")
 
     def close(self) -> None:
@@ -142,9 +159,9 @@ async def ws_connect(
     return WsClient(conn)
 
 
-async def wait_for(condition: Callable[[], Any], timeout: float = 5.0, every: float = 0.02) -> Any:
+async def wait_for(condition: Callable[[], Any], within: float = 5.0, every: float = 0.02) -> Any:
     """Poll `condition` (sync or async) until it is truthy; its value."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         value = condition()
         if asyncio.iscoroutine(value):
@@ -154,3 +171,55 @@ async def wait_for(condition: Callable[[], Any], timeout: float = 5.0, every: fl
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met in time")
         await asyncio.sleep(every)
+
+
+@contextlib.asynccontextmanager
+async def extra_server(settings: Settings) -> AsyncIterator[tuple[str, Deps]]:
+    """Another app in this process with its own settings (and deps), on an unused port."""
+    from skillswap.app import make_app, make_server
+    from skillswap.deps import build_deps
+
+    deps = await build_deps(settings)
+    server = make_server(make_app(settings, deps), settings)
+    sock, port = tornado.testing.bind_unused_port()
+    server.add_sockets([sock])
+    try:
+        yield f"http://127.0.0.1:{port}", deps
+    finally:
+        server.stop()
+        await deps.close()
+
+
+def client_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """A masked client-to-server WebSocket frame (for raw-socket clients)."""
+    mask = os.urandom(4)
+    header = bytes([0x80 | opcode])
+    size = len(payload)
+    if size < 126:
+        header += bytes([0x80 | size])
+    elif size < 65536:
+        header += bytes([0x80 | 126]) + struct.pack(">H", size)
+    else:
+        header += bytes([0x80 | 127]) + struct.pack(">Q", size)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return header + mask + masked
+
+
+def server_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """Split what a server sent into (opcode, payload) frames (a trailing partial one is cut)."""
+    frames: list[tuple[int, bytes]] = []
+    at = 0
+    while at + 2 <= len(data):
+        opcode, size = data[at] & 0x0F, data[at + 1] & 0x7F
+        at += 2
+        if size == 126:
+            size = struct.unpack(">H", data[at : at + 2])[0]
+            at += 2
+        elif size == 127:
+            size = struct.unpack(">Q", data[at : at + 8])[0]
+            at += 8
+        if at + size > len(data):
+            break
+        frames.append((opcode, data[at : at + size]))
+        at += size
+    return frames

@@ -112,7 +112,10 @@ class RoomActor:
                 command = await self.inbox.get()
             else:
                 try:
-                    command = await asyncio.wait_for(self.inbox.get(), idle)
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+                    # cancellation that lands as a command arrives.
+                    async with asyncio.timeout(idle):
+                        command = await self.inbox.get()
                 except TimeoutError:
                     if self.inbox.empty() and not self.subs:
                         return  # idle: the hub forgets this actor in the same step

@@ -237,7 +237,8 @@ class RedisBridge:
         """Wait, at most `seconds`, until queued events reached Redis (not while it is away)."""
         if self._outbox and self._connected:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._outbox_empty.wait(), seconds)
+                async with asyncio.timeout(seconds):
+                    await self._outbox_empty.wait()
 
     # -- reading ---------------------------------------------------------------------------------
 

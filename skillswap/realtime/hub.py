@@ -158,8 +158,6 @@ class Hub:
     async def close(self) -> None:
         """Close every connection (1001: reconnect elsewhere), stop actors and the bridge."""
         self._closed = True
-        for conn in list(self.connections):
-            conn.going_away()
         tasks: list[asyncio.Task[Any]] = [a.task for a in self.rooms.values()]
         tasks += [a.task for a in self.users.values()]
         tasks += list(self._background)
@@ -169,5 +167,7 @@ class Hub:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        for conn in list(self.connections):
+            conn.going_away()
         await self.bridge.close()
         await self.presence.close()
