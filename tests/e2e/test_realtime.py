@@ -488,3 +488,20 @@ async def test_many_senders_in_one_room_share_one_order(api, deps, server, pair)
     assert [m["id"] for m in detail["messages"]] == ids
     for s in (watcher, *senders):
         s.close()
+
+
+async def test_actors_start_with_the_first_subscriber_and_stop_when_idle(settings, pair):
+    buyer, _seller, room = await pair()
+    quick = settings.with_overrides(realtime_idle_seconds=1)
+    async with extra_server(quick) as (url, node):
+        hub = node.realtime.hub
+        assert room not in hub.rooms and buyer.id not in hub.users
+        w = await ws_connect(url, buyer.access)
+        await w.subscribe(room)
+        assert room in hub.rooms and buyer.id in hub.users
+        await w.send(type="unsubscribe", room=room)
+        await wait_for(lambda: room not in hub.rooms, within=5)
+        assert buyer.id in hub.users  # still connected: the user's channel stays
+        w.close()
+        await wait_for(lambda: buyer.id not in hub.users, within=5)
+        assert hub.connections == set()

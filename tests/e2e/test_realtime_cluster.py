@@ -307,3 +307,30 @@ async def test_redis_going_away_and_returning_mid_conversation(cluster, api, dep
     a.close()
     a_phone.close()
     b.close()
+
+
+async def test_members_connected_on_another_node_are_not_notified_of_messages(
+    cluster, api, deps, settings, make_user
+):
+    from redis.asyncio import Redis
+
+    buyer, seller = await make_user(), await make_user()
+    room = await order_room(api, deps, buyer, seller)
+    presence = Redis.from_url(cluster.redis.url)
+    key = f"{settings.redis_prefix}presence:{seller.id}"
+    try:
+        b = await ws_connect(cluster.two.url, seller.access)  # online, not following the room
+        await wait_for(lambda: presence.exists(key))
+        await send_via(cluster.one, buyer, room, "you are online elsewhere")
+        b.close()
+        await wait_for(lambda: _empty(presence, key))  # its node released the claim
+        await send_via(cluster.one, buyer, room, "now you are away")
+    finally:
+        await presence.aclose()
+    notes = (await api.get("/api/notifications/", token=seller.access)).json()["results"]
+    chat_notes = [n for n in notes if n["kind"] == "chat_message"]
+    assert len(chat_notes) == 1 and chat_notes[0]["text"].endswith("sent you a message.")
+
+
+async def _empty(redis, key: str) -> bool:
+    return await redis.zcard(key) == 0
