@@ -33,12 +33,19 @@ class Realtime:
         self.bridge: Bridge
         self.presence: LocalPresence
         if settings.redis_url:
-            from redis.asyncio import Redis
+            from redis.asyncio import BlockingConnectionPool, Redis
 
-            # Its own client: blocking XREADs hold connections, and their socket timeout must
-            # outlast the block.
-            self._redis = Redis.from_url(
-                settings.redis_url, socket_timeout=15, socket_connect_timeout=2
+            # Its own client: blocking XREADs hold connections (their socket timeout must
+            # outlast the block), and a burst of actors starting waits for a free connection
+            # instead of failing.
+            self._redis = Redis(
+                connection_pool=BlockingConnectionPool.from_url(
+                    settings.redis_url,
+                    max_connections=256,
+                    timeout=20,
+                    socket_timeout=15,
+                    socket_connect_timeout=2,
+                )
             )
             self.bridge = RedisBridge(
                 self._redis,

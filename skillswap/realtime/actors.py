@@ -32,6 +32,38 @@ Command = tuple[Any, ...]
 TYPING_EVERY_SECONDS = 1.0
 
 
+class Mailbox:
+    """An actor's inbox: unbounded, one consumer. Lighter than asyncio.Queue (one deque, one
+    waiter), which matters with an actor per connected user."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: deque[Command] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, command: Command) -> None:
+        self._items.append(command)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> Command:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
+
+    def get_nowait(self) -> Command:
+        return self._items.popleft()
+
+    def empty(self) -> bool:
+        return not self._items
+
+
 class Connection(Protocol):
     """What actors need of a client connection (the WebSocket handler provides it)."""
 
@@ -57,7 +89,7 @@ class RoomActor:
         self.hub = hub
         self.room_id = room_id
         self.channel = f"room:{room_id}"
-        self.inbox: asyncio.Queue[Command] = asyncio.Queue()
+        self.inbox = Mailbox()
         # Each subscriber with the id of the newest message it was sent.
         self.subs: dict[Connection, int] = {}
         self.members: frozenset[int] = frozenset()
@@ -69,7 +101,7 @@ class RoomActor:
         self.task = asyncio.create_task(self._run())
 
     def put(self, command: Command) -> None:
-        self.inbox.put_nowait(command)
+        self.inbox.put(command)
 
     def from_bridge(self, event: dict[str, Any]) -> None:
         kind = event.get("t")
@@ -314,15 +346,17 @@ class UserActor:
         self.hub = hub
         self.user_id = user_id
         self.channel = f"user:{user_id}"
-        self.inbox: asyncio.Queue[Command] = asyncio.Queue()
+        self.inbox = Mailbox()
         self.conns: set[Connection] = set()
-        self._recent: deque[int] = deque(maxlen=self.RECENT)
+        # Ids of notifications delivered lately (made on the first one): the same one may come
+        # both locally and through Redis.
+        self._recent: deque[int] | None = None
         self._recent_set: set[int] = set()
         self._newest: int | None = 0
         self.task = asyncio.create_task(self._run())
 
     def put(self, command: Command) -> None:
-        self.inbox.put_nowait(command)
+        self.inbox.put(command)
 
     def from_bridge(self, event: dict[str, Any]) -> None:
         if event.get("t") == "n":
@@ -357,6 +391,8 @@ class UserActor:
         note_id = record["id"]
         if note_id in self._recent_set:
             return
+        if self._recent is None:
+            self._recent = deque(maxlen=self.RECENT)
         if len(self._recent) == self._recent.maxlen:
             self._recent_set.discard(self._recent[0])
         self._recent.append(note_id)
