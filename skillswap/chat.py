@@ -13,7 +13,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from skillswap.db import UnitOfWork
@@ -97,20 +97,37 @@ def read_only() -> PermissionDenied:
 
 async def open_order_room(
     deps: Deps, uow: UnitOfWork, *, order_id: int, buyer_id: int, seller_id: int
-) -> ChatRoom:
-    """Create the order's room with buyer and seller as members (once; again returns it)."""
-    session = uow.session
-    existing = await session.scalar(select(ChatRoom).where(ChatRoom.order_id == order_id))
-    if existing is not None:
-        return existing
+) -> int:
+    """Create the order's room with buyer and seller as members; its id.
+
+    Runs inside the order's own transaction (two statements, no ORM: it is on the path of
+    every order placed). One room per order: the unique `order_id` refuses a second.
+    """
     now = deps.clock()
-    room = ChatRoom(kind="order", order_id=order_id, last_activity_at=now, created_at=now)
-    session.add(room)
-    await session.flush()
-    for user_id in (buyer_id, seller_id):
-        session.add(ChatMember(room_id=room.id, user_id=user_id, joined_at=now))
-    await session.flush()
-    return room
+    room_id: int = (
+        await uow.session.execute(
+            insert(ChatRoom)
+            .values(
+                kind="order", order_id=order_id, last_seq=0, last_activity_at=now, created_at=now
+            )
+            .returning(ChatRoom.id)
+        )
+    ).scalar_one()
+    await uow.session.execute(
+        insert(ChatMember).values(
+            [
+                {
+                    "room_id": room_id,
+                    "user_id": user_id,
+                    "last_read_id": 0,
+                    "last_read_seq": 0,
+                    "joined_at": now,
+                }
+                for user_id in (buyer_id, seller_id)
+            ]
+        )
+    )
+    return room_id
 
 
 async def open_direct_room(deps: Deps, *, actor: User, user_id: int) -> tuple[RoomSummary, bool]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from skillswap.db import UnitOfWork
 from skillswap.deps import Deps
@@ -68,28 +68,41 @@ async def notify(
     text: Message,
     payload: dict[str, Any] | None = None,
     group_key: str | None = None,
-) -> Notification:
+) -> NotificationRecord:
     """Store a notification in the caller's transaction; deliver it live once that commits."""
-    notification = Notification(
-        user_id=user_id,
-        kind=kind,
-        msgid=text.msgid,
-        msgid_plural=text.plural,
-        params=dict(text.params),
-        payload=payload or {},
-        group_key=group_key,
-        created_at=deps.clock(),
-    )
-    uow.session.add(notification)
-    await uow.session.flush()
-    record = notification_record(notification)
+    now = deps.clock()
+    values = {
+        "user_id": user_id,
+        "kind": kind,
+        "msgid": text.msgid,
+        "msgid_plural": text.plural,
+        "params": dict(text.params),
+        "payload": payload or {},
+        "group_key": group_key,
+        "created_at": now,
+    }
+    # One statement and no ORM: this runs inside other features' hot transactions.
+    notification_id = (
+        await uow.session.execute(insert(Notification).values(values).returning(Notification.id))
+    ).scalar_one()
+    record: NotificationRecord = {
+        "id": notification_id,
+        "user_id": user_id,
+        "kind": kind,
+        "msgid": text.msgid,
+        "msgid_plural": text.plural,
+        "params": values["params"],
+        "payload": values["payload"],
+        "created_at": iso(now),
+        "read_at": None,
+    }
 
     async def deliver() -> None:
         if deps.realtime is not None:
             deps.realtime.publish_notification(user_id, record)
 
     uow.after_commit(deliver)
-    return notification
+    return record
 
 
 async def take_unread_group(

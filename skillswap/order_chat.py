@@ -37,7 +37,7 @@ _OTHER = ("order_updated", lazy("Order #{order} was updated."))
 @events.subscribe(events.OrderPlaced)
 async def open_room_and_tell_the_seller(deps: Deps, uow: UnitOfWork, event: Any) -> None:
     """The order gets its chat room; the seller hears of the new order."""
-    room = await chat.open_order_room(
+    room_id = await chat.open_order_room(
         deps, uow, order_id=event.order_id, buyer_id=event.buyer_id, seller_id=event.seller_id
     )
     await notifications.notify(
@@ -50,7 +50,7 @@ async def open_room_and_tell_the_seller(deps: Deps, uow: UnitOfWork, event: Any)
             "order_id": event.order_id,
             "skill_id": event.skill_id,
             "buyer_id": event.buyer_id,
-            "room": room.id,
+            "room": room_id,
         },
     )
 
