@@ -85,26 +85,34 @@ class ListingCache:
         if self._redis is None:
             return (self._local, None)
         local = self._local
+        loop = asyncio.get_running_loop()
         if self._next_read is None:
-            self._next_read = asyncio.get_running_loop().create_future()
-            if self._reader is None or self._reader.done():
-                self._reader = asyncio.get_running_loop().create_task(self._read_versions())
-        remote = await asyncio.shield(self._next_read)
+            self._next_read = loop.create_future()
+        waiting = self._next_read
+        if self._reader is None or self._reader.done():
+            self._reader = loop.create_task(self._read_versions())
+        remote = await asyncio.shield(waiting)
         return None if remote is None else (local, remote)
 
     async def _read_versions(self) -> None:
         assert self._redis is not None
-        while self._next_read is not None:
-            waiting, self._next_read = self._next_read, None
-            try:
-                remote = await self._redis.get(self._version_key)
-            except Exception:  # Redis unreachable: serve from the database, uncached
-                log.warning("listing version unavailable; cache bypassed", exc_info=True)
-                remote = None
-            else:
-                remote = remote or b"0"
-            if not waiting.done():
-                waiting.set_result(remote)
+        waiting: asyncio.Future[bytes | None] | None = None
+        try:
+            while self._next_read is not None:
+                waiting, self._next_read = self._next_read, None
+                try:
+                    remote = (await self._redis.get(self._version_key)) or b"0"
+                except Exception:  # Redis unreachable: serve from the database, uncached
+                    log.warning("listing version unavailable; cache bypassed", exc_info=True)
+                    remote = None
+                if not waiting.done():
+                    waiting.set_result(remote)
+        finally:
+            # Cancelled mid-read: nobody may be left waiting for an answer that never comes.
+            for pending in (waiting, self._next_read):
+                if pending is not None and not pending.done():
+                    pending.set_result(None)
+            self._next_read = None
 
     def get(self, key: Any, token: Token) -> bytes | None:
         """The stored body for `key` if it was stored under `token` and has not expired."""

@@ -98,3 +98,27 @@ async def test_an_unreachable_redis_bypasses_the_cache() -> None:
         assert await ListingCache(redis, "k").token() is None
     finally:
         await redis.aclose()
+
+
+@pytest.mark.redis
+async def test_readers_are_never_left_waiting_when_a_version_read_is_cancelled() -> None:
+    real = Redis.from_url(REDIS_URL)
+
+    class SlowRedis(CountingRedis):
+        async def get(self, key: str) -> Any:
+            await asyncio.sleep(0.2)
+            return await super().get(key)
+
+    cache = ListingCache(SlowRedis(real), f"{REDIS_PREFIX}test-cache:{secrets.token_hex(4)}")
+    try:
+        first = asyncio.ensure_future(cache.token())
+        await asyncio.sleep(0.05)  # the first read is in flight
+        second = asyncio.ensure_future(cache.token())  # waits for the next read
+        await asyncio.sleep(0)
+        assert cache._reader is not None
+        cache._reader.cancel()
+        assert await asyncio.wait_for(first, 1) is None  # uncached, not stuck
+        assert await asyncio.wait_for(second, 1) is None
+        assert await asyncio.wait_for(cache.token(), 2) is not None  # reads resume
+    finally:
+        await real.aclose()
