@@ -104,7 +104,7 @@ async def _write_search_document(deps: Deps, uow: UnitOfWork, skill: Skill) -> N
     )
     if deps.db.is_sqlite:
         await uow.session.flush()
-        await search.store_documents(uow.session, "sqlite", {skill.id: document})
+        await search.store_fts_documents(uow.session, {skill.id: document})
     else:
         # Written by the same INSERT/UPDATE as the skill: one row version, not two.
         skill.search_vector = search.vector_of(document)

@@ -132,34 +132,23 @@ def vector_from_params(prefix: str = "sd_") -> ColumnElement[Any]:
     return _vector({name: cast(bindparam(f"{prefix}{name}"), Text()) for name in names})
 
 
-async def store_documents(
-    executor: Executor, dialect: str, documents: dict[int, SearchDocument]
-) -> None:
-    """Write the search documents of skills that already exist (any number, one round trip)."""
+async def store_fts_documents(executor: Executor, documents: dict[int, SearchDocument]) -> None:
+    """SQLite: (re)write the FTS5 rows of skills that already exist (one round trip each way).
+
+    On PostgreSQL the vector is written by the skill's own INSERT or UPDATE (`vector_of`,
+    `vector_from_params`), so there is no second write of the row.
+    """
     if not documents:
         return
-    if dialect == "sqlite":
-        await executor.execute(
-            text("DELETE FROM skills_fts WHERE rowid = :rowid"),
-            [{"rowid": skill_id} for skill_id in documents],
-        )
-        await executor.execute(
-            text(
-                "INSERT INTO skills_fts (rowid, title, tags, body) VALUES (:rowid, :title, :tags, :body)"
-            ),
-            [document.fts_row(skill_id) for skill_id, document in documents.items()],
-        )
-        return
-    statement = (
-        update(skills_table)
-        .where(skills_table.c.id == bindparam("sd_id"))
-        # Re-indexing is not an edit: keep updated_at (the column's onupdate would move it).
-        .values(search_vector=vector_from_params(), updated_at=skills_table.c.updated_at)
-        .execution_options(synchronize_session=False)
+    await executor.execute(
+        text("DELETE FROM skills_fts WHERE rowid = :rowid"),
+        [{"rowid": skill_id} for skill_id in documents],
     )
     await executor.execute(
-        statement,
-        [{"sd_id": skill_id, **document.params()} for skill_id, document in documents.items()],
+        text(
+            "INSERT INTO skills_fts (rowid, title, tags, body) VALUES (:rowid, :title, :tags, :body)"
+        ),
+        [document.fts_row(skill_id) for skill_id, document in documents.items()],
     )
 
 

@@ -12,7 +12,7 @@ from skillswap.db import UnitOfWork
 from skillswap.deps import Deps
 from skillswap.models import Category
 from skillswap.skills.queries import skills as skills_table
-from skillswap.skills.search import SearchDocument, store_documents, vector_from_params
+from skillswap.skills.search import SearchDocument, store_fts_documents, vector_from_params
 
 BATCH = 1000
 
@@ -225,6 +225,6 @@ async def seed(deps: Deps, uow: UnitOfWork, user_ids: list[int], skills: int) ->
                 insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
             )
             ids = [row.id for row in result]
-            await store_documents(uow.session, dialect, dict(zip(ids, documents, strict=True)))
+            await store_fts_documents(uow.session, dict(zip(ids, documents, strict=True)))
         made += len(rows)
     return {"categories": sum(1 + len(c[4]) for c in CATEGORY_TREE), "skills": made}
