@@ -104,6 +104,7 @@ def upgrade() -> None:
             ["search_vector"],
             unique=False,
             postgresql_using="gin",
+            postgresql_with={"fastupdate": "off"},
         )
         batch_op.create_index(
             "ix_skills_tags",
@@ -111,6 +112,7 @@ def upgrade() -> None:
             unique=False,
             postgresql_using="gin",
             postgresql_ops={"tags": "jsonb_path_ops"},
+            postgresql_with={"fastupdate": "off"},
         )
 
     op.create_table(

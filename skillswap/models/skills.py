@@ -79,12 +79,20 @@ class Skill(Base):
         Index("ix_skills_created", "created_at", "id"),
         Index("ix_skills_price", "price_points", "id"),
         Index("ix_skills_popular", "orders_completed", "id"),
-        Index("ix_skills_search_vector", "search_vector", postgresql_using="gin"),
+        # fastupdate off: new listings go straight into the index instead of a pending list
+        # that every search scans linearly until the next vacuum (reads outnumber writes).
+        Index(
+            "ix_skills_search_vector",
+            "search_vector",
+            postgresql_using="gin",
+            postgresql_with={"fastupdate": "off"},
+        ),
         Index(
             "ix_skills_tags",
             "tags",
             postgresql_using="gin",
             postgresql_ops={"tags": "jsonb_path_ops"},
+            postgresql_with={"fastupdate": "off"},
         ),
     )
 
