@@ -3,9 +3,10 @@
 With Redis, every room and every user channel is a Redis stream (`{prefix}rt:room:{id}`,
 `{prefix}rt:user:{id}`) trimmed with `MAXLEN ~`. A node appends with XADD (pipelined by one
 publisher task, retried while Redis is away) and reads only the streams its actors follow,
-with XREAD BLOCK, in shards of at most `SHARD_SIZE` streams per blocking connection. A shard
-is woken through its own tiny stream when a stream is added, so a new subscriber never waits
-for the block timeout.
+with XREAD BLOCK, in shards of streams per blocking connection. Every event makes its shard
+re-issue XREAD with all its keys, so busy room streams go in small shards and the many quiet
+user channels in large ones. A shard is woken through its own tiny stream when a stream is
+added, so a new subscriber never waits for the block timeout.
 
 The origin node has already delivered an event locally (see Hub), so readers skip entries they
 wrote themselves. When Redis comes back after an outage, `on_reconnect` lets every actor
@@ -21,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -34,7 +36,8 @@ Event = dict[str, Any]
 Deliver = Callable[[Event], None]
 StopScan = Callable[[Event], bool]
 
-SHARD_SIZE = 512  # streams per blocking XREAD
+# Streams per blocking XREAD, by kind of channel (the part before the colon).
+SHARD_SIZES = {"room": 32, "user": 512}
 BLOCK_MS = 5000
 STREAM_TTL_SECONDS = 7 * 24 * 3600  # a silent channel's stream expires; resumes then use the DB
 OUTBOX_LIMIT = 50_000  # events waiting for Redis before the oldest are dropped (the DB has them)
@@ -115,14 +118,15 @@ class LocalBridge:
 @dataclass(eq=False)
 class _Shard:
     index: int
-    wake_key: str
-    keys: set[str] = field(default_factory=set)
+    kind: str
+    wake_key: bytes
+    keys: set[bytes] = field(default_factory=set)
     task: asyncio.Task[None] | None = None
     closed: bool = False
     blocked: bool = False
     wake_sent: bool = False
     # An explicit position (not "$"): a wake sent just before XREAD reaches Redis still counts.
-    wake_position: str = "0-0"
+    wake_position: bytes = b"0-0"
 
 
 class RedisBridge:
@@ -136,7 +140,7 @@ class RedisBridge:
         node_id: str,
         on_reconnect: Callable[[], None] | None = None,
         block_ms: int = BLOCK_MS,
-        shard_size: int = SHARD_SIZE,
+        shard_sizes: dict[str, int] | None = None,
     ) -> None:
         self.node_id = node_id
         self._redis = redis
@@ -144,13 +148,14 @@ class RedisBridge:
         self._node = node_id.encode()
         self._on_reconnect = on_reconnect
         self._block_ms = block_ms
-        self._shard_size = shard_size
-        self._listeners: dict[str, Deliver] = {}
-        self._positions: dict[str, str | None] = {}
-        self._shard_of: dict[str, _Shard] = {}
+        self._shard_sizes = shard_sizes or SHARD_SIZES
+        self._listeners: dict[bytes, Deliver] = {}
+        self._positions: dict[bytes, bytes | None] = {}
+        self._shard_of: dict[bytes, _Shard] = {}
         self._shards: list[_Shard] = []
         self._next_shard = 0
-        self._outbox: deque[tuple[str, bytes, int]] = deque()
+        self._outbox: deque[tuple[bytes, bytes, int]] = deque()
+        self._ttl_set_at: dict[bytes, float] = {}
         self._outbox_ready = asyncio.Event()
         self._outbox_empty = asyncio.Event()
         self._outbox_empty.set()
@@ -160,8 +165,10 @@ class RedisBridge:
         self._closed = False
         self.dropped = 0  # events given up on while Redis was away (recovered from the DB)
 
-    def key(self, channel: str) -> str:
-        return self._prefix + channel
+    def key(self, channel: str) -> bytes:
+        # Keys and positions stay bytes, as Redis returns them: XREAD is re-issued with every
+        # key of a shard after each event, and redis-py passes bytes through untouched.
+        return (self._prefix + channel).encode()
 
     @property
     def connected(self) -> bool:
@@ -223,15 +230,22 @@ class RedisBridge:
                 if self._outbox:
                     self._outbox.popleft()
 
-    async def _xadd_many(self, batch: list[tuple[str, bytes, int]]) -> None:
+    async def _xadd_many(self, batch: list[tuple[bytes, bytes, int]]) -> None:
         pipe = self._redis.pipeline(transaction=False)
-        expiring: set[str] = set()
+        now = time.monotonic()
+        expiring: set[bytes] = set()
         for key, payload, maxlen in batch:
             pipe.xadd(key, {"d": payload, "n": self._node}, maxlen=maxlen, approximate=True)
-            expiring.add(key)
+            # The TTL is pushed back now and then, not with every entry.
+            if now - self._ttl_set_at.get(key, -STREAM_TTL_SECONDS) > STREAM_TTL_SECONDS / 24:
+                expiring.add(key)
         for key in expiring:
             pipe.expire(key, STREAM_TTL_SECONDS)
         await pipe.execute()
+        if len(self._ttl_set_at) > 100_000:
+            self._ttl_set_at.clear()
+        for key in expiring:
+            self._ttl_set_at[key] = now
 
     async def flush(self, *, seconds: float) -> None:
         """Wait, at most `seconds`, until queued events reached Redis (not while it is away)."""
@@ -257,20 +271,14 @@ class RedisBridge:
         """Deliver every entry after `position` (None: after the next re-anchoring) to `deliver`."""
         key = self.key(channel)
         self._listeners[key] = deliver
-        self._positions[key] = position
+        self._positions[key] = None if position is None else position.encode()
         if key in self._shard_of:
             self._wake(self._shard_of[key])
             return
-        shard = self._shard_with_room()
+        shard = self._shard_with_room(channel.partition(":")[0])
         shard.keys.add(key)
         self._shard_of[key] = shard
         self._wake(shard)
-
-    def set_position(self, channel: str, position: str | None) -> None:
-        key = self.key(channel)
-        if key in self._listeners:
-            self._positions[key] = position
-            self._wake(self._shard_of[key])
 
     def unlisten(self, channel: str) -> None:
         key = self.key(channel)
@@ -280,14 +288,16 @@ class RedisBridge:
         if shard is not None:
             shard.keys.discard(key)
 
-    def _shard_with_room(self) -> _Shard:
+    def _shard_with_room(self, kind: str) -> _Shard:
+        size = self._shard_sizes.get(kind, 512)
         for shard in self._shards:
-            if not shard.closed and len(shard.keys) < self._shard_size:
+            if not shard.closed and shard.kind == kind and len(shard.keys) < size:
                 return shard
         self._next_shard += 1
         shard = _Shard(
             index=self._next_shard,
-            wake_key=f"{self._prefix}node:{self.node_id}:wake:{self._next_shard}",
+            kind=kind,
+            wake_key=f"{self._prefix}node:{self.node_id}:wake:{self._next_shard}".encode(),
         )
         self._shards.append(shard)
         shard.task = asyncio.create_task(self._read_loop(shard))
@@ -315,7 +325,7 @@ class RedisBridge:
                     shard.closed = True
                     self._shards.remove(shard)
                     return
-                streams: dict[str, str] = {shard.wake_key: shard.wake_position}
+                streams: dict[bytes, bytes] = {shard.wake_key: shard.wake_position}
                 for key in shard.keys:
                     position = self._positions.get(key)
                     if position is not None:
@@ -343,23 +353,22 @@ class RedisBridge:
 
     def _dispatch(self, shard: _Shard, reply: Any) -> None:
         items = reply.items() if isinstance(reply, dict) else (reply or [])
-        for raw_key, entries in items:
-            key = _text(raw_key)
+        for key, entries in items:
             if key == shard.wake_key:
                 if entries:
-                    shard.wake_position = _text(entries[-1][0])
+                    shard.wake_position = entries[-1][0]
                 continue
             if key not in shard.keys:
                 continue
             deliver = self._listeners.get(key)
             for entry_id, fields in entries:
-                self._positions[key] = _text(entry_id)
+                self._positions[key] = entry_id
                 if deliver is None or fields.get(b"n") == self._node:
                     continue
                 try:
                     event = json.loads(fields[b"d"])
                 except (KeyError, ValueError):
-                    log.warning("skipping an unreadable entry on %s", key)
+                    log.warning("skipping an unreadable entry on %r", key)
                     continue
                 deliver(event)
 

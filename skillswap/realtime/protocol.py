@@ -8,6 +8,7 @@ closes the socket with one of the codes below. docs/realtime.md describes the wh
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,3 +149,13 @@ PONG = dumpb({"type": "pong"})
 def frame(kind: str, **fields: Any) -> bytes:
     """One server frame, encoded once (the same bytes go to every subscriber)."""
     return dumpb({"type": kind, **fields})
+
+
+def text_frame(payload: bytes) -> bytes:
+    """`payload` as one unmasked, final, uncompressed RFC 6455 text frame (server to client)."""
+    size = len(payload)
+    if size < 126:
+        return struct.pack(">BB", 0x81, size) + payload
+    if size < 65536:
+        return struct.pack(">BBH", 0x81, 126, size) + payload
+    return struct.pack(">BBQ", 0x81, 127, size) + payload
