@@ -9,8 +9,8 @@ process (with Redis, LOG_LEVEL=WARNING), warms it up, and drives it with wrk:
 - GET /api/skills/?category=<id>      (page of 20, the 20 categories in turn)
 - GET /api/skills/?search=<word>      (page of 20, English and Arabic words in turn)
 - GET /api/skills/{id}/               (2,000 different skills in turn)
-- the category page with a different max_price each time, so every request misses the
-  response cache (the cost of the database path)
+- the category and search pages with a different max_price each time, so every request
+  misses the response cache (the cost of the database path)
 
 Each is printed beside a bare Tornado handler (its own process) returning the same bytes,
 measured in the same run: the ratio shows how close the endpoint is to the framework's limit.
@@ -70,8 +70,8 @@ class WrkResult:
 
 
 def _ms(text: str) -> float:
-    number, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    number, unit = re.match(r"([\d.]+)(us|ms|s|m)$", text).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
 
 
 def rotating(paths: list[str]) -> str:
@@ -95,6 +95,17 @@ def never_repeating(categories: list[int]) -> str:
     )
 
 
+def never_repeating_search(words: list[str]) -> str:
+    """A wrk Lua script searching `words` in turn, each request a new URL (another max_price)."""
+    listed = ", ".join(json.dumps(quote(w)) for w in words)
+    return (
+        f"local words = {{{listed}}}\nlocal i = 2000000\n"
+        "request = function()\n  i = i + 1\n"
+        '  return wrk.format("GET", "/api/skills/?search=" .. words[(i % #words) + 1]'
+        ' .. "&max_price=" .. i)\nend\n'
+    )
+
+
 def wrk(url: str, *, seconds: float, connections: int, lua: str | None = None) -> WrkResult:
     args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
     with tempfile.TemporaryDirectory() as folder:
@@ -104,8 +115,8 @@ def wrk(url: str, *, seconds: float, connections: int, lua: str | None = None) -
             args += ["-s", str(script)]
         out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     socket_errors = re.search(r"Socket errors:.*?timeout (\d+)", out)
     errors = (int(bad.group(1)) if bad else 0) + (
@@ -168,10 +179,12 @@ async def main() -> int:
         }
         scripts = {name: rotating(paths) for name, paths in endpoints.items()}
         scripts["category page, uncached"] = never_repeating(categories)
-        # Its sample response: one category page as the uncached requests get it.
+        scripts["search page, uncached"] = never_repeating_search(SEARCH_WORDS)
+        # Their sample responses: one page as the uncached requests get it.
         endpoints["category page, uncached"] = [
             f"/api/skills/?category={categories[0]}&max_price=999"
         ]
+        endpoints["search page, uncached"] = ["/api/skills/?search=guitar&max_price=999"]
         targets = {
             "category page": (2000, 50.0),
             "search page": (1000, 100.0),

@@ -243,7 +243,11 @@ async def browse_skills(deps: Deps, *, query: BrowseQuery) -> SkillPage:
         return SkillPage(0, [], {}, None, None, query.page - 1 if query.page > 1 else None)
 
     conditions = _filters(deps, query)
-    statement = skill_select().where(*conditions)
+    narrow = (
+        select(skills.c.id)
+        .select_from(skills.join(users, users.c.id == skills.c.owner_id))
+        .where(*conditions)
+    )
     counted = (
         select(func.count())
         .select_from(skills.join(users, users.c.id == skills.c.owner_id))
@@ -251,12 +255,9 @@ async def browse_skills(deps: Deps, *, query: BrowseQuery) -> SkillPage:
     )
     relevance: ColumnElement[Any] | None = None
     if match is not None:
-        statement, relevance = match.apply(statement)
+        narrow, relevance = match.apply(narrow)
         counted, _ = match.apply(counted)
-        statement = statement.add_columns(relevance.label("relevance"))
     keys, ascending = _sort_keys(ordering, relevance)
-    if ordering == "rating":
-        statement = statement.add_columns(keys[0].label("rating_key"))
 
     # Reading "before" a cursor walks backwards and flips the rows afterwards.
     backwards = cursor is not None and cursor.direction == "before"
@@ -266,11 +267,22 @@ async def browse_skills(deps: Deps, *, query: BrowseQuery) -> SkillPage:
         values = tuple_(
             *(literal(v, type_=k.type) for v, k in zip(cursor.values, keys, strict=True))
         )
-        statement = statement.where(bound > values if forward_ascending else bound < values)
-    statement = statement.order_by(*(k.asc() if forward_ascending else k.desc() for k in keys))
-    statement = statement.limit(query.page_size + 1)
+        narrow = narrow.where(bound > values if forward_ascending else bound < values)
+    narrow = narrow.add_columns(*(k.label(f"key{n}") for n, k in enumerate(keys)))
+    narrow = narrow.order_by(*(k.asc() if forward_ascending else k.desc() for k in keys))
+    narrow = narrow.limit(query.page_size + 1)
     if cursor is None:
-        statement = statement.offset((query.page - 1) * query.page_size)
+        narrow = narrow.offset((query.page - 1) * query.page_size)
+    # The page is chosen on narrow rows (ids and sort keys); only its own rows are then read
+    # in full. Sorting every match with its descriptions attached costs several times more.
+    top = narrow.subquery("top")
+    top_keys = [top.c[f"key{n}"] for n in range(len(keys))]
+    statement = (
+        skill_select()
+        .join(top, top.c.id == skills.c.id)
+        .add_columns(*top_keys)
+        .order_by(*(k.asc() if forward_ascending else k.desc() for k in top_keys))
+    )
 
     async with deps.db.engine.connect() as conn:
         count = int((await conn.execute(counted)).scalar_one())
@@ -304,15 +316,11 @@ async def browse_owner_skills(deps: Deps, *, owner_id: int, query: BrowseQuery) 
 
 
 def _row_key(row: AnyRow, ordering: str) -> tuple[Any, ...]:
-    if ordering == "relevance":
-        return (float(row.relevance), row.id)
-    if ordering == "newest":
-        return (row.created_at, row.id)
-    if ordering in ("price", "-price"):
-        return (row.price_points, row.id)
-    if ordering == "rating":
-        return (float(row.rating_key), row.rating_count, row.id)
-    return (row.orders_completed, row.id)
+    kinds = _key_kinds(ordering)
+    return tuple(
+        float(getattr(row, f"key{n}")) if kind == "float" else getattr(row, f"key{n}")
+        for n, kind in enumerate(kinds)
+    )
 
 
 def _neighbour(
