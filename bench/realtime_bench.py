@@ -452,6 +452,15 @@ async def bench_connections(
                 c.finish()
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time used so far by the processes `pids`."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 async def run_chat(
     ports: list[int],
     tokens: dict[int, str],
@@ -462,6 +471,7 @@ async def run_chat(
     seconds: float,
     processes: int,
     window: int = 1,
+    server_pids: list[int] | None = None,
 ) -> dict[str, Any]:
     share = (len(rooms) + processes - 1) // processes
     clients = []
@@ -493,9 +503,11 @@ async def run_chat(
     try:
         for c in clients:
             await c.line()
+        cpu_before = cpu_seconds(server_pids or [])
         for c in clients:
             c.tell("go")
         results = [await c.line(within=seconds + 120) for c in clients]
+        cpu_used = cpu_seconds(server_pids or []) - cpu_before
     finally:
         for c in clients:
             c.finish()
@@ -505,6 +517,8 @@ async def run_chat(
     for r in results:
         merged["latencies"] += r["latencies"]
     merged["elapsed"] = max(r["elapsed"] for r in results)
+    # Warm-up, measured window and drain: the node(s) worked through all of it.
+    merged["server_cpu"] = cpu_used / (seconds + 3.0)
     return merged
 
 
@@ -518,7 +532,8 @@ def describe_latency(name: str, result: dict[str, Any], rate: int) -> None:
         f"   {name}: {len(values):,} deliveries ({achieved:,.0f}/s measured, {rate:,}/s asked)"
         f" - latency p50 "
         f"{statistics.median(values):.1f} ms, p99 {percentile(values, 0.99):.1f} ms, "
-        f"max {max(values):.1f} ms; errors {result['errors']}"
+        f"max {max(values):.1f} ms; errors {result['errors']}; "
+        f"node CPU {result['server_cpu'] * 100:.0f}% of a core"
     )
 
 
@@ -560,7 +575,8 @@ async def main() -> None:
                     mode="paced",
                     rate=args.rate,
                     seconds=args.seconds,
-                    processes=1,
+                    processes=2,
+                    server_pids=[node.process.pid],
                 )
                 describe_latency("one node", result, args.rate)
             with server_process(env) as one, server_process(env) as two:
@@ -571,7 +587,8 @@ async def main() -> None:
                     mode="paced",
                     rate=args.rate,
                     seconds=args.seconds,
-                    processes=1,
+                    processes=2,
+                    server_pids=[one.process.pid, two.process.pid],
                 )
                 describe_latency("two nodes (every message crosses Redis)", result, args.rate)
         if "throughput" in parts:
@@ -587,6 +604,7 @@ async def main() -> None:
                     seconds=args.seconds,
                     processes=2,
                     window=1,
+                    server_pids=[node.process.pid],
                 )
                 await asyncio.sleep(1)
                 stored = await count_messages(url) - before
@@ -594,7 +612,7 @@ async def main() -> None:
             print(
                 f"   {acked / result['elapsed']:,.0f} msg/s acknowledged (each committed to "
                 f"PostgreSQL first) over {result['elapsed']:.1f}s by {2 * len(rooms)} senders; "
-                f"target >= 3,000/s"
+                f"target >= 3,000/s; node CPU {result['server_cpu'] * 100:.0f}% of a core"
             )
             print(
                 f"   rows stored during the run (warm-up and drain included): {stored:,}; "

@@ -4,13 +4,18 @@ Sends are group-committed. Each node runs a few writer lanes (a room always uses
 lane, so one room's messages are written in the order they were sent); a lane takes everything
 queued while its previous transaction ran and writes it in one transaction:
 
-1. lock the rooms involved, in id order (so concurrent batches on any node cannot deadlock),
-   which also serialises every writer of a room - the seq invariant of models/chat.py;
-2. look up `client_id`s already stored (after the lock, so a concurrent batch's commit is
-   visible) - a retried send returns the stored message instead of a second one;
-3. insert the new messages with consecutive seqs, move each room's `last_seq`, move each
+1. lock the rooms involved, which serialises every writer of a room (the seq invariant of
+   models/chat.py): a batch of one room locks it and takes its seqs in one UPDATE ... RETURNING;
+   a batch of several locks them in id order first (so concurrent batches cannot deadlock);
+2. insert the new messages with consecutive seqs, move each room's `last_seq`, move each
    sender's read position, and notify members connected nowhere - all in that transaction;
-4. commit, then publish each message (locally and to the bridge) and resolve the senders.
+3. commit, then publish each message (locally and to the bridge) and resolve the senders.
+
+A `client_id` repeated within a batch stores one message. One stored by an earlier batch (a
+retried send) makes the insert fail on UNIQUE(room_id, sender_id, client_id): the batch is then
+written again, looking stored client ids up after the lock (so a concurrent batch's commit is
+visible), and the retried send gets the stored message back. Retries are rare, so the common
+path does not pay for the lookup.
 
 A failed transaction fails every send of its batch; nothing of it is published.
 """
@@ -22,9 +27,11 @@ import contextlib
 import logging
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from skillswap import notifications
 from skillswap.chat import MessageRecord, message_record, read_only, room_not_found
@@ -167,53 +174,73 @@ class MessageWriter:
         others = {user for p in accepted for user in members[p.room_id] if user != p.actor_id}
         assert deps.realtime is not None
         online = await deps.realtime.presence.online(others)
-        outcomes: list[tuple[_Pending, MessageRecord, bool]] = []
-        published: list[MessageRecord] = []
+        try:
+            outcomes, records = await self._commit(
+                accepted, members, online, look_up_client_ids=False
+            )
+        except IntegrityError:
+            # A client_id stored by an earlier batch (a retried send): write the batch again,
+            # this time looking stored client ids up once the rooms are locked.
+            outcomes, records = await self._commit(
+                accepted, members, online, look_up_client_ids=True
+            )
+        for record in records:
+            deps.realtime.publish_message(record)
+        for pending, record, created in outcomes:
+            if not pending.future.done():
+                pending.future.set_result(SentMessage(record, created))
+
+    async def _commit(
+        self,
+        accepted: list[_Pending],
+        members: dict[int, frozenset[int]],
+        online: set[int],
+        *,
+        look_up_client_ids: bool,
+    ) -> tuple[list[tuple[_Pending, MessageRecord, bool]], list[MessageRecord]]:
+        """One transaction for the batch: lock, number, insert, advance, notify, commit."""
+        deps = self._deps
+        now = deps.clock()
         async with deps.db.uow() as uow:
             session = uow.session
             room_ids = sorted({p.room_id for p in accepted})
-            last_seq: dict[int, int] = dict(
-                (
+            stored: dict[tuple[int, int, str], MessageRecord] = {}
+            last_seq: dict[int, int] | None = None
+            if look_up_client_ids or len(room_ids) > 1:
+                # Lock every room in id order (concurrent batches cannot deadlock); a client id
+                # stored by a batch that committed meanwhile is visible after the lock.
+                last_seq = dict(
+                    (
+                        await session.execute(
+                            select(rooms_table.c.id, rooms_table.c.last_seq)
+                            .where(rooms_table.c.id.in_(room_ids))
+                            .order_by(rooms_table.c.id)
+                            .with_for_update()
+                        )
+                    ).all()
+                )
+                if look_up_client_ids:
+                    stored = await self._stored_client_ids(session, accepted)
+            rows, plan = self._plan(accepted, stored, now)
+            new_in_room: dict[int, int] = defaultdict(int)
+            for row in rows:
+                new_in_room[row["room_id"]] += 1
+            if last_seq is None:
+                # One room: lock it and take its seqs in a single statement.
+                ((room_id, count),) = new_in_room.items()
+                newest = (
                     await session.execute(
-                        select(rooms_table.c.id, rooms_table.c.last_seq)
-                        .where(rooms_table.c.id.in_(room_ids))
-                        .order_by(rooms_table.c.id)
-                        .with_for_update()
+                        update(rooms_table)
+                        .where(rooms_table.c.id == room_id)
+                        .values(last_seq=rooms_table.c.last_seq + count, last_activity_at=now)
+                        .returning(rooms_table.c.last_seq)
                     )
-                ).all()
-            )
-            stored = await self._stored_client_ids(session, accepted)
-            now = deps.clock()
-            rows: list[dict[str, Any]] = []
-            plan: list[tuple[_Pending, int | MessageRecord]] = []
-            first_of_key: dict[tuple[int, int, str], int] = {}
-            for pending in accepted:
-                key = (
-                    (pending.room_id, pending.actor_id, pending.client_id)
-                    if pending.client_id
-                    else None
-                )
-                if key is not None and key in stored:
-                    plan.append((pending, stored[key]))
-                    continue
-                if key is not None and key in first_of_key:
-                    plan.append((pending, first_of_key[key]))
-                    continue
-                seq = last_seq[pending.room_id] + 1
-                last_seq[pending.room_id] = seq
-                rows.append(
-                    {
-                        "room_id": pending.room_id,
-                        "seq": seq,
-                        "sender_id": pending.actor_id,
-                        "body": pending.body,
-                        "client_id": pending.client_id,
-                        "created_at": now,
-                    }
-                )
-                if key is not None:
-                    first_of_key[key] = len(rows) - 1
-                plan.append((pending, len(rows) - 1))
+                ).scalar_one()
+                last_seq = {room_id: newest - count}
+            next_seq = dict(last_seq)
+            for row in rows:
+                next_seq[row["room_id"]] += 1
+                row["seq"] = next_seq[row["room_id"]]
             records: list[MessageRecord] = []
             if rows:
                 result = await session.execute(
@@ -222,11 +249,10 @@ class MessageWriter:
                     ),
                     rows,
                 )
-                ids = [row[0] for row in result]
                 created_at = iso(now)
                 records = [
                     {
-                        "id": ids[i],
+                        "id": message_id,
                         "room": row["room_id"],
                         "seq": row["seq"],
                         "sender": row["sender_id"],
@@ -234,29 +260,66 @@ class MessageWriter:
                         "created_at": created_at,
                         "client_id": row["client_id"],
                     }
-                    for i, row in enumerate(rows)
+                    for (message_id,), row in zip(result, rows, strict=True)
                 ]
-                await self._advance_rooms_and_readers(session, records, now)
-                await self._notify_away_members(uow, accepted, plan, records, members, online)
-            for pending, ref in plan:
-                if isinstance(ref, int):
-                    outcomes.append((pending, records[ref], True))
-                else:
-                    outcomes.append((pending, ref, False))
-            # A message stored twice in one batch (same client_id) is new for its first sender.
+                moved = {r: s for r, s in next_seq.items() if s != last_seq[r]}
+                if len(room_ids) > 1 or look_up_client_ids:
+                    await session.execute(
+                        update(rooms_table)
+                        .where(rooms_table.c.id == bindparam("room"))
+                        .values(last_seq=bindparam("seq"), last_activity_at=bindparam("now")),
+                        [{"room": r, "seq": s, "now": now} for r, s in moved.items()],
+                    )
+                await self._advance_readers(session, records)
+                await self._notify_away_members(uow, plan, records, members, online)
+            outcomes: list[tuple[_Pending, MessageRecord, bool]] = []
             seen: set[int] = set()
-            deduped: list[tuple[_Pending, MessageRecord, bool]] = []
-            for pending, record, created in outcomes:
-                deduped.append((pending, record, created and record["id"] not in seen))
+            for pending, ref in plan:
+                record = records[ref] if isinstance(ref, int) else ref
+                # A message stored twice in one batch (same client_id) is new only once.
+                outcomes.append(
+                    (pending, record, isinstance(ref, int) and record["id"] not in seen)
+                )
                 seen.add(record["id"])
-            outcomes = deduped
-            published = records
             await uow.commit()
-        for record in published:
-            deps.realtime.publish_message(record)
-        for pending, record, created in outcomes:
-            if not pending.future.done():
-                pending.future.set_result(SentMessage(record, created))
+        return outcomes, records
+
+    def _plan(
+        self,
+        accepted: list[_Pending],
+        stored: dict[tuple[int, int, str], MessageRecord],
+        now: datetime,
+    ) -> tuple[list[dict[str, Any]], list[tuple[_Pending, int | MessageRecord]]]:
+        """The rows to insert (seqs still to number), and for each send its row or stored message."""
+        rows: list[dict[str, Any]] = []
+        plan: list[tuple[_Pending, int | MessageRecord]] = []
+        first_of_key: dict[tuple[int, int, str], int] = {}
+        for pending in accepted:
+            key = (
+                (pending.room_id, pending.actor_id, pending.client_id)
+                if pending.client_id
+                else None
+            )
+            if key is not None and key in stored:
+                plan.append((pending, stored[key]))
+                continue
+            if key is not None and key in first_of_key:
+                plan.append((pending, first_of_key[key]))
+                continue
+            rows.append(
+                {
+                    "room_id": pending.room_id,
+                    "seq": 0,
+                    "sender_id": pending.actor_id,
+                    "body": pending.body,
+                    "client_id": pending.client_id,
+                    "created_at": now,
+                }
+            )
+            if key is not None:
+                first_of_key[key] = len(rows) - 1
+            plan.append((pending, len(rows) - 1))
+        return rows, plan
 
     async def _stored_client_ids(
         self, session: Any, batch: list[_Pending]
@@ -278,21 +341,11 @@ class MessageWriter:
                 found[key] = message_record(message)
         return found
 
-    async def _advance_rooms_and_readers(
-        self, session: Any, records: list[MessageRecord], now: Any
-    ) -> None:
-        newest_in_room: dict[int, int] = {}
+    async def _advance_readers(self, session: Any, records: list[MessageRecord]) -> None:
+        # Writing in a room means having read it up to one's own message.
         read_upto: dict[tuple[int, int], MessageRecord] = {}
         for record in records:
-            newest_in_room[record["room"]] = record["seq"]
             read_upto[(record["room"], record["sender"])] = record
-        await session.execute(
-            update(rooms_table)
-            .where(rooms_table.c.id == bindparam("room"))
-            .values(last_seq=bindparam("seq"), last_activity_at=bindparam("now")),
-            [{"room": r, "seq": s, "now": now} for r, s in newest_in_room.items()],
-        )
-        # Writing in a room means having read it up to one's own message.
         await session.execute(
             update(members_table)
             .where(
@@ -310,7 +363,6 @@ class MessageWriter:
     async def _notify_away_members(
         self,
         uow: Any,
-        accepted: list[_Pending],
         plan: list[tuple[_Pending, int | MessageRecord]],
         records: list[MessageRecord],
         members: dict[int, frozenset[int]],
