@@ -155,3 +155,44 @@ async def test_direct_rooms_need_a_shared_order_and_are_opened_once(api, deps, m
     assert nobody.status_code == 404 and nobody.json()["code"] == "user_not_found"
     assert (await send(api, buyer, room["id"], "direct hello")).status_code == 201
     assert (await send(api, stranger, room["id"], "intruder")).status_code == 404
+
+
+async def test_sends_to_many_rooms_at_once_keep_each_rooms_order_and_retries_store_once(
+    api, deps, make_user
+):
+    from skillswap import chat
+    from skillswap.models import User
+
+    me = await make_user()
+    others = [await make_user() for _ in range(4)]
+    rooms = [await order_room(api, deps, me, other) for other in others]
+    async with deps.db.read() as session:
+        actor = await session.get(User, me.id)
+    # Queued back to back, these are written in shared transactions (group commit).
+    futures = [
+        chat.queue_message(deps, actor=actor, room_id=room, body=f"{room}:{i}", client_id=f"{i}")
+        for i in range(5)
+        for room in rooms
+    ]
+    first = await asyncio.gather(*futures)
+    assert all(sent.created for sent in first)
+    retried = await asyncio.gather(
+        *(
+            chat.send_message(deps, actor=actor, room_id=room, body="again", client_id="3")
+            for room in rooms
+        )
+    )
+    assert [sent.created for sent in retried] == [False] * len(rooms)
+    assert [sent.message["body"] for sent in retried] == [f"{room}:3" for room in rooms]
+    async with deps.db.read() as session:
+        for room in rooms:
+            rows = (
+                await session.execute(
+                    select(ChatMessage.seq, ChatMessage.id, ChatMessage.body)
+                    .where(ChatMessage.room_id == room)
+                    .order_by(ChatMessage.seq)
+                )
+            ).all()
+            assert [seq for seq, _, _ in rows] == [1, 2, 3, 4, 5]
+            assert [i for _, i, _ in rows] == sorted(i for _, i, _ in rows)
+            assert [body for _, _, body in rows] == [f"{room}:{i}" for i in range(5)]
