@@ -401,7 +401,7 @@ async def bench_connections(
     env: dict[str, str], tokens: dict[int, str], wanted: int, processes: int, limit: int
 ) -> None:
     # The node needs a descriptor per connection plus its database and Redis pools.
-    held = min(wanted, limit - 200)
+    held = min(wanted, limit - 600)
     print(f"\n== 1. concurrent connections held by one node (target {wanted:,}) ==")
     if held < wanted:
         print(

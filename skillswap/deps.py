@@ -74,9 +74,19 @@ async def build_deps(
     denylist: TokenDenylist
     limiter: RateLimiter
     if settings.redis_url:
-        from redis.asyncio import Redis
+        from redis.asyncio import BlockingConnectionPool, Redis
 
-        redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+        # A burst of requests waits for a free connection instead of failing with "Too many
+        # connections" (which the denylist would take for Redis being away).
+        redis = Redis.from_pool(
+            BlockingConnectionPool.from_url(
+                settings.redis_url,
+                max_connections=100,
+                timeout=5,
+                socket_timeout=5,
+                socket_connect_timeout=2,
+            )
+        )
         denylist = RedisDenylist(redis, prefix=f"{settings.redis_prefix}denylist:")
         limiter = RedisRateLimiter(redis, prefix=f"{settings.redis_prefix}ratelimit:")
     else:

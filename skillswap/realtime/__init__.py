@@ -38,8 +38,8 @@ class Realtime:
             # Its own client: blocking XREADs hold connections (their socket timeout must
             # outlast the block), and a burst of actors starting waits for a free connection
             # instead of failing.
-            self._redis = Redis(
-                connection_pool=BlockingConnectionPool.from_url(
+            self._redis = Redis.from_pool(
+                BlockingConnectionPool.from_url(
                     settings.redis_url,
                     max_connections=256,
                     timeout=20,
