@@ -286,6 +286,7 @@ async def update_profile(deps: Deps, *, actor: User, changes: dict[str, Any]) ->
         except IntegrityError:
             raise _duplicate_error(email_taken=False) from None
         await uow.commit()
+    deps.signed_in.forget(user.id)
     return user
 
 
@@ -380,6 +381,7 @@ async def verify_email(deps: Deps, *, token: str) -> User:
             raise InvalidToken()
         user.email_verified = True
         await uow.commit()
+    deps.signed_in.forget(user.id)
     return user
 
 

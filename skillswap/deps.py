@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from skillswap.authn import SignedInUsers
 from skillswap.db import Database, create_engine
 from skillswap.i18n import Catalogs
 from skillswap.mail import Mailer, RecordingMailer
@@ -42,6 +43,7 @@ class Deps:
     catalogs: Catalogs
     http: httpx.AsyncClient
     limiter: RateLimiter
+    signed_in: SignedInUsers
     clock: Clock = system_clock
     # Chat writer, hub, bridge and presence of this process (set by build_deps).
     realtime: Realtime | None = None
@@ -107,6 +109,7 @@ async def build_deps(
         catalogs=Catalogs(),
         http=http or httpx.AsyncClient(timeout=10.0),
         limiter=limiter,
+        signed_in=SignedInUsers(settings.auth_user_cache_seconds),
         clock=clock or system_clock,
     )
     from skillswap.skills.cache import install_listing_cache

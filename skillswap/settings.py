@@ -60,6 +60,7 @@ class Settings:
     jwt_previous_keys: tuple[str, ...] = ()  # "kid:secret" pairs still accepted for verification
     jwt_issuer: str = "skillswap"
     password_min_length: int = 10
+    auth_user_cache_seconds: int = 5  # how long a node reuses a signed-in user's row (0: never)
     login_max_failures: int = 10  # per account (email/username) and window
     login_max_failures_per_ip: int = 100  # per client address and window
     login_failure_window_seconds: int = 900

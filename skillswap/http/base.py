@@ -16,6 +16,7 @@ import tornado.web
 from pydantic import BaseModel
 
 from skillswap import idempotency
+from skillswap.authn import authenticate
 from skillswap.deps import Deps
 from skillswap.errors import (
     AppError,
@@ -188,13 +189,7 @@ class BaseHandler(tornado.web.RequestHandler):
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise InvalidToken()
-        claims = self.deps.keys.verify_access(token.strip())
-        if await self.deps.denylist.is_revoked(claims.jti):
-            raise InvalidToken()
-        async with self.deps.db.read() as session:
-            user = await session.get(User, claims.user_id)
-        if user is None or not user.is_active:
-            raise InvalidToken()
+        user, claims = await authenticate(self.deps, token.strip())
         self.current_user = user
         self.access_claims = claims
         self.translator = self.deps.catalogs.get(

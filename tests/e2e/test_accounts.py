@@ -419,3 +419,11 @@ async def test_password_reset_mails_are_capped_per_address(api, make_user, maile
         assert response.status_code == 202
     sent = [m for m in mailer.outbox if m.to == user.email and m.kind == "password_reset"]
     assert len(sent) == cap
+
+
+async def test_a_profile_change_is_seen_by_the_next_request_on_this_node(api, make_user):
+    user = await make_user()
+    assert (await api.get("/api/auth/profile/", token=user.access)).json()["locale"] == "en"
+    await api.patch("/api/auth/profile/", token=user.access, json={"locale": "ar"})
+    refused = await api.patch("/api/auth/profile/", token=user.access, json={"username": "x"})
+    assert refused.json()["title"] == "مدخلات غير صالحة"
