@@ -23,6 +23,7 @@ import tornado.web
 import tornado.websocket
 
 from skillswap import chat
+from skillswap.authn import authenticate
 from skillswap.deps import Deps
 from skillswap.errors import AppError, InvalidToken
 from skillswap.i18n import Message, Translator, lazy, negotiate_locale
@@ -92,17 +93,11 @@ class RealtimeSocket(tornado.websocket.WebSocketHandler):
 
     async def prepare(self) -> None:
         token = self._token_from_request()
-        user = None
-        claims = None
-        if token:
-            try:
-                claims = self.deps.keys.verify_access(token)
-                if not await self.deps.denylist.is_revoked(claims.jti):
-                    async with self.deps.db.read() as session:
-                        user = await session.get(User, claims.user_id)
-            except InvalidToken:
-                user = None
-        if claims is None or user is None or not user.is_active:
+        try:
+            if not token:
+                raise InvalidToken()
+            user, claims = await authenticate(self.deps, token)
+        except InvalidToken:
             self._refuse()
             return
         self.user = user
@@ -281,8 +276,8 @@ class RealtimeSocket(tornado.websocket.WebSocketHandler):
 
     async def _reauthenticate(self, token: str) -> None:
         try:
-            claims = self.deps.keys.verify_access(token)
-            if claims.user_id != self.user_id or await self.deps.denylist.is_revoked(claims.jti):
+            user, claims = await authenticate(self.deps, token)
+            if user.id != self.user_id:
                 raise InvalidToken()
         except InvalidToken as exc:
             self._send_app_error(exc)
