@@ -16,15 +16,6 @@ class ConfigError(Exception):
     """The configuration cannot run the service."""
 
 
-def _bool(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off", ""}:
-        return False
-    raise ValueError(f"not a boolean: {value!r}")
-
-
 def _list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
@@ -35,7 +26,6 @@ class Settings:
 
     # Core
     secret_key: str = DEV_SECRET_KEY
-    debug: bool = False
     database_url: str = ""  # empty: the embedded SQLite file under data_dir
     redis_url: str = ""  # empty: in-process bridge, in-memory broker and denylist
     redis_prefix: str = "skillswap:"  # every Redis key and stream starts with it
@@ -76,13 +66,6 @@ class Settings:
     google_client_secret: str = ""
     google_discovery_url: str = "https://accounts.google.com/.well-known/openid-configuration"
     oauth_redirect_url: str = ""  # defaults to {public_url}/api/auth/oauth/google/callback/
-    # Email
-    email_host: str = ""
-    email_port: int = 587
-    email_host_user: str = ""
-    email_host_password: str = ""
-    email_use_tls: bool = True
-    default_from_email: str = "SkillSwap <noreply@skillswap.local>"
     # Economy
     signup_bonus_points: int = 100
     platform_fee_percent: int = 0
@@ -92,14 +75,6 @@ class Settings:
     order_delivery_timeout_seconds: int = 14 * 24 * 3600
     order_auto_complete_seconds: int = 3 * 24 * 3600
     review_window_seconds: int = 7 * 24 * 3600
-    # Payments
-    stripe_secret_key: str = ""
-    stripe_webhook_secret: str = ""
-    paypal_client_id: str = ""
-    paypal_client_secret: str = ""
-    paypal_webhook_id: str = ""
-    paymob_api_key: str = ""
-    paymob_hmac_secret: str = ""
     # Realtime
     ws_allowed_origins: tuple[str, ...] = ()  # empty: only pages served from the same host
     ws_max_frame_bytes: int = 65_536  # a larger client frame closes the socket (1009)
@@ -155,9 +130,7 @@ class Settings:
                 continue
             kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
             try:
-                if kind == "bool":
-                    values[f.name] = _bool(raw)
-                elif kind == "int":
+                if kind == "int":
                     values[f.name] = int(raw)
                 elif kind.startswith("tuple"):
                     values[f.name] = _list(raw)

@@ -39,6 +39,8 @@ log = logging.getLogger("skillswap.http")
 M = TypeVar("M", bound=BaseModel)
 HandlerMethod = Callable[..., Awaitable[None]]
 
+CORS_ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key, Accept-Language, X-Request-ID"
+CORS_EXPOSED_HEADERS = "X-Request-ID, Idempotent-Replayed, Retry-After, Location"
 PROBLEM_TYPE_BASE = "https://skillswap.dev/problems/"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
@@ -153,12 +155,38 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Content-Type-Options", "nosniff")
+        origin = self.request.headers.get("Origin")
+        if origin and origin in self.deps.settings.cors_origins:
+            # Browsers on the configured web origins may read the API (tokens travel in the
+            # Authorization header, never in cookies, so no credentials mode is needed).
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Access-Control-Expose-Headers", CORS_EXPOSED_HEADERS)
+            self.add_header("Vary", "Origin")
+
+    @public
+    async def options(self, *args: str) -> None:
+        """CORS preflight: which methods and headers a configured web origin may use."""
+        origin = self.request.headers.get("Origin")
+        if origin and origin in self.deps.settings.cors_origins:
+            methods = [
+                verb
+                for verb in ("GET", "POST", "PUT", "PATCH", "DELETE")
+                if getattr(type(self), verb.lower(), None)
+                is not getattr(tornado.web.RequestHandler, verb.lower(), None)
+            ]
+            self.set_header("Access-Control-Allow-Methods", ", ".join(methods))
+            self.set_header("Access-Control-Allow-Headers", CORS_ALLOWED_HEADERS)
+            self.set_header("Access-Control-Max-Age", "600")
+        self.set_status(204)
 
     async def prepare(self) -> None:
         incoming = self.request.headers.get("X-Request-ID", "")
         self.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
         self.set_header("X-Request-ID", self.request_id)
         self.current_user = None
+        allowed_hosts = self.deps.settings.allowed_hosts
+        if allowed_hosts and self.request.host_name not in allowed_hosts:
+            raise BadRequest(lazy("This host name is not served here."), code="host_not_allowed")
         self.translator = self.deps.catalogs.get(
             negotiate_locale(
                 user_locale=None,
