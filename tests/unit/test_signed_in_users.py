@@ -43,4 +43,3 @@ def test_the_cache_is_bounded():
         cache.put(_user(n))
     assert sum(cache.get(n) is not None for n in range(25)) <= 10
     assert cache.get(24) is not None
-
