@@ -439,9 +439,22 @@ async def _set_password(deps: Deps, uow: UnitOfWork, user: User, new_password: s
     if problems:
         raise ValidationFailed(errors={"new_password": problems})
     user.password_hash = await deps.hasher.hash(new_password)
-    # A new password ends every existing sign-in.
+    # A new password ends every existing sign-in: refresh tokens now, access tokens (and the
+    # sockets they opened) once committed, through the denylist, everywhere.
+    now = deps.clock()
     await uow.session.execute(
         update(RefreshToken)
         .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=deps.clock())
+        .values(revoked_at=now)
     )
+    user_id = user.id
+
+    async def end_access_tokens() -> None:
+        deps.signed_in.forget(user_id)
+        await deps.denylist.revoke_user_tokens(
+            user_id,
+            issued_before=int(now.timestamp()),
+            ttl=deps.settings.access_token_ttl_seconds,
+        )
+
+    uow.after_commit(end_access_tokens)

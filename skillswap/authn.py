@@ -49,7 +49,7 @@ class SignedInUsers:
 async def authenticate(deps: Deps, token: str) -> tuple[User, AccessClaims]:
     """Verify an access token and return its active user, or raise InvalidToken."""
     claims = deps.keys.verify_access(token)
-    if await deps.denylist.is_revoked(claims.jti):
+    if await deps.denylist.is_revoked(claims):
         raise InvalidToken()
     user = deps.signed_in.get(claims.user_id)
     if user is None:

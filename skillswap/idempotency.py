@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -17,6 +18,8 @@ from skillswap.models import IdempotencyRecord
 from skillswap.models.base import utcnow
 
 MAX_KEY_LENGTH = 255
+# Expired records are swept by about one claim in a hundred, so the table stays small.
+PURGE_PROBABILITY = 0.01
 
 
 @dataclass(frozen=True)
@@ -46,10 +49,18 @@ async def claim_key(
     key: str,
     fingerprint: str,
     ttl_seconds: int,
+    lease_seconds: int,
     wait_seconds: float = 15.0,
 ) -> Claim:
-    """Claim `key` for this request, or wait for the request that holds it and replay its result."""
+    """Claim `key` for this request, or wait for the request that holds it and replay its result.
+
+    A claim whose request never finished (its node died, or storing the outcome failed) is
+    abandoned after `lease_seconds` and may be taken over: the use cases behind idempotent
+    endpoints are themselves safe to run again (an order's hold has its own unique key).
+    """
     deadline = asyncio.get_running_loop().time() + wait_seconds
+    if random.random() < PURGE_PROBABILITY:
+        await purge_expired(db, ttl_seconds=ttl_seconds)
     while True:
         async with db.uow() as uow:
             session = uow.session
@@ -60,11 +71,22 @@ async def claim_key(
                     IdempotencyRecord.key == key,
                 )
             )
-            if existing is not None and existing.created_at < utcnow() - timedelta(
-                seconds=ttl_seconds
+            now = utcnow()
+            if existing is not None and (
+                existing.created_at < now - timedelta(seconds=ttl_seconds)
+                or (
+                    existing.status_code is None
+                    and existing.created_at < now - timedelta(seconds=lease_seconds)
+                )
             ):
-                await session.delete(existing)
-                await session.flush()
+                # Conditional on the row we read: of two requests taking over, one deletes it
+                # and both then race on the unique key below, which lets exactly one win.
+                await session.execute(
+                    delete(IdempotencyRecord).where(
+                        IdempotencyRecord.id == existing.id,
+                        IdempotencyRecord.created_at == existing.created_at,
+                    )
+                )
                 existing = None
             if existing is None:
                 record = IdempotencyRecord(
@@ -98,6 +120,18 @@ async def claim_key(
                 code="idempotency_in_progress",
             )
         await asyncio.sleep(0.02)
+
+
+async def purge_expired(db: Database, *, ttl_seconds: int) -> int:
+    """Delete records older than the replay window; how many went."""
+    async with db.uow() as uow:
+        result = await uow.session.execute(
+            delete(IdempotencyRecord).where(
+                IdempotencyRecord.created_at < utcnow() - timedelta(seconds=ttl_seconds)
+            )
+        )
+        await uow.commit()
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 async def store_outcome(db: Database, *, record_id: int, response: StoredResponse) -> None:

@@ -61,6 +61,7 @@ class Settings:
     email_token_ttl_seconds: int = 2 * 24 * 3600
     password_reset_ttl_seconds: int = 3600
     idempotency_ttl_seconds: int = 24 * 3600
+    idempotency_lease_seconds: int = 30  # a claim whose request never finished is then retaken
     # Google sign-in
     google_client_id: str = ""
     google_client_secret: str = ""

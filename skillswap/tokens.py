@@ -23,6 +23,7 @@ class AccessClaims:
     user_id: int
     jti: str
     expires_at: int
+    issued_at: int = 0
 
 
 class KeyRing:
@@ -57,7 +58,9 @@ class KeyRing:
 
     def issue_access(self, user_id: int, *, now: float | None = None) -> tuple[str, AccessClaims]:
         issued = int(now if now is not None else time.time())
-        claims = AccessClaims(user_id=user_id, jti=uuid.uuid4().hex, expires_at=issued + self.ttl)
+        claims = AccessClaims(
+            user_id=user_id, jti=uuid.uuid4().hex, expires_at=issued + self.ttl, issued_at=issued
+        )
         token = jwt.encode(
             {
                 "sub": str(user_id),
@@ -93,7 +96,9 @@ class KeyRing:
         if payload.get("typ") != "access":
             raise InvalidToken()
         try:
-            return AccessClaims(int(payload["sub"]), str(payload["jti"]), int(payload["exp"]))
+            return AccessClaims(
+                int(payload["sub"]), str(payload["jti"]), int(payload["exp"]), int(payload["iat"])
+            )
         except (TypeError, ValueError) as exc:
             raise InvalidToken() from exc
 
@@ -114,11 +119,14 @@ def hash_opaque_token(token: str) -> str:
 
 
 class TokenDenylist(Protocol):
-    """Revoked access-token ids, kept until the token would have expired anyway."""
+    """Revoked access tokens: single tokens (sign-out) and all of a user's older tokens
+    (a new password), each kept until the tokens concerned would have expired anyway."""
 
     async def revoke(self, jti: str, *, expires_at: int) -> None: ...
 
-    async def is_revoked(self, jti: str) -> bool: ...
+    async def revoke_user_tokens(self, user_id: int, *, issued_before: int, ttl: int) -> None: ...
+
+    async def is_revoked(self, claims: AccessClaims) -> bool: ...
 
 
 class MemoryDenylist:
@@ -126,19 +134,27 @@ class MemoryDenylist:
 
     def __init__(self) -> None:
         self._entries: dict[str, int] = {}
+        self._users: dict[int, tuple[int, int]] = {}  # user -> (issued_before, kept until)
 
     async def revoke(self, jti: str, *, expires_at: int) -> None:
         now = int(time.time())
         self._entries = {k: v for k, v in self._entries.items() if v > now}
         self._entries[jti] = expires_at
 
-    async def is_revoked(self, jti: str) -> bool:
-        expiry = self._entries.get(jti)
-        return expiry is not None and expiry > time.time()
+    async def revoke_user_tokens(self, user_id: int, *, issued_before: int, ttl: int) -> None:
+        self._users[user_id] = (issued_before, int(time.time()) + ttl)
+
+    async def is_revoked(self, claims: AccessClaims) -> bool:
+        now = time.time()
+        expiry = self._entries.get(claims.jti)
+        if expiry is not None and expiry > now:
+            return True
+        cutoff = self._users.get(claims.user_id)
+        return cutoff is not None and cutoff[1] > now and claims.issued_at < cutoff[0]
 
 
 class RedisDenylist:
-    """Shared by every node: a key per revoked token that Redis expires with the token."""
+    """Shared by every node: keys that Redis expires with the tokens they concern."""
 
     def __init__(self, redis: Any, prefix: str = "skillswap:denylist:") -> None:
         self._redis = redis
@@ -148,17 +164,23 @@ class RedisDenylist:
         ttl = max(1, expires_at - int(time.time()) + 1)
         await self._redis.set(self._prefix + jti, b"1", ex=ttl)
 
-    async def is_revoked(self, jti: str) -> bool:
+    async def revoke_user_tokens(self, user_id: int, *, issued_before: int, ttl: int) -> None:
+        await self._redis.set(f"{self._prefix}user:{user_id}", str(issued_before), ex=ttl + 1)
+
+    async def is_revoked(self, claims: AccessClaims) -> bool:
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
         try:
-            return bool(await self._redis.exists(self._prefix + jti))
+            token, user = await self._redis.mget(
+                self._prefix + claims.jti, f"{self._prefix}user:{claims.user_id}"
+            )
         except (RedisConnectionError, RedisTimeoutError, OSError):
             # Fail open while Redis is away, so signed-in users keep working (REST and the
             # WebSocket); a signed-out token stays usable at most until it expires anyway.
             logging.getLogger("skillswap.auth").warning("denylist unreachable; not checked")
             return False
+        return token is not None or (user is not None and claims.issued_at < int(user))
 
 
 def utc_timestamp(moment: datetime) -> int:

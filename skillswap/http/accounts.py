@@ -8,7 +8,7 @@ from pydantic import EmailStr, Field, model_validator
 
 from skillswap import accounts
 from skillswap.accounts import AuthResult
-from skillswap.http.base import BaseHandler, idempotent, public, route
+from skillswap.http.base import BaseHandler, public, route
 from skillswap.http.validation import Body
 from skillswap.i18n import N_
 from skillswap.models import User
@@ -110,8 +110,9 @@ class PasswordChangeBody(Body):
 
 
 class RegisterHandler(BaseHandler):
+    # Not @idempotent: the stored response would hold live tokens in plain text. A repeated
+    # sign-up is already refused by the unique email and username.
     @public
-    @idempotent
     async def post(self) -> None:
         """Create an account and sign it in."""
         body = self.parse_body(RegisterBody)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -80,6 +81,7 @@ def idempotent(method: HandlerMethod) -> HandlerMethod:
             key=key,
             fingerprint=idempotency.request_fingerprint(self.request.body or b""),
             ttl_seconds=settings.idempotency_ttl_seconds,
+            lease_seconds=settings.idempotency_lease_seconds,
         )
         if claim.replay is not None:
             self.set_status(claim.replay.status_code)
@@ -107,13 +109,20 @@ def idempotent(method: HandlerMethod) -> HandlerMethod:
         except BaseException:
             await idempotency.release_key(self.deps.db, record_id=claim.record_id)
             raise
-        await idempotency.store_outcome(
-            self.deps.db,
-            record_id=claim.record_id,
-            response=idempotency.StoredResponse(
-                self.get_status(), self._json_written.decode("utf-8"), "application/json"
-            ),
-        )
+        try:
+            await idempotency.store_outcome(
+                self.deps.db,
+                record_id=claim.record_id,
+                response=idempotency.StoredResponse(
+                    self.get_status(), self._json_written.decode("utf-8"), "application/json"
+                ),
+            )
+        except Exception:
+            # The use case succeeded; only its record failed. Free the key (a retry then runs
+            # the use case again, which is safe) rather than leave it claimed until its lease ends.
+            log.exception("request %s: storing the idempotent outcome failed", self.request_id)
+            with contextlib.suppress(Exception):
+                await idempotency.release_key(self.deps.db, record_id=claim.record_id)
 
     wrapper.idempotent = True  # type: ignore[attr-defined]
     return wrapper

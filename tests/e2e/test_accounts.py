@@ -319,22 +319,6 @@ async def test_password_change_needs_the_current_password(api, make_user):
     assert ok.status_code == 200
 
 
-async def test_idempotent_register_replays_and_conflicts_on_other_body(api):
-    name = unique_name()
-    body = {"email": f"{name}@example.com", "username": name, "password": "correct horse battery"}
-    headers = {"Idempotency-Key": f"reg-{name}"}
-    first = await api.post("/api/auth/register/", json=body, headers=headers)
-    second = await api.post("/api/auth/register/", json=body, headers=headers)
-    assert first.status_code == second.status_code == 201
-    assert first.json() == second.json()
-    assert second.headers.get("Idempotent-Replayed") == "true"
-    other = await api.post(
-        "/api/auth/register/", json={**body, "display_name": "x"}, headers=headers
-    )
-    assert other.status_code == 409
-    assert other.json()["code"] == "idempotency_key_reused"
-
-
 async def test_malformed_json_and_oversized_bodies(api):
     bad = await api.post(
         "/api/auth/login/", content=b"{not json", headers={"Content-Type": "application/json"}
@@ -427,3 +411,26 @@ async def test_a_profile_change_is_seen_by_the_next_request_on_this_node(api, ma
     await api.patch("/api/auth/profile/", token=user.access, json={"locale": "ar"})
     refused = await api.patch("/api/auth/profile/", token=user.access, json={"username": "x"})
     assert refused.json()["title"] == "مدخلات غير صالحة"
+
+
+async def test_a_new_password_ends_every_access_token_issued_before_it(api, make_user):
+    import asyncio
+
+    user = await make_user()
+    other_session = await api.post(
+        "/api/auth/login/", json={"username": user.username, "password": user.password}
+    )
+    old_access = other_session.json()["access"]
+    await asyncio.sleep(1.05)  # token times are whole seconds
+    changed = await api.post(
+        "/api/auth/password/change/",
+        token=user.access,
+        json={"current_password": user.password, "new_password": "a brand new secret"},
+    )
+    assert changed.status_code == 200
+    assert (await api.get("/api/auth/profile/", token=old_access)).status_code == 401
+    assert (await api.get("/api/auth/profile/", token=user.access)).status_code == 401
+    fresh = await api.post(
+        "/api/auth/login/", json={"username": user.username, "password": "a brand new secret"}
+    )
+    assert (await api.get("/api/auth/profile/", token=fresh.json()["access"])).status_code == 200

@@ -11,7 +11,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from skillswap.errors import InvalidToken
 from skillswap.settings import Settings
-from skillswap.tokens import KeyRing, MemoryDenylist, hash_opaque_token, new_opaque_token
+from skillswap.tokens import (
+    AccessClaims,
+    KeyRing,
+    MemoryDenylist,
+    hash_opaque_token,
+    new_opaque_token,
+)
 
 
 def _settings(**kw: object) -> Settings:
@@ -120,7 +126,17 @@ def test_opaque_tokens_are_stored_only_as_digests():
 
 async def test_memory_denylist_forgets_after_expiry():
     denylist = MemoryDenylist()
-    await denylist.revoke("a", expires_at=int(time.time()) + 60)
-    await denylist.revoke("b", expires_at=int(time.time()) - 1)
-    assert await denylist.is_revoked("a")
-    assert not await denylist.is_revoked("b")
+    now = int(time.time())
+    await denylist.revoke("a", expires_at=now + 60)
+    await denylist.revoke("b", expires_at=now - 1)
+    assert await denylist.is_revoked(AccessClaims(1, "a", now + 60, now))
+    assert not await denylist.is_revoked(AccessClaims(1, "b", now + 60, now))
+
+
+async def test_revoking_a_users_tokens_spares_only_those_issued_afterwards():
+    denylist = MemoryDenylist()
+    now = int(time.time())
+    await denylist.revoke_user_tokens(7, issued_before=now, ttl=900)
+    assert await denylist.is_revoked(AccessClaims(7, "old", now + 900, now - 5))
+    assert not await denylist.is_revoked(AccessClaims(7, "new", now + 900, now))
+    assert not await denylist.is_revoked(AccessClaims(8, "other", now + 900, now - 5))
