@@ -439,8 +439,8 @@ async def _set_password(deps: Deps, uow: UnitOfWork, user: User, new_password: s
     if problems:
         raise ValidationFailed(errors={"new_password": problems})
     user.password_hash = await deps.hasher.hash(new_password)
-    # A new password ends every existing sign-in: refresh tokens now, access tokens (and the
-    # sockets they opened) once committed, through the denylist, everywhere.
+    # A new password ends every existing sign-in: refresh tokens now, access tokens once
+    # committed, through the denylist on every node (an open socket closes when its token expires).
     now = deps.clock()
     await uow.session.execute(
         update(RefreshToken)

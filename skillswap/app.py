@@ -79,14 +79,14 @@ def make_app(settings: Settings, deps: Deps) -> tornado.web.Application:
         default_handler_class=NotFoundHandler,
         debug=False,
         compress_response=False,
-        xheaders=True,
+        xheaders=settings.trust_proxy_headers,
     )
 
 
 def make_server(app: tornado.web.Application, settings: Settings) -> tornado.httpserver.HTTPServer:
     return tornado.httpserver.HTTPServer(
         app,
-        xheaders=True,
+        xheaders=settings.trust_proxy_headers,
         max_body_size=max(settings.max_body_bytes, settings.max_upload_bytes) + 65_536,
         idle_connection_timeout=75,
     )

@@ -16,6 +16,15 @@ class ConfigError(Exception):
     """The configuration cannot run the service."""
 
 
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
 def _list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
@@ -31,6 +40,8 @@ class Settings:
     redis_prefix: str = "skillswap:"  # every Redis key and stream starts with it
     data_dir: str = str(DEFAULT_DATA_DIR)
     public_url: str = ""  # how clients reach the service; defaults to http://host:port
+    # Take the client address from X-Real-IP / X-Forwarded-For: only behind a proxy that sets them.
+    trust_proxy_headers: bool = False
     allowed_hosts: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
     db_pool_size: int = 10
@@ -75,6 +86,8 @@ class Settings:
     order_accept_timeout_seconds: int = 3 * 24 * 3600
     order_delivery_timeout_seconds: int = 14 * 24 * 3600
     order_auto_complete_seconds: int = 3 * 24 * 3600
+    # Deliveries a buyer may send back per order; then they complete or dispute.
+    order_max_change_requests: int = 3
     review_window_seconds: int = 7 * 24 * 3600
     # Realtime
     ws_allowed_origins: tuple[str, ...] = ()  # empty: only pages served from the same host
@@ -131,7 +144,9 @@ class Settings:
                 continue
             kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
             try:
-                if kind == "int":
+                if kind == "bool":
+                    values[f.name] = _bool(raw)
+                elif kind == "int":
                     values[f.name] = int(raw)
                 elif kind.startswith("tuple"):
                     values[f.name] = _list(raw)

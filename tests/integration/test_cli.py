@@ -126,11 +126,13 @@ def test_settings_read_typed_values_from_the_environment():
     settings = Settings.from_env(
         {
             "ACCESS_TOKEN_TTL_SECONDS": "60",
+            "TRUST_PROXY_HEADERS": "yes",
             "WS_ALLOWED_ORIGINS": "https://a.example, https://b.example",
             "DATABASE_URL": "postgres://u@h/db",
         }
     )
     assert settings.access_token_ttl_seconds == 60
+    assert settings.trust_proxy_headers is True
     assert settings.ws_allowed_origins == ("https://a.example", "https://b.example")
     assert settings.effective_database_url == "postgresql+asyncpg://u@h/db"
     try:
