@@ -8,7 +8,7 @@ from pydantic import EmailStr, Field, model_validator
 
 from skillswap import accounts
 from skillswap.accounts import AuthResult
-from skillswap.http.base import BaseHandler, public, route
+from skillswap.http.base import BaseHandler, path_id, public, route
 from skillswap.http.validation import Body
 from skillswap.i18n import N_
 from skillswap.models import User
@@ -184,7 +184,7 @@ class PublicProfileHandler(BaseHandler):
     @public
     async def get(self, user_id: str) -> None:
         """Anyone's public profile."""
-        user = await accounts.get_public_profile(self.deps, user_id=int(user_id))
+        user = await accounts.get_public_profile(self.deps, user_id=path_id(user_id))
         self.send(user_public(user))
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from pydantic import Field
 
-from skillswap.http.base import BaseHandler, route
-from skillswap.http.skills import MAX_ID, PlainText, path_id
-from skillswap.http.validation import Body
+from skillswap.http.base import BaseHandler, path_id, route
+from skillswap.http.skills import PlainText
+from skillswap.http.validation import Body, Id
 from skillswap.skills import categories
 
 
@@ -17,7 +15,7 @@ class CategoryBody(Body):
     name_en: PlainText = Field(min_length=1, max_length=80)
     name_ar: PlainText = Field(min_length=1, max_length=80)
     icon: PlainText = Field(default="", max_length=60)
-    parent_id: int | None = Field(default=None, ge=1, le=MAX_ID, strict=True)
+    parent_id: Id | None = Field(default=None, strict=True)
     position: int | None = Field(default=None, ge=0, le=100_000, strict=True)
 
 
@@ -26,13 +24,13 @@ class CategoryPatchBody(Body):
     name_en: PlainText | None = Field(default=None, min_length=1, max_length=80)
     name_ar: PlainText | None = Field(default=None, min_length=1, max_length=80)
     icon: PlainText | None = Field(default=None, max_length=60)
-    parent_id: int | None = Field(default=None, ge=1, le=MAX_ID, strict=True)
+    parent_id: Id | None = Field(default=None, strict=True)
     position: int | None = Field(default=None, ge=0, le=100_000, strict=True)
     is_active: bool | None = None
 
 
 class ReorderBody(Body):
-    ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(min_length=1, max_length=200)
+    ids: list[Id] = Field(min_length=1, max_length=200)
 
 
 class AdminCategoriesHandler(BaseHandler):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from skillswap import points_packages
-from skillswap.http.base import BaseHandler, idempotent, route
+from skillswap.http.base import BaseHandler, idempotent, path_id, route
 from skillswap.http.points import package_json
 from skillswap.http.validation import Body
 
@@ -59,7 +59,7 @@ class AdminPackageHandler(BaseHandler):
     async def get(self, package_id: str) -> None:
         """One package."""
         package = await points_packages.get_package(
-            self.deps, actor=self.user, package_id=int(package_id)
+            self.deps, actor=self.user, package_id=path_id(package_id)
         )
         self.send(package_json(package, self.translator, admin=True))
 
@@ -67,7 +67,7 @@ class AdminPackageHandler(BaseHandler):
         """Replace a package's fields."""
         body = self.parse_body(PackageBody)
         package = await points_packages.update_package(
-            self.deps, actor=self.user, package_id=int(package_id), changes=body.model_dump()
+            self.deps, actor=self.user, package_id=path_id(package_id), changes=body.model_dump()
         )
         self.send(package_json(package, self.translator, admin=True))
 
@@ -76,13 +76,15 @@ class AdminPackageHandler(BaseHandler):
         body = self.parse_body(PackagePatchBody)
         changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
         package = await points_packages.update_package(
-            self.deps, actor=self.user, package_id=int(package_id), changes=changes
+            self.deps, actor=self.user, package_id=path_id(package_id), changes=changes
         )
         self.send(package_json(package, self.translator, admin=True))
 
     async def delete(self, package_id: str) -> None:
         """Remove a package (to stop selling it but keep it, set is_active to false)."""
-        await points_packages.delete_package(self.deps, actor=self.user, package_id=int(package_id))
+        await points_packages.delete_package(
+            self.deps, actor=self.user, package_id=path_id(package_id)
+        )
         self.set_status(204)
 
 

@@ -27,10 +27,11 @@ from skillswap.errors import (
     NotAuthenticated,
     NotFound,
     PayloadTooLarge,
+    PermissionDenied,
     UnsupportedMediaType,
     ValidationFailed,
 )
-from skillswap.http.validation import validate
+from skillswap.http.validation import MAX_ID, validate
 from skillswap.i18n import N_, Translator, lazy, negotiate_locale
 from skillswap.jsonutil import dumpb
 from skillswap.models import User
@@ -44,13 +45,66 @@ CORS_ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key, Accept-Lan
 CORS_EXPOSED_HEADERS = "X-Request-ID, Idempotent-Replayed, Retry-After, Location"
 PROBLEM_TYPE_BASE = "https://skillswap.dev/problems/"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+# Far past the end of any list here, and small enough that OFFSET stays far inside BIGINT.
+MAX_PAGE = 1_000_000
 
 _GENERIC_BY_STATUS: dict[int, type[AppError]] = {
     400: BadRequest,
+    403: PermissionDenied,
     404: NotFound,
     405: MethodNotAllowed,
     413: PayloadTooLarge,
 }
+
+
+def path_id(text: str) -> int:
+    """An id from the URL path; one past BIGINT is looked up as 0, which no row has."""
+    # Such an id must not reach the driver, which fails on it instead of finding nothing; as 0
+    # it gets exactly the service's answer for any unknown id (its 404, its checks first).
+    # Length first: int() refuses over 4,300 digits with a ValueError.
+    if not text.isdecimal() or len(text.lstrip("0")) > len(str(MAX_ID)) or int(text) > MAX_ID:
+        return 0
+    return int(text)
+
+
+def error_for(status_code: int, exc: BaseException | None) -> AppError:
+    """The error a client is shown for whatever ended its request (a bug: only that it failed)."""
+    if isinstance(exc, AppError):
+        return exc
+    if isinstance(exc, tornado.web.HTTPError):
+        status_code = exc.status_code
+    if status_code < 500:
+        error = _GENERIC_BY_STATUS.get(status_code, BadRequest)()
+        error.status = status_code
+        return error
+    error = AppError(lazy("Something went wrong on our side. The error was logged."))
+    error.status = 500
+    error.code = "internal_error"
+    error.title = N_("Internal server error")
+    return error
+
+
+def problem_document(
+    error: AppError, translator: Translator, *, instance: str, request_id: str | None
+) -> dict[str, Any]:
+    """`error` as an RFC 9457 problem in the caller's language."""
+    t = translator
+    document: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + error.code,
+        "title": t.gettext(error.title),
+        "status": error.status,
+        "detail": t.text(error.detail),
+        "code": error.code,
+        "instance": instance,
+        "request_id": request_id,
+    }
+    if error.errors:
+        document["errors"] = {
+            name: [t.text(message) for message in messages]
+            for name, messages in error.errors.items()
+        }
+    document.update(error.extra)
+    return document
 
 
 def public(method: HandlerMethod) -> HandlerMethod:
@@ -271,17 +325,24 @@ class BaseHandler(tornado.web.RequestHandler):
     def page_params(self) -> PageParams:
         settings = self.deps.settings
         errors: dict[str, Any] = {}
-        page = self._positive_int_arg("page", 1, errors)
-        page_size = self._positive_int_arg("page_size", settings.default_page_size, errors)
-        if "page_size" not in errors and page_size > settings.max_page_size:
-            errors["page_size"] = [lazy("Must be at most {max}.", max=settings.max_page_size)]
+        page = self._positive_int_arg("page", 1, MAX_PAGE, errors)
+        page_size = self._positive_int_arg(
+            "page_size", settings.default_page_size, settings.max_page_size, errors
+        )
         if errors:
             raise ValidationFailed(errors=errors)
         return PageParams(page=page, page_size=page_size)
 
-    def _positive_int_arg(self, name: str, default: int, errors: dict[str, Any]) -> int:
+    def _positive_int_arg(
+        self, name: str, default: int, maximum: int, errors: dict[str, Any]
+    ) -> int:
         raw = self.get_query_argument(name, None)
         if raw is None or raw == "":
+            return default
+        digits = raw.strip().lstrip("0")
+        # Too many digits is "too large", not "not a number" (int() refuses over 4,300).
+        if digits.isdecimal() and len(digits) > len(str(maximum)):
+            errors[name] = [lazy("Must be at most {max}.", max=maximum)]
             return default
         try:
             value = int(raw)
@@ -290,6 +351,8 @@ class BaseHandler(tornado.web.RequestHandler):
             return default
         if value < 1:
             errors[name] = [lazy("Must be at least {min}.", min=1)]
+        elif value > maximum:
+            errors[name] = [lazy("Must be at most {max}.", max=maximum)]
         return value
 
     # -- output --------------------------------------------------------------------------------
@@ -319,42 +382,19 @@ class BaseHandler(tornado.web.RequestHandler):
         )
 
     def problem_document(self, exc: AppError) -> dict[str, Any]:
-        t = self.translator
-        document: dict[str, Any] = {
-            "type": PROBLEM_TYPE_BASE + exc.code,
-            "title": t.gettext(exc.title),
-            "status": exc.status,
-            "detail": t.text(exc.detail),
-            "code": exc.code,
-            "instance": self.request.path,
-            "request_id": getattr(self, "request_id", None),
-        }
-        if exc.errors:
-            document["errors"] = {
-                name: [t.text(message) for message in messages]
-                for name, messages in exc.errors.items()
-            }
-        document.update(exc.extra)
-        return document
+        return problem_document(
+            exc,
+            self.translator,
+            instance=self.request.path,
+            request_id=getattr(self, "request_id", None),
+        )
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc_info = kwargs.get("exc_info")
         exc = exc_info[1] if exc_info else None
         if not hasattr(self, "translator"):
             self.translator = self.deps.catalogs.get(self.deps.settings.default_locale)
-        if isinstance(exc, AppError):
-            error = exc
-        elif isinstance(exc, tornado.web.HTTPError) and exc.status_code < 500:
-            error_cls = _GENERIC_BY_STATUS.get(exc.status_code, BadRequest)
-            error = error_cls()
-            error.status = exc.status_code
-        else:
-            from skillswap.errors import AppError as _Base
-
-            error = _Base(lazy("Something went wrong on our side. The error was logged."))
-            error.status = 500
-            error.code = "internal_error"
-            error.title = N_("Internal server error")
+        error = error_for(status_code, exc)
         self.clear()
         self.set_status(error.status)
         for name, value in error.headers.items():

@@ -13,8 +13,8 @@ from pydantic import Field
 from skillswap import chat
 from skillswap.chat import RoomSummary
 from skillswap.http.accounts import user_public
-from skillswap.http.base import BaseHandler, idempotent, route
-from skillswap.http.validation import Body
+from skillswap.http.base import BaseHandler, idempotent, path_id, route
+from skillswap.http.validation import Body, Id
 
 
 def room_view(summary: RoomSummary) -> dict[str, Any]:
@@ -35,11 +35,11 @@ def room_view(summary: RoomSummary) -> dict[str, Any]:
 
 
 class DirectRoomBody(Body):
-    user_id: int = Field(ge=1)
+    user_id: Id
 
 
 class RoomQuery(Body):
-    before: int | None = Field(default=None, ge=1, description="Only messages older than this id")
+    before: Id | None = Field(default=None, description="Only messages older than this id")
     limit: int = Field(default=chat.DEFAULT_PAGE, ge=1, le=chat.MAX_PAGE)
 
 
@@ -49,7 +49,7 @@ class SendBody(Body):
 
 
 class ReadBody(Body):
-    message_id: int = Field(ge=1)
+    message_id: Id
 
 
 class RoomsHandler(BaseHandler):
@@ -78,7 +78,7 @@ class RoomHandler(BaseHandler):
         detail = await chat.get_room(
             self.deps,
             actor=self.user,
-            room_id=int(room_id),
+            room_id=path_id(room_id),
             before=query.before,
             limit=query.limit,
         )
@@ -99,7 +99,7 @@ class SendHandler(BaseHandler):
         sent = await chat.send_message(
             self.deps,
             actor=self.user,
-            room_id=int(room_id),
+            room_id=path_id(room_id),
             body=body.body,
             client_id=body.client_id,
         )
@@ -111,7 +111,7 @@ class ReadHandler(BaseHandler):
         """Mark the room read up to a message (a read receipt; never moves backwards)."""
         body = self.parse_body(ReadBody)
         result = await chat.mark_read(
-            self.deps, actor=self.user, room_id=int(room_id), message_id=body.message_id
+            self.deps, actor=self.user, room_id=path_id(room_id), message_id=body.message_id
         )
         self.send(result)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from skillswap import notifications
-from skillswap.http.base import BaseHandler, route
+from skillswap.http.base import BaseHandler, path_id, route
 
 
 class NotificationQuery(BaseModel):
@@ -41,7 +41,7 @@ class NotificationReadHandler(BaseHandler):
     async def post(self, notification_id: str) -> None:
         """Mark one notification read."""
         record = await notifications.mark_read(
-            self.deps, actor=self.user, notification_id=int(notification_id)
+            self.deps, actor=self.user, notification_id=path_id(notification_id)
         )
         self.send(notifications.notification_view(record, self.translator))
 

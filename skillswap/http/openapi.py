@@ -20,6 +20,7 @@ import tornado.web
 from pydantic import BaseModel
 
 from skillswap import __version__
+from skillswap.http.base import MAX_PAGE
 
 METHODS = ("get", "post", "put", "patch", "delete")
 _GROUP_RE = re.compile(r"\((?:\?P<(?P<name>\w+)>)?[^()]*\)")
@@ -187,7 +188,11 @@ def build_openapi(app: tornado.web.Application, *, server_url: str | None = None
                 operation["parameters"] += _query_parameters(usage.query)
             if usage.paginated:
                 operation["parameters"] += [
-                    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                    {
+                        "name": "page",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+                    },
                     {
                         "name": "page_size",
                         "in": "query",

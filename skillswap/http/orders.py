@@ -9,8 +9,8 @@ from pydantic.json_schema import SkipJsonSchema
 
 from skillswap import orders, orders_queries
 from skillswap.http.accounts import user_public
-from skillswap.http.base import BaseHandler, idempotent, route
-from skillswap.http.validation import Body
+from skillswap.http.base import BaseHandler, idempotent, path_id, route
+from skillswap.http.validation import Body, Id
 from skillswap.i18n import N_, Translator
 from skillswap.models import OrderTransition, Review
 from skillswap.models.orders import ORDER_STATUSES
@@ -98,7 +98,7 @@ def order_json(view: OrderView, translator: Translator) -> dict[str, Any]:
 
 
 class PlaceOrderBody(Body):
-    skill_id: int = Field(ge=1)
+    skill_id: Id
     requirements: str = Field(default="", max_length=5000)
 
 
@@ -175,14 +175,16 @@ async def _act(handler: BaseHandler, order_id: int, action: str, body: ActionFie
 class OrderHandler(BaseHandler):
     async def get(self, order_id: str) -> None:
         """One order with its history (its buyer, its seller and administrators only)."""
-        view = await orders_queries.get_order(self.deps, actor=self.user, order_id=int(order_id))
+        view = await orders_queries.get_order(
+            self.deps, actor=self.user, order_id=path_id(order_id)
+        )
         self.send(order_json(view, self.translator))
 
     @idempotent
     async def put(self, order_id: str) -> None:
         """Take an action on the order: {action, note?}; resolve also takes a resolution."""
         body = self.parse_body(TransitionBody)
-        await _act(self, int(order_id), body.action, body)
+        await _act(self, path_id(order_id), body.action, body)
 
 
 class OrderActionHandler(BaseHandler):
@@ -190,7 +192,7 @@ class OrderActionHandler(BaseHandler):
     async def post(self, order_id: str, action: str) -> None:
         """Take `action` on the order: the same as PUT /api/points/orders/{id}/ {action}."""
         body = self.parse_body(ActionFields)
-        await _act(self, int(order_id), action, body)
+        await _act(self, path_id(order_id), action, body)
 
 
 routes = [

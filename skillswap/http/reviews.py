@@ -8,7 +8,7 @@ from pydantic import Field
 
 from skillswap import reviews
 from skillswap.http.accounts import user_public
-from skillswap.http.base import BaseHandler, idempotent, public, route
+from skillswap.http.base import BaseHandler, idempotent, path_id, public, route
 from skillswap.http.orders import in_language, review_json
 from skillswap.http.validation import Body
 from skillswap.reviews import ReviewView
@@ -42,7 +42,7 @@ class OrderReviewHandler(BaseHandler):
         review = await reviews.submit_review(
             self.deps,
             actor=self.user,
-            order_id=int(order_id),
+            order_id=path_id(order_id),
             rating=body.rating,
             comment=body.comment,
         )
@@ -55,7 +55,7 @@ class UserReviewsHandler(BaseHandler):
         """The public reviews about a user, newest first."""
         page = self.page_params()
         count, views = await reviews.list_user_reviews(
-            self.deps, user_id=int(user_id), offset=page.offset, limit=page.page_size
+            self.deps, user_id=path_id(user_id), offset=page.offset, limit=page.page_size
         )
         locale = self.translator.locale
         self.send_page(page, count=count, results=[public_review_json(v, locale) for v in views])
@@ -67,7 +67,7 @@ class SkillReviewsHandler(BaseHandler):
         """The public reviews buyers wrote about a skill, newest first."""
         page = self.page_params()
         count, views = await reviews.list_skill_reviews(
-            self.deps, skill_id=int(skill_id), offset=page.offset, limit=page.page_size
+            self.deps, skill_id=path_id(skill_id), offset=page.offset, limit=page.page_size
         )
         locale = self.translator.locale
         self.send_page(page, count=count, results=[public_review_json(v, locale) for v in views])

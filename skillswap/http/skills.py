@@ -14,9 +14,9 @@ from urllib.parse import urlencode
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from skillswap.errors import BadRequest, NotFound
-from skillswap.http.base import BaseHandler, PageParams, idempotent, public, route
-from skillswap.http.validation import Body
+from skillswap.errors import BadRequest
+from skillswap.http.base import BaseHandler, PageParams, idempotent, path_id, public, route
+from skillswap.http.validation import Body, Id
 from skillswap.i18n import N_, lazy
 from skillswap.skills import browse, categories, images, listings
 from skillswap.skills.browse import BrowseQuery, SkillPage
@@ -30,7 +30,6 @@ OrderingChoice = Literal["relevance", "newest", "price", "-price", "rating", "po
 MAX_PRICE_POINTS = 100_000
 LANGUAGE_PATTERN = r"^[A-Za-z]{2}$"
 LANGUAGE_RE = re.compile(LANGUAGE_PATTERN)
-MAX_ID = 2**63 - 1  # ids are BIGINT: anything larger cannot exist (and must not reach the driver)
 MAX_PRICE_FILTER = 1_000_000_000
 
 
@@ -42,14 +41,6 @@ def _no_nul(value: str) -> str:
 
 
 PlainText = Annotated[str, AfterValidator(_no_nul)]
-
-
-def path_id(text: str) -> int:
-    """An id from the URL path; one too large to exist is simply not found."""
-    value = int(text)
-    if value > MAX_ID:
-        raise NotFound()
-    return value
 
 
 def _check_tags(tags: list[str] | None) -> list[str] | None:
@@ -82,7 +73,7 @@ class SkillBody(Body):
     title_ar: PlainText = Field(default="", max_length=120)
     description_en: PlainText = Field(default="", max_length=5000)
     description_ar: PlainText = Field(default="", max_length=5000)
-    category_id: int = Field(ge=1, le=MAX_ID, strict=True)
+    category_id: Id = Field(strict=True)
     price_points: int = Field(ge=1, le=MAX_PRICE_POINTS, strict=True)
     tags: list[PlainText] = Field(default_factory=list, max_length=MAX_TAGS)
     level: Level = "beginner"
@@ -104,7 +95,7 @@ class SkillPatchBody(Body):
     title_ar: PlainText | None = Field(default=None, max_length=120)
     description_en: PlainText | None = Field(default=None, max_length=5000)
     description_ar: PlainText | None = Field(default=None, max_length=5000)
-    category_id: int | None = Field(default=None, ge=1, le=MAX_ID, strict=True)
+    category_id: Id | None = Field(default=None, strict=True)
     price_points: int | None = Field(default=None, ge=1, le=MAX_PRICE_POINTS, strict=True)
     tags: list[PlainText] | None = Field(default=None, max_length=MAX_TAGS)
     level: Level | None = None
@@ -124,15 +115,13 @@ class SkillListQuery(BaseModel):
     search: PlainText | None = Field(
         default=None, max_length=200, description="Words in titles, descriptions or tags (en/ar)"
     )
-    category: int | None = Field(
-        default=None, ge=1, le=MAX_ID, description="Category id (children included)"
-    )
+    category: Id | None = Field(default=None, description="Category id (children included)")
     min_price: int | None = Field(default=None, ge=0, le=MAX_PRICE_FILTER)
     max_price: int | None = Field(default=None, ge=0, le=MAX_PRICE_FILTER)
     min_rating: float | None = Field(default=None, ge=0, le=5)
     level: Level | None = None
     language: str | None = Field(default=None, pattern=LANGUAGE_PATTERN)
-    owner: int | None = Field(default=None, ge=1, le=MAX_ID, description="Owner's user id")
+    owner: Id | None = Field(default=None, description="Owner's user id")
     tag: PlainText | None = Field(default=None, max_length=MAX_TAG_LENGTH)
     ordering: OrderingChoice | None = Field(
         default=None, description="Default: relevance with a search, newest without"

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from skillswap.errors import FieldErrors, ValidationFailed
 from skillswap.i18n import Message, lazy
 
 M = TypeVar("M", bound=BaseModel)
+
+# Ids are BIGINT: a larger number names nothing, and must not reach the driver, which would
+# fail on it (asyncpg's DataError, SQLite's OverflowError) instead of finding no row.
+MAX_ID = 2**63 - 1
+
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+"""An id in a body or a query string: out of range is a 400 naming the field."""
 
 
 class Body(BaseModel):

@@ -12,6 +12,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from skillswap.http.validation import MAX_ID
 from skillswap.i18n import Message, lazy
 from skillswap.jsonutil import dumpb
 
@@ -87,6 +88,18 @@ def _int(frame: dict[str, Any], name: str, *, minimum: int = 1, nullable: bool =
         raise FrameError(
             "invalid_frame",
             lazy("`{field}` must be a whole number of at least {min}.", field=name, min=minimum),
+            field=name,
+        )
+    if value > MAX_ID:
+        # Past BIGINT no room or message exists, and the database driver would fail on it.
+        raise FrameError(
+            "invalid_frame",
+            lazy(
+                "`{field}` must be a whole number from {min} to {max}.",
+                field=name,
+                min=minimum,
+                max=MAX_ID,
+            ),
             field=name,
         )
     return value

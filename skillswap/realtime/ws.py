@@ -26,6 +26,7 @@ from skillswap import chat
 from skillswap.authn import authenticate
 from skillswap.deps import Deps
 from skillswap.errors import AppError, InvalidToken
+from skillswap.http.base import error_for, problem_document
 from skillswap.i18n import Message, Translator, lazy, negotiate_locale
 from skillswap.jsonutil import dumpb
 from skillswap.models import User
@@ -98,7 +99,7 @@ class RealtimeSocket(tornado.websocket.WebSocketHandler):
                 raise InvalidToken()
             user, claims = await authenticate(self.deps, token)
         except InvalidToken:
-            self._refuse()
+            self._refuse(InvalidToken())
             return
         self.user = user
         self.user_id = user.id
@@ -123,23 +124,19 @@ class RealtimeSocket(tornado.websocket.WebSocketHandler):
             self.request.uri = self.request.path + "?token=[redacted]"
         return token or None
 
-    def _refuse(self) -> None:
-        self.set_status(401)
+    def _refuse(self, error: AppError) -> None:
+        self.set_status(error.status)
+        for name, value in error.headers.items():
+            self.set_header(name, value)
         self.set_header("Content-Type", "application/problem+json; charset=utf-8")
-        self.set_header("WWW-Authenticate", 'Bearer realm="skillswap"')
-        error = InvalidToken()
         t = self.deps.catalogs.get(self.deps.settings.default_locale)
-        self.finish(
-            dumpb(
-                {
-                    "type": "https://skillswap.dev/problems/" + error.code,
-                    "title": t.gettext(error.title),
-                    "status": 401,
-                    "detail": t.text(error.detail),
-                    "code": error.code,
-                }
-            )
-        )
+        self.finish(dumpb(problem_document(error, t, instance=self.request.path, request_id=None)))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """A handshake that fails otherwise (the database down, say) is a problem too, never
+        Tornado's page; what went wrong is logged, not told."""
+        exc_info = kwargs.get("exc_info")
+        self._refuse(error_for(status_code, exc_info[1] if exc_info else None))
 
     def check_origin(self, origin: str) -> bool:
         """A browser page from another origin must be listed in WS_ALLOWED_ORIGINS.
