@@ -25,6 +25,7 @@ from skillswap.orders_queries import (
     NO_REVIEWS,
     OrderView,
     SkillRef,
+    changes_left,
     order_not_found,
     order_view,
     roles_of,
@@ -115,6 +116,7 @@ async def place_order(
             "status": "pending",
             "price_points": price,
             "requirements": requirements,
+            "change_requests": 0,
             "deadline_at": deadline_after("pending", now, deps.settings),
             "resolution": None,
             "seller_points": None,
@@ -216,7 +218,11 @@ async def transition_order(
                 },
             )
         if isinstance(found, Refusal):
-            raise _invalid_transition(order.status, action, roles)
+            raise _invalid_transition(
+                order.status, action, roles, changes_left(order, deps.settings)
+            )
+        if found.action == "request_changes" and not changes_left(order, deps.settings):
+            raise _changes_exhausted(order.status, roles, deps.settings.order_max_change_requests)
         settlement = settlement_for(
             found,
             price=order.price_points,
@@ -228,16 +234,26 @@ async def transition_order(
             deps, uow, order, found, actor_id=actor.id, note=note, settlement=settlement, now=now
         )
         if not moved:
-            # Someone else moved it first; report the status it has now.
-            current = await session.scalar(select(Order.status).where(Order.id == order_id))
-            raise _invalid_transition(str(current), action, roles)
+            # Someone else moved it first (or used up the last change request); report the
+            # order as it is now.
+            now_status, now_changes = (
+                await session.execute(
+                    select(Order.status, Order.change_requests).where(Order.id == order_id)
+                )
+            ).one()
+            left = now_changes < deps.settings.order_max_change_requests
+            if found.action == "request_changes" and now_status == "delivered" and not left:
+                raise _changes_exhausted(now_status, roles, deps.settings.order_max_change_requests)
+            raise _invalid_transition(now_status, action, roles, left)
         view = await order_view(deps, session, order, actor)
         await uow.commit()
     return view
 
 
-def _invalid_transition(status: str, action: str, roles: frozenset[Role]) -> Conflict:
-    allowed = allowed_actions(roles, status)
+def _invalid_transition(
+    status: str, action: str, roles: frozenset[Role], changes_left: bool
+) -> Conflict:
+    allowed = allowed_actions(roles, status, changes_left=changes_left)
     return Conflict(
         lazy(
             'This order is "{status}": "{action}" is not possible now.',
@@ -246,6 +262,23 @@ def _invalid_transition(status: str, action: str, roles: frozenset[Role]) -> Con
         ),
         code="invalid_transition",
         extra={"status": status, "action": action, "allowed_actions": allowed},
+    )
+
+
+def _changes_exhausted(status: str, roles: frozenset[Role], limit: int) -> Conflict:
+    return Conflict(
+        lazy_plural(
+            "Changes were requested {n} time already: complete the order or open a dispute.",
+            "Changes were requested {n} times already: complete the order or open a dispute.",
+            limit,
+        ),
+        code="change_requests_exhausted",
+        extra={
+            "status": status,
+            "action": "request_changes",
+            "max_change_requests": limit,
+            "allowed_actions": allowed_actions(roles, status, changes_left=False),
+        },
     )
 
 
@@ -276,6 +309,10 @@ async def apply_transition(
     if rule.to_status == "completed":
         values["completed_at"] = now
     conditions = [Order.id == order.id, Order.status == from_status]
+    if rule.action == "request_changes":
+        # In the same conditional update, so that requests racing a redelivery stay capped.
+        values["change_requests"] = Order.change_requests + 1
+        conditions.append(Order.change_requests < deps.settings.order_max_change_requests)
     if due_by is not None:
         conditions.append(Order.deadline_at <= due_by)
     moved = await session.execute(update(Order).where(*conditions).values(values))

@@ -1,14 +1,17 @@
 """Order deadlines: every open status but a dispute runs out, and the clock then moves the order.
 
-A pending or accepted order expires (the buyer is refunded); a delivered one completes (the
-seller is paid). These functions take `now` so that a scheduler, or a test with a controlled
-clock, decides when it is. Each due order moves in its own unit of work through the same
-conditional update as a person's action, so a buyer completing at the deadline and the clock
-completing it cannot both succeed.
+A pending order, or an accepted one never delivered, expires (the buyer is refunded); an
+accepted one that was delivered before and sent back for changes is disputed (an administrator
+decides: the buyer has had the work); a delivered one completes (the seller is paid). These
+functions take `now` so that a scheduler, or a test with a controlled clock, decides when it
+is. Each due order moves in its own unit of work through the same conditional update as a
+person's action, so a buyer completing at the deadline and the clock completing it cannot both
+succeed. The review windows that close are swept here too (`publish_due_reviews`).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,36 +20,51 @@ from sqlalchemy import select
 from skillswap.deps import Deps
 from skillswap.models import Order
 from skillswap.orders import apply_transition
-from skillswap.orders_rules import DEADLINE_RULES
+from skillswap.orders_rules import deadline_rule
 from skillswap.orders_settlement import settlement_for
+from skillswap.reviews import publish_due_reviews
 
 
 @dataclass(frozen=True)
 class DeadlineReport:
     expired: int
     completed: int
+    disputed: int = 0  # accepted orders, delivered before, whose redelivery ran out
+    reviews_published: int = 0  # lone reviews counted when their window closed
 
 
 async def expire_overdue_orders(deps: Deps, *, now: datetime, limit: int = 500) -> int:
-    """Expire (and refund) pending and accepted orders whose deadline passed by `now`."""
-    return await _run_deadlines(deps, ("pending", "accepted"), now=now, limit=limit)
+    """Move pending and accepted orders whose deadline passed by `now`: expire or dispute them.
+
+    Expired ones are refunded; accepted ones that had been delivered are disputed instead.
+    """
+    moved = await _run_deadlines(deps, ("pending", "accepted"), now=now, limit=limit)
+    return sum(moved.values())
 
 
 async def complete_overdue_deliveries(deps: Deps, *, now: datetime, limit: int = 500) -> int:
     """Complete (and pay) delivered orders the buyer did not answer by `now`."""
-    return await _run_deadlines(deps, ("delivered",), now=now, limit=limit)
+    moved = await _run_deadlines(deps, ("delivered",), now=now, limit=limit)
+    return sum(moved.values())
 
 
 async def run_order_deadlines(deps: Deps, *, now: datetime) -> DeadlineReport:
-    """Every deadline due by `now` (what the scheduler calls)."""
-    expired = await expire_overdue_orders(deps, now=now)
-    completed = await complete_overdue_deliveries(deps, now=now)
-    return DeadlineReport(expired=expired, completed=completed)
+    """Every deadline due by `now`, and every review window closed by then (the scheduler's)."""
+    moved = await _run_deadlines(deps, ("pending", "accepted"), now=now, limit=500)
+    moved += await _run_deadlines(deps, ("delivered",), now=now, limit=500)
+    published = await publish_due_reviews(deps, now=now)
+    return DeadlineReport(
+        expired=moved["expired"],
+        completed=moved["completed"],
+        disputed=moved["disputed"],
+        reviews_published=published,
+    )
 
 
 async def _run_deadlines(
     deps: Deps, statuses: tuple[str, ...], *, now: datetime, limit: int
-) -> int:
+) -> Counter[str]:
+    """Move the due orders in `statuses`; how many entered each status."""
     async with deps.db.read() as session:
         due = (
             (
@@ -60,14 +78,16 @@ async def _run_deadlines(
             .scalars()
             .all()
         )
-    moved = 0
+    moved: Counter[str] = Counter()
     for order_id in due:
         # One unit of work per order: a slow or failing one holds up no other.
         async with deps.db.uow() as uow:
             order = await uow.session.get(Order, order_id)
             if order is None or order.status not in statuses:
                 continue  # someone acted first
-            rule = DEADLINE_RULES[order.status]
+            # The change count cannot move while the order is accepted, and re-entering
+            # accepted sets a new deadline, which the conditional update below checks.
+            rule = deadline_rule(order.status, change_requests=order.change_requests)
             settlement = settlement_for(
                 rule,
                 price=order.price_points,
@@ -87,5 +107,5 @@ async def _run_deadlines(
                 due_by=now,
             ):
                 await uow.commit()
-                moved += 1
+                moved[rule.to_status] += 1
     return moved

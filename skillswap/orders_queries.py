@@ -14,6 +14,7 @@ from skillswap.i18n import lazy
 from skillswap.models import Order, OrderTransition, Skill, User
 from skillswap.orders_rules import Role, allowed_actions
 from skillswap.reviews import ReviewState, review_state
+from skillswap.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -38,15 +39,24 @@ class OrderView:
 
 
 def roles_of(order: Order, user: User) -> frozenset[Role]:
-    """The parts `user` plays in `order` (none: they may not even see it)."""
+    """The parts `user` plays in `order` (none: they may not even see it).
+
+    An administrator who is the buyer or the seller plays only that part: nobody may settle a
+    dispute over their own order, so the administrator's actions are for others' orders only.
+    """
     roles: set[Role] = set()
     if order.buyer_id == user.id:
         roles.add(Role.BUYER)
     if order.seller_id == user.id:
         roles.add(Role.SELLER)
-    if user.is_admin:
+    if user.is_admin and not roles:
         roles.add(Role.ADMIN)
     return frozenset(roles)
+
+
+def changes_left(order: Order, settings: Settings) -> bool:
+    """Whether the buyer may still send the order's delivery back (`request_changes`)."""
+    return order.change_requests < settings.order_max_change_requests
 
 
 NO_REVIEWS = ReviewState(
@@ -114,7 +124,9 @@ async def list_orders(
                 seller=seller_row,
                 skill=SkillRef(sid, title_en, title_ar),
                 roles=roles,
-                allowed_actions=allowed_actions(roles, order.status),
+                allowed_actions=allowed_actions(
+                    roles, order.status, changes_left=changes_left(order, deps.settings)
+                ),
             )
         )
     return int(count or 0), views
@@ -157,7 +169,9 @@ async def order_view(deps: Deps, session: AsyncSession, order: Order, actor: Use
         seller=seller,
         skill=SkillRef(skill.id, skill.title_en, skill.title_ar),
         roles=roles,
-        allowed_actions=allowed_actions(roles, order.status),
+        allowed_actions=allowed_actions(
+            roles, order.status, changes_left=changes_left(order, deps.settings)
+        ),
         history=history,
         reviews=reviews,
     )

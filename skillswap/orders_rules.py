@@ -12,11 +12,19 @@
 | dispute         | buyer  | accepted, delivered | disputed  | -                              |
 | resolve         | admin  | disputed            | resolved  | refund: void; release: post;   |
 |                 |        |                     |           | split: post the seller's part  |
-| expire          | clock  | pending, accepted   | expired   | void (buyer refunded)          |
+| expire          | clock  | pending, accepted*  | expired   | void (buyer refunded)          |
+| dispute         | clock  | accepted**          | disputed  | - (an administrator decides)   |
 | complete        | clock  | delivered           | completed | post (seller paid, minus fee)  |
 
+ * an accepted order that was never delivered.
+** an accepted order that was delivered before and sent back with `request_changes`: the buyer
+   has had the work, so running out the clock must not refund them; an administrator decides.
+
+`request_changes` is allowed at most ORDER_MAX_CHANGE_REQUESTS times per order (default 3);
+after that the buyer may only complete or dispute the delivery (409 `change_requests_exhausted`).
 Every other combination is refused: 403 when the actor's role never may, 409 (naming the status
-and what the actor may do now) when the role may but not from this status.
+and what the actor may do now) when the role may but not from this status. An administrator
+who is the buyer or the seller of an order has only that role in it (never resolves it).
 """
 
 from __future__ import annotations
@@ -65,17 +73,36 @@ DEADLINE_RULES: dict[str, Rule] = {
     "accepted": Rule("expire", Role.ADMIN, ("accepted",), "expired", Escrow.VOID),
     "delivered": Rule("complete", Role.ADMIN, ("delivered",), "completed", Escrow.POST),
 }
+# An accepted order that had been delivered (then sent back) is disputed instead of refunded:
+# otherwise a buyer could keep the work, ask for changes, and wait for the clock to refund them.
+REDELIVERY_DEADLINE_RULE = Rule("dispute", Role.ADMIN, ("accepted",), "disputed", Escrow.KEEP)
+
+
+def deadline_rule(status: str, *, change_requests: int) -> Rule:
+    """What the clock does to an order whose `status` ran out (`change_requests` so far)."""
+    if status == "accepted" and change_requests > 0:
+        # Only request_changes leads from delivered back to accepted.
+        return REDELIVERY_DEADLINE_RULE
+    return DEADLINE_RULES[status]
+
 
 ACTIONS: tuple[str, ...] = tuple(dict.fromkeys(rule.action for rule in RULES))
 TERMINAL_STATUSES = ("completed", "rejected", "cancelled", "expired", "resolved")
 OPEN_STATUSES = ("pending", "accepted", "delivered", "disputed")
 
 
-def allowed_actions(roles: frozenset[Role], status: str) -> list[str]:
-    """The actions someone with `roles` may take on an order in `status`, in table order."""
+def allowed_actions(roles: frozenset[Role], status: str, *, changes_left: bool = True) -> list[str]:
+    """The actions someone with `roles` may take on an order in `status`, in table order.
+
+    `changes_left` is False once the order's change requests are used up.
+    """
     return list(
         dict.fromkeys(
-            rule.action for rule in RULES if rule.role in roles and status in rule.from_statuses
+            rule.action
+            for rule in RULES
+            if rule.role in roles
+            and status in rule.from_statuses
+            and (changes_left or rule.action != "request_changes")
         )
     )
 

@@ -1,14 +1,22 @@
 """Review use cases: the two participants of a completed order review each other, double-blind.
 
 A review is hidden until the other side has reviewed too or the review window (counted from
-completion) has closed; that is decided whenever reviews are read, from the timestamps, so no
-timer has to publish anything. The reviewed user's rating (and, for a buyer's review, the
-skill's) is updated in the same transaction with `SET x = x + n`, so concurrent reviews add up
-exactly. The aggregate counts every submitted review, hidden or not.
+completion) has closed; who may read it is decided whenever reviews are read, from the
+timestamps.
+
+The public rating aggregates (the reviewed user's, and for a buyer's review the skill's) only
+ever include public reviews: a hidden rating added at once could be read off the change in the
+reviewee's average and count, which would undo the double-blind. So a review is *counted* when
+it becomes public - both reviews in the transaction of the second one, or a lone review by
+`publish_due_reviews` once its window has closed - with `SET x = x + n` (exact under
+concurrency), and `counted_at` is set by a conditional update so that each rating is counted
+exactly once however many sweeps run.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -54,11 +62,17 @@ def window_closes_at(order: Order, window_seconds: int) -> datetime | None:
 async def submit_review(
     deps: Deps, *, actor: User, order_id: int, rating: int, comment: str = ""
 ) -> Review:
-    """Review the other participant of a completed order, once, within the review window."""
+    """Review the other participant of a completed order, once, within the review window.
+
+    The second review of an order makes both public, and both are counted in the ratings then.
+    """
     now = deps.clock()
     async with deps.db.uow() as uow:
         session = uow.session
-        order = await session.get(Order, order_id)
+        # The order row is locked first (the lock order of the order use cases): the two
+        # participants' reviews of one order then run one after the other, so the second always
+        # sees the first and counts both.
+        order = await session.get(Order, order_id, with_for_update={"key_share": True})
         participant = order is not None and actor.id in (order.buyer_id, order.seller_id)
         if order is None or not (participant or actor.is_admin):
             raise NotFound(lazy("This order does not exist."), code="order_not_found")
@@ -78,38 +92,135 @@ async def submit_review(
             raise Conflict(
                 lazy("The review window of this order has closed."), code="review_window_closed"
             )
+        existing = list(
+            (await session.scalars(select(Review).where(Review.order_id == order.id))).all()
+        )
+        if any(r.reviewer_id == actor.id for r in existing):
+            raise _already_reviewed()
+        theirs = next((r for r in existing if r.reviewer_id != actor.id), None)
         is_buyer = actor.id == order.buyer_id
-        reviewee_id = order.seller_id if is_buyer else order.buyer_id
         review = Review(
             order_id=order.id,
             reviewer_id=actor.id,
-            reviewee_id=reviewee_id,
+            reviewee_id=order.seller_id if is_buyer else order.buyer_id,
             skill_id=order.skill_id,
             reviewer_role="buyer" if is_buyer else "seller",
             rating=rating,
             comment=comment,
             created_at=now,
+            # Public at once when the other side has reviewed: counted now, with theirs.
+            counted_at=now if theirs is not None else None,
         )
         session.add(review)
         try:
             await session.flush()
         except IntegrityError:
-            # UNIQUE (order_id, reviewer_id): a second review, perhaps sent at the same moment.
+            # UNIQUE (order_id, reviewer_id): the lock above makes this a last line of defence.
             raise _already_reviewed() from None
-        await session.execute(
-            update(User)
-            .where(User.id == reviewee_id)
-            .values(rating_sum=User.rating_sum + rating, rating_count=User.rating_count + 1)
-        )
-        if is_buyer:
-            # The buyer's review rates the skill too; the seller's rates only the buyer.
-            await session.execute(
-                update(Skill)
-                .where(Skill.id == order.skill_id)
-                .values(rating_sum=Skill.rating_sum + rating, rating_count=Skill.rating_count + 1)
-            )
+        if theirs is not None:
+            newly_public = [_Rating.of(review)]
+            # Theirs may have been counted already by a sweep that found its window closed.
+            if await _mark_counted(session, theirs.id, now=now):
+                newly_public.append(_Rating.of(theirs))
+            await _count_ratings(session, newly_public)
         await uow.commit()
     return review
+
+
+async def publish_due_reviews(deps: Deps, *, now: datetime, limit: int = 500) -> int:
+    """Count the lone reviews whose window closed by `now` in the public ratings, each once.
+
+    Returns how many this call counted; a review another sweep counted first is skipped.
+    """
+    cutoff = now - timedelta(seconds=deps.settings.review_window_seconds)
+    async with deps.db.read() as session:
+        due = (
+            await session.execute(
+                select(
+                    Review.id,
+                    Review.reviewee_id,
+                    Review.skill_id,
+                    Review.reviewer_role,
+                    Review.rating,
+                )
+                .join(Order, Order.id == Review.order_id)
+                .where(Review.counted_at.is_(None), Order.completed_at <= cutoff)
+                .order_by(Review.id)
+                .limit(limit)
+            )
+        ).all()
+    counted = 0
+    for review_id, reviewee_id, skill_id, reviewer_role, rating in due:
+        # One unit of work per review, like the order deadlines: none waits on another.
+        async with deps.db.uow() as uow:
+            if not await _mark_counted(uow.session, review_id, now=now):
+                continue  # counted meanwhile, by another sweep or with the second review
+            lone = _Rating(reviewee_id, skill_id, reviewer_role, rating)
+            await _count_ratings(uow.session, [lone])
+            await uow.commit()
+            counted += 1
+    return counted
+
+
+async def _mark_counted(session: AsyncSession, review_id: int, *, now: datetime) -> bool:
+    """Claim a review for counting: True for exactly one caller, however many race."""
+    claimed = await session.execute(
+        update(Review)
+        .where(Review.id == review_id, Review.counted_at.is_(None))
+        .values(counted_at=now)
+    )
+    return claimed.rowcount == 1  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class _Rating:
+    """What counting a review needs of it."""
+
+    reviewee_id: int
+    skill_id: int
+    reviewer_role: str
+    rating: int
+
+    @classmethod
+    def of(cls, review: Review) -> _Rating:
+        return cls(review.reviewee_id, review.skill_id, review.reviewer_role, review.rating)
+
+
+async def _count_ratings(session: AsyncSession, reviews: Sequence[_Rating]) -> None:
+    """Add the ratings of newly public reviews to the users' and skills' aggregates.
+
+    `SET x = x + n` keeps concurrent additions exact. Users are updated in id order and before
+    skills, so two transactions counting reviews about the same people never wait in a cycle.
+    """
+    users: Counter[int] = Counter()
+    user_counts: Counter[int] = Counter()
+    skills: Counter[int] = Counter()
+    skill_counts: Counter[int] = Counter()
+    for review in reviews:
+        users[review.reviewee_id] += review.rating
+        user_counts[review.reviewee_id] += 1
+        if review.reviewer_role == "buyer":
+            # The buyer's review rates the skill too; the seller's rates only the buyer.
+            skills[review.skill_id] += review.rating
+            skill_counts[review.skill_id] += 1
+    for user_id in sorted(user_counts):
+        await session.execute(
+            update(User)
+            .where(User.id == user_id)
+            .values(
+                rating_sum=User.rating_sum + users[user_id],
+                rating_count=User.rating_count + user_counts[user_id],
+            )
+        )
+    for skill_id in sorted(skill_counts):
+        await session.execute(
+            update(Skill)
+            .where(Skill.id == skill_id)
+            .values(
+                rating_sum=Skill.rating_sum + skills[skill_id],
+                rating_count=Skill.rating_count + skill_counts[skill_id],
+            )
+        )
 
 
 def _already_reviewed() -> Conflict:

@@ -112,6 +112,7 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('price_points', sa.BigInteger(), nullable=False),
     sa.Column('requirements', sa.Text(), nullable=False),
+    sa.Column('change_requests', sa.Integer(), nullable=False),
     sa.Column('deadline_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('resolution', sa.String(length=8), nullable=True),
     sa.Column('seller_points', sa.BigInteger(), nullable=True),
@@ -125,6 +126,7 @@ def upgrade() -> None:
     sa.CheckConstraint("status IN ('pending', 'accepted', 'delivered', 'completed', 'rejected', 'cancelled', 'expired', 'disputed', 'resolved')", name=op.f('ck_orders_status_known')),
     sa.CheckConstraint('buyer_id <> seller_id', name=op.f('ck_orders_buyer_is_not_seller')),
     sa.CheckConstraint('price_points > 0', name=op.f('ck_orders_price_positive')),
+    sa.CheckConstraint('change_requests >= 0', name=op.f('ck_orders_change_requests_not_negative')),
     sa.ForeignKeyConstraint(['buyer_id'], ['users.id'], name=op.f('fk_orders_buyer_id_users')),
     sa.ForeignKeyConstraint(['hold_id'], ['ledger_holds.id'], name=op.f('fk_orders_hold_id_ledger_holds')),
     sa.ForeignKeyConstraint(['seller_id'], ['users.id'], name=op.f('fk_orders_seller_id_users')),
@@ -190,6 +192,7 @@ def upgrade() -> None:
     sa.Column('rating', sa.SmallInteger(), nullable=False),
     sa.Column('comment', sa.Text(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('counted_at', sa.DateTime(timezone=True), nullable=True),
     sa.CheckConstraint("reviewer_role IN ('buyer', 'seller')", name=op.f('ck_reviews_reviewer_role_known')),
     sa.CheckConstraint('rating >= 1 AND rating <= 5', name=op.f('ck_reviews_rating_range')),
     sa.CheckConstraint('reviewer_id <> reviewee_id', name=op.f('ck_reviews_not_self')),
@@ -202,6 +205,7 @@ def upgrade() -> None:
     )
     op.create_index('ix_reviews_reviewee', 'reviews', ['reviewee_id', 'id'], unique=False)
     op.create_index('ix_reviews_skill', 'reviews', ['skill_id', 'id'], unique=False)
+    op.create_index('ix_reviews_uncounted', 'reviews', ['order_id'], unique=False, postgresql_where=sa.text('counted_at IS NULL'), sqlite_where=sa.text('counted_at IS NULL'))
     op.create_table('ledger_entries',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('transfer_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),

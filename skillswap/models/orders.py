@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from skillswap.models.base import Base, BigIntPK, UTCDateTime, utcnow
@@ -39,6 +39,7 @@ class Order(Base):
         ),
         CheckConstraint("buyer_id <> seller_id", name="buyer_is_not_seller"),
         CheckConstraint("price_points > 0", name="price_positive"),
+        CheckConstraint("change_requests >= 0", name="change_requests_not_negative"),
         CheckConstraint(
             "resolution IS NULL OR resolution IN ('refund', 'release', 'split')",
             name="resolution_known",
@@ -62,6 +63,10 @@ class Order(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")
     price_points: Mapped[int] = mapped_column(BigInteger)
     requirements: Mapped[str] = mapped_column(Text, default="")
+    # How many times the buyer sent a delivery back (capped by ORDER_MAX_CHANGE_REQUESTS). Only
+    # `request_changes` leads from delivered back to accepted, so an accepted order with a
+    # count above zero has been delivered before: its deadline disputes it instead of refunding.
+    change_requests: Mapped[int] = mapped_column(Integer, default=0)
     deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolution: Mapped[str | None] = mapped_column(String(8))
     # Settlement: what the seller received, the platform fee, what went back to the buyer.

@@ -12,6 +12,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -21,8 +22,11 @@ from skillswap.models.base import Base, BigIntPK, UTCDateTime, utcnow
 class Review(Base):
     """A rating (1 to 5) and comment; public once both reviewed or the review window closed.
 
-    Visibility is decided when read, from the order's completion time and the other side's
-    review, so nothing has to run when a window closes.
+    Visibility in listings is decided when read, from the order's completion time and the other
+    side's review. The public rating aggregates are another matter: a review's rating is added
+    to them (and `counted_at` set, once) only when it becomes public - with the second review,
+    or by `publish_due_reviews` after the window - because a hidden rating added at once could
+    be worked out from the change in the reviewee's average and count.
     """
 
     __tablename__ = "reviews"
@@ -33,6 +37,13 @@ class Review(Base):
         UniqueConstraint("order_id", "reviewer_id", name="uq_reviews_order_reviewer"),
         Index("ix_reviews_reviewee", "reviewee_id", "id"),
         Index("ix_reviews_skill", "skill_id", "id"),
+        # The reviews still waiting to be counted: few (open windows only), swept by deadline.
+        Index(
+            "ix_reviews_uncounted",
+            "order_id",
+            postgresql_where=text("counted_at IS NULL"),
+            sqlite_where=text("counted_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -45,3 +56,6 @@ class Review(Base):
     rating: Mapped[int] = mapped_column(SmallInteger)
     comment: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When the rating was added to the reviewee's (and skill's) public aggregates; NULL while
+    # the review is hidden. Set by a conditional update, so a rating is counted exactly once.
+    counted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -139,6 +139,145 @@ async def test_requesting_changes_sends_a_delivery_back(api, deps, parties):
     assert (await act(api, buyer, order_id, "complete")).json()["status"] == "completed"
 
 
+async def test_changes_can_be_requested_a_limited_number_of_times(api, deps, parties):
+    buyer, seller, _, _, skill_id = await parties()
+    order_id = (await place(api, buyer, skill_id)).json()["id"]
+    await act(api, seller, order_id, "accept")
+    limit = deps.settings.order_max_change_requests
+    assert limit == 3  # the default
+    for _ in range(limit):
+        await act(api, seller, order_id, "deliver")
+        back = await act(api, buyer, order_id, "request_changes")
+        assert (back.status_code, back.json()["status"]) == (200, "accepted")
+    delivered = await act(api, seller, order_id, "deliver")
+    assert delivered.json()["status"] == "delivered"
+    detail = (await api.get(f"{ORDERS}{order_id}/", token=buyer.access)).json()
+    assert detail["allowed_actions"] == ["complete", "dispute"]
+    refused = await act(api, buyer, order_id, "request_changes")
+    assert refused.status_code == 409
+    problem = refused.json()
+    assert problem["code"] == "change_requests_exhausted"
+    assert (problem["status"], problem["max_change_requests"]) == ("delivered", 3)
+    assert problem["allowed_actions"] == ["complete", "dispute"]
+    assert problem["detail"] == (
+        "Changes were requested 3 times already: complete the order or open a dispute."
+    )
+    # Still delivered, and the buyer can still complete it.
+    done = await act(api, buyer, order_id, "complete")
+    assert done.json()["status"] == "completed"
+    steps = [step["action"] for step in done.json()["history"]]
+    assert steps.count("request_changes") == 3 and steps.count("deliver") == 4
+    transitions = [
+        e.action
+        for e in seen_events
+        if isinstance(e, events.OrderTransitioned) and e.order_id == order_id
+    ]
+    assert transitions.count("request_changes") == 3
+
+
+async def test_after_the_last_change_request_the_buyer_may_dispute(api, deps, parties, make_user):
+    _, seller, _, _, skill_id = await parties()
+    buyer = await make_user(locale="ar")
+    original = deps.settings
+    deps.settings = original.with_overrides(order_max_change_requests=1)
+    try:
+        order_id = (await place(api, buyer, skill_id)).json()["id"]
+        await act(api, seller, order_id, "accept")
+        await act(api, seller, order_id, "deliver")
+        assert (await act(api, buyer, order_id, "request_changes")).status_code == 200
+        await act(api, seller, order_id, "deliver")
+        again = await act(api, buyer, order_id, "request_changes")
+        assert (again.status_code, again.json()["code"]) == (409, "change_requests_exhausted")
+        assert again.json()["detail"] == (
+            "طُلبت التعديلات مرة واحدة من قبل: أكمل الطلب أو افتح نزاعًا."
+        )
+        disputed = await act(api, buyer, order_id, "dispute", note="Still not what I asked")
+    finally:
+        deps.settings = original
+    assert disputed.json()["status"] == "disputed"
+    assert await balance(deps, buyer.id) == (100, 10)  # still in escrow for an administrator
+
+
+async def test_a_sent_back_delivery_whose_deadline_passes_is_disputed_not_refunded(
+    api, deps, parties
+):
+    from skillswap.orders_deadlines import expire_overdue_orders, run_order_deadlines
+
+    buyer, seller, _, admin, skill_id = await parties(price=10)
+    sent_back = (await place(api, buyer, skill_id)).json()["id"]
+    await act(api, seller, sent_back, "accept")
+    await act(api, seller, sent_back, "deliver")
+    await act(api, buyer, sent_back, "request_changes", note="Add exercises")
+    never_delivered = (await place(api, buyer, skill_id)).json()["id"]
+    await act(api, seller, never_delivered, "accept")
+    due = deps.clock() + timedelta(seconds=deps.settings.order_delivery_timeout_seconds + 60)
+    report = await run_order_deadlines(deps, now=due)
+    assert report.disputed >= 1 and report.expired >= 1
+    disputed = (await api.get(f"{ORDERS}{sent_back}/", token=buyer.access)).json()
+    assert (disputed["status"], disputed["deadline_at"], disputed["settlement"]) == (
+        "disputed",
+        None,
+        None,
+    )
+    last = disputed["history"][-1]
+    assert (last["action"], last["from_status"], last["to_status"], last["actor_id"]) == (
+        "dispute",
+        "accepted",
+        "disputed",
+        None,
+    )
+    assert disputed["allowed_actions"] == []  # the buyer waits for an administrator
+    assert (
+        events.OrderTransitioned(
+            order_id=sent_back,
+            buyer_id=buyer.id,
+            seller_id=seller.id,
+            actor_id=None,
+            action="dispute",
+            from_status="accepted",
+            to_status="disputed",
+            note="",
+        )
+        in seen_events
+    )
+    # The order that was never delivered still expires and refunds the buyer.
+    expired = (await api.get(f"{ORDERS}{never_delivered}/", token=buyer.access)).json()
+    assert expired["status"] == "expired"
+    assert await balance(deps, buyer.id) == (100, 10)  # the disputed price stays in escrow
+    assert await expire_overdue_orders(deps, now=due + timedelta(days=30)) >= 0
+    assert (await api.get(f"{ORDERS}{sent_back}/", token=buyer.access)).json()["history"] == (
+        disputed["history"]
+    )  # a dispute has no deadline: later sweeps leave it alone
+    resolved = await act(api, admin, sent_back, "resolve", resolution="release")
+    assert resolved.json()["status"] == "resolved"
+    assert await balance(deps, seller.id) == (110, 0)
+    assert (await audit_ledger(deps.db)).ok
+
+
+async def test_an_administrator_cannot_settle_a_dispute_over_their_own_order(api, deps, make_user):
+    admin_buyer, admin_seller = await make_user(admin=True), await make_user(admin=True)
+    other_admin = await make_user(admin=True)
+    skill_id = await make_skill(deps, owner_id=admin_seller.id, price=10)
+    order_id = (await place(api, admin_buyer, skill_id)).json()["id"]
+    await act(api, admin_seller, order_id, "accept")
+    disputed = await act(api, admin_buyer, order_id, "dispute")
+    assert (disputed.json()["roles"], disputed.json()["allowed_actions"]) == (["buyer"], [])
+    for participant in (admin_buyer, admin_seller):
+        refused = await act(api, participant, order_id, "resolve", resolution="refund")
+        assert (refused.status_code, refused.json()["code"]) == (403, "action_not_permitted")
+    as_seller = (await api.get(f"{ORDERS}{order_id}/", token=admin_seller.access)).json()
+    assert (as_seller["roles"], as_seller["allowed_actions"]) == (["seller"], [])
+    listed = (await api.get(ORDERS + "?role=all&status=disputed", token=admin_buyer.access)).json()
+    mine = next(o for o in listed["results"] if o["id"] == order_id)
+    assert (mine["roles"], mine["allowed_actions"]) == (["buyer"], [])
+    # An administrator with no part in the order decides it.
+    as_other = (await api.get(f"{ORDERS}{order_id}/", token=other_admin.access)).json()
+    assert (as_other["roles"], as_other["allowed_actions"]) == (["admin"], ["resolve"])
+    resolved = await act(api, other_admin, order_id, "resolve", resolution="refund")
+    assert resolved.json()["status"] == "resolved"
+    assert await balance(deps, admin_buyer.id) == (100, 0)
+
+
 async def test_ordering_is_refused_for_own_paused_unknown_and_unaffordable_skills(
     api, deps, parties, make_user
 ):

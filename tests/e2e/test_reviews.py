@@ -1,4 +1,8 @@
-"""Double-blind reviews over real HTTP: who may review, once, and when reviews become public."""
+"""Double-blind reviews over real HTTP: who may review, once, and when reviews become public.
+
+A hidden review must not move the public ratings either (the change in average and count would
+give it away): ratings count a review only once it is public.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,11 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
+from skillswap.models import Review
+from skillswap.orders_deadlines import run_order_deadlines
+from skillswap.reviews import publish_due_reviews
 from tests.points_support import make_skill, skill_row
 
 ORDERS = "/api/points/orders/"
@@ -104,16 +112,64 @@ async def test_a_lone_review_becomes_public_when_the_window_closes(api, deps, sa
         assert (late.status_code, late.json()["code"]) == (409, "review_window_closed")
 
 
-async def test_ratings_of_user_and_skill_are_updated_with_the_review(api, deps, sale):
+async def ratings(api, deps, user, skill_id):
+    """(average, count) of the user's public profile and of the skill's public detail."""
+    profile = (await api.get(f"/api/users/{user.id}/")).json()
+    skill = (await api.get(f"/api/skills/{skill_id}/")).json()
+    return (
+        (profile["rating_average"], profile["rating_count"]),
+        (skill["rating_average"], skill["rating_count"]),
+    )
+
+
+async def test_a_hidden_review_leaves_the_public_ratings_as_they_were(api, deps, sale):
+    buyer, seller, skill_id, order_id = await sale()
+    assert (await review(api, buyer, order_id, rating=2)).status_code == 201
+    # Nothing public may change: a new average or count would reveal the hidden rating.
+    assert await ratings(api, deps, seller, skill_id) == ((None, 0), (None, 0))
+    skill = await skill_row(deps, skill_id)
+    assert (skill.rating_sum, skill.rating_count) == (0, 0)
+
+
+async def test_the_second_review_counts_both_in_the_ratings(api, deps, sale):
     buyer, seller, skill_id, order_id = await sale()
     await review(api, buyer, order_id, rating=2)
     await review(api, seller, order_id, rating=5)
-    profile = (await api.get(f"/api/users/{seller.id}/")).json()
-    assert (profile["rating_average"], profile["rating_count"]) == (2.0, 1)
-    assert (await api.get(f"/api/users/{buyer.id}/")).json()["rating_count"] == 1
+    assert await ratings(api, deps, seller, skill_id) == ((2.0, 1), (2.0, 1))
+    buyer_profile = (await api.get(f"/api/users/{buyer.id}/")).json()
+    # Only the buyer's review rates the skill; the seller's rates the buyer.
+    assert (buyer_profile["rating_average"], buyer_profile["rating_count"]) == (5.0, 1)
+    async with deps.db.read() as session:
+        both = (await session.scalars(select(Review).where(Review.order_id == order_id))).all()
+    assert len(both) == 2 and all(r.counted_at is not None for r in both)
+    # A later sweep finds nothing of this order left to count.
+    window = timedelta(seconds=deps.settings.review_window_seconds)
+    await publish_due_reviews(deps, now=deps.clock() + window + timedelta(minutes=1))
+    assert await ratings(api, deps, seller, skill_id) == ((2.0, 1), (2.0, 1))
+
+
+async def test_a_lone_review_is_counted_once_when_its_window_closes(api, deps, make_user, sale):
+    buyer, seller, skill_id, order_id = await sale()
+    other_buyer = await make_user()
+    other_order = await completed_order(api, other_buyer, seller, skill_id)
+    await review(api, buyer, order_id, rating=3)
+    await review(api, seller, other_order, rating=4)  # rates that buyer, not the skill
+    window = timedelta(seconds=deps.settings.review_window_seconds)
+    now = deps.clock()
+    await publish_due_reviews(deps, now=now + window - timedelta(minutes=1))
+    assert await ratings(api, deps, seller, skill_id) == ((None, 0), (None, 0))
+    closed = now + window + timedelta(minutes=1)
+    report = await run_order_deadlines(deps, now=closed)
+    assert report.reviews_published >= 2  # (other tests' lone reviews may be due as well)
+    assert await ratings(api, deps, seller, skill_id) == ((3.0, 1), (3.0, 1))
+    rated = (await api.get(f"/api/users/{other_buyer.id}/")).json()
+    assert (rated["rating_average"], rated["rating_count"]) == (4.0, 1)
+    # Sweeping again, later or at the same moment, counts nothing twice.
+    assert await publish_due_reviews(deps, now=closed) == 0
+    await publish_due_reviews(deps, now=closed + window)
+    assert await ratings(api, deps, seller, skill_id) == ((3.0, 1), (3.0, 1))
     skill = await skill_row(deps, skill_id)
-    # Only the buyer's review rates the skill.
-    assert (skill.rating_sum, skill.rating_count) == (2, 1)
+    assert (skill.rating_sum, skill.rating_count) == (3, 1)
 
 
 async def test_only_participants_of_a_completed_order_review_it_once(api, deps, make_user, sale):
@@ -154,10 +210,13 @@ async def test_concurrent_reviews_add_up_exactly(api, deps, make_user):
             review(api, b, order_id, rating=r)
             for b, order_id, r in zip(buyers, orders, ratings, strict=True)
         ),
+        # The seller reviews every order at the same moment: each order's second review,
+        # whichever it is, counts both.
+        *(review(api, seller, order_id, rating=4) for order_id in orders),
         # The same buyer twice at once: exactly one counts.
         review(api, buyers[0], orders[0], rating=5),
     )
-    assert sorted(r.status_code for r in responses) == [201] * 12 + [409]
+    assert sorted(r.status_code for r in responses) == [201] * 24 + [409]
     skill = await skill_row(deps, skill_id)
     first_rating = next(
         r.json()["rating"] for r in responses[:1] + responses[-1:] if r.status_code == 201
@@ -166,3 +225,22 @@ async def test_concurrent_reviews_add_up_exactly(api, deps, make_user):
     assert (skill.rating_sum, skill.rating_count) == (expected, 12)
     profile = (await api.get(f"/api/users/{seller.id}/")).json()
     assert profile["rating_count"] == 12
+    for buyer in buyers:
+        rated = (await api.get(f"/api/users/{buyer.id}/")).json()
+        assert (rated["rating_average"], rated["rating_count"]) == (4.0, 1)
+
+
+@pytest.mark.postgres
+async def test_racing_sweeps_count_each_lone_review_once(api, deps, make_user):
+    seller = await make_user()
+    skill_id = await make_skill(deps, owner_id=seller.id, price=5)
+    buyers = [await make_user() for _ in range(6)]
+    for buyer in buyers:
+        order_id = await completed_order(api, buyer, seller, skill_id)
+        assert (await review(api, buyer, order_id, rating=5)).status_code == 201
+    closed = deps.clock() + timedelta(seconds=deps.settings.review_window_seconds + 60)
+    await asyncio.gather(*(publish_due_reviews(deps, now=closed) for _ in range(4)))
+    skill = await skill_row(deps, skill_id)
+    assert (skill.rating_sum, skill.rating_count) == (30, 6)
+    profile = (await api.get(f"/api/users/{seller.id}/")).json()
+    assert (profile["rating_average"], profile["rating_count"]) == (5.0, 6)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import hypothesis.strategies as st
-from hypothesis import HealthCheck
+from hypothesis import HealthCheck, event
 from hypothesis import settings as hypothesis_settings
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -33,11 +33,11 @@ from skillswap.models import Order, User
 from skillswap.orders_deadlines import run_order_deadlines
 from skillswap.orders_rules import (
     ACTIONS,
-    DEADLINE_RULES,
     Escrow,
     Refusal,
     Role,
     allowed_actions,
+    deadline_rule,
     find_rule,
 )
 from skillswap.points import audit_ledger, grant_signup_bonus
@@ -46,6 +46,8 @@ from tests.points_support import make_skill
 
 FEE_PERCENT = 10
 BONUS = 100
+MAX_CHANGE_REQUESTS = 1  # low, so that runs reach the cap
+SENDABLE = ("pending", "accepted", "delivered")  # orders a delivery can be sent back on (soon)
 
 
 class FakeClock:
@@ -63,6 +65,7 @@ class ModelOrder:
     price: int
     status: str = "pending"
     deadline: datetime | None = None
+    change_requests: int = 0
 
 
 @dataclass
@@ -194,23 +197,44 @@ class LedgerMachine(RuleBasedStateMachine):
         for _ in range(moves):
             self._move(data, order_id)
 
+    @precondition(lambda self: any(o.status in SENDABLE for o in self.model.orders.values()))
+    @rule(data=st.data())
+    def delivery_sent_back(self, data: st.DataObject) -> None:
+        """The seller delivers and the buyer asks for changes: the way to the change-request
+        cap, and to an accepted order, delivered before, whose deadline passes (disputed)."""
+        sendable = sorted(k for k, o in self.model.orders.items() if o.status in SENDABLE)
+        order_id = data.draw(st.sampled_from(sendable), label="order")
+        model = self.model.orders[order_id]
+        seller = next(u for u in self.users if u.id == model.seller)
+        buyer = next(u for u in self.users if u.id == model.buyer)
+        if model.status == "pending":
+            self._attempt(order_id, seller, "accept", None, None)
+        if model.status == "accepted":
+            self._attempt(order_id, seller, "deliver", None, None)
+        self._attempt(order_id, buyer, "request_changes", None, None)
+
+    @staticmethod
+    def _roles(model: ModelOrder, user: User) -> frozenset[Role]:
+        roles = set()
+        if user.id == model.buyer:
+            roles.add(Role.BUYER)
+        if user.id == model.seller:
+            roles.add(Role.SELLER)
+        if user.is_admin and not roles:  # never an administrator of one's own order
+            roles.add(Role.ADMIN)
+        return frozenset(roles)
+
     def _move(self, data: st.DataObject, order_id: int) -> None:
         model = self.model.orders[order_id]
         parties = [u for u in self.users if u.id in (model.buyer, model.seller)]
-
-        def roles_of(user: User) -> frozenset[Role]:
-            roles = {Role.ADMIN} if user.is_admin else set()
-            if user.id == model.buyer:
-                roles.add(Role.BUYER)
-            if user.id == model.seller:
-                roles.add(Role.SELLER)
-            return frozenset(roles)
-
+        changes_left = model.change_requests < MAX_CHANGE_REQUESTS
         # Mostly a move the table allows, by whoever may make it; sometimes anyone, anything.
         allowed = [
             (user, action)
             for user in [*parties, self.admin]
-            for action in allowed_actions(roles_of(user), model.status)
+            for action in allowed_actions(
+                self._roles(model, user), model.status, changes_left=changes_left
+            )
         ]
         anything = st.tuples(st.sampled_from([*self.users, self.admin]), st.sampled_from(ACTIONS))
         actor, action = data.draw(
@@ -219,7 +243,6 @@ class LedgerMachine(RuleBasedStateMachine):
             else anything,
             label="move",
         )
-        roles = roles_of(actor)
         # Resolution fields belong to resolve; now and then they are sent where they do not.
         rarely = st.one_of(st.none(), st.none(), st.none(), st.just("refund"))
         buyer_points = None
@@ -229,7 +252,21 @@ class LedgerMachine(RuleBasedStateMachine):
                 buyer_points = data.draw(st.one_of(st.none(), st.integers(0, 70)))
         else:
             resolution = data.draw(rarely, label="resolution")
-        expected = find_rule(action, frozenset(roles), model.status) if roles else None
+        self._attempt(order_id, actor, action, resolution, buyer_points)
+
+    def _attempt(
+        self,
+        order_id: int,
+        actor: User,
+        action: str,
+        resolution: str | None,
+        buyer_points: int | None,
+    ) -> None:
+        """Take the action through the service and check the outcome against the model."""
+        model = self.model.orders[order_id]
+        roles = self._roles(model, actor)
+        changes_left = model.change_requests < MAX_CHANGE_REQUESTS
+        expected = find_rule(action, roles, model.status) if roles else None
         try:
             view = self.run(
                 orders.transition_order(
@@ -248,12 +285,18 @@ class LedgerMachine(RuleBasedStateMachine):
                 assert refused.status == 403
             elif expected is Refusal.WRONG_STATUS:
                 assert (refused.status, refused.extra["status"]) == (409, model.status)
+            elif expected.action == "request_changes" and not changes_left:
+                assert (refused.status, refused.code) == (409, "change_requests_exhausted")
+                event("request_changes refused at the cap")
             else:
                 assert refused.status == 400  # resolution fields did not fit the action
                 assert not self._valid_resolution(expected.escrow, resolution, buyer_points, model)
             return
         assert not isinstance(expected, Refusal) and expected is not None
         assert self._valid_resolution(expected.escrow, resolution, buyer_points, model)
+        if expected.action == "request_changes":
+            assert changes_left
+            model.change_requests += 1
         escrow = expected.escrow
         if escrow is Escrow.RESOLVE:
             escrow = Escrow.VOID if resolution == "refund" else Escrow.POST
@@ -296,7 +339,9 @@ class LedgerMachine(RuleBasedStateMachine):
         self.run(run_order_deadlines(self.deps, now=self.clock.now))
         for model in self.model.orders.values():
             if model.deadline is not None and model.deadline <= self.clock.now:
-                rule_ = DEADLINE_RULES[model.status]
+                # Sent back after a delivery: disputed, not refunded.
+                rule_ = deadline_rule(model.status, change_requests=model.change_requests)
+                event(f"deadline: {model.status} -> {rule_.to_status}")
                 self._settle(model, rule_.escrow, model.price)
                 self._enter(model, rule_.to_status)
 
@@ -363,20 +408,21 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @invariant()
     def the_rows_match_the_model(self) -> None:
-        async def read() -> tuple[dict[int, tuple[int, int]], dict[int, str]]:
+        async def read() -> tuple[dict[int, tuple[int, int]], dict[int, tuple[str, int]]]:
             async with self.deps.db.read() as session:
                 wallets = {
                     user.id: await ledger.wallet_balance(session, user.id) for user in self.users
                 }
-                statuses = dict(
-                    (
+                statuses = {
+                    order_id: (status, change_requests)
+                    for order_id, status, change_requests in (
                         await session.execute(
-                            select(Order.id, Order.status).where(
+                            select(Order.id, Order.status, Order.change_requests).where(
                                 Order.id.in_(list(self.model.orders))
                             )
                         )
                     ).all()
-                )
+                }
             return {u: (w.balance, w.held) for u, w in wallets.items()}, statuses
 
         wallets, statuses = self.run(read())
@@ -384,7 +430,8 @@ class LedgerMachine(RuleBasedStateMachine):
             expected = (self.model.balance[user.id], self.model.held[user.id])
             assert wallets[user.id] == expected, (user.id, wallets[user.id], expected)
         for order_id, model in self.model.orders.items():
-            assert statuses[order_id] == model.status, (order_id, statuses[order_id], model)
+            expected_row = (model.status, model.change_requests)
+            assert statuses[order_id] == expected_row, (order_id, statuses[order_id], model)
 
 
 MACHINE_SETTINGS = hypothesis_settings(
@@ -399,7 +446,9 @@ def test_random_order_and_transfer_histories_keep_the_ledger_exact(settings) -> 
     """A sync test with its own event loop, so that Hypothesis can drive the steps one by one."""
     clock = FakeClock()
     machine_settings = settings.with_overrides(
-        platform_fee_percent=FEE_PERCENT, signup_bonus_points=BONUS
+        platform_fee_percent=FEE_PERCENT,
+        signup_bonus_points=BONUS,
+        order_max_change_requests=MAX_CHANGE_REQUESTS,
     )
     with asyncio.Runner() as runner:
         deps = runner.run(build_deps(machine_settings, mailer=RecordingMailer(), clock=clock))
