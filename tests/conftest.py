@@ -11,6 +11,8 @@ import itertools
 import os
 import secrets
 import socket
+import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -320,3 +322,15 @@ def make_skill(api: Api, make_category):  # type: ignore[no-untyped-def]
         return created
 
     return factory
+
+
+def run_skillswap(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run the `skillswap` command as an operator would, in a child process."""
+    return subprocess.run(
+        [sys.executable, "-m", "skillswap", *args],
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

@@ -4,27 +4,19 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from sqlalchemy import select
 
 from skillswap.models import User
 from skillswap.settings import DEV_SECRET_KEY, ConfigError, Settings
-from tests.conftest import REDIS_PREFIX, unique_name
+from tests.conftest import REDIS_PREFIX, run_skillswap, unique_name
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "skillswap", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_skillswap(*args, env=env)
 
 
 def _env(settings: Settings, **extra: str) -> dict[str, str]:

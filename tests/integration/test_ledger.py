@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from skillswap.ledger import (
 )
 from skillswap.models import LedgerEntry, LedgerHold, LedgerTransfer
 from skillswap.points import audit_ledger, signup_bonus_key
-from tests.conftest import unique_name
+from tests.conftest import run_skillswap, unique_name
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -320,14 +319,7 @@ async def test_the_audit_passes_on_the_shared_test_database(deps, make_user):
 
 def _cli(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL="", LOG_LEVEL="WARNING")
-    return subprocess.run(
-        [sys.executable, "-m", "skillswap", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_skillswap(*args, env=env)
 
 
 async def test_ledger_check_command_exits_non_zero_naming_the_violation():
