@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 
 from sqlalchemy import select
 
 from skillswap.models import User
 from skillswap.settings import DEV_SECRET_KEY, ConfigError, Settings
 from tests.conftest import REDIS_PREFIX, run_skillswap, unique_name
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -26,8 +26,6 @@ from skillswap.models import LedgerEntry, LedgerHold, LedgerTransfer
 from skillswap.points import audit_ledger, signup_bonus_key
 from tests.conftest import run_skillswap, unique_name
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 async def wallet_of(deps, user) -> int:
     async with deps.db.read() as session:
