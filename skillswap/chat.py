@@ -13,7 +13,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import Table, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from skillswap.db import UnitOfWork
@@ -95,6 +95,13 @@ def read_only() -> PermissionDenied:
 # -- rooms ---------------------------------------------------------------------------------------
 
 
+# Constant statements with bound values: compiled once, not re-keyed on every order.
+_rooms: Table = ChatRoom.__table__  # type: ignore[assignment]
+_members: Table = ChatMember.__table__  # type: ignore[assignment]
+_INSERT_ROOM = insert(_rooms).returning(_rooms.c.id)
+_INSERT_MEMBER = insert(_members)
+
+
 async def open_order_room(
     deps: Deps, uow: UnitOfWork, *, order_id: int, buyer_id: int, seller_id: int
 ) -> int:
@@ -104,28 +111,31 @@ async def open_order_room(
     every order placed). One room per order: the unique `order_id` refuses a second.
     """
     now = deps.clock()
+    conn = await uow.session.connection()
     room_id: int = (
-        await uow.session.execute(
-            insert(ChatRoom)
-            .values(
-                kind="order", order_id=order_id, last_seq=0, last_activity_at=now, created_at=now
-            )
-            .returning(ChatRoom.id)
+        await conn.execute(
+            _INSERT_ROOM,
+            {
+                "kind": "order",
+                "order_id": order_id,
+                "last_seq": 0,
+                "last_activity_at": now,
+                "created_at": now,
+            },
         )
     ).scalar_one()
-    await uow.session.execute(
-        insert(ChatMember).values(
-            [
-                {
-                    "room_id": room_id,
-                    "user_id": user_id,
-                    "last_read_id": 0,
-                    "last_read_seq": 0,
-                    "joined_at": now,
-                }
-                for user_id in (buyer_id, seller_id)
-            ]
-        )
+    await conn.execute(
+        _INSERT_MEMBER,
+        [
+            {
+                "room_id": room_id,
+                "user_id": user_id,
+                "last_read_id": 0,
+                "last_read_seq": 0,
+                "joined_at": now,
+            }
+            for user_id in (buyer_id, seller_id)
+        ],
     )
     return room_id
 

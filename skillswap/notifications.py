@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, update
 
 from skillswap.db import UnitOfWork
 from skillswap.deps import Deps
@@ -59,6 +59,10 @@ def notification_view(record: NotificationRecord, translator: Translator) -> dic
     }
 
 
+_notifications: Table = Notification.__table__  # type: ignore[assignment]
+_INSERT_NOTIFICATION = insert(_notifications).returning(_notifications.c.id)
+
+
 async def notify(
     deps: Deps,
     uow: UnitOfWork,
@@ -81,10 +85,10 @@ async def notify(
         "group_key": group_key,
         "created_at": now,
     }
-    # One statement and no ORM: this runs inside other features' hot transactions.
-    notification_id = (
-        await uow.session.execute(insert(Notification).values(values).returning(Notification.id))
-    ).scalar_one()
+    # One constant Core statement with bound values, no ORM: it runs inside other features'
+    # hot transactions, and a statement built per call would be re-keyed for the compile cache.
+    conn = await uow.session.connection()
+    notification_id = (await conn.execute(_INSERT_NOTIFICATION, values)).scalar_one()
     record: NotificationRecord = {
         "id": notification_id,
         "user_id": user_id,
