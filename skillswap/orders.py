@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skillswap import events, ledger
@@ -65,21 +65,7 @@ async def place_order(
         session = uow.session
         # FOR KEY SHARE (what the order's foreign key takes anyway, taken now): deleting the
         # skill locks it FOR UPDATE before counting open orders, so it waits for this order.
-        found = (
-            await session.execute(
-                select(
-                    Skill.owner_id,
-                    Skill.status,
-                    Skill.price_points,
-                    Skill.title_en,
-                    Skill.title_ar,
-                    User,
-                )
-                .join(User, User.id == Skill.owner_id)
-                .where(Skill.id == skill_id)
-                .with_for_update(read=True, key_share=True, of=Skill)
-            )
-        ).first()
+        found = (await session.execute(_SKILL_AND_SELLER, {"skill_id": skill_id})).first()
         if found is None or found.status == "deleted" or not found.User.is_active:
             raise NotFound(lazy("This skill does not exist."), code="skill_not_found")
         if found.owner_id == actor.id:
@@ -161,6 +147,13 @@ async def place_order(
     )
 
 
+# Built once: a statement made per call is re-keyed for SQLAlchemy's compile cache every time.
+_SKILL_AND_SELLER = (
+    select(Skill.owner_id, Skill.status, Skill.price_points, Skill.title_en, Skill.title_ar, User)
+    .join(User, User.id == Skill.owner_id)
+    .where(Skill.id == bindparam("skill_id"))
+    .with_for_update(read=True, key_share=True, of=Skill)
+)
 _orders: Table = Order.__table__  # type: ignore[assignment]
 _transitions: Table = OrderTransition.__table__  # type: ignore[assignment]
 _INSERT_ORDER = insert(_orders).returning(_orders.c.id)
