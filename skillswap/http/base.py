@@ -107,6 +107,16 @@ def problem_document(
     return document
 
 
+def implements(handler: type[tornado.web.RequestHandler], verb: str) -> bool:
+    """Whether `handler` serves `verb` (RequestHandler defines every verb as a 405; only an
+    override is a real endpoint)."""
+    name = verb.lower()
+    return getattr(handler, name, None) not in (
+        None,
+        getattr(tornado.web.RequestHandler, name, None),
+    )
+
+
 def public(method: HandlerMethod) -> HandlerMethod:
     """Mark a handler method as reachable without signing in (everything else needs a user)."""
     method.public = True  # type: ignore[attr-defined]
@@ -234,8 +244,7 @@ class BaseHandler(tornado.web.RequestHandler):
             methods = [
                 verb
                 for verb in ("GET", "POST", "PUT", "PATCH", "DELETE")
-                if getattr(type(self), verb.lower(), None)
-                is not getattr(tornado.web.RequestHandler, verb.lower(), None)
+                if implements(type(self), verb)
             ]
             self.set_header("Access-Control-Allow-Methods", ", ".join(methods))
             self.set_header("Access-Control-Allow-Headers", CORS_ALLOWED_HEADERS)
@@ -258,8 +267,7 @@ class BaseHandler(tornado.web.RequestHandler):
             )
         )
         name = (self.request.method or "").lower()
-        # RequestHandler defines every verb as "405"; only an override is a real endpoint.
-        if getattr(type(self), name, None) is getattr(tornado.web.RequestHandler, name, None):
+        if not implements(type(self), name):
             raise MethodNotAllowed()
         method = getattr(self, name)
         settings = self.deps.settings

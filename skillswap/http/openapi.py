@@ -20,7 +20,7 @@ import tornado.web
 from pydantic import BaseModel
 
 from skillswap import __version__
-from skillswap.http.base import MAX_PAGE
+from skillswap.http.base import MAX_PAGE, implements
 
 METHODS = ("get", "post", "put", "patch", "delete")
 _GROUP_RE = re.compile(r"\((?:\?P<(?P<name>\w+)>)?[^()]*\)")
@@ -162,9 +162,9 @@ def build_openapi(app: tornado.web.Application, *, server_url: str | None = None
         if getattr(handler, "openapi_exclude", False):
             continue
         for method_name in METHODS:
-            fn = getattr(handler, method_name, None)
-            if fn is None or fn is getattr(tornado.web.RequestHandler, method_name):
+            if not implements(handler, method_name):
                 continue
+            fn = getattr(handler, method_name)
             params = [p for p in inspect.signature(inspect.unwrap(fn)).parameters if p != "self"]
             path, names = _openapi_path(pattern.pattern, params)
             if not path.startswith("/api/") and path not in {"/healthz", "/readyz"}:
