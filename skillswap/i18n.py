@@ -24,6 +24,13 @@ def locales_dir() -> Path:
     return Path(configured) if configured else Path(__file__).resolve().parent.parent / "locales"
 
 
+def in_language(english: str, arabic: str, locale: str) -> tuple[str, str]:
+    """A bilingual record's text in `locale`, else in the other language; and which it is."""
+    if locale == "ar":
+        return (arabic, "ar") if arabic else (english, "en")
+    return (english, "en") if english else (arabic, "ar")
+
+
 def N_(message: str) -> str:
     """Mark a string for extraction without translating it now."""
     return message

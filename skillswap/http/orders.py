@@ -11,7 +11,7 @@ from skillswap import orders, orders_queries
 from skillswap.http.accounts import user_public
 from skillswap.http.base import BaseHandler, idempotent, path_id, route
 from skillswap.http.validation import Body, Id
-from skillswap.i18n import N_, Translator
+from skillswap.i18n import N_, Translator, in_language
 from skillswap.models import OrderTransition, Review
 from skillswap.models.orders import ORDER_STATUSES
 from skillswap.orders_queries import OrderView
@@ -21,11 +21,6 @@ Action = Literal[
     "accept", "reject", "deliver", "complete", "cancel", "request_changes", "dispute", "resolve"
 ]
 assert set(Action.__args__) == set(ACTIONS)  # type: ignore[attr-defined]
-
-
-def in_language(english: str, arabic: str, locale: str) -> str:
-    """A bilingual text in `locale`, else in the other language."""
-    return (arabic or english) if locale == "ar" else (english or arabic)
 
 
 def review_json(review: Review) -> dict[str, Any]:
@@ -60,7 +55,7 @@ def order_json(view: OrderView, translator: Translator) -> dict[str, Any]:
         "status": order.status,
         "skill": {
             "id": view.skill.id,
-            "title": in_language(view.skill.title_en, view.skill.title_ar, translator.locale),
+            "title": in_language(view.skill.title_en, view.skill.title_ar, translator.locale)[0],
         },
         "buyer": user_public(view.buyer),
         "seller": user_public(view.seller),

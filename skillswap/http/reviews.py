@@ -9,8 +9,9 @@ from pydantic import Field
 from skillswap import reviews
 from skillswap.http.accounts import user_public
 from skillswap.http.base import BaseHandler, idempotent, path_id, public, route
-from skillswap.http.orders import in_language, review_json
+from skillswap.http.orders import review_json
 from skillswap.http.validation import Body
+from skillswap.i18n import in_language
 from skillswap.reviews import ReviewView
 
 
@@ -28,7 +29,7 @@ def public_review_json(view: ReviewView, locale: str) -> dict[str, Any]:
         "reviewer": user_public(view.reviewer),
         "skill": {
             "id": view.skill_id,
-            "title": in_language(view.skill_title_en, view.skill_title_ar, locale),
+            "title": in_language(view.skill_title_en, view.skill_title_ar, locale)[0],
         },
     }
 

@@ -14,6 +14,7 @@ from typing import Any, cast
 from sqlalchemy import Row, Select, Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from skillswap.i18n import in_language
 from skillswap.models import Category, Skill, SkillImage, User
 from skillswap.storage import Storage
 
@@ -102,11 +103,7 @@ def _average(total: int, count: int) -> float | None:
 
 
 def _in_language(row: AnyRow, field: str, locale: str) -> tuple[str, str]:
-    other = "ar" if locale == "en" else "en"
-    preferred = getattr(row, f"{field}_{locale}", "")
-    if preferred:
-        return preferred, locale
-    return getattr(row, f"{field}_{other}", ""), other
+    return in_language(getattr(row, f"{field}_en", ""), getattr(row, f"{field}_ar", ""), locale)
 
 
 def skill_view(

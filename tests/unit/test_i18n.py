@@ -78,3 +78,12 @@ def test_locale_negotiation_prefers_saved_then_header_then_default():
     assert negotiate_locale(user_locale=None, accept_language="fr, de") == "en"
     assert negotiate_locale(user_locale=None, accept_language=None) == "en"
     assert negotiate_locale(user_locale=None, accept_language="ar;q=0") == "en"
+
+
+def test_bilingual_text_falls_back_to_the_other_language():
+    from skillswap.i18n import in_language
+
+    assert in_language("Guitar", "غيتار", "ar") == ("غيتار", "ar")
+    assert in_language("Guitar", "", "ar") == ("Guitar", "en")
+    assert in_language("", "غيتار", "en") == ("غيتار", "ar")
+    assert in_language("", "", "en") == ("", "ar")
