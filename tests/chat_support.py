@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import struct
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import tornado.httpclient
@@ -16,7 +15,6 @@ import tornado.testing
 import tornado.websocket
 
 from skillswap.deps import Deps
-from skillswap.settings import Settings
 from tests.conftest import Api, TestUser
 from tests.points_support import make_skill
 
@@ -171,23 +169,6 @@ async def wait_for(condition: Callable[[], Any], within: float = 5.0, every: flo
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met in time")
         await asyncio.sleep(every)
-
-
-@contextlib.asynccontextmanager
-async def extra_server(settings: Settings) -> AsyncIterator[tuple[str, Deps]]:
-    """Another app in this process with its own settings (and deps), on an unused port."""
-    from skillswap.app import make_app, make_server
-    from skillswap.deps import build_deps
-
-    deps = await build_deps(settings)
-    server = make_server(make_app(settings, deps), settings)
-    sock, port = tornado.testing.bind_unused_port()
-    server.add_sockets([sock])
-    try:
-        yield f"http://127.0.0.1:{port}", deps
-    finally:
-        server.stop()
-        await deps.close()
 
 
 def client_frame(payload: bytes, opcode: int = 0x1) -> bytes:

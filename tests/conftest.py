@@ -7,6 +7,7 @@ which were used.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import secrets
@@ -334,3 +335,22 @@ def run_skillswap(*args: str, env: dict[str, str]) -> subprocess.CompletedProces
         text=True,
         timeout=120,
     )
+
+
+@contextlib.asynccontextmanager
+async def extra_server(
+    settings: Settings, *, routes: list[Any] | None = None
+) -> AsyncIterator[tuple[str, Deps]]:
+    """Another app in this process with its own settings (and deps), on an unused port."""
+    deps = await build_deps(settings)
+    app = make_app(settings, deps)
+    if routes:
+        app.add_handlers(r".*", routes)
+    server = make_server(app, settings)
+    sock, port = tornado.testing.bind_unused_port()
+    server.add_sockets([sock])
+    try:
+        yield f"http://127.0.0.1:{port}", deps
+    finally:
+        server.stop()
+        await deps.close()

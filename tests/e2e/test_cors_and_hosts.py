@@ -6,10 +6,8 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import tornado.testing
 
-from skillswap.app import make_app, make_server
-from skillswap.deps import build_deps
+from tests.conftest import extra_server
 
 WEB = "https://app.skillswap.example"
 
@@ -19,15 +17,8 @@ async def strict_node(settings) -> AsyncIterator[str]:
     configured = settings.with_overrides(
         cors_origins=(WEB,), allowed_hosts=("127.0.0.1", "api.skillswap.example")
     )
-    deps = await build_deps(configured)
-    server = make_server(make_app(configured, deps), configured)
-    sock, port = tornado.testing.bind_unused_port()
-    server.add_sockets([sock])
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-        await deps.close()
+    async with extra_server(configured) as (url, _deps):
+        yield url
 
 
 async def test_preflight_from_a_configured_origin_lists_methods_and_headers(strict_node):

@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 
 import httpx
-import tornado.testing
 
-from skillswap.app import make_app, make_server
 from skillswap.http.base import BaseHandler, public, route
+from tests.conftest import extra_server
 
 
 class _Explodes(BaseHandler):
@@ -19,32 +18,25 @@ class _Explodes(BaseHandler):
 
 
 async def test_unexpected_errors_are_500_problems_with_request_id_and_no_traceback(
-    settings, deps, caplog
+    settings, caplog
 ):
-    app = make_app(settings, deps)
-    app.add_handlers(r".*", [route("/boom/", _Explodes)])
-    server = make_server(app, settings)
-    sock, port = tornado.testing.bind_unused_port()
-    server.add_sockets([sock])
-    try:
+    async with extra_server(settings, routes=[route("/boom/", _Explodes)]) as (url, _deps):
         with caplog.at_level(logging.ERROR, logger="skillswap.http"):
             async with httpx.AsyncClient() as client:
                 response = await client.get(
-                    f"http://127.0.0.1:{port}/boom/",
+                    f"{url}/boom/",
                     headers={"X-Request-ID": "req-abc-12345", "Accept-Language": "ar"},
                 )
-        assert response.status_code == 500
-        assert response.headers["content-type"].startswith("application/problem+json")
-        assert response.headers["X-Request-ID"] == "req-abc-12345"
-        body = response.json()
-        assert body["code"] == "internal_error"
-        assert body["request_id"] == "req-abc-12345"
-        assert body["title"] == "خطأ داخلي في الخادم"
-        assert "secret internal detail" not in response.text
-        assert "Traceback" not in response.text
-        assert any("req-abc-12345" in record.getMessage() for record in caplog.records)
-    finally:
-        server.stop()
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.headers["X-Request-ID"] == "req-abc-12345"
+    body = response.json()
+    assert body["code"] == "internal_error"
+    assert body["request_id"] == "req-abc-12345"
+    assert body["title"] == "خطأ داخلي في الخادم"
+    assert "secret internal detail" not in response.text
+    assert "Traceback" not in response.text
+    assert any("req-abc-12345" in record.getMessage() for record in caplog.records)
 
 
 async def test_a_request_id_that_is_not_sane_is_replaced(api):

@@ -27,6 +27,7 @@ from skillswap.models import OAuthState, User
 from skillswap.oidc import OpenIDProvider, ProviderUnavailable
 from skillswap.settings import Settings
 from skillswap.tokens import hash_opaque_token
+from tests.conftest import extra_server
 from tests.fakes.oidc_provider import FakeOIDCProvider, client_ssl_context, s256
 
 CALLBACK = "/api/auth/oauth/google/callback/"
@@ -479,17 +480,9 @@ async def test_an_unreachable_provider_is_a_503(settings):
         google_client_id="id",
         google_discovery_url="https://127.0.0.1:1/.well-known/openid-configuration",
     )
-    deps = await build_deps(broken)
-    server = make_server(make_app(broken, deps), broken)
-    sock, port = tornado.testing.bind_unused_port()
-    server.add_sockets([sock])
-    try:
-        async with httpx.AsyncClient() as client:
-            response = await client.get(f"http://127.0.0.1:{port}/api/auth/oauth/google/")
-        assert_problem(response, 503, "oauth_provider_unavailable")
-    finally:
-        server.stop()
-        await deps.close()
+    async with extra_server(broken) as (url, _deps), httpx.AsyncClient() as client:
+        response = await client.get(f"{url}/api/auth/oauth/google/")
+    assert_problem(response, 503, "oauth_provider_unavailable")
 
 
 async def test_without_a_client_id_google_sign_in_is_not_configured(api):

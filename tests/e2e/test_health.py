@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tests.conftest import BACKENDS
+import httpx
+
+from tests.conftest import BACKENDS, extra_server
 
 
 async def test_healthz_is_public_and_ok(api):
@@ -22,25 +24,11 @@ async def test_readyz_reports_each_backend(api):
 
 async def test_readyz_names_what_is_down(settings):
     """A node whose Redis is unreachable answers 503 naming it."""
-    import httpx
-    import tornado.testing
-
-    from skillswap.app import make_app, make_server
-    from skillswap.deps import build_deps
-
     broken = settings.with_overrides(redis_url="redis://127.0.0.1:1/0")
-    deps = await build_deps(broken)
-    server = make_server(make_app(broken, deps), broken)
-    sock, port = tornado.testing.bind_unused_port()
-    server.add_sockets([sock])
-    try:
-        async with httpx.AsyncClient() as client:
-            response = await client.get(f"http://127.0.0.1:{port}/readyz")
-        assert response.status_code == 503
-        body = response.json()
-        assert body["code"] == "not_ready"
-        assert body["down"] == ["redis"]
-        assert body["checks"]["database"] == "ok"
-    finally:
-        server.stop()
-        await deps.close()
+    async with extra_server(broken) as (url, _deps), httpx.AsyncClient() as client:
+        response = await client.get(f"{url}/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["code"] == "not_ready"
+    assert body["down"] == ["redis"]
+    assert body["checks"]["database"] == "ok"

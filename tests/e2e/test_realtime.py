@@ -16,12 +16,12 @@ import tornado.httpclient
 
 from tests.chat_support import (
     client_frame,
-    extra_server,
     order_room,
     server_frames,
     wait_for,
     ws_connect,
 )
+from tests.conftest import extra_server
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import httpx
 from skillswap.migrate import upgrade_to_head
 from skillswap.realtime.bridge import LocalBridge
 from tests import conftest
-from tests.chat_support import extra_server, ws_connect
-from tests.conftest import Api, make_settings, unique_name
+from tests.chat_support import ws_connect
+from tests.conftest import Api, extra_server, make_settings, unique_name
 from tests.points_support import make_skill
 
 
