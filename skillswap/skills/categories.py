@@ -175,12 +175,17 @@ async def create_category(
             updated_at=now,
         )
         uow.session.add(category)
-        try:
-            await uow.session.flush()
-        except IntegrityError:
-            raise _slug_taken() from None
-        await uow.commit()
+        await _save(uow, category)
     return {**category_view(category, locale=locale), "is_active": category.is_active}
+
+
+async def _save(uow: UnitOfWork, category: Category) -> None:
+    """Flush and commit a created or changed category; a duplicate slug is a clear 409."""
+    try:
+        await uow.session.flush()
+    except IntegrityError:
+        raise _slug_taken() from None
+    await uow.commit()
 
 
 async def update_category(
@@ -200,11 +205,7 @@ async def update_category(
             if name in changes:
                 setattr(category, name, changes[name] if name != "icon" else changes[name] or "")
         category.updated_at = deps.clock()
-        try:
-            await uow.session.flush()
-        except IntegrityError:
-            raise _slug_taken() from None
-        await uow.commit()
+        await _save(uow, category)
     return {**category_view(category, locale=locale), "is_active": category.is_active}
 
 
