@@ -62,12 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         "check", help="verify every ledger invariant; exits 1 naming each violation"
     )
 
-    for name, configure in _extra_parsers:
-        configure(sub.add_parser(name))
     return parser
-
-
-_extra_parsers: list[tuple[str, Callable[[argparse.ArgumentParser], None]]] = []
 
 
 @command("serve")
@@ -164,7 +159,6 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
-    _load_extensions()
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
@@ -185,17 +179,3 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(handler(args, settings))
     except KeyboardInterrupt:
         return 130
-
-
-def _load_extensions() -> None:
-    """Import the modules that add commands (worker, scheduler, ledger check, ...)."""
-    for module in _extension_modules:
-        __import__(module)
-
-
-_extension_modules: list[str] = []
-
-
-def add_parser(name: str, configure: Callable[[argparse.ArgumentParser], None]) -> None:
-    """Let a capability add a sub-command (call at import time of its cli module)."""
-    _extra_parsers.append((name, configure))
