@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +102,6 @@ class Settings:
     realtime_idle_seconds: int = 30  # a room actor with no local subscriber stops after this
     # Locale
     default_locale: str = "en"
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def is_production(self) -> bool:
@@ -137,8 +136,6 @@ class Settings:
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in fields(cls):
-            if f.name == "extra":
-                continue
             raw = env.get(f.name.upper())
             if raw is None:
                 continue

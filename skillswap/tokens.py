@@ -8,7 +8,6 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -181,7 +180,3 @@ class RedisDenylist:
             logging.getLogger("skillswap.auth").warning("denylist unreachable; not checked")
             return False
         return token is not None or (user is not None and claims.issued_at < int(user))
-
-
-def utc_timestamp(moment: datetime) -> int:
-    return int(moment.timestamp())
