@@ -23,7 +23,7 @@ from skillswap.ledger.errors import (
     LedgerError,
     UnknownAccount,
 )
-from skillswap.ledger.stores import LedgerStore, NewTransfer, store_for
+from skillswap.ledger.stores import LedgerStore, NewTransfer, Outcome, store_for
 from skillswap.ledger.transfers import Leg, TransferKind, apply_legs, check_amount, check_key
 
 
@@ -54,24 +54,40 @@ async def place_hold(
     check_amount(amount)
     check_key(key)
     store = await store_for(session)
-    claimed = await store.claim_hold(key, account_id, amount, now)
-    if claimed is None:
+    outcome = await store.hold_at_once(key, account_id, amount, now) or await _hold_in_steps(
+        store, key, account_id, amount, now
+    )
+    if outcome.found == 0:
+        raise UnknownAccount(f"no wallet {account_id}")
+    if outcome.id is None:
         first = await store.first_hold(key)
         if first.account_id != account_id or first.amount != amount:
             raise IdempotencyMismatch(key)
         if first.status == "rejected":
             raise InsufficientFunds(first.shortfall or 0, account_id=account_id, replayed=True)
         return HoldResult(hold_id=first.id, status=first.status, replayed=True)
+    if outcome.shortfall:
+        raise InsufficientFunds(outcome.shortfall, account_id=account_id)
+    return HoldResult(hold_id=outcome.id, status="pending", replayed=False)
+
+
+async def _hold_in_steps(
+    store: LedgerStore, key: str, account_id: int, amount: int, now: datetime
+) -> Outcome:
+    """Claim the key, then reserve: what `hold_at_once` does in one statement."""
+    claimed = await store.claim_hold(key, account_id, amount, now)
+    if claimed is None:
+        return Outcome(found=1, id=None, shortfall=None)
     # One conditional update both checks and reserves (see statements.RESERVE).
-    if not await store.reserve(account_id, amount):
-        state = await store.account_state(account_id)
-        if state is None or state[0] != "user":
-            raise UnknownAccount(f"no wallet {account_id}")
-        _kind, balance, held = state
-        shortfall = amount - (balance - held)
-        await store.reject_hold(claimed, shortfall, now)
-        raise InsufficientFunds(shortfall, account_id=account_id)
-    return HoldResult(hold_id=claimed, status="pending", replayed=False)
+    if await store.reserve(account_id, amount):
+        return Outcome(found=1, id=claimed, shortfall=None)
+    state = await store.account_state(account_id)
+    if state is None or state[0] != "user":
+        return Outcome(found=0, id=None, shortfall=None)
+    _kind, balance, held = state
+    shortfall = amount - (balance - held)
+    await store.reject_hold(claimed, shortfall, now)
+    return Outcome(found=1, id=claimed, shortfall=shortfall)
 
 
 async def void_hold(session: AsyncSession, *, hold_id: int, now: datetime) -> int:

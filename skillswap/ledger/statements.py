@@ -147,3 +147,70 @@ POST_HOLD = (
     )
     .returning(holds.c.account_id, holds.c.amount)
 )
+
+# -- one statement per step, for PostgreSQL through asyncpg ---------------------------------------
+
+# A whole one-leg transfer in one statement (one round trip; atomic on its own, in autocommit):
+# lock both accounts in id order, decide, record the transfer as posted or rejected under its
+# key, move the balances and write the entries. Every sub-statement that reads the accounts runs
+# after `locked` took their locks (each depends on `verdict`, which reads all of `locked`), and
+# PostgreSQL applies `moved` to the newest row versions, the ones just locked. A key already
+# used inserts nothing and moves nothing: the caller replays the first outcome. Parameters:
+# key, kind, debit, credit, amount, order, payment, now. Returns found (accounts found, 2 when
+# both exist), id (None when the key was used) and shortfall (set when refused).
+TRANSFER_PG = """
+WITH locked AS (
+    SELECT id, kind, balance, held FROM ledger_accounts
+    WHERE id = ANY(ARRAY[$3, $4]::bigint[]) ORDER BY id FOR NO KEY UPDATE
+), verdict AS (
+    SELECT count(*) AS found,
+           coalesce(max(CASE WHEN id = $3 AND kind = 'user'
+                             THEN $5::bigint - (balance - held) END), 0) AS short
+    FROM locked
+), claim AS (
+    INSERT INTO ledger_transfers (idempotency_key, kind, status, debit_account_id,
+                                  credit_account_id, amount, order_id, payment_id, created_at,
+                                  failure_code, shortfall)
+    SELECT $1, $2, CASE WHEN short > 0 THEN 'rejected' ELSE 'posted' END, $3, $4, $5, $6, $7, $8,
+           CASE WHEN short > 0 THEN 'insufficient_funds' END, CASE WHEN short > 0 THEN short END
+    FROM verdict WHERE found = 2
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id, status, shortfall
+), moved AS (
+    UPDATE ledger_accounts
+    SET balance = balance + CASE WHEN id = $3 THEN -$5::bigint ELSE $5::bigint END
+    WHERE id = ANY(ARRAY[$3, $4]::bigint[]) AND EXISTS (SELECT FROM claim WHERE status = 'posted')
+    RETURNING id, balance
+), written AS (
+    INSERT INTO ledger_entries (transfer_id, account_id, amount, balance_after, created_at)
+    SELECT claim.id, moved.id, CASE WHEN moved.id = $3 THEN -$5::bigint ELSE $5::bigint END,
+           moved.balance, $8
+    FROM claim CROSS JOIN moved
+    ORDER BY moved.id <> $3  -- the debit's entry first, as written in steps
+)
+SELECT verdict.found, claim.id, claim.shortfall FROM verdict LEFT JOIN claim ON true
+"""
+
+# A hold in one statement, the same way: lock the wallet, decide, record the hold as pending or
+# rejected under its key, and reserve. Parameters: key, account, amount, now. Returns found
+# (1 when the account is a user wallet), id (None when the key was used) and shortfall.
+HOLD_PG = """
+WITH wallet AS (
+    SELECT kind, balance, held FROM ledger_accounts WHERE id = $2 FOR NO KEY UPDATE
+), verdict AS (
+    SELECT count(*) AS found, coalesce(max($3::bigint - (balance - held)), 0) AS short
+    FROM wallet WHERE kind = 'user'
+), claim AS (
+    INSERT INTO ledger_holds (idempotency_key, account_id, amount, status, shortfall,
+                              resolved_at, created_at)
+    SELECT $1, $2, $3, CASE WHEN short > 0 THEN 'rejected' ELSE 'pending' END,
+           CASE WHEN short > 0 THEN short END, CASE WHEN short > 0 THEN $4::timestamptz END, $4
+    FROM verdict WHERE found = 1
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id, status, shortfall
+), reserved AS (
+    UPDATE ledger_accounts SET held = held + $3::bigint
+    WHERE id = $2 AND EXISTS (SELECT FROM claim WHERE status = 'pending')
+)
+SELECT verdict.found, claim.id, claim.shortfall FROM verdict LEFT JOIN claim ON true
+"""

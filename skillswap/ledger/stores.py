@@ -68,6 +68,14 @@ class NewEntry(NamedTuple):
     created_at: datetime
 
 
+class Outcome(NamedTuple):
+    """What recording a transfer or hold under its key came to."""
+
+    found: int  # how many of the accounts it names exist (and, for a hold, are user wallets)
+    id: int | None  # the new transfer or hold; None when the key had already been used
+    shortfall: int | None  # set when it was refused (and recorded as such) for lack of points
+
+
 class LedgerStore(Protocol):
     """The ledger's statements; every method runs inside the caller's transaction."""
 
@@ -94,6 +102,14 @@ class LedgerStore(Protocol):
 
     async def release(self, account_id: int, amount: int) -> None:
         """Stop holding `amount` on a wallet."""
+
+    async def transfer_at_once(self, new: NewTransfer) -> Outcome | None:
+        """A whole one-leg transfer in one statement; None when this store runs it in steps."""
+
+    async def hold_at_once(
+        self, key: str, account_id: int, amount: int, now: datetime
+    ) -> Outcome | None:
+        """A whole hold placement in one statement; None when this store runs it in steps."""
 
     async def claim_transfer(self, new: NewTransfer) -> int | None:
         """Record a posted transfer under its key; None if the key was already used."""
@@ -188,6 +204,14 @@ class SqlAlchemyStore:
 
     async def release(self, account_id: int, amount: int) -> None:
         await self.conn.execute(sql.RELEASE, {"account": account_id, "amount": amount})
+
+    async def transfer_at_once(self, new: NewTransfer) -> Outcome | None:
+        return None
+
+    async def hold_at_once(
+        self, key: str, account_id: int, amount: int, now: datetime
+    ) -> Outcome | None:
+        return None
 
     async def claim_transfer(self, new: NewTransfer) -> int | None:
         result = await self.conn.execute(sql.CLAIM_TRANSFER[self.dialect], _transfer_values(new))
@@ -311,6 +335,29 @@ class AsyncpgStore:
             account_id,
             amount,
         )
+
+    async def transfer_at_once(self, new: NewTransfer) -> Outcome | None:
+        assert new.hold_id is None, "a transfer of a hold is one leg of posting it"
+        row = await self.driver.fetchrow(
+            sql.TRANSFER_PG,
+            new.idempotency_key,
+            new.kind,
+            new.debit_account_id,
+            new.credit_account_id,
+            new.amount,
+            new.order_id,
+            new.payment_id,
+            new.created_at,
+        )
+        assert row is not None
+        return Outcome(*row)
+
+    async def hold_at_once(
+        self, key: str, account_id: int, amount: int, now: datetime
+    ) -> Outcome | None:
+        row = await self.driver.fetchrow(sql.HOLD_PG, key, account_id, amount, now)
+        assert row is not None
+        return Outcome(*row)
 
     async def claim_transfer(self, new: NewTransfer) -> int | None:
         found = await self.driver.fetchval(

@@ -1,11 +1,15 @@
 """Transfers: moving a positive whole amount from one account to another, exactly once per key.
 
-Every transfer claims its idempotency key first (`INSERT ... ON CONFLICT DO NOTHING`): a
-concurrent attempt with the same key waits for the first to finish and then replays its
-outcome, success or refusal. The accounts are then locked in id order (`SELECT ... ORDER BY id
-FOR NO KEY UPDATE`), so two transfers over the same accounts, in whatever direction, queue
-instead of deadlocking, and no interleaving can overdraw a wallet. On SQLite the process-wide
-writer lock of `Database.uow()` gives the same serial order.
+Every transfer is recorded under a unique idempotency key (`INSERT ... ON CONFLICT DO
+NOTHING`): a concurrent attempt with the same key waits for the first to finish and then
+replays its outcome, success or refusal. The accounts are locked in id order (`SELECT ... ORDER
+BY id FOR NO KEY UPDATE`), so two transfers over the same accounts, in whatever direction,
+queue instead of deadlocking, and no interleaving can overdraw a wallet.
+
+On PostgreSQL a one-leg transfer is a single statement (`statements.TRANSFER_PG`: lock, decide,
+record, move, write the entries), one round trip. Elsewhere, and for the legs of a hold, the
+same steps run one statement at a time (`_transfer_in_steps`, `apply_legs`); on SQLite the
+process-wide writer lock of `Database.uow()` gives them the same serial order.
 """
 
 from __future__ import annotations
@@ -25,7 +29,14 @@ from skillswap.ledger.errors import (
     LedgerError,
     UnknownAccount,
 )
-from skillswap.ledger.stores import AsyncpgStore, LedgerStore, NewEntry, NewTransfer, store_for
+from skillswap.ledger.stores import (
+    AsyncpgStore,
+    LedgerStore,
+    NewEntry,
+    NewTransfer,
+    Outcome,
+    store_for,
+)
 
 
 class TransferKind(StrEnum):
@@ -98,27 +109,42 @@ async def transfer_in(
     check_key(request.key)
     if request.debit_account_id == request.credit_account_id:
         raise LedgerError("a transfer needs two different accounts")
-    claimed = await store.claim_transfer(
-        NewTransfer(
-            idempotency_key=request.key,
-            kind=str(request.kind),
-            debit_account_id=request.debit_account_id,
-            credit_account_id=request.credit_account_id,
-            amount=request.amount,
-            order_id=request.order_id,
-            payment_id=request.payment_id,
-            hold_id=None,
-            created_at=now,
-        )
+    new = NewTransfer(
+        idempotency_key=request.key,
+        kind=str(request.kind),
+        debit_account_id=request.debit_account_id,
+        credit_account_id=request.credit_account_id,
+        amount=request.amount,
+        order_id=request.order_id,
+        payment_id=request.payment_id,
+        hold_id=None,
+        created_at=now,
     )
-    if claimed is None:
+    outcome = await store.transfer_at_once(new) or await _transfer_in_steps(store, new, now=now)
+    if outcome.found < 2:
+        raise UnknownAccount(
+            f"no ledger account among {request.debit_account_id}, {request.credit_account_id}"
+        )
+    if outcome.id is None:
         return await _replay(store, request)
-    leg = Leg(claimed, request.debit_account_id, request.credit_account_id, request.amount)
-    shortfall = await apply_legs(store, [leg], now=now)
+    if outcome.shortfall:
+        raise InsufficientFunds(outcome.shortfall, account_id=request.debit_account_id)
+    return TransferResult(transfer_id=outcome.id, replayed=False)
+
+
+async def _transfer_in_steps(store: LedgerStore, new: NewTransfer, *, now: datetime) -> Outcome:
+    """Lock, claim the key, check and move: what `transfer_at_once` does in one go."""
+    found = await store.lock_accounts(sorted((new.debit_account_id, new.credit_account_id)))
+    if len(found) < 2:
+        return Outcome(found=len(found), id=None, shortfall=None)
+    claimed = await store.claim_transfer(new)
+    if claimed is None:
+        return Outcome(found=2, id=None, shortfall=None)
+    leg = Leg(claimed, new.debit_account_id, new.credit_account_id, new.amount)
+    shortfall = await apply_legs(store, [leg], now=now)  # raises UnknownAccount itself
     if shortfall:
         await store.reject_transfer(claimed, shortfall)
-        raise InsufficientFunds(shortfall, account_id=request.debit_account_id)
-    return TransferResult(transfer_id=claimed, replayed=False)
+    return Outcome(found=2, id=claimed, shortfall=shortfall or None)
 
 
 async def _replay(store: LedgerStore, request: TransferRequest) -> TransferResult:
@@ -205,16 +231,6 @@ async def run_transfer(db: Database, request: TransferRequest, *, now: datetime)
     async with db.engine.connect() as conn:
         driver = (await conn.get_raw_connection()).driver_connection
         assert driver is not None
-        # The whole transfer on the driver: no SQLAlchemy transaction is open on `conn`.
-        transaction = driver.transaction()
-        await transaction.start()
-        try:
-            result = await transfer_in(AsyncpgStore(driver), request, now=now)
-        except InsufficientFunds as refused:
-            await (transaction.rollback() if refused.replayed else transaction.commit())
-            raise
-        except BaseException:
-            await transaction.rollback()
-            raise
-        await transaction.commit()
-    return result
+        # No transaction around it: on PostgreSQL the transfer is one statement, atomic on its
+        # own, and a refusal it records is committed with it.
+        return await transfer_in(AsyncpgStore(driver), request, now=now)

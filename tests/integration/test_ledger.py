@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import tempfile
@@ -142,6 +143,105 @@ async def test_a_key_used_for_another_transfer_is_refused(deps, make_user):
         await ledger.run_transfer(deps.db, adjustment(key, a, b, 6), now=deps.clock())
     with pytest.raises(IdempotencyMismatch):
         await ledger.run_transfer(deps.db, adjustment(key, b, a, 5), now=deps.clock())
+
+
+async def test_simultaneous_transfers_never_overdraw_and_never_deadlock(deps, make_user):
+    alice, bob, carol = await make_user(), await make_user(), await make_user()
+    a, b, c = [await wallet_of(deps, user) for user in (alice, bob, carol)]
+    # Thirty transfers of 10 out of alice's 100 at once, beside transfers between bob and carol
+    # in both directions: exactly ten of alice's go through, the rest are recorded as refused.
+    out_of_alice = [adjustment(unique_name("race"), a, (b, c)[n % 2], 10) for n in range(30)]
+    crossing = [
+        adjustment(unique_name("cross"), *((b, c) if n % 2 else (c, b)), 1) for n in range(20)
+    ]
+    outcomes = await asyncio.gather(
+        *(
+            ledger.run_transfer(deps.db, request, now=deps.clock())
+            for request in out_of_alice + crossing
+        ),
+        return_exceptions=True,
+    )
+    alices, crossed = outcomes[:30], outcomes[30:]
+    assert sum(isinstance(o, ledger.TransferResult) for o in alices) == 10
+    refused = [o for o in alices if isinstance(o, InsufficientFunds)]
+    assert len(refused) == 20 and all(r.shortfall == 10 and not r.replayed for r in refused)
+    assert all(isinstance(o, ledger.TransferResult) for o in crossed), crossed
+    assert (await balance_of(deps, alice)).balance == 0
+    bob_now, carol_now = (
+        (await balance_of(deps, bob)).balance,
+        (await balance_of(deps, carol)).balance,
+    )
+    assert bob_now + carol_now == 300  # the crossing transfers cancel out
+    async with deps.db.read() as session:
+        statuses = (
+            await session.execute(
+                select(LedgerTransfer.status, func.count())
+                .where(LedgerTransfer.idempotency_key.in_([r.key for r in out_of_alice]))
+                .group_by(LedgerTransfer.status)
+            )
+        ).all()
+    assert dict(statuses) == {"posted": 10, "rejected": 20}
+    report = await audit_ledger(deps.db)
+    assert report.ok, report.violations
+
+
+async def test_one_transfer_key_sent_ten_times_at_once_moves_points_once(deps, make_user):
+    alice, bob = await make_user(), await make_user()
+    a, b = await wallet_of(deps, alice), await wallet_of(deps, bob)
+    request = adjustment(unique_name("same"), a, b, 25)
+    results = await asyncio.gather(
+        *(ledger.run_transfer(deps.db, request, now=deps.clock()) for _ in range(10))
+    )
+    assert len({r.transfer_id for r in results}) == 1
+    assert sorted(r.replayed for r in results) == [False] + [True] * 9
+    assert (await balance_of(deps, alice)).balance == 75
+    assert (await balance_of(deps, bob)).balance == 125
+
+
+async def test_a_transfer_naming_a_missing_account_writes_nothing(deps, make_user):
+    alice = await make_user()
+    a = await wallet_of(deps, alice)
+    key = unique_name("ghost")
+    with pytest.raises(ledger.UnknownAccount):
+        await ledger.run_transfer(deps.db, adjustment(key, a, 2**62, 5), now=deps.clock())
+    assert (await balance_of(deps, alice)).balance == 100
+    async with deps.db.read() as session:
+        assert (
+            await session.scalar(
+                select(func.count())
+                .select_from(LedgerTransfer)
+                .where(LedgerTransfer.idempotency_key == key)
+            )
+            == 0
+        )
+
+
+async def test_simultaneous_holds_reserve_no_more_than_is_available(deps, make_user):
+    buyer = await make_user()
+    wallet = await wallet_of(deps, buyer)
+
+    async def hold(n: int) -> ledger.HoldResult | Exception:
+        async with deps.db.uow() as uow:
+            try:
+                placed = await ledger.place_hold(
+                    uow.session,
+                    key=unique_name(f"h{n}"),
+                    account_id=wallet,
+                    amount=30,
+                    now=deps.clock(),
+                )
+            except InsufficientFunds as refused:
+                await uow.commit()  # the refusal is the key's outcome
+                return refused
+            await uow.commit()
+            return placed
+
+    outcomes = await asyncio.gather(*(hold(n) for n in range(12)))
+    assert sum(isinstance(o, ledger.HoldResult) for o in outcomes) == 3
+    assert sorted(o.shortfall for o in outcomes if isinstance(o, InsufficientFunds)) == [20] * 9
+    assert await balance_of(deps, buyer) == ledger.WalletBalance(balance=100, held=90)
+    report = await audit_ledger(deps.db)
+    assert report.ok, report.violations
 
 
 @pytest.mark.parametrize("amount", [0, -5, 1.5, True])
