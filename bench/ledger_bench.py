@@ -4,10 +4,14 @@
 
 Creates a scratch PostgreSQL database, migrates it, funds `--wallets` wallets, then runs
 `--concurrency` tasks that each transfer random amounts between random wallets for
-`--seconds`: first through `skillswap.ledger.run_transfer` (SQLAlchemy, one unit of work per
-transfer: key claim, accounts locked in id order, balances, two entries), then through a bare
-asyncpg transaction issuing the same statements. Ends with the full ledger audit, then drops
-the database. Target: at least 2,000 transfers/s through the service layer.
+`--seconds`, three ways in the same run:
+1. through `skillswap.ledger.run_transfer` (the service layer: checks, a pooled connection,
+   the one-statement transfer `statements.TRANSFER_PG`: lock, decide, record, move, entries);
+2. bare asyncpg issuing that same statement on a pooled connection;
+3. bare asyncpg doing the same writes in steps, one round trip each (BEGIN, key claim, lock in
+   id order, balances, entries, COMMIT), as the transfer ran before it became one statement.
+Ends with the full ledger audit, then drops the database. Target: at least 2,000 transfers/s
+through the service layer.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from _harness import percentile, run_cli, scratch_database, server_env
 from skillswap import ledger
 from skillswap.db import Database, create_engine
 from skillswap.ledger import SystemAccount, TransferKind, TransferRequest
+from skillswap.ledger.statements import TRANSFER_PG
 from skillswap.points import audit_ledger
 from skillswap.settings import Settings
 
@@ -182,7 +187,24 @@ async def main() -> None:
                 max_size=args.concurrency,
             )
 
-            async def bare() -> None:
+            async def bare_one_statement() -> None:
+                debit, credit = random.sample(wallets, 2)
+                async with pool.acquire() as conn:
+                    found, transfer_id, shortfall = await conn.fetchrow(
+                        TRANSFER_PG,
+                        uuid.uuid4().hex,
+                        "adjustment",
+                        debit,
+                        credit,
+                        random.randint(1, 100),
+                        None,
+                        None,
+                        datetime.now(UTC),
+                    )
+                if found != 2 or transfer_id is None or shortfall:
+                    raise RuntimeError("bench wallets are funded never to run short")
+
+            async def bare_in_steps() -> None:
                 debit, credit = random.sample(wallets, 2)
                 amount = random.randint(1, 100)
                 now = datetime.now(UTC)
@@ -209,8 +231,14 @@ async def main() -> None:
 
             try:
                 baseline = report(
-                    "bare asyncpg, same statements",
-                    *await drive(bare, concurrency=args.concurrency, seconds=args.seconds),
+                    "bare asyncpg, the same statement",
+                    *await drive(
+                        bare_one_statement, concurrency=args.concurrency, seconds=args.seconds
+                    ),
+                )
+                report(
+                    "bare asyncpg, the same writes in 6 round trips",
+                    *await drive(bare_in_steps, concurrency=args.concurrency, seconds=args.seconds),
                 )
             finally:
                 await pool.close()
@@ -226,4 +254,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    import uvloop
+
+    uvloop.run(main())
