@@ -254,6 +254,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    import uvloop
-
-    uvloop.run(main())
+    asyncio.run(main())
