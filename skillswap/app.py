@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import os
 import signal
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
 import jinja2
 import tornado.httpserver
+import tornado.netutil
 import tornado.web
 
 from skillswap.deps import Deps, build_deps
@@ -92,13 +97,78 @@ def make_server(app: tornado.web.Application, settings: Settings) -> tornado.htt
     )
 
 
-async def serve(settings: Settings, *, host: str, port: int, migrate_first: bool) -> None:
-    """Run one node until SIGINT/SIGTERM, then shut down cleanly."""
+def run_nodes(settings: Settings, *, host: str, port: int, migrate_first: bool) -> int:
+    """`skillswap serve`: migrate, bind the port, then run `settings.web_workers` processes.
+
+    With one worker the node runs in this process. With several, the socket is bound once and
+    shared by forked workers, each a full node (its own loop, pool and caches; PostgreSQL and
+    Redis tie them together, as they tie separate machines). This process then supervises:
+    SIGTERM/SIGINT are passed on to the workers, and a worker that dies is replaced.
+    """
     settings.validate_for_serving()
     if migrate_first:
         from skillswap.migrate import upgrade_to_head
 
-        await upgrade_to_head(settings)
+        asyncio.run(upgrade_to_head(settings))
+    sockets = tornado.netutil.bind_sockets(port, address=host)
+    shown_host = "127.0.0.1" if host in {"0.0.0.0", ""} else host
+    backend = "SQLite (embedded)" if settings.is_sqlite else "PostgreSQL"
+    realtime = "Redis" if settings.redis_url else "in-process"
+    workers = settings.web_workers
+    print(
+        f"SkillSwap serving at http://{shown_host}:{port}/ "
+        f"(database: {backend}; realtime and tasks: {realtime}; "
+        f"{workers} worker{'s' if workers > 1 else ''})",
+        flush=True,
+    )
+    if workers > 1 and not _fork_workers(workers):
+        return 0  # the supervisor, once every worker has stopped
+    asyncio.run(serve(settings, sockets))
+    return 0
+
+
+def _fork_workers(count: int) -> bool:
+    """Fork `count` workers: True in a worker; the supervisor returns False when all stopped."""
+    children: set[int] = set()
+    stopping = False
+
+    def pass_on(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    def spawn() -> bool:
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            return True
+        children.add(pid)
+        return False
+
+    signal.signal(signal.SIGTERM, pass_on)
+    signal.signal(signal.SIGINT, pass_on)
+    for _ in range(count):
+        if spawn():
+            return True
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        children.discard(pid)
+        if not stopping:
+            log.error("worker %d stopped unexpectedly (status %d); starting another", pid, status)
+            time.sleep(1)  # a worker that cannot start must not spin
+            if spawn():
+                return True
+    return False
+
+
+async def serve(settings: Settings, sockets: list[socket.socket]) -> None:
+    """Run one node on already-bound sockets until SIGINT/SIGTERM, then shut down cleanly."""
     deps = await build_deps(settings)
     app = make_app(settings, deps)
     server = make_server(app, settings)
@@ -111,15 +181,7 @@ async def serve(settings: Settings, *, host: str, port: int, migrate_first: bool
     # few seconds under load, ~90 ms each; collecting the young generation less often keeps
     # in-flight objects from being promoted, so full passes become rare (chat p99 75 -> 26 ms).
     gc.set_threshold(10_000, 50, 100)
-    server.listen(port, address=host)
-    shown_host = "127.0.0.1" if host in {"0.0.0.0", ""} else host
-    backend = "SQLite (embedded)" if settings.is_sqlite else "PostgreSQL"
-    realtime = "Redis" if settings.redis_url else "in-process"
-    print(
-        f"SkillSwap serving at http://{shown_host}:{port}/ "
-        f"(database: {backend}; realtime and tasks: {realtime})",
-        flush=True,
-    )
+    server.add_sockets(sockets)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     serve.add_argument(
+        "--workers",
+        type=int,
+        help="processes sharing the port (default WEB_WORKERS, 1); needs PostgreSQL and Redis",
+    )
+    serve.add_argument(
         "--no-migrate",
         action="store_true",
         help="do not migrate on start (the embedded default migrates by itself)",
@@ -63,15 +68,6 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     return parser
-
-
-@command("serve")
-async def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from skillswap.app import serve
-
-    # The embedded default always migrates itself; a production node migrates unless told not to.
-    await serve(settings, host=args.host, port=args.port, migrate_first=not args.no_migrate)
-    return 0
 
 
 @command("migrate")
@@ -163,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         if args.command == "serve":
+            if args.workers is not None:
+                settings = settings.with_overrides(web_workers=args.workers)
             settings.validate_for_serving()
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
@@ -174,6 +172,17 @@ def main(argv: list[str] | None = None) -> int:
         args.password = (
             args.password or os.environ.get("SKILLSWAP_ADMIN_PASSWORD") or getpass.getpass()
         )
+    if args.command == "serve":
+        from skillswap.app import run_nodes
+
+        # Not inside an event loop: with several workers, the processes fork before any starts.
+        # The embedded default always migrates itself; a production node migrates unless told not to.
+        try:
+            return run_nodes(
+                settings, host=args.host, port=args.port, migrate_first=not args.no_migrate
+            )
+        except KeyboardInterrupt:
+            return 130
     handler = _commands[args.command]
     try:
         return asyncio.run(handler(args, settings))

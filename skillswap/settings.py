@@ -44,8 +44,10 @@ class Settings:
     trust_proxy_headers: bool = False
     allowed_hosts: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
-    db_pool_size: int = 10
+    db_pool_size: int = 10  # per process
     db_max_overflow: int = 10
+    # Processes `skillswap serve` runs on one machine, sharing its port (PostgreSQL + Redis only)
+    web_workers: int = 1
     # Requests
     max_body_bytes: int = 1_048_576
     max_upload_bytes: int = 5_242_880
@@ -120,6 +122,11 @@ class Settings:
 
     def validate_for_serving(self) -> None:
         """Refuse configurations that would be unsafe to serve."""
+        if self.web_workers < 1:
+            raise ConfigError("WEB_WORKERS must be at least 1")
+        if self.web_workers > 1 and (self.is_sqlite or not self.redis_url):
+            # SQLite's writer lock and the in-process bridge hold within one process only.
+            raise ConfigError("WEB_WORKERS above 1 needs DATABASE_URL (PostgreSQL) and REDIS_URL")
         if self.is_production and self.secret_key == DEV_SECRET_KEY:
             raise ConfigError(
                 "SECRET_KEY is the development key; set a secret of your own when DATABASE_URL is set"
