@@ -40,7 +40,8 @@ async def scratch_database() -> AsyncIterator[str]:
     await admin.execute(f'CREATE DATABASE "{name}"')
     await admin.close()
     try:
-        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+        base, _, query = PG_ADMIN.partition("?")
+        yield base.rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
     finally:
         admin = await asyncpg.connect(PG_ADMIN)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,33 +1,49 @@
-"""Orders placed per second through HTTP against one `skillswap serve` process.
+"""Orders placed per second through HTTP against `skillswap serve`, beside a bare reference.
 
     .venv/bin/python bench/orders_bench.py [--seconds 15] [--clients 64] [--sellers 16]
+                                           [--workers 1] [--no-reference]
 
-Creates a scratch PostgreSQL database, migrates it, starts ONE `skillswap serve` node (with
-Redis, LOG_LEVEL=WARNING, a signup bonus big enough that no buyer runs short), and sets up
-through the API: an administrator and a category, `--sellers` sellers with two skills each,
-and one buyer per client. Then `--clients` concurrent asyncio httpx clients, each signed in as
-its own buyer, place orders (POST /api/points/orders/ on a random skill) back to back for
-`--seconds`: every order places an escrow hold, writes the order and its history, and runs the
-OrderPlaced subscribers (the order's chat room). Prints orders/s and latency percentiles, then
-runs `skillswap ledger check` on the database and prints its verdict. Targets: at least 800
-orders/s, p99 under 100 ms. The database is dropped at the end.
+Creates a scratch PostgreSQL database, migrates it, starts `skillswap serve` (with Redis,
+LOG_LEVEL=WARNING, `--workers` processes, a signup bonus big enough that no buyer runs short),
+and sets up through the API: an administrator and a category, `--sellers` sellers with two
+skills each, and one buyer per client. Then `--clients` concurrent clients, each signed in as
+its own buyer on one keep-alive connection, place orders (POST /api/points/orders/ on a random
+skill) back to back for `--seconds`: every order places an escrow hold, writes the order and
+its history, and runs the OrderPlaced subscribers (the order's chat room, the seller's
+notification). Then the same clients run against `_bare_orders_server.py`, bare Tornado and
+asyncpg issuing the same statements with nothing around them, as a reference for what this
+machine allows. Prints orders/s and latency percentiles, then runs `skillswap ledger check` on
+the database. Targets: at least 800 orders/s, p99 under 100 ms. The database is dropped at the
+end.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import secrets
+import socket
 import statistics
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import ROOT, percentile, run_cli, scratch_database, server_env, server_process
+from _harness import (
+    ROOT,
+    free_port,
+    percentile,
+    run_cli,
+    scratch_database,
+    server_env,
+    server_process,
+)
 
 PASSWORD = "bench password 123"
 
@@ -154,14 +170,55 @@ async def place_orders(
     return latencies, time.perf_counter() - began, failures
 
 
+def report(name: str, latencies: list[float], elapsed: float, failures: dict[int, int]) -> None:
+    print(
+        f"{name}: {len(latencies) / elapsed:,.0f} orders/s "
+        f"({len(latencies)} placed in {elapsed:.1f}s, failures {failures or 'none'}); "
+        f"latency p50 {statistics.median(latencies) * 1000:.1f} ms, "
+        f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms"
+    )
+
+
+@contextlib.contextmanager
+def bare_server(database_url: str) -> Iterator[str]:
+    """`_bare_orders_server.py` on a free port: the same statements with nothing around them."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("_bare_orders_server.py")),
+            str(port),
+            database_url,
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the reference server did not start") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--sellers", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=1, help="skillswap serve --workers")
+    parser.add_argument(
+        "--no-reference", action="store_true", help="skip the bare Tornado + asyncpg reference run"
+    )
     args = parser.parse_args()
     async with scratch_database() as url:
-        env = server_env(url, SIGNUP_BONUS_POINTS="100000000")
+        env = server_env(url, SIGNUP_BONUS_POINTS="100000000", WEB_WORKERS=str(args.workers))
         run_cli("migrate", env=env)
         with server_process(env) as server:
             limits = httpx.Limits(
@@ -170,7 +227,8 @@ async def main() -> None:
             async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as client:
                 skills, tokens = await set_up(client, env, args)
                 print(
-                    f"one skillswap serve process (PostgreSQL + Redis); {len(skills)} skills, "
+                    f"skillswap serve, {args.workers} worker process(es) (PostgreSQL + Redis); "
+                    f"{len(skills)} skills, "
                     f"{len(tokens)} buyers, {args.clients} concurrent clients, {args.seconds:.0f}s"
                 )
             # Warm-up: connections, prepared statements, caches.
@@ -178,12 +236,15 @@ async def main() -> None:
             latencies, elapsed, failures = await place_orders(
                 server.url, skills, tokens, args.seconds
             )
-        print(
-            f"POST /api/points/orders/: {len(latencies) / elapsed:,.0f} orders/s "
-            f"({len(latencies)} placed in {elapsed:.1f}s, failures {failures or 'none'}); "
-            f"latency p50 {statistics.median(latencies) * 1000:.1f} ms, "
-            f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms; targets 800/s, p99 < 100 ms"
-        )
+        report("POST /api/points/orders/", latencies, elapsed, failures)
+        print("targets: 800 orders/s, p99 < 100 ms")
+        if not args.no_reference:
+            with bare_server(url) as bare_url:
+                await place_orders(bare_url, skills, tokens, 2)
+                report(
+                    "reference: bare Tornado + asyncpg, the same statements, same clients",
+                    *await place_orders(bare_url, skills, tokens, args.seconds),
+                )
         check = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
