@@ -4,10 +4,10 @@
 
 Creates a scratch PostgreSQL database, migrates it, funds `--wallets` wallets, then runs
 `--concurrency` tasks that each transfer random amounts between random wallets for
-`--seconds`, three ways in the same run:
+`--seconds` (in `--rounds` interleaved slices), three ways in the same run:
 1. through `skillswap.ledger.run_transfer` (the service layer: checks, a pooled connection,
    the one-statement transfer `statements.TRANSFER_PG`: lock, decide, record, move, entries);
-2. bare asyncpg issuing that same statement on a pooled connection;
+2. bare asyncpg issuing that same statement, one connection per task;
 3. bare asyncpg doing the same writes in steps, one round trip each (BEGIN, key claim, lock in
    id order, balances, entries, COMMIT), as the transfer ran before it became one statement.
 Ends with the full ledger audit, then drops the database. Target: at least 2,000 transfers/s
@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -143,12 +145,13 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--wallets", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved slices per way")
     args = parser.parse_args()
     import asyncpg
 
     print(
         f"{args.concurrency} concurrent tasks, {args.wallets} wallets, "
-        f"{args.seconds:.0f}s per run, PostgreSQL on 127.0.0.1"
+        f"{args.seconds:.0f}s per way in {args.rounds} interleaved slices, PostgreSQL"
     )
     async with scratch_database() as url:
         run_cli("migrate", env=server_env(url))
@@ -176,20 +179,23 @@ async def main() -> None:
                     now=datetime.now(UTC),
                 )
 
-            service = report(
-                "service layer (skillswap.ledger.run_transfer)",
-                *await drive(through_service, concurrency=args.concurrency, seconds=args.seconds),
-            )
+            # The leanest pool there is: one connection per task, handed back untouched
+            # (asyncpg's own pool resets each connection it takes back: a round trip more).
+            idle: asyncio.Queue[asyncpg.Connection] = asyncio.Queue()
+            for _ in range(args.concurrency):
+                idle.put_nowait(await asyncpg.connect(url.replace("postgresql://", "postgres://")))
 
-            pool = await asyncpg.create_pool(
-                url.replace("postgresql://", "postgres://"),
-                min_size=args.concurrency,
-                max_size=args.concurrency,
-            )
+            @contextlib.asynccontextmanager
+            async def connection() -> AsyncIterator[asyncpg.Connection]:
+                conn = await idle.get()
+                try:
+                    yield conn
+                finally:
+                    idle.put_nowait(conn)
 
             async def bare_one_statement() -> None:
                 debit, credit = random.sample(wallets, 2)
-                async with pool.acquire() as conn:
+                async with connection() as conn:
                     found, transfer_id, shortfall = await conn.fetchrow(
                         TRANSFER_PG,
                         uuid.uuid4().hex,
@@ -208,7 +214,7 @@ async def main() -> None:
                 debit, credit = random.sample(wallets, 2)
                 amount = random.randint(1, 100)
                 now = datetime.now(UTC)
-                async with pool.acquire() as conn, conn.transaction():
+                async with connection() as conn, conn.transaction():
                     transfer_id = await conn.fetchval(
                         BARE_CLAIM, uuid.uuid4().hex, debit, credit, amount, now
                     )
@@ -229,19 +235,30 @@ async def main() -> None:
                         balance[credit] + amount,
                     )
 
+            modes = {
+                "service layer (skillswap.ledger.run_transfer)": through_service,
+                "bare asyncpg, the same statement": bare_one_statement,
+                "bare asyncpg, the same writes in 6 round trips": bare_in_steps,
+            }
+            results: dict[str, tuple[int, float, list[float]]] = {
+                name: (0, 0.0, []) for name in modes
+            }
             try:
-                baseline = report(
-                    "bare asyncpg, the same statement",
-                    *await drive(
-                        bare_one_statement, concurrency=args.concurrency, seconds=args.seconds
-                    ),
-                )
-                report(
-                    "bare asyncpg, the same writes in 6 round trips",
-                    *await drive(bare_in_steps, concurrency=args.concurrency, seconds=args.seconds),
-                )
+                # Interleaved slices, so that a machine shared with others slows all alike.
+                for _round in range(args.rounds):
+                    for name, transfer_once in modes.items():
+                        count, elapsed, latencies = await drive(
+                            transfer_once,
+                            concurrency=args.concurrency,
+                            seconds=args.seconds / args.rounds,
+                        )
+                        total, spent, all_latencies = results[name]
+                        results[name] = (total + count, spent + elapsed, all_latencies + latencies)
             finally:
-                await pool.close()
+                while not idle.empty():
+                    await idle.get_nowait().close()
+            rates = [report(name, *result) for name, result in results.items()]
+            service, baseline = rates[0], rates[1]
             print(f"service layer at {service / baseline:.0%} of bare asyncpg; target 2,000/s")
             audit = await audit_ledger(db)
             counts = ", ".join(f"{n} {table}" for table, n in audit.counts.items())
