@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Table, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from skillswap.db import UnitOfWork
+from skillswap.db import HotStatement, UnitOfWork
 from skillswap.deps import Deps
 from skillswap.errors import NotFound, PermissionDenied, ValidationFailed
 from skillswap.i18n import lazy
@@ -98,8 +98,8 @@ def read_only() -> PermissionDenied:
 # Constant statements with bound values: compiled once, not re-keyed on every order.
 _rooms: Table = ChatRoom.__table__  # type: ignore[assignment]
 _members: Table = ChatMember.__table__  # type: ignore[assignment]
-_INSERT_ROOM = insert(_rooms).returning(_rooms.c.id)
-_INSERT_MEMBER = insert(_members)
+_INSERT_ROOM = HotStatement(insert(_rooms).returning(_rooms.c.id))
+_INSERT_MEMBER = HotStatement(insert(_members))
 
 
 async def open_order_room(
@@ -112,20 +112,18 @@ async def open_order_room(
     """
     now = deps.clock()
     conn = await uow.session.connection()
-    room_id: int = (
-        await conn.execute(
-            _INSERT_ROOM,
-            {
-                "kind": "order",
-                "order_id": order_id,
-                "last_seq": 0,
-                "last_activity_at": now,
-                "created_at": now,
-            },
-        )
-    ).scalar_one()
-    await conn.execute(
-        _INSERT_MEMBER,
+    room_id: int = await _INSERT_ROOM.scalar(
+        conn,
+        {
+            "kind": "order",
+            "order_id": order_id,
+            "last_seq": 0,
+            "last_activity_at": now,
+            "created_at": now,
+        },
+    )
+    await _INSERT_MEMBER.many(
+        conn,
         [
             {
                 "room_id": room_id,

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql import Delete, Insert, Select, Update
 
 from skillswap.settings import Settings
 
@@ -54,6 +56,85 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+
+
+class _Compiled(NamedTuple):
+    sql: str
+    names: tuple[str, ...]  # the bound parameters, in the order of $1, $2, ...
+    processors: tuple[Callable[[Any], Any] | None, ...]
+
+
+class HotStatement:
+    """A constant Core statement on a hot path, run straight on asyncpg inside a transaction.
+
+    For a small statement SQLAlchemy's execution layer costs more than the driver's own work.
+    On PostgreSQL, once the unit of work's transaction has begun, the statement is compiled once
+    (per set of parameter names) and run on the transaction's own asyncpg connection, with the
+    same bind processing (type decorators, JSON) SQLAlchemy would apply. Anywhere else (SQLite,
+    before the transaction began, or a statement that needs Python-side column defaults) it is
+    an ordinary `conn.execute`. Results are plain rows, indexed by position.
+    """
+
+    def __init__(self, statement: Insert | Update | Delete | Select[Any]) -> None:
+        self.statement = statement
+        self._compiled: dict[frozenset[str], _Compiled | None] = {}
+
+    def _driver(self, conn: AsyncConnection) -> Any | None:
+        if conn.dialect.name != "postgresql" or conn.sync_connection is None:
+            return None
+        driver = conn.sync_connection.connection.driver_connection
+        return driver if driver is not None and driver.is_in_transaction() else None
+
+    def _compile(self, conn: AsyncConnection, keys: frozenset[str]) -> _Compiled | None:
+        if keys not in self._compiled:
+            compiled = self.statement.compile(dialect=conn.dialect, column_keys=sorted(keys))
+            names = tuple(compiled.positiontup or ())
+            processors = [compiled._bind_processors.get(name) for name in names]
+            eligible = (
+                compiled.positiontup is not None
+                and not getattr(compiled, "insert_prefetch", None)
+                and not getattr(compiled, "update_prefetch", None)
+                and all(process is None or callable(process) for process in processors)
+            )
+            self._compiled[keys] = (
+                _Compiled(compiled.string, names, tuple(processors))  # type: ignore[arg-type]
+                if eligible
+                else None
+            )
+        return self._compiled[keys]
+
+    @staticmethod
+    def _args(compiled: _Compiled, params: Mapping[str, Any]) -> list[Any]:
+        return [
+            params[name] if process is None else process(params[name])
+            for name, process in zip(compiled.names, compiled.processors, strict=True)
+        ]
+
+    async def rows(self, conn: AsyncConnection, params: Mapping[str, Any]) -> Sequence[Any]:
+        """The statement's result rows."""
+        driver = self._driver(conn)
+        compiled = self._compile(conn, frozenset(params)) if driver is not None else None
+        if compiled is None:
+            return (await conn.execute(self.statement, dict(params))).all()
+        return await driver.fetch(compiled.sql, *self._args(compiled, params))  # type: ignore[union-attr]
+
+    async def scalar(self, conn: AsyncConnection, params: Mapping[str, Any]) -> Any:
+        """The first column of the one row the statement returns."""
+        rows = await self.rows(conn, params)
+        if len(rows) != 1:
+            raise LookupError(f"expected one row, got {len(rows)}")
+        return rows[0][0]
+
+    async def many(self, conn: AsyncConnection, params: Sequence[Mapping[str, Any]]) -> None:
+        """Run the statement once per parameter set (no results)."""
+        driver = self._driver(conn)
+        compiled = self._compile(conn, frozenset(params[0])) if driver is not None else None
+        if compiled is None:
+            await conn.execute(self.statement, [dict(p) for p in params])
+            return
+        await driver.executemany(  # type: ignore[union-attr]
+            compiled.sql, [self._args(compiled, p) for p in params]
+        )
 
 
 class UnitOfWork:

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Table, delete, func, insert, select, update
 
-from skillswap.db import UnitOfWork
+from skillswap.db import HotStatement, UnitOfWork
 from skillswap.deps import Deps
 from skillswap.errors import NotFound
 from skillswap.i18n import Message, Translator, lazy
@@ -60,7 +60,7 @@ def notification_view(record: NotificationRecord, translator: Translator) -> dic
 
 
 _notifications: Table = Notification.__table__  # type: ignore[assignment]
-_INSERT_NOTIFICATION = insert(_notifications).returning(_notifications.c.id)
+_INSERT_NOTIFICATION = HotStatement(insert(_notifications).returning(_notifications.c.id))
 
 
 async def notify(
@@ -88,7 +88,7 @@ async def notify(
     # One constant Core statement with bound values, no ORM: it runs inside other features'
     # hot transactions, and a statement built per call would be re-keyed for the compile cache.
     conn = await uow.session.connection()
-    notification_id = (await conn.execute(_INSERT_NOTIFICATION, values)).scalar_one()
+    notification_id = await _INSERT_NOTIFICATION.scalar(conn, values)
     record: NotificationRecord = {
         "id": notification_id,
         "user_id": user_id,

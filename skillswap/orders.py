@@ -15,12 +15,12 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skillswap import events, ledger
-from skillswap.db import UnitOfWork
+from skillswap.db import HotStatement, UnitOfWork
 from skillswap.deps import Deps
 from skillswap.errors import Conflict, NotFound, PaymentRequired, PermissionDenied
 from skillswap.i18n import lazy, lazy_plural
 from skillswap.ledger import Payout, SystemAccount, TransferKind
-from skillswap.models import Order, OrderTransition, Skill, User
+from skillswap.models import LedgerAccount, Order, OrderTransition, Skill, User
 from skillswap.orders_queries import (
     NO_REVIEWS,
     OrderView,
@@ -65,8 +65,12 @@ async def place_order(
         session = uow.session
         # FOR KEY SHARE (what the order's foreign key takes anyway, taken now): deleting the
         # skill locks it FOR UPDATE before counting open orders, so it waits for this order.
-        found = (await session.execute(_SKILL_AND_SELLER, {"skill_id": skill_id})).first()
-        if found is None or found.status == "deleted" or not found.User.is_active:
+        conn = await session.connection()
+        rows = (
+            await conn.execute(_SKILL_SELLER_AND_WALLET, {"skill_id": skill_id, "buyer": actor.id})
+        ).all()
+        found = rows[0] if rows else None
+        if found is None or found.status == "deleted" or not found.is_active:
             raise NotFound(lazy("This skill does not exist."), code="skill_not_found")
         if found.owner_id == actor.id:
             raise PermissionDenied(lazy("You cannot order your own skill."), code="own_skill")
@@ -75,7 +79,7 @@ async def place_order(
                 lazy("This skill is paused and takes no orders right now."), code="skill_paused"
             )
         price = int(found.price_points)
-        wallet = await ledger.ensure_wallet(session, actor.id, now=now)
+        wallet = found.wallet or await ledger.ensure_wallet(session, actor.id, now=now)
         try:
             hold = await ledger.place_hold(
                 session, key=hold_key, account_id=wallet, amount=price, now=now
@@ -112,8 +116,7 @@ async def place_order(
             "updated_at": now,
             "completed_at": None,
         }
-        conn = await session.connection()
-        order_id = (await conn.execute(_INSERT_ORDER, values)).scalar_one()
+        order_id = await _INSERT_ORDER.scalar(conn, values)
         placed = {
             "order_id": order_id,
             "actor_id": actor.id,
@@ -123,7 +126,7 @@ async def place_order(
             "note": "",
             "created_at": now,
         }
-        step_id = (await conn.execute(_INSERT_TRANSITION, placed)).scalar_one()
+        step_id = await _INSERT_TRANSITION.scalar(conn, placed)
         await events.emit(
             deps,
             uow,
@@ -138,7 +141,8 @@ async def place_order(
     return OrderView(
         order=order,
         buyer=actor,
-        seller=found.User,
+        # The seller as the response shows them, from the row just read (not a session object).
+        seller=User(**{name: getattr(found, name) for name in _SELLER_FIELDS}, id=found.owner_id),
         skill=SkillRef(skill_id, found.title_en, found.title_ar),
         roles=roles,
         allowed_actions=allowed_actions(roles, "pending"),
@@ -148,16 +152,40 @@ async def place_order(
 
 
 # Built once: a statement made per call is re-keyed for SQLAlchemy's compile cache every time.
-_SKILL_AND_SELLER = (
-    select(Skill.owner_id, Skill.status, Skill.price_points, Skill.title_en, Skill.title_ar, User)
+# The skill and its seller, and the buyer's wallet, in one round trip. FOR KEY SHARE OF the
+# skill: see place_order.
+_SELLER_FIELDS = (
+    "username",
+    "display_name",
+    "avatar_url",
+    "bio",
+    "email_verified",
+    "rating_sum",
+    "rating_count",
+    "created_at",
+    "is_active",
+)
+_SKILL_SELLER_AND_WALLET = (
+    select(
+        Skill.owner_id,
+        Skill.status,
+        Skill.price_points,
+        Skill.title_en,
+        Skill.title_ar,
+        *(getattr(User, name) for name in _SELLER_FIELDS),
+        select(LedgerAccount.id)
+        .where(LedgerAccount.user_id == bindparam("buyer"))
+        .scalar_subquery()
+        .label("wallet"),
+    )
     .join(User, User.id == Skill.owner_id)
     .where(Skill.id == bindparam("skill_id"))
     .with_for_update(read=True, key_share=True, of=Skill)
 )
 _orders: Table = Order.__table__  # type: ignore[assignment]
 _transitions: Table = OrderTransition.__table__  # type: ignore[assignment]
-_INSERT_ORDER = insert(_orders).returning(_orders.c.id)
-_INSERT_TRANSITION = insert(_transitions).returning(_transitions.c.id)
+_INSERT_ORDER = HotStatement(insert(_orders).returning(_orders.c.id))
+_INSERT_TRANSITION = HotStatement(insert(_transitions).returning(_transitions.c.id))
 
 
 def _insufficient(shortfall: int, price: int) -> PaymentRequired:

@@ -54,6 +54,10 @@ async def test_placing_an_order_holds_its_price_and_starts_pending(api, deps, pa
     assert order["requirements"] == "Weekday evenings"
     assert order["buyer"]["id"] == buyer.id and order["seller"]["id"] == seller.id
     assert "email" not in order["buyer"] and "email" not in order["seller"]
+    # The placement answers with the same order (and the same seller) that reading it shows.
+    read_back = (await api.get(f"{ORDERS}{order['id']}/", token=buyer.access)).json()
+    assert order["seller"] == read_back["seller"] and order["buyer"] == read_back["buyer"]
+    assert order["skill"] == read_back["skill"] and order["history"] == read_back["history"]
     assert order["roles"] == ["buyer"]
     assert order["allowed_actions"] == ["cancel"]
     assert order["deadline_at"] is not None
