@@ -135,7 +135,7 @@ def _fork_workers(count: int) -> bool:
     def pass_on(signum: int, _frame: Any) -> None:
         nonlocal stopping
         stopping = True
-        for pid in children:
+        for pid in list(children):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
 
@@ -162,7 +162,7 @@ def _fork_workers(count: int) -> bool:
         if not stopping:
             log.error("worker %d stopped unexpectedly (status %d); starting another", pid, status)
             time.sleep(1)  # a worker that cannot start must not spin
-            if spawn():
+            if not stopping and spawn():  # told to stop meanwhile: start nothing new
                 return True
     return False
 

@@ -51,12 +51,8 @@ def test_several_workers_need_postgresql_and_redis(tmp_path):
     assert "WEB_WORKERS above 1 needs DATABASE_URL" in done.stderr
 
 
-@pytest.mark.postgres
-@pytest.mark.redis
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-async def test_workers_share_the_port_a_dead_one_is_replaced_and_all_stop_together(settings):
-    port = free_port()
-    env = {
+def node_env(settings) -> dict[str, str]:
+    return {
         **os.environ,
         "DATABASE_URL": settings.database_url,
         "REDIS_URL": settings.redis_url,
@@ -64,13 +60,25 @@ async def test_workers_share_the_port_a_dead_one_is_replaced_and_all_stop_togeth
         "SECRET_KEY": settings.secret_key,
         "LOG_LEVEL": "WARNING",
     }
-    supervisor = await asyncio.create_subprocess_exec(
+
+
+async def start_workers(settings, port: int) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
         *[sys.executable, "-m", "skillswap", "serve", "--port", str(port), "--no-migrate"],
         *["--workers", "2"],
-        env=env,
+        env=node_env(settings),
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+async def test_workers_share_the_port_a_dead_one_is_replaced_and_all_stop_together(settings):
+    port = free_port()
+    supervisor = await start_workers(settings, port)
     url = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(base_url=url, timeout=5) as client:
@@ -107,7 +115,8 @@ async def test_workers_share_the_port_a_dead_one_is_replaced_and_all_stop_togeth
             # A worker that dies is replaced; the port keeps answering meanwhile.
             victim = min(first)
             os.kill(victim, signal.SIGKILL)
-            assert (await client.get("/healthz")).status_code == 200
+            async with httpx.AsyncClient(base_url=url, timeout=5) as fresh:
+                assert (await fresh.get("/healthz")).status_code == 200
 
             async def replaced() -> bool:
                 now = children_of(supervisor.pid)
@@ -122,4 +131,27 @@ async def test_workers_share_the_port_a_dead_one_is_replaced_and_all_stop_togeth
         async with asyncio.timeout(15):
             code = await supervisor.wait()
     assert code == 0
+    assert not any(running(pid) for pid in workers)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+async def test_stopping_while_a_worker_is_being_replaced_starts_no_new_one(settings):
+    supervisor = await start_workers(settings, free_port())
+    try:
+        await wait_for(lambda: len(children_of(supervisor.pid)) == 2, within=30, every=0.1)
+        await asyncio.sleep(1)  # both past start-up, their signal handlers installed
+        workers = children_of(supervisor.pid)
+        os.kill(min(workers), signal.SIGKILL)
+        await asyncio.sleep(0.3)  # the supervisor has seen it die and waits before replacing it
+        supervisor.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            code = await supervisor.wait()
+    finally:
+        if supervisor.returncode is None:
+            supervisor.kill()
+            await supervisor.wait()
+    assert code == 0
+    assert not children_of(supervisor.pid)
     assert not any(running(pid) for pid in workers)
