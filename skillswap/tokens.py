@@ -25,6 +25,9 @@ class AccessClaims:
     issued_at: int = 0
 
 
+VERIFIED_TOKENS_KEPT = 20_000
+
+
 class KeyRing:
     """The key that signs new tokens and every key still accepted for verification."""
 
@@ -36,6 +39,10 @@ class KeyRing:
         self.kid = settings.jwt_key_id
         self.ttl = settings.access_token_ttl_seconds
         self._verify_keys: dict[str, Any] = {}
+        # Tokens already verified, by their exact text (signature included), until they expire:
+        # a client sends the same token with every request, and checking its signature again is
+        # most of what authenticating costs. Revocation is not cached (see authn.authenticate).
+        self._verified: dict[str, AccessClaims] = {}
         if self.algorithm == "HS256":
             self._signing_key: Any = _derive_hmac_key(settings.secret_key, self.kid)
             self._verify_keys[self.kid] = self._signing_key
@@ -77,6 +84,21 @@ class KeyRing:
 
     def verify_access(self, token: str) -> AccessClaims:
         """Decode and check signature, algorithm, issuer, expiry and type, or raise InvalidToken."""
+        known = self._verified.get(token)
+        if known is not None:
+            if known.expires_at > time.time():
+                return known
+            del self._verified[token]
+        claims = self._verify(token)
+        if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+            now = time.time()
+            self._verified = {t: c for t, c in self._verified.items() if c.expires_at > now}
+            if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+                self._verified.clear()
+        self._verified[token] = claims
+        return claims
+
+    def _verify(self, token: str) -> AccessClaims:
         try:
             header = jwt.get_unverified_header(token)
             key = self._verify_keys.get(str(header.get("kid", "")))

@@ -140,3 +140,32 @@ async def test_revoking_a_users_tokens_spares_only_those_issued_afterwards():
     assert await denylist.is_revoked(AccessClaims(7, "old", now + 900, now - 5))
     assert not await denylist.is_revoked(AccessClaims(7, "new", now + 900, now))
     assert not await denylist.is_revoked(AccessClaims(8, "other", now + 900, now - 5))
+
+
+def test_a_verified_token_is_remembered_but_never_past_its_expiry(monkeypatch):
+    ring = KeyRing(_settings(access_token_ttl_seconds=60))
+    token, claims = ring.issue_access(5, now=time.time() - 59)  # one second left
+    assert ring.verify_access(token) == claims
+    calls = []
+    monkeypatch.setattr(jwt, "decode", lambda *a, **k: calls.append(a) or {})
+    assert ring.verify_access(token) == claims  # from memory: the signature is not checked again
+    assert calls == []
+    monkeypatch.undo()
+    time.sleep(1.1)
+    with pytest.raises(InvalidToken):  # expired: not served from memory, refused by the check
+        ring.verify_access(token)
+
+
+def test_only_the_exact_verified_text_is_remembered():
+    ring = KeyRing(_settings())
+    token, _ = ring.issue_access(9)
+    ring.verify_access(token)
+    header, payload, signature = token.split(".")
+    forged = ".".join(
+        (header, payload, signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB"))
+    )
+    with pytest.raises(InvalidToken):
+        ring.verify_access(forged)
+    other = KeyRing(_settings(secret_key="t" * 40))
+    with pytest.raises(InvalidToken):  # another node's ring has its own memory and keys
+        other.verify_access(token)
