@@ -177,10 +177,9 @@ def main(argv: list[str] | None = None) -> int:
 
         # Not inside an event loop: with several workers, the processes fork before any starts.
         # The embedded default always migrates itself; a production node migrates unless told not to.
+        migrate_first = settings.is_sqlite or not args.no_migrate
         try:
-            return run_nodes(
-                settings, host=args.host, port=args.port, migrate_first=not args.no_migrate
-            )
+            return run_nodes(settings, host=args.host, port=args.port, migrate_first=migrate_first)
         except KeyboardInterrupt:
             return 130
     handler = _commands[args.command]
