@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from typing import Any, NamedTuple
 
+import asyncpg
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.sql import Delete, Insert, Select, Update
+from sqlalchemy.util import greenlet_spawn
 
 from skillswap.settings import Settings
 
@@ -170,11 +172,74 @@ class UnitOfWork:
                 log.exception("after-commit hook failed")
 
 
+# Ways a lane's connection can end up unusable or mid-statement.
+_CONNECTION_LOST = (
+    asyncio.CancelledError,
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.ConnectionDoesNotExistError,
+)
+
+
+class StatementLanes:
+    """A few PostgreSQL connections kept out of the pool for statements that commit on their own.
+
+    A one-statement transfer needs no transaction around it, so it needs no unit of work: only a
+    connection. Checking one out of SQLAlchemy's pool and back costs as much client CPU as
+    the statement itself (about 0.09 ms under load, against 0.1 ms); a lane is taken from a
+    queue instead. Lanes are opened on demand up to `limit` and held until `close()`. A lane is
+    closed instead of reused when anything but a statement error (a dropped connection, a
+    cancelled call) ended its use, so no lane is ever handed on mid-conversation.
+    """
+
+    def __init__(self, engine: AsyncEngine, limit: int) -> None:
+        self.engine = engine
+        self.limit = max(1, limit)
+        self._idle: asyncio.Queue[Any] = asyncio.Queue()
+        self._open = 0
+
+    @asynccontextmanager
+    async def driver(self) -> AsyncIterator[Any]:
+        """The asyncpg connection of a lane, in autocommit: every statement is a transaction."""
+        if self._idle.empty() and self._open < self.limit:
+            self._open += 1
+            try:
+                pooled = await self.engine.raw_connection()
+            except BaseException:
+                self._open -= 1
+                raise
+        else:
+            pooled = await self._idle.get()
+        driver = pooled.driver_connection
+        assert driver is not None
+        try:
+            yield driver
+        except BaseException as error:
+            # Refusals raised by the caller after its statement, and statements the server
+            # refused, leave the lane idle and usable; a dropped connection or a call cut off
+            # mid-statement does not.
+            if isinstance(error, _CONNECTION_LOST) or driver.is_closed():
+                self._open -= 1
+                await greenlet_spawn(pooled.invalidate)
+            else:
+                self._idle.put_nowait(pooled)
+            raise
+        self._idle.put_nowait(pooled)
+
+    async def close(self) -> None:
+        while not self._idle.empty():
+            self._idle.get_nowait().close()
+            self._open -= 1
+
+
 class Database:
     """The engine, its session factory, and the writer lock SQLite needs."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # A quarter of the pool at most, so that units of work always find connections.
+        pool_size = getattr(engine.sync_engine.pool, "size", lambda: 8)()
+        self.lanes = StatementLanes(engine, max(2, pool_size // 4))
         self.sessionmaker = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
         self.is_sqlite = engine.dialect.name == "sqlite"
         # SQLite has one writer; serialising transactions in-process keeps it correct instead of
@@ -214,4 +279,5 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        await self.lanes.close()
         await self.engine.dispose()

@@ -228,13 +228,7 @@ async def run_transfer(db: Database, request: TransferRequest, *, now: datetime)
                 raise
             await uow.commit()
         return result
-    # Straight from the pool, with no SQLAlchemy connection around it: on PostgreSQL the
-    # transfer is one statement, atomic on its own (no transaction is opened), and a refusal it
-    # records is committed with it. Returning the connection rolls back nothing: none was begun.
-    pooled = await db.engine.raw_connection()
-    try:
-        driver = pooled.driver_connection
-        assert driver is not None
+    # On a statement lane, with no unit of work around it: on PostgreSQL the transfer is one
+    # statement, atomic on its own, and a refusal it records is committed with it.
+    async with db.lanes.driver() as driver:
         return await transfer_in(AsyncpgStore(driver), request, now=now)
-    finally:
-        pooled.close()

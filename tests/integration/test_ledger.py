@@ -463,3 +463,47 @@ async def test_demo_users_get_their_signup_bonus_and_an_empty_shop_gets_packages
         )
     assert balances == [100, 100]
     assert (await audit_ledger(deps.db)).ok
+
+
+@pytest.mark.postgres
+async def test_transfers_share_a_few_lanes_and_a_lost_lane_is_replaced(deps, make_user):
+    alice, bob = await make_user(), await make_user()
+    a, b = await wallet_of(deps, alice), await wallet_of(deps, bob)
+    lanes = deps.db.lanes
+    await asyncio.gather(
+        *(
+            ledger.run_transfer(deps.db, adjustment(unique_name("lane"), a, b, 1), now=deps.clock())
+            for _ in range(30)
+        )
+    )
+    assert 1 <= lanes._open <= lanes.limit
+    # The server drops every lane's connection (a restart, a failover, an administrator).
+    async with deps.db.engine.connect() as conn:
+        await conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND state = 'idle' AND query LIKE '%WITH locked AS%'"
+            )
+        )
+    outcomes = []
+    for _ in range(lanes.limit + 1):  # each dead lane fails one transfer and is dropped
+        key = unique_name("after")
+        try:
+            outcomes.append(
+                await ledger.run_transfer(deps.db, adjustment(key, a, b, 1), now=deps.clock())
+            )
+        except Exception as error:  # the connection was lost: nothing is half-written
+            outcomes.append(error)
+            async with deps.db.read() as session:
+                written = await session.scalar(
+                    select(func.count())
+                    .select_from(LedgerTransfer)
+                    .where(LedgerTransfer.idempotency_key == key)
+                )
+            assert written == 0
+    assert any(isinstance(outcome, Exception) for outcome in outcomes)
+    assert isinstance(outcomes[-1], ledger.TransferResult)
+    assert 1 <= lanes._open <= lanes.limit
+    report = await audit_ledger(deps.db)
+    assert report.ok, report.violations
