@@ -507,3 +507,25 @@ async def test_transfers_share_a_few_lanes_and_a_lost_lane_is_replaced(deps, mak
     assert 1 <= lanes._open <= lanes.limit
     report = await audit_ledger(deps.db)
     assert report.ok, report.violations
+
+
+@pytest.mark.postgres
+async def test_callers_waiting_for_a_lane_are_served_in_arrival_order(deps):
+    from skillswap.db import StatementLanes
+
+    lanes = StatementLanes(deps.db.engine, limit=1)
+    served: list[str] = []
+
+    async def use(name: str, again: bool = False) -> None:
+        async with lanes.driver() as driver:
+            served.append(name)
+            await driver.fetchval("SELECT pg_sleep(0.02)")
+        if again:  # straight back for another turn: it must queue behind the others
+            await use(name + "'")
+
+    first = asyncio.create_task(use("a", again=True))
+    await asyncio.sleep(0.005)
+    others = [asyncio.create_task(use(name)) for name in "bcd"]
+    await asyncio.gather(first, *others)
+    await lanes.close()
+    assert served == ["a", "b", "c", "d", "a'"]
