@@ -74,7 +74,8 @@ class HotStatement:
     (per set of parameter names) and run on the transaction's own asyncpg connection, with the
     same bind processing (type decorators, JSON) SQLAlchemy would apply. Anywhere else (SQLite,
     before the transaction began, or a statement that needs Python-side column defaults) it is
-    an ordinary `conn.execute`. Results are plain rows, indexed by position.
+    an ordinary `conn.execute`. Every bound parameter is given by the caller; results are plain
+    rows, indexed by position.
     """
 
     def __init__(self, statement: Insert | Update | Delete | Select[Any]) -> None:
@@ -94,6 +95,7 @@ class HotStatement:
             processors = [compiled._bind_processors.get(name) for name in names]
             eligible = (
                 compiled.positiontup is not None
+                and "POSTCOMPILE" not in compiled.string  # expanding IN lists: left to SQLAlchemy
                 and not getattr(compiled, "insert_prefetch", None)
                 and not getattr(compiled, "update_prefetch", None)
                 and all(process is None or callable(process) for process in processors)
@@ -129,6 +131,8 @@ class HotStatement:
 
     async def many(self, conn: AsyncConnection, params: Sequence[Mapping[str, Any]]) -> None:
         """Run the statement once per parameter set (no results)."""
+        if not params:
+            return
         driver = self._driver(conn)
         compiled = self._compile(conn, frozenset(params[0])) if driver is not None else None
         if compiled is None:
