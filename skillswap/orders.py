@@ -66,10 +66,9 @@ async def place_order(
         # FOR KEY SHARE (what the order's foreign key takes anyway, taken now): deleting the
         # skill locks it FOR UPDATE before counting open orders, so it waits for this order.
         conn = await session.connection()
-        rows = (
+        found = (
             await conn.execute(_SKILL_SELLER_AND_WALLET, {"skill_id": skill_id, "buyer": actor.id})
-        ).all()
-        found = rows[0] if rows else None
+        ).first()
         if found is None or found.status == "deleted" or not found.is_active:
             raise NotFound(lazy("This skill does not exist."), code="skill_not_found")
         if found.owner_id == actor.id:
