@@ -1,6 +1,6 @@
 """A reference for orders_bench.py: bare Tornado + asyncpg issuing an order's statements.
 
-    python bench/_bare_orders_server.py PORT DATABASE_URL
+    python bench/_bare_orders_server.py PORT DATABASE_URL   (several may share one PORT)
 
 POST /api/points/orders/ `{"skill_id": N}` runs, in one transaction on a pooled asyncpg
 connection, the statements `skillswap serve` issues to place an order: the skill and its seller
@@ -100,7 +100,7 @@ class PlaceOrder(tornado.web.RequestHandler):
 async def main(port: int, url: str) -> None:
     pool = await asyncpg.create_pool(url.replace("postgresql://", "postgres://"), max_size=20)
     app = tornado.web.Application([(r"/api/points/orders/", PlaceOrder, {"pool": pool})])
-    app.listen(port, address="127.0.0.1")
+    app.listen(port, address="127.0.0.1", reuse_port=True)  # several may share the port
     await asyncio.Event().wait()
 
 

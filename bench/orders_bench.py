@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/orders_bench.py [--seconds 15] [--clients 64] [--sellers 16]
                                            [--workers 1] [--no-reference]
+                                           [--reference-processes 1]
 
 Creates a scratch PostgreSQL database, migrates it, starts `skillswap serve` (with Redis,
 LOG_LEVEL=WARNING, `--workers` processes, a signup bonus big enough that no buyer runs short),
@@ -180,17 +181,14 @@ def report(name: str, latencies: list[float], elapsed: float, failures: dict[int
 
 
 @contextlib.contextmanager
-def bare_server(database_url: str) -> Iterator[str]:
+def bare_server(database_url: str, processes: int = 1) -> Iterator[str]:
     """`_bare_orders_server.py` on a free port: the same statements with nothing around them."""
     port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(Path(__file__).with_name("_bare_orders_server.py")),
-            str(port),
-            database_url,
-        ]
-    )
+    script = str(Path(__file__).with_name("_bare_orders_server.py"))
+    running = [
+        subprocess.Popen([sys.executable, script, str(port), database_url])
+        for _ in range(processes)
+    ]
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -198,13 +196,16 @@ def bare_server(database_url: str) -> Iterator[str]:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
+                if any(p.poll() is not None for p in running) or time.monotonic() > deadline:
                     raise RuntimeError("the reference server did not start") from None
                 time.sleep(0.1)
+        time.sleep(0.5 if processes > 1 else 0)  # every process listening before clients connect
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        for process in running:
+            process.terminate()
+        for process in running:
+            process.wait(timeout=10)
 
 
 async def main() -> None:
@@ -215,6 +216,9 @@ async def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="skillswap serve --workers")
     parser.add_argument(
         "--no-reference", action="store_true", help="skip the bare Tornado + asyncpg reference run"
+    )
+    parser.add_argument(
+        "--reference-processes", type=int, default=1, help="reference servers sharing its port"
     )
     args = parser.parse_args()
     async with scratch_database() as url:
@@ -239,10 +243,11 @@ async def main() -> None:
         report("POST /api/points/orders/", latencies, elapsed, failures)
         print("targets: 800 orders/s, p99 < 100 ms")
         if not args.no_reference:
-            with bare_server(url) as bare_url:
+            with bare_server(url, args.reference_processes) as bare_url:
                 await place_orders(bare_url, skills, tokens, 2)
                 report(
-                    "reference: bare Tornado + asyncpg, the same statements, same clients",
+                    f"reference: bare Tornado + asyncpg ({args.reference_processes} process(es)),"
+                    " the same statements, same clients",
                     *await place_orders(bare_url, skills, tokens, args.seconds),
                 )
         check = await asyncio.create_subprocess_exec(
