@@ -30,6 +30,7 @@ from skillswap.ledger.errors import (
     UnknownAccount,
 )
 from skillswap.ledger.stores import (
+    AccountRow,
     AsyncpgStore,
     LedgerStore,
     NewEntry,
@@ -134,14 +135,14 @@ async def transfer_in(
 
 async def _transfer_in_steps(store: LedgerStore, new: NewTransfer, *, now: datetime) -> Outcome:
     """Lock, claim the key, check and move: what `transfer_at_once` does in one go."""
-    found = await store.lock_accounts(sorted((new.debit_account_id, new.credit_account_id)))
-    if len(found) < 2:
-        return Outcome(found=len(found), id=None, shortfall=None)
+    locked = await store.lock_accounts(sorted((new.debit_account_id, new.credit_account_id)))
+    if len(locked) < 2:
+        return Outcome(found=len(locked), id=None, shortfall=None)
     claimed = await store.claim_transfer(new)
     if claimed is None:
         return Outcome(found=2, id=None, shortfall=None)
     leg = Leg(claimed, new.debit_account_id, new.credit_account_id, new.amount)
-    shortfall = await apply_legs(store, [leg], now=now)  # raises UnknownAccount itself
+    shortfall = await apply_legs(store, [leg], now=now, locked=locked)
     if shortfall:
         await store.reject_transfer(claimed, shortfall)
     return Outcome(found=2, id=claimed, shortfall=shortfall or None)
@@ -172,11 +173,13 @@ async def apply_legs(
     *,
     now: datetime,
     release_held: Mapping[int, int] | None = None,
+    locked: Sequence[AccountRow] | None = None,
 ) -> int:
     """Apply recorded transfers (and release held points) to the balances, writing entries.
 
     Returns 0 when done, or by how many points a user wallet would be overdrawn, in which case
-    nothing was changed. The accounts are locked in ascending id order before anything is read.
+    nothing was changed. The accounts are locked in ascending id order before anything is read,
+    unless the caller passes them as `locked`, already locked in this transaction.
     """
     release = dict(release_held or {})
     ids = sorted(
@@ -184,7 +187,7 @@ async def apply_legs(
         | {leg.credit_account_id for leg in legs}
         | set(release)
     )
-    rows = await store.lock_accounts(ids)
+    rows = list(locked) if locked is not None else await store.lock_accounts(ids)
     if len(rows) != len(ids):
         missing = set(ids) - {row.id for row in rows}
         raise UnknownAccount(f"no ledger account {sorted(missing)}")
