@@ -60,6 +60,18 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.close()
 
 
+def driver_in_transaction(conn: AsyncConnection) -> asyncpg.Connection | None:
+    """The asyncpg connection under `conn` once its transaction has begun; None otherwise.
+
+    SQLAlchemy begins lazily, at its first statement: before that (and on SQLite) statements
+    must go through SQLAlchemy, which begins the transaction.
+    """
+    if conn.dialect.name != "postgresql" or conn.sync_connection is None:
+        return None
+    driver = conn.sync_connection.connection.driver_connection
+    return driver if driver is not None and driver.is_in_transaction() else None
+
+
 class _Compiled(NamedTuple):
     sql: str
     names: tuple[str, ...]  # the bound parameters, in the order of $1, $2, ...
@@ -81,12 +93,6 @@ class HotStatement:
     def __init__(self, statement: Insert | Update | Delete | Select[Any]) -> None:
         self.statement = statement
         self._compiled: dict[frozenset[str], _Compiled | None] = {}
-
-    def _driver(self, conn: AsyncConnection) -> Any | None:
-        if conn.dialect.name != "postgresql" or conn.sync_connection is None:
-            return None
-        driver = conn.sync_connection.connection.driver_connection
-        return driver if driver is not None and driver.is_in_transaction() else None
 
     def _compile(self, conn: AsyncConnection, keys: frozenset[str]) -> _Compiled | None:
         if keys not in self._compiled:
@@ -116,11 +122,11 @@ class HotStatement:
 
     async def rows(self, conn: AsyncConnection, params: Mapping[str, Any]) -> Sequence[Any]:
         """The statement's result rows."""
-        driver = self._driver(conn)
+        driver = driver_in_transaction(conn)
         compiled = self._compile(conn, frozenset(params)) if driver is not None else None
-        if compiled is None:
+        if driver is None or compiled is None:
             return (await conn.execute(self.statement, dict(params))).all()
-        return await driver.fetch(compiled.sql, *self._args(compiled, params))  # type: ignore[union-attr]
+        return await driver.fetch(compiled.sql, *self._args(compiled, params))
 
     async def scalar(self, conn: AsyncConnection, params: Mapping[str, Any]) -> Any:
         """The first column of the one row the statement returns."""
@@ -133,14 +139,12 @@ class HotStatement:
         """Run the statement once per parameter set (no results)."""
         if not params:
             return
-        driver = self._driver(conn)
+        driver = driver_in_transaction(conn)
         compiled = self._compile(conn, frozenset(params[0])) if driver is not None else None
-        if compiled is None:
+        if driver is None or compiled is None:
             await conn.execute(self.statement, [dict(p) for p in params])
             return
-        await driver.executemany(  # type: ignore[union-attr]
-            compiled.sql, [self._args(compiled, p) for p in params]
-        )
+        await driver.executemany(compiled.sql, [self._args(compiled, p) for p in params])
 
 
 class UnitOfWork:

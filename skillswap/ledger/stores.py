@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from skillswap.db import driver_in_transaction
 from skillswap.ledger import statements as sql
 
 if TYPE_CHECKING:
@@ -148,13 +149,8 @@ class LedgerStore(Protocol):
 async def store_for(session: AsyncSession) -> LedgerStore:
     """The fastest store that runs inside `session`'s transaction."""
     conn = await session.connection()
-    if conn.dialect.name == "postgresql":
-        raw = await conn.get_raw_connection()
-        driver = raw.driver_connection
-        # SQLAlchemy begins lazily, at its first statement; before that, it must run them.
-        if driver is not None and driver.is_in_transaction():
-            return AsyncpgStore(driver)
-    return SqlAlchemyStore(conn)
+    driver = driver_in_transaction(conn)
+    return SqlAlchemyStore(conn) if driver is None else AsyncpgStore(driver)
 
 
 def _transfer_values(new: NewTransfer) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import insert, select, text
 
-from skillswap.db import HotStatement
+from skillswap.db import HotStatement, driver_in_transaction
 from skillswap.models import Notification
 
 INSERT = HotStatement(insert(Notification.__table__).returning(Notification.__table__.c.id))
@@ -38,7 +38,7 @@ async def test_rows_written_through_the_driver_read_back_as_written(deps, make_u
     async with deps.db.uow() as uow:
         conn = await uow.session.connection()
         await conn.execute(text("SELECT 1"))  # the transaction has begun: the driver path
-        on_driver = INSERT._driver(conn) is not None
+        on_driver = driver_in_transaction(conn) is not None
         first = await INSERT.scalar(conn, values(user.id))
         second = await INSERT.scalar(conn, values(user.id, kind="again"))
         await uow.commit()
@@ -55,7 +55,7 @@ async def test_before_the_transaction_began_it_runs_through_sqlalchemy(deps, mak
     user = await make_user()
     async with deps.db.uow() as uow:
         conn = await uow.session.connection()
-        assert INSERT._driver(conn) is None  # nothing executed yet: SQLAlchemy begins
+        assert driver_in_transaction(conn) is None  # nothing executed yet: SQLAlchemy begins
         notification_id = await INSERT.scalar(conn, values(user.id))
         await uow.commit()
     assert (await stored(deps, notification_id)).kind == "test"
