@@ -325,6 +325,25 @@ def make_skill(api: Api, make_category):  # type: ignore[no-untyped-def]
     return factory
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on right now (for a child process to bind)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def node_env(settings: Settings, *, redis_url: str | None = None) -> dict[str, str]:
+    """The environment of a `skillswap serve` child process on the test database and Redis."""
+    return {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url if redis_url is None else redis_url,
+        "REDIS_PREFIX": settings.redis_prefix,
+        "SECRET_KEY": settings.secret_key,
+        "LOG_LEVEL": "WARNING",
+    }
+
+
 def run_skillswap(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run the `skillswap` command as an operator would, in a child process."""
     return subprocess.run(

@@ -4,10 +4,8 @@ moving between nodes, a node killed and restarted, and Redis going away mid-conv
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -17,6 +15,7 @@ import httpx
 import pytest
 
 from tests.chat_support import WsClient, order_room, wait_for, ws_connect
+from tests.conftest import free_port, node_env
 
 pytestmark = [
     pytest.mark.postgres,
@@ -25,12 +24,6 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RedisProcess:
@@ -139,14 +132,7 @@ class Cluster:
 async def cluster(settings) -> AsyncIterator[Cluster]:
     redis = RedisProcess()
     await redis.start()
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": redis.url,
-        "REDIS_PREFIX": settings.redis_prefix,
-        "SECRET_KEY": settings.secret_key,
-        "LOG_LEVEL": "WARNING",
-    }
+    env = node_env(settings, redis_url=redis.url)
     one, two = Node(env), Node(env)
     try:
         await asyncio.gather(one.start(), two.start())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,15 +13,9 @@ import httpx
 import pytest
 
 from tests.chat_support import wait_for
-from tests.conftest import run_skillswap, unique_name
+from tests.conftest import free_port, node_env, run_skillswap, unique_name
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def children_of(pid: int) -> set[int]:
@@ -49,17 +42,6 @@ def test_several_workers_need_postgresql_and_redis(tmp_path):
     )
     assert done.returncode == 2
     assert "WEB_WORKERS above 1 needs DATABASE_URL" in done.stderr
-
-
-def node_env(settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "REDIS_PREFIX": settings.redis_prefix,
-        "SECRET_KEY": settings.secret_key,
-        "LOG_LEVEL": "WARNING",
-    }
 
 
 async def start_workers(settings, port: int) -> asyncio.subprocess.Process:
