@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING
 
 from skillswap.errors import InvalidToken
+from skillswap.expiring import ExpiringMap
 from skillswap.models import User
 from skillswap.tokens import AccessClaims
 
@@ -23,27 +24,19 @@ class SignedInUsers:
 
     def __init__(self, ttl_seconds: float, max_entries: int = 50_000) -> None:
         self.ttl = ttl_seconds
-        self.max_entries = max_entries
-        self._entries: dict[int, tuple[float, User]] = {}
+        self._users: ExpiringMap[int, User] = ExpiringMap(max_entries)
 
     def get(self, user_id: int) -> User | None:
-        entry = self._entries.get(user_id)
-        if entry is None or entry[0] < time.monotonic():
-            return None
-        return entry[1]
+        return self._users.get(user_id, time.monotonic())
 
     def put(self, user: User) -> None:
         if self.ttl <= 0:
             return
-        if len(self._entries) >= self.max_entries:
-            now = time.monotonic()
-            self._entries = {k: v for k, v in self._entries.items() if v[0] >= now}
-            if len(self._entries) >= self.max_entries:
-                self._entries.clear()
-        self._entries[user.id] = (time.monotonic() + self.ttl, user)
+        now = time.monotonic()
+        self._users.put(user.id, user, now + self.ttl, now)
 
     def forget(self, user_id: int) -> None:
-        self._entries.pop(user_id, None)
+        self._users.pop(user_id)
 
 
 async def authenticate(deps: Deps, token: str) -> tuple[User, AccessClaims]:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import jwt
 
 from skillswap.errors import InvalidToken
+from skillswap.expiring import ExpiringMap
 from skillswap.settings import Settings
 
 
@@ -42,7 +43,7 @@ class KeyRing:
         # Tokens already verified, by their exact text (signature included), until they expire:
         # a client sends the same token with every request, and checking its signature again is
         # most of what authenticating costs. Revocation is not cached (see authn.authenticate).
-        self._verified: dict[str, AccessClaims] = {}
+        self._verified: ExpiringMap[str, AccessClaims] = ExpiringMap(VERIFIED_TOKENS_KEPT)
         if self.algorithm == "HS256":
             self._signing_key: Any = _derive_hmac_key(settings.secret_key, self.kid)
             self._verify_keys[self.kid] = self._signing_key
@@ -84,18 +85,12 @@ class KeyRing:
 
     def verify_access(self, token: str) -> AccessClaims:
         """Decode and check signature, algorithm, issuer, expiry and type, or raise InvalidToken."""
-        known = self._verified.get(token)
+        now = time.time()
+        known = self._verified.get(token, now)
         if known is not None:
-            if known.expires_at > time.time():
-                return known
-            del self._verified[token]
+            return known
         claims = self._verify(token)
-        if len(self._verified) >= VERIFIED_TOKENS_KEPT:
-            now = time.time()
-            self._verified = {t: c for t, c in self._verified.items() if c.expires_at > now}
-            if len(self._verified) >= VERIFIED_TOKENS_KEPT:
-                self._verified.clear()
-        self._verified[token] = claims
+        self._verified.put(token, claims, claims.expires_at, now)
         return claims
 
     def _verify(self, token: str) -> AccessClaims:
