@@ -19,9 +19,6 @@ class ExpiringMap(Generic[K, V]):
         self.max_entries = max_entries
         self._entries: dict[K, tuple[float, V]] = {}
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
     def get(self, key: K, now: float) -> V | None:
         """The live value under `key`, or None (a lapsed entry is dropped)."""
         entry = self._entries.get(key)
