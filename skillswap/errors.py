@@ -70,6 +70,23 @@ class InvalidToken(NotAuthenticated):
     code = "invalid_token"
     title = N_("Invalid token")
     default_detail = N_("The token is invalid, expired or revoked.")
+    # RFC 6750 3.1: a token was presented and refused (no `error` when none was presented).
+    www_authenticate = 'Bearer realm="skillswap", error="invalid_token"'
+
+    def __init__(self, detail: Message | str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"WWW-Authenticate": self.www_authenticate})
+        super().__init__(detail, **kwargs)
+
+
+class TokenExpired(InvalidToken):
+    """A genuine access token past its expiry: refresh it (anything else: sign in again)."""
+
+    code = "token_expired"
+    title = N_("Token expired")
+    default_detail = N_("The access token has expired. Refresh it and try again.")
+    www_authenticate = (
+        'Bearer realm="skillswap", error="invalid_token", error_description="expired"'
+    )
 
 
 class PaymentRequired(AppError):
