@@ -113,7 +113,7 @@ async def _createadmin(args: argparse.Namespace, settings: Settings) -> int:
 async def _seed_demo(args: argparse.Namespace, settings: Settings) -> int:
     from skillswap.deps import build_deps
     from skillswap.migrate import upgrade_to_head
-    from skillswap.seed import seed_demo
+    from skillswap.seed import DEMO_PASSWORD, seed_demo
 
     if settings.is_sqlite:
         await upgrade_to_head(settings)
@@ -123,6 +123,7 @@ async def _seed_demo(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         await deps.close()
     print(", ".join(f"{value} {name}" for name, value in report.items()))
+    print(f"sign in as {report.sign_in} (any demo user) with the password {DEMO_PASSWORD}")
     return 0
 
 

@@ -13,10 +13,16 @@ from skillswap.models import User
 # Modules that add demo records, in order; each defines
 # `async def seed(deps, uow, user_ids, skills) -> dict[str, int]` (counts for the report).
 SEED_MODULES: list[str] = ["skillswap.skills.seed", "skillswap.points"]
-DEMO_PASSWORD = "demo-password-123"
+DEMO_PASSWORD = "demo-password-123"  # README.md names it: keep the two the same
 
 
-async def seed_demo(deps: Deps, *, skills: int, users: int | None = None) -> dict[str, int]:
+class SeedReport(dict[str, int]):
+    """How many records of each kind were made; `sign_in` is one demo user's email."""
+
+    sign_in: str = ""
+
+
+async def seed_demo(deps: Deps, *, skills: int, users: int | None = None) -> SeedReport:
     """Insert demo users (password `demo-password-123`); later capabilities add their records."""
     user_count = users or max(10, skills // 20)
     password_hash = await deps.hasher.hash(DEMO_PASSWORD)
@@ -51,7 +57,8 @@ async def seed_demo(deps: Deps, *, skills: int, users: int | None = None) -> dic
                 )
             ).all()
         )
-        report = {"users": len(user_ids)}
+        report = SeedReport(users=len(user_ids))
+        report.sign_in = f"demo-{batch}-0@example.com"
         for module_name in SEED_MODULES:
             module = importlib.import_module(module_name)
             report.update(await module.seed(deps, uow, user_ids, skills))
