@@ -1,7 +1,9 @@
 """Full-text search over listings, on PostgreSQL (tsvector + GIN) and SQLite (FTS5).
 
 Each skill has one search document in three weighted parts: its titles, its tags, and its
-descriptions, in both languages, all normalised by `skillswap.skills.text`. On PostgreSQL the
+descriptions, in both languages, all normalised by `skillswap.skills.text` (`index_text`: each
+Arabic word is indexed with its forms without proclitics, so `مقلوبة` finds `المقلوبة`). On
+PostgreSQL the
 document is the `skills.search_vector` column: English text under the `english` configuration
 (stemmed, so "teaching" finds "teach"), Arabic text under `simple` (Arabic has no stemmer in
 PostgreSQL; normalisation does the folding). On SQLite it is a row of the FTS5 table
@@ -9,7 +11,8 @@ PostgreSQL; normalisation does the folding). On SQLite it is a row of the FTS5 t
 whenever a skill's text changes, in the same transaction.
 
 A query matches skills that contain every search term (English stop words dropped on both
-backends), ranked by `ts_rank` on PostgreSQL and `bm25` on SQLite, titles weighing most.
+backends); a term is matched by any one of its forms (`text.search_terms`). Results are ranked by
+`ts_rank` on PostgreSQL and `bm25` on SQLite, titles weighing most.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from skillswap.skills.queries import skills as skills_table
-from skillswap.skills.text import normalise_search_text, search_terms
+from skillswap.skills.text import index_text, search_terms
 
 _ENGLISH: ColumnElement[Any] = literal_column("'english'::regconfig")
 _SIMPLE: ColumnElement[Any] = literal_column("'simple'::regconfig")
@@ -66,11 +69,11 @@ class SearchDocument:
     ) -> SearchDocument:
         """Build the document of a skill from its fields."""
         return cls(
-            title_en=normalise_search_text(title_en),
-            title_ar=normalise_search_text(title_ar),
-            tags=normalise_search_text(" ".join(tags)),
-            body_en=normalise_search_text(description_en),
-            body_ar=normalise_search_text(description_ar),
+            title_en=index_text(title_en),
+            title_ar=index_text(title_ar),
+            tags=index_text(" ".join(tags)),
+            body_en=index_text(description_en),
+            body_ar=index_text(description_ar),
         )
 
     def params(self, prefix: str = "sd_") -> dict[str, str]:
@@ -170,7 +173,7 @@ async def drop_document(executor: Executor, dialect: str, skill_id: int) -> None
 class SearchMatch:
     """How one search filters and ranks a listing query on the current backend."""
 
-    terms: list[str]
+    terms: list[tuple[str, ...]]  # every term must match, by any one of its forms
     dialect: str
 
     @property
@@ -191,16 +194,33 @@ class SearchMatch:
             )
             statement = statement.join(hits, hits.c.skill_id == skills_table.c.id)
             return statement, hits.c.score
-        query = func.plainto_tsquery(_ENGLISH, " ".join(self.terms)).op("||")(
-            func.plainto_tsquery(_SIMPLE, " ".join(self.terms))
-        )
+        query = self.tsquery()
         statement = statement.where(skills_table.c.search_vector.op("@@")(query))
         rank = cast(func.ts_rank(skills_table.c.search_vector, query), Float)
         return statement, rank
 
+    def tsquery(self) -> ColumnElement[Any]:
+        """PostgreSQL: every term, each as any of its forms under either configuration."""
+        query: ColumnElement[Any] | None = None
+        for forms in self.terms:
+            term: ColumnElement[Any] | None = None
+            for form in forms:
+                either = func.plainto_tsquery(_ENGLISH, form).op("||")(
+                    func.plainto_tsquery(_SIMPLE, form)
+                )
+                term = either if term is None else term.op("||")(either)
+            assert term is not None
+            query = term if query is None else query.op("&&")(term)
+        assert query is not None, "an empty search matches nothing: check is_empty first"
+        return query
+
     def fts_query(self) -> str:
         """The FTS5 MATCH expression: every term, quoted (no FTS syntax from users)."""
-        return " ".join('"' + term.replace('"', '""') + '"' for term in self.terms)
+        groups = []
+        for forms in self.terms:
+            quoted = ['"' + form.replace('"', '""') + '"' for form in forms]
+            groups.append(quoted[0] if len(quoted) == 1 else "(" + " OR ".join(quoted) + ")")
+        return " AND ".join(groups)
 
 
 def search_match(search: str, dialect: str) -> SearchMatch:
