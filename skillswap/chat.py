@@ -190,18 +190,25 @@ async def open_direct_room(deps: Deps, *, actor: User, user_id: int) -> tuple[Ro
 
 
 async def list_rooms(
-    deps: Deps, *, actor: User, offset: int, limit: int
+    deps: Deps, *, actor: User, offset: int, limit: int, order_id: int | None = None
 ) -> tuple[int, list[RoomSummary]]:
-    """The actor's rooms, newest activity first, with last message and unread count."""
+    """The actor's rooms, newest activity first, with last message and unread count; with
+    `order_id`, only that order's room (none when the actor is not one of its members)."""
+    mine = [ChatMember.user_id == actor.id]
+    if order_id is not None:
+        mine.append(ChatRoom.order_id == order_id)
     async with deps.db.read() as session:
         count = await session.scalar(
-            select(func.count()).select_from(ChatMember).where(ChatMember.user_id == actor.id)
+            select(func.count())
+            .select_from(ChatMember)
+            .join(ChatRoom, ChatRoom.id == ChatMember.room_id)
+            .where(*mine)
         )
         room_ids = list(
             await session.scalars(
                 select(ChatRoom.id)
                 .join(ChatMember, ChatMember.room_id == ChatRoom.id)
-                .where(ChatMember.user_id == actor.id)
+                .where(*mine)
                 .order_by(ChatRoom.last_activity_at.desc(), ChatRoom.id.desc())
                 .offset(offset)
                 .limit(limit)

@@ -32,6 +32,14 @@ _TRANSITIONS: dict[str, tuple[str, Message]] = {
     "expire": ("order_expired", lazy("Order #{order} expired.")),
 }
 _OTHER = ("order_updated", lazy("Order #{order} was updated."))
+_ROOMS_OPENED = "order_chat.rooms_opened"
+
+
+def room_opened_for(uow: UnitOfWork, order_id: int) -> int | None:
+    """The id of the room opened for `order_id` in this unit of work (placing the order
+    answers with it without reading it back)."""
+    opened: dict[int, int] = uow.session.info.get(_ROOMS_OPENED, {})
+    return opened.get(order_id)
 
 
 @events.subscribe(events.OrderPlaced)
@@ -40,6 +48,7 @@ async def open_room_and_tell_the_seller(deps: Deps, uow: UnitOfWork, event: Any)
     room_id = await chat.open_order_room(
         deps, uow, order_id=event.order_id, buyer_id=event.buyer_id, seller_id=event.seller_id
     )
+    uow.session.info.setdefault(_ROOMS_OPENED, {})[event.order_id] = room_id
     await notifications.notify(
         deps,
         uow,

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from skillswap import events, ledger
+from skillswap import events, ledger, order_chat
 from skillswap.db import HotStatement, UnitOfWork
 from skillswap.deps import Deps
 from skillswap.errors import Conflict, NotFound, PaymentRequired, PermissionDenied
@@ -133,6 +133,7 @@ async def place_order(
                 order_id=order_id, buyer_id=actor.id, seller_id=found.owner_id, skill_id=skill_id
             ),
         )
+        room_id = order_chat.room_opened_for(uow, order_id)
         await uow.commit()
     # The response shows the rows just written, from the values written.
     order = Order(id=order_id, **values)
@@ -147,6 +148,7 @@ async def place_order(
         allowed_actions=allowed_actions(roles, "pending"),
         history=[OrderTransition(id=step_id, **placed)],
         reviews=NO_REVIEWS,
+        room_id=room_id,
     )
 
 

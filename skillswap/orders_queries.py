@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ScalarSelect, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from skillswap.deps import Deps
 from skillswap.errors import NotFound, PermissionDenied
 from skillswap.i18n import lazy
-from skillswap.models import Order, OrderTransition, Skill, User
+from skillswap.models import ChatRoom, Order, OrderTransition, Skill, User
 from skillswap.orders_rules import Role, allowed_actions
 from skillswap.reviews import ReviewState, review_state
 from skillswap.settings import Settings
@@ -36,6 +36,12 @@ class OrderView:
     allowed_actions: list[str]
     history: list[OrderTransition] | None = None
     reviews: ReviewState | None = None  # detail, for the two participants
+    room_id: int | None = None  # the order's chat room (every order has one)
+
+
+def room_of(order_id: object) -> ScalarSelect[int]:
+    """The id of the chat room of `order_id` (a value or a column), as a scalar subquery."""
+    return select(ChatRoom.id).where(ChatRoom.order_id == order_id).scalar_subquery()
 
 
 def roles_of(order: Order, user: User) -> frozenset[Role]:
@@ -104,7 +110,15 @@ async def list_orders(
         count = await session.scalar(select(func.count()).select_from(Order).where(*conditions))
         rows = (
             await session.execute(
-                select(Order, buyer, seller, Skill.id, Skill.title_en, Skill.title_ar)
+                select(
+                    Order,
+                    buyer,
+                    seller,
+                    Skill.id,
+                    Skill.title_en,
+                    Skill.title_ar,
+                    room_of(Order.id),
+                )
                 .join(buyer, buyer.id == Order.buyer_id)
                 .join(seller, seller.id == Order.seller_id)
                 .join(Skill, Skill.id == Order.skill_id)
@@ -115,7 +129,7 @@ async def list_orders(
             )
         ).all()
     views = []
-    for order, buyer_row, seller_row, sid, title_en, title_ar in rows:
+    for order, buyer_row, seller_row, sid, title_en, title_ar, room_id in rows:
         roles = roles_of(order, actor)
         views.append(
             OrderView(
@@ -127,6 +141,7 @@ async def list_orders(
                 allowed_actions=allowed_actions(
                     roles, order.status, changes_left=changes_left(order, deps.settings)
                 ),
+                room_id=room_id,
             )
         )
     return int(count or 0), views
@@ -138,7 +153,9 @@ async def order_view(deps: Deps, session: AsyncSession, order: Order, actor: Use
     seller = await session.get(User, order.seller_id)
     skill = (
         await session.execute(
-            select(Skill.id, Skill.title_en, Skill.title_ar).where(Skill.id == order.skill_id)
+            select(Skill.id, Skill.title_en, Skill.title_ar, room_of(order.id)).where(
+                Skill.id == order.skill_id
+            )
         )
     ).one()
     history = list(
@@ -174,4 +191,5 @@ async def order_view(deps: Deps, session: AsyncSession, order: Order, actor: Use
         ),
         history=history,
         reviews=reviews,
+        room_id=skill[3],
     )

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pydantic import Field
 
 from skillswap.http.base import BaseHandler, path_id, route
+from skillswap.http.query import NoQuery
 from skillswap.http.skills import PlainText
-from skillswap.http.validation import Body, Id
+from skillswap.http.validation import Body, Id, Nullable
 from skillswap.skills import categories
 
 
@@ -36,6 +37,7 @@ class ReorderBody(Body):
 class AdminCategoriesHandler(BaseHandler):
     async def get(self) -> None:
         """Every category, active or not."""
+        self.parse_query(NoQuery)
         found = await categories.admin_list_categories(
             self.deps, actor=self.user, locale=self.translator.locale
         )

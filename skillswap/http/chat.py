@@ -14,6 +14,7 @@ from skillswap import chat
 from skillswap.chat import RoomSummary
 from skillswap.http.accounts import user_public
 from skillswap.http.base import BaseHandler, idempotent, path_id, route
+from skillswap.http.query import PageQuery
 from skillswap.http.validation import Body, Id
 
 
@@ -38,6 +39,10 @@ class DirectRoomBody(Body):
     user_id: Id
 
 
+class RoomsQuery(PageQuery):
+    order_id: Id | None = Field(default=None, description="Only the room of this order")
+
+
 class RoomQuery(Body):
     before: Id | None = Field(default=None, description="Only messages older than this id")
     limit: int = Field(default=chat.DEFAULT_PAGE, ge=1, le=chat.MAX_PAGE)
@@ -54,10 +59,16 @@ class ReadBody(Body):
 
 class RoomsHandler(BaseHandler):
     async def get(self) -> None:
-        """The signed-in user's chat rooms, newest activity first, with unread counts."""
+        """The signed-in user's chat rooms, newest activity first, with unread counts
+        (`?order_id=` for the room of one of your orders)."""
+        query = self.parse_query(RoomsQuery)
         params = self.page_params()
         count, rooms = await chat.list_rooms(
-            self.deps, actor=self.user, offset=params.offset, limit=params.page_size
+            self.deps,
+            actor=self.user,
+            offset=params.offset,
+            limit=params.page_size,
+            order_id=query.order_id,
         )
         self.send_page(params, count=count, results=[room_view(r) for r in rooms])
 

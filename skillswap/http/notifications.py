@@ -5,16 +5,14 @@ The same notifications arrive live on the WebSocket (`{"type": "notification", .
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from skillswap import notifications
 from skillswap.http.base import BaseHandler, path_id, route
+from skillswap.http.query import PageQuery
 
 
-class NotificationQuery(BaseModel):
-    # `page` and `page_size` are read by page_params(); nothing else is expected.
-    model_config = ConfigDict(extra="ignore")
-
+class NotificationQuery(PageQuery):
     unread: bool = Field(default=False, description="Only unread notifications")
 
 

@@ -74,6 +74,7 @@ def order_json(view: OrderView, translator: Translator) -> dict[str, Any]:
             }
         ),
         "allowed_actions": view.allowed_actions,
+        "room_id": view.room_id,  # its chat room: /api/chat/rooms/{room_id}/ and on /ws/
         "created_at": order.created_at,
         "updated_at": order.updated_at,
         "completed_at": order.completed_at,

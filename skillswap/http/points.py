@@ -6,6 +6,7 @@ from typing import Any
 
 from skillswap import points, points_packages
 from skillswap.http.base import BaseHandler, public, route
+from skillswap.http.query import NoQuery, PageQuery
 from skillswap.i18n import Translator
 from skillswap.models import PointsPackage
 
@@ -37,6 +38,7 @@ def package_json(
 class BalanceHandler(BaseHandler):
     async def get(self) -> None:
         """The balance, the points held in escrow for open orders, and what is available."""
+        self.parse_query(NoQuery)
         wallet = await points.get_balance(self.deps, actor=self.user)
         self.send({"balance": wallet.balance, "held": wallet.held, "available": wallet.available})
 
@@ -44,6 +46,7 @@ class BalanceHandler(BaseHandler):
 class TransactionsHandler(BaseHandler):
     async def get(self) -> None:
         """The wallet's entries, newest first: signed amount, kind, description, balance after."""
+        self.parse_query(PageQuery)
         page = self.page_params()
         count, lines = await points.list_transactions(
             self.deps, actor=self.user, offset=page.offset, limit=page.page_size
@@ -73,6 +76,7 @@ class PackagesHandler(BaseHandler):
     @public
     async def get(self) -> None:
         """The points packages for sale, named in the request's language."""
+        self.parse_query(PageQuery)
         page = self.page_params()
         count, packages = await points_packages.list_packages_for_sale(
             self.deps, offset=page.offset, limit=page.page_size

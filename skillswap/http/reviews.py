@@ -10,6 +10,7 @@ from skillswap import reviews
 from skillswap.http.accounts import user_public
 from skillswap.http.base import BaseHandler, idempotent, path_id, public, route
 from skillswap.http.orders import review_json
+from skillswap.http.query import PageQuery
 from skillswap.http.validation import Body
 from skillswap.i18n import in_language
 from skillswap.reviews import ReviewView
@@ -54,6 +55,7 @@ class UserReviewsHandler(BaseHandler):
     @public
     async def get(self, user_id: str) -> None:
         """The public reviews about a user, newest first."""
+        self.parse_query(PageQuery)
         page = self.page_params()
         count, views = await reviews.list_user_reviews(
             self.deps, user_id=path_id(user_id), offset=page.offset, limit=page.page_size
@@ -66,6 +68,7 @@ class SkillReviewsHandler(BaseHandler):
     @public
     async def get(self, skill_id: str) -> None:
         """The public reviews buyers wrote about a skill, newest first."""
+        self.parse_query(PageQuery)
         page = self.page_params()
         count, views = await reviews.list_skill_reviews(
             self.deps, skill_id=path_id(skill_id), offset=page.offset, limit=page.page_size

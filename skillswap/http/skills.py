@@ -16,6 +16,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from skillswap.errors import BadRequest
 from skillswap.http.base import BaseHandler, PageParams, idempotent, path_id, public, route
+from skillswap.http.query import NoQuery
 from skillswap.http.validation import Body, Id
 from skillswap.i18n import N_, lazy
 from skillswap.skills import browse, categories, images, listings
@@ -376,6 +377,7 @@ class CategoriesHandler(SkillsBaseHandler):
     @public
     async def get(self) -> None:
         """Active categories as a two-level tree, with the number of active skills in each."""
+        self.parse_query(NoQuery)  # before the cache, which does not key on the query string
         key = ("categories", self.translator.locale)
         token, answered = await self.send_cached(key)
         if answered:
