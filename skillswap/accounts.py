@@ -17,6 +17,7 @@ from skillswap import events
 from skillswap.db import UnitOfWork
 from skillswap.deps import Deps
 from skillswap.errors import (
+    BadRequest,
     Conflict,
     InvalidCredentials,
     InvalidToken,
@@ -24,50 +25,97 @@ from skillswap.errors import (
     TooManyRequests,
     ValidationFailed,
 )
-from skillswap.i18n import SUPPORTED_LOCALES, lazy, lazy_plural
+from skillswap.i18n import N_, SUPPORTED_LOCALES, lazy, lazy_plural
 from skillswap.mail import OutgoingEmail
 from skillswap.models import OneTimeToken, RefreshToken, User
 from skillswap.passwords import password_problems
-from skillswap.tokens import AccessClaims, hash_opaque_token, new_opaque_token
+from skillswap.tokens import (
+    AccessClaims,
+    hash_opaque_token,
+    new_opaque_token,
+    rotation_successor,
+)
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
 PURPOSE_VERIFY_EMAIL = "verify_email"
 PURPOSE_PASSWORD_RESET = "password_reset"
 
 
-@dataclass(frozen=True)
-class AuthResult:
-    user: User
-    access: str
-    refresh: str
+class InvalidCode(BadRequest):
+    """A mistyped, spent or expired emailed code: the caller's input, not its sign-in (a 401
+    would send clients' refresh-and-retry logic after the wrong thing)."""
+
+    code = "invalid_code"
+    title = N_("Invalid code")
+    default_detail = N_("This code is not valid, was already used or has expired.")
+
+    def __init__(self) -> None:
+        super().__init__(errors={"token": [lazy(self.default_detail)]})
 
 
 @dataclass(frozen=True)
 class TokenPair:
+    """A signed-in session's credentials and how many seconds each still lives."""
+
     access: str
     refresh: str
+    expires_in: int
+    refresh_expires_in: int
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    user: User
+    tokens: TokenPair
 
 
 def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
+def _seconds_left(until: float, now: datetime) -> int:
+    # Whole seconds on both sides, as the tokens' own `iat`/`exp` are.
+    return max(0, int(until) - int(now.timestamp()))
+
+
 async def _issue_tokens(
-    deps: Deps, session: AsyncSession, user: User, family_id: str | None = None
+    deps: Deps,
+    session: AsyncSession,
+    user: User,
+    *,
+    family_id: str | None = None,
+    rotated_from: str | None = None,
+    now: datetime | None = None,
 ) -> TokenPair:
-    now = deps.clock()
-    access, _claims = deps.keys.issue_access(user.id, now=now.timestamp())
-    refresh, digest = new_opaque_token()
+    """A new pair for `user`: a new session, or the next pair of `family_id` when rotating
+    `rotated_from` (whose successor is derived, see tokens.rotation_successor)."""
+    now = now or deps.clock()
+    family = family_id or uuid.uuid4().hex
+    jti: str | None = None
+    if rotated_from is None:
+        refresh, digest = new_opaque_token()
+    else:
+        refresh, jti = rotation_successor(deps.settings.secret_key, rotated_from)
+        digest = hash_opaque_token(refresh)
+    access, claims = deps.keys.issue_access(
+        user.id, now=now.timestamp(), session_id=family, jti=jti
+    )
+    expires_at = now + timedelta(seconds=deps.settings.refresh_token_ttl_seconds)
     session.add(
         RefreshToken(
             token_hash=digest,
             user_id=user.id,
-            family_id=family_id or uuid.uuid4().hex,
+            family_id=family,
             created_at=now,
-            expires_at=now + timedelta(seconds=deps.settings.refresh_token_ttl_seconds),
+            expires_at=expires_at,
         )
     )
-    return TokenPair(access=access, refresh=refresh)
+    return TokenPair(
+        access=access,
+        refresh=refresh,
+        expires_in=_seconds_left(claims.expires_at, now),
+        refresh_expires_in=_seconds_left(expires_at.timestamp(), now),
+    )
 
 
 async def register(
@@ -128,7 +176,7 @@ async def register(
         verify_token = await _new_one_time_token(deps, session, user, PURPOSE_VERIFY_EMAIL)
         _queue_email(deps, uow, user, PURPOSE_VERIFY_EMAIL, verify_token)
         await uow.commit()
-    return AuthResult(user=user, access=tokens.access, refresh=tokens.refresh)
+    return AuthResult(user=user, tokens=tokens)
 
 
 def _duplicate_error(*, email_taken: bool | None) -> Conflict:
@@ -193,7 +241,7 @@ async def login(
             )
         tokens = await _issue_tokens(deps, uow.session, user)
         await uow.commit()
-    return AuthResult(user=user, access=tokens.access, refresh=tokens.refresh)
+    return AuthResult(user=user, tokens=tokens)
 
 
 async def sign_in_user(deps: Deps, uow: UnitOfWork, user: User) -> TokenPair:
@@ -202,51 +250,139 @@ async def sign_in_user(deps: Deps, uow: UnitOfWork, user: User) -> TokenPair:
 
 
 async def refresh_tokens(deps: Deps, *, refresh: str) -> TokenPair:
-    """Rotate a refresh token; presenting one already used revokes its whole family."""
+    """Rotate a refresh token.
+
+    Presented again within REFRESH_REUSE_GRACE_SECONDS of its rotation (an app refreshing from
+    two places at once) it gets the same new pair; later it is a replay, which ends the whole
+    session: its refresh tokens and, through the denylist, its access tokens.
+    """
     digest = hash_opaque_token(refresh)
     now = deps.clock()
+    grace = timedelta(seconds=deps.settings.refresh_reuse_grace_seconds)
     async with deps.db.uow() as uow:
         session = uow.session
         token = await session.get(RefreshToken, digest)
         if token is None or token.revoked_at is not None or token.expires_at <= now:
             raise InvalidToken()
-        # Conditional update: of two concurrent refreshes with one token, only one rotates.
-        claimed = await session.execute(
-            update(RefreshToken)
-            .where(RefreshToken.token_hash == digest, RefreshToken.used_at.is_(None))
-            .values(used_at=now)
-        )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
-            await _revoke_family(session, token.family_id, now)
-            await uow.commit()
-            raise InvalidToken(
-                lazy("This refresh token was already used; sign in again."), code="token_reused"
+        rotated_at = token.used_at
+        if rotated_at is None:
+            # Conditional update: of two concurrent refreshes with one token, only one rotates;
+            # on PostgreSQL the other's UPDATE waits for that one's commit and matches nothing.
+            claimed = await session.execute(
+                update(RefreshToken)
+                .where(RefreshToken.token_hash == digest, RefreshToken.used_at.is_(None))
+                .values(used_at=now)
+                .execution_options(synchronize_session=False)
             )
-        user = await session.get(User, token.user_id)
-        if user is None or not user.is_active:
-            raise InvalidToken()
-        pair = await _issue_tokens(deps, session, user, family_id=token.family_id)
+            if claimed.rowcount == 1:  # type: ignore[attr-defined]
+                user = await session.get(User, token.user_id)
+                if user is None or not user.is_active:
+                    raise InvalidToken()
+                pair = await _issue_tokens(
+                    deps, session, user, family_id=token.family_id, rotated_from=refresh, now=now
+                )
+                await uow.commit()
+                return pair
+            # Lost that race: read the winner's committed rotation time (a new statement sees it).
+            row = (
+                await session.execute(
+                    select(RefreshToken.used_at, RefreshToken.revoked_at).where(
+                        RefreshToken.token_hash == digest
+                    )
+                )
+            ).one()
+            if row.revoked_at is not None or row.used_at is None:
+                raise InvalidToken()
+            rotated_at = row.used_at
+        if grace and now - rotated_at <= grace:
+            repeated = await _repeat_rotation(
+                deps, session, token, refresh=refresh, rotated_at=rotated_at, now=now
+            )
+            if repeated is not None:
+                return repeated
+        await _revoke_family(session, token.family_id, now)
         await uow.commit()
-    return pair
-
-
-async def _revoke_family(session: AsyncSession, family_id: str, now: datetime) -> None:
-    await session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=now)
+    await _end_access_tokens(deps, {token.family_id})
+    raise InvalidToken(
+        lazy("This refresh token was already used; sign in again."), code="token_reused"
     )
 
 
+async def _repeat_rotation(
+    deps: Deps,
+    session: AsyncSession,
+    token: RefreshToken,
+    *,
+    refresh: str,
+    rotated_at: datetime,
+    now: datetime,
+) -> TokenPair | None:
+    """The pair that rotating `token` at `rotated_at` issued, again; None when that pair is
+    gone (its session ended, or it was issued before successors were derived)."""
+    successor, jti = rotation_successor(deps.settings.secret_key, refresh)
+    row = (
+        await session.execute(
+            select(RefreshToken.family_id, RefreshToken.expires_at, RefreshToken.revoked_at).where(
+                RefreshToken.token_hash == hash_opaque_token(successor)
+            )
+        )
+    ).first()
+    if row is None or row.family_id != token.family_id or row.revoked_at is not None:
+        return None
+    user = await session.get(User, token.user_id)
+    if user is None or not user.is_active:
+        raise InvalidToken()
+    # Same claims, same signature: the access token is the one the first rotation returned.
+    access, claims = deps.keys.issue_access(
+        user.id, now=rotated_at.timestamp(), session_id=token.family_id, jti=jti
+    )
+    return TokenPair(
+        access=access,
+        refresh=successor,
+        expires_in=_seconds_left(claims.expires_at, now),
+        refresh_expires_in=_seconds_left(row.expires_at.timestamp(), now),
+    )
+
+
+async def _revoke_family(
+    session: AsyncSession, family_id: str, now: datetime, *, user_id: int | None = None
+) -> None:
+    statement = update(RefreshToken).where(
+        RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None)
+    )
+    if user_id is not None:
+        statement = statement.where(RefreshToken.user_id == user_id)
+    await session.execute(statement.values(revoked_at=now))
+
+
+async def _end_access_tokens(deps: Deps, families: set[str]) -> None:
+    """Deny every access token issued to these sessions, until the newest would expire."""
+    for family_id in families:
+        await deps.denylist.revoke_session(family_id, ttl=deps.settings.access_token_ttl_seconds)
+
+
 async def logout(deps: Deps, *, actor: User, access: AccessClaims, refresh: str | None) -> None:
-    """Revoke the refresh family and deny the current access token until it expires."""
+    """End the session of the access token (and the one `refresh` belongs to, if another):
+    its refresh tokens, and every access token issued to it, the current one included."""
     now = deps.clock()
+    families = {access.session_id} if access.session_id else set()
     if refresh:
+        async with deps.db.read() as session:
+            family_id = await session.scalar(
+                select(RefreshToken.family_id).where(
+                    RefreshToken.token_hash == hash_opaque_token(refresh),
+                    RefreshToken.user_id == actor.id,
+                )
+            )
+        if family_id is not None:
+            families.add(family_id)
+    if families:
         async with deps.db.uow() as uow:
-            token = await uow.session.get(RefreshToken, hash_opaque_token(refresh))
-            if token is not None and token.user_id == actor.id:
-                await _revoke_family(uow.session, token.family_id, now)
-                await uow.commit()
+            for family_id in families:
+                await _revoke_family(uow.session, family_id, now, user_id=actor.id)
+            await uow.commit()
+        await _end_access_tokens(deps, families)
+    # Tokens issued before sessions were named carry no session id: deny this one by itself.
     await deps.denylist.revoke(access.jti, expires_at=access.expires_at)
 
 
@@ -350,14 +486,14 @@ async def _consume_one_time_token(
     digest = hash_opaque_token(token)
     record = await session.get(OneTimeToken, digest)
     if record is None or record.purpose != purpose or record.expires_at <= now:
-        raise InvalidToken()
+        raise InvalidCode()
     used = await session.execute(
         update(OneTimeToken)
         .where(OneTimeToken.token_hash == digest, OneTimeToken.used_at.is_(None))
         .values(used_at=now)
     )
     if used.rowcount != 1:  # type: ignore[attr-defined]
-        raise InvalidToken()
+        raise InvalidCode()
     return record
 
 
@@ -378,7 +514,7 @@ async def verify_email(deps: Deps, *, token: str) -> User:
         )
         user = await uow.session.get(User, record.user_id)
         if user is None:
-            raise InvalidToken()
+            raise InvalidCode()
         user.email_verified = True
         await uow.commit()
     deps.signed_in.forget(user.id)
@@ -410,7 +546,7 @@ async def confirm_password_reset(deps: Deps, *, token: str, new_password: str) -
         )
         user = await uow.session.get(User, record.user_id)
         if user is None:
-            raise InvalidToken()
+            raise InvalidCode()
         await _set_password(deps, uow, user, new_password)
         await uow.commit()
 

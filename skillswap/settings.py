@@ -60,6 +60,9 @@ class Settings:
     # Auth
     access_token_ttl_seconds: int = 900
     refresh_token_ttl_seconds: int = 30 * 24 * 3600
+    # A refresh token presented again this soon after its rotation gets the same new pair
+    # (apps refresh in parallel); later, it is a replay and ends the session. 0: no grace.
+    refresh_reuse_grace_seconds: int = 30
     jwt_algorithm: str = "HS256"  # HS256 with SECRET_KEY, or RS256 with JWT_PRIVATE_KEY_FILE
     jwt_key_id: str = "k1"
     jwt_private_key_file: str = ""
@@ -80,9 +83,14 @@ class Settings:
     idempotency_lease_seconds: int = 30  # a claim whose request never finished is then retaken
     # Google sign-in
     google_client_id: str = ""
+    # Every client whose ID tokens may sign in (web, Android, iOS); GOOGLE_CLIENT_ID is one of them.
+    google_client_ids: tuple[str, ...] = ()
     google_client_secret: str = ""
     google_discovery_url: str = "https://accounts.google.com/.well-known/openid-configuration"
     oauth_redirect_url: str = ""  # defaults to {public_url}/api/auth/oauth/google/callback/
+    # A page of the web app the callback sends the browser on to, with the outcome in the URL
+    # fragment; empty: the callback answers JSON.
+    oauth_web_redirect_url: str = ""
     # Economy
     signup_bonus_points: int = 100
     platform_fee_percent: int = 0
@@ -120,6 +128,12 @@ class Settings:
         return f"sqlite+aiosqlite:///{Path(self.data_dir) / 'skillswap.sqlite3'}"
 
     @property
+    def google_audiences(self) -> tuple[str, ...]:
+        """The client ids an ID token may be issued to: GOOGLE_CLIENT_ID, then GOOGLE_CLIENT_IDS."""
+        ids = (self.google_client_id, *self.google_client_ids)
+        return tuple(dict.fromkeys(i for i in ids if i))
+
+    @property
     def is_sqlite(self) -> bool:
         return self.effective_database_url.startswith("sqlite")
 
@@ -130,6 +144,8 @@ class Settings:
         if self.web_workers > 1 and (self.is_sqlite or not self.redis_url):
             # SQLite's writer lock and the in-process bridge hold within one process only.
             raise ConfigError("WEB_WORKERS above 1 needs DATABASE_URL (PostgreSQL) and REDIS_URL")
+        if self.refresh_reuse_grace_seconds < 0:
+            raise ConfigError("REFRESH_REUSE_GRACE_SECONDS must be 0 (no grace) or more")
         if self.is_production and self.secret_key == DEV_SECRET_KEY:
             raise ConfigError(
                 "SECRET_KEY is the development key; set a secret of your own when DATABASE_URL is set"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import logging
 import secrets
 import time
@@ -13,7 +15,7 @@ from typing import Any, Protocol
 
 import jwt
 
-from skillswap.errors import InvalidToken
+from skillswap.errors import InvalidToken, TokenExpired
 from skillswap.expiring import ExpiringMap
 from skillswap.settings import Settings
 
@@ -24,6 +26,9 @@ class AccessClaims:
     jti: str
     expires_at: int
     issued_at: int = 0
+    # The sign-in (refresh-token family) the token was issued to: ending the session ends its
+    # access tokens at once. Empty for tokens issued before sessions were named.
+    session_id: str = ""
 
 
 VERIFIED_TOKENS_KEPT = 20_000
@@ -63,23 +68,36 @@ class KeyRing:
                 old_kid, _, path = pair.partition(":")
                 self._verify_keys[old_kid] = load_pem_public_key(Path(path).read_bytes())
 
-    def issue_access(self, user_id: int, *, now: float | None = None) -> tuple[str, AccessClaims]:
+    def issue_access(
+        self,
+        user_id: int,
+        *,
+        now: float | None = None,
+        session_id: str = "",
+        jti: str | None = None,
+    ) -> tuple[str, AccessClaims]:
+        """Sign an access token. The same claims (`jti` and `now` given) sign the same token:
+        HS256 and RS256 (PKCS#1 v1.5) signatures are deterministic."""
         issued = int(now if now is not None else time.time())
         claims = AccessClaims(
-            user_id=user_id, jti=uuid.uuid4().hex, expires_at=issued + self.ttl, issued_at=issued
+            user_id=user_id,
+            jti=jti or uuid.uuid4().hex,
+            expires_at=issued + self.ttl,
+            issued_at=issued,
+            session_id=session_id,
         )
+        payload: dict[str, Any] = {
+            "sub": str(user_id),
+            "jti": claims.jti,
+            "iat": issued,
+            "exp": claims.expires_at,
+            "iss": self.issuer,
+            "typ": "access",
+        }
+        if session_id:
+            payload["sid"] = session_id
         token = jwt.encode(
-            {
-                "sub": str(user_id),
-                "jti": claims.jti,
-                "iat": issued,
-                "exp": claims.expires_at,
-                "iss": self.issuer,
-                "typ": "access",
-            },
-            self._signing_key,
-            algorithm=self.algorithm,
-            headers={"kid": self.kid},
+            payload, self._signing_key, algorithm=self.algorithm, headers={"kid": self.kid}
         )
         return token, claims
 
@@ -107,13 +125,23 @@ class KeyRing:
                 issuer=self.issuer,
                 options={"require": ["exp", "iat", "sub", "jti", "iss"]},
             )
+        except jwt.ExpiredSignatureError as exc:
+            # PyJWT checks `exp` only after the signature: this token is ours, and merely old.
+            raise TokenExpired() from exc
         except jwt.PyJWTError as exc:
             raise InvalidToken() from exc
         if payload.get("typ") != "access":
             raise InvalidToken()
+        session_id = payload.get("sid", "")
+        if not isinstance(session_id, str):
+            raise InvalidToken()
         try:
             return AccessClaims(
-                int(payload["sub"]), str(payload["jti"]), int(payload["exp"]), int(payload["iat"])
+                int(payload["sub"]),
+                str(payload["jti"]),
+                int(payload["exp"]),
+                int(payload["iat"]),
+                session_id,
             )
         except (TypeError, ValueError) as exc:
             raise InvalidToken() from exc
@@ -122,6 +150,22 @@ class KeyRing:
 def _derive_hmac_key(secret: str, kid: str) -> bytes:
     # A key per kid, derived from the secret, so the raw SECRET_KEY never signs tokens itself.
     return hashlib.sha256(f"skillswap-jwt:{kid}:{secret}".encode()).digest()
+
+
+def rotation_successor(secret_key: str, refresh: str) -> tuple[str, str]:
+    """The refresh token, and the access token's `jti`, that rotating `refresh` issues.
+
+    Derived, not random, so that a refresh token presented twice within the reuse grace window
+    gets the very pair its first rotation issued, while nothing that could be replayed is kept
+    at rest: the database holds only hashes, as for every other refresh token. Reproducing a
+    pair takes the presented token (which the caller proves it holds) and SECRET_KEY, which
+    signs access tokens anyway; storing the new tokens encrypted would instead keep a
+    decryptable live token for every rotation, and need a key just for that.
+    """
+    key = hashlib.sha256(f"skillswap-refresh-rotation:{secret_key}".encode()).digest()
+    token = hmac.new(key, b"refresh\0" + refresh.encode(), hashlib.sha256).digest()
+    jti = hmac.new(key, b"access\0" + refresh.encode(), hashlib.sha256).hexdigest()[:32]
+    return base64.urlsafe_b64encode(token).rstrip(b"=").decode("ascii"), jti
 
 
 def new_opaque_token() -> tuple[str, str]:
@@ -135,10 +179,13 @@ def hash_opaque_token(token: str) -> str:
 
 
 class TokenDenylist(Protocol):
-    """Revoked access tokens: single tokens (sign-out) and all of a user's older tokens
-    (a new password), each kept until the tokens concerned would have expired anyway."""
+    """Revoked access tokens: single tokens (sign-out), every token of one session (a sign-out,
+    a refresh token replayed) and all of a user's older tokens (a new password), each kept
+    until the tokens concerned would have expired anyway."""
 
     async def revoke(self, jti: str, *, expires_at: int) -> None: ...
+
+    async def revoke_session(self, session_id: str, *, ttl: int) -> None: ...
 
     async def revoke_user_tokens(self, user_id: int, *, issued_before: int, ttl: int) -> None: ...
 
@@ -150,12 +197,18 @@ class MemoryDenylist:
 
     def __init__(self) -> None:
         self._entries: dict[str, int] = {}
+        self._sessions: dict[str, int] = {}  # session id -> kept until
         self._users: dict[int, tuple[int, int]] = {}  # user -> (issued_before, kept until)
 
     async def revoke(self, jti: str, *, expires_at: int) -> None:
         now = int(time.time())
         self._entries = {k: v for k, v in self._entries.items() if v > now}
         self._entries[jti] = expires_at
+
+    async def revoke_session(self, session_id: str, *, ttl: int) -> None:
+        now = int(time.time())
+        self._sessions = {k: v for k, v in self._sessions.items() if v > now}
+        self._sessions[session_id] = now + ttl + 1
 
     async def revoke_user_tokens(self, user_id: int, *, issued_before: int, ttl: int) -> None:
         self._users[user_id] = (issued_before, int(time.time()) + ttl)
@@ -165,6 +218,10 @@ class MemoryDenylist:
         expiry = self._entries.get(claims.jti)
         if expiry is not None and expiry > now:
             return True
+        if claims.session_id:
+            ended = self._sessions.get(claims.session_id)
+            if ended is not None and ended > now:
+                return True
         cutoff = self._users.get(claims.user_id)
         return cutoff is not None and cutoff[1] > now and claims.issued_at < cutoff[0]
 
@@ -180,6 +237,9 @@ class RedisDenylist:
         ttl = max(1, expires_at - int(time.time()) + 1)
         await self._redis.set(self._prefix + jti, b"1", ex=ttl)
 
+    async def revoke_session(self, session_id: str, *, ttl: int) -> None:
+        await self._redis.set(f"{self._prefix}sid:{session_id}", b"1", ex=ttl + 1)
+
     async def revoke_user_tokens(self, user_id: int, *, issued_before: int, ttl: int) -> None:
         await self._redis.set(f"{self._prefix}user:{user_id}", str(issued_before), ex=ttl + 1)
 
@@ -187,13 +247,21 @@ class RedisDenylist:
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
+        # One round trip for the three ways a token ends; a token without a session names a
+        # key nobody sets (a jti is hex, so "sid:" cannot collide with one).
         try:
-            token, user = await self._redis.mget(
-                self._prefix + claims.jti, f"{self._prefix}user:{claims.user_id}"
+            token, user, session = await self._redis.mget(
+                self._prefix + claims.jti,
+                f"{self._prefix}user:{claims.user_id}",
+                f"{self._prefix}sid:{claims.session_id or '-'}",
             )
         except (RedisConnectionError, RedisTimeoutError, OSError):
             # Fail open while Redis is away, so signed-in users keep working (REST and the
             # WebSocket); a signed-out token stays usable at most until it expires anyway.
             logging.getLogger("skillswap.auth").warning("denylist unreachable; not checked")
             return False
-        return token is not None or (user is not None and claims.issued_at < int(user))
+        return (
+            token is not None
+            or session is not None
+            or (user is not None and claims.issued_at < int(user))
+        )

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import EmailStr, Field, model_validator
 
 from skillswap import accounts
-from skillswap.accounts import AuthResult
+from skillswap.accounts import AuthResult, TokenPair
 from skillswap.http.base import BaseHandler, path_id, public, route
 from skillswap.http.validation import Body
 from skillswap.i18n import N_
@@ -41,8 +41,20 @@ def user_private(user: User) -> dict[str, Any]:
     }
 
 
+def token_response(tokens: TokenPair) -> dict[str, Any]:
+    """A session's credentials as every sign-in and refresh answers them."""
+    return {
+        "access": tokens.access,
+        "refresh": tokens.refresh,
+        "token_type": "Bearer",
+        "expires_in": tokens.expires_in,
+        "refresh_expires_in": tokens.refresh_expires_in,
+    }
+
+
 def auth_response(result: AuthResult) -> dict[str, Any]:
-    return {"user": user_private(result.user), "access": result.access, "refresh": result.refresh}
+    """A sign-in's answer: the user's own view and the session's credentials."""
+    return {"user": user_private(result.user), **token_response(result.tokens)}
 
 
 class RegisterBody(Body):
@@ -124,7 +136,7 @@ class RegisterHandler(BaseHandler):
             display_name=body.display_name,
             locale=body.locale,
         )
-        self.send(auth_response(result), status=201)
+        self.send(auth_response(result), status=201, location=f"/api/users/{result.user.id}/")
 
 
 class LoginHandler(BaseHandler):
@@ -144,15 +156,15 @@ class LoginHandler(BaseHandler):
 class RefreshHandler(BaseHandler):
     @public
     async def post(self) -> None:
-        """Exchange a refresh token for a new pair (the old one is spent)."""
+        """Exchange a refresh token for a new pair (the same pair again within the grace window)."""
         body = self.parse_body(RefreshBody)
         pair = await accounts.refresh_tokens(self.deps, refresh=body.refresh)
-        self.send({"access": pair.access, "refresh": pair.refresh})
+        self.send(token_response(pair))
 
 
 class LogoutHandler(BaseHandler):
     async def post(self) -> None:
-        """Sign out: revoke the refresh family and the current access token."""
+        """Sign out: end this session (and the refresh token's, if given), access tokens included."""
         body = self.parse_body(LogoutBody)
         await accounts.logout(
             self.deps, actor=self.user, access=self.access_claims, refresh=body.refresh

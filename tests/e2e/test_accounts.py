@@ -138,10 +138,27 @@ async def test_saved_locale_wins_over_accept_language(api, make_user):
     assert response.json()["title"] == "مدخلات غير صالحة"
 
 
-async def test_refresh_token_reuse_revokes_the_whole_family(api, make_user):
+async def test_refresh_token_reuse_after_the_grace_window_revokes_the_whole_family(
+    api, make_user, deps
+):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from skillswap.models import RefreshToken
+    from skillswap.tokens import hash_opaque_token
+
     user = await make_user()
     first = await api.post("/api/auth/refresh/", json={"refresh": user.refresh})
     assert first.status_code == 200
+    grace = deps.settings.refresh_reuse_grace_seconds
+    async with deps.db.uow() as uow:
+        await uow.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.token_hash == hash_opaque_token(user.refresh))
+            .values(used_at=deps.clock() - timedelta(seconds=grace + 1))
+        )
+        await uow.commit()
     reuse = await api.post("/api/auth/refresh/", json={"refresh": user.refresh})
     assert reuse.status_code == 401
     assert reuse.json()["code"] == "token_reused"
@@ -150,12 +167,22 @@ async def test_refresh_token_reuse_revokes_the_whole_family(api, make_user):
     assert descendant.status_code == 401
 
 
-async def test_concurrent_refreshes_with_one_token_rotate_once(api, make_user):
+async def test_concurrent_refreshes_with_one_token_rotate_once(api, make_user, deps):
+    from sqlalchemy import func, select
+
+    from skillswap.models import RefreshToken
+
     user = await make_user()
     results = await asyncio.gather(
         *(api.post("/api/auth/refresh/", json={"refresh": user.refresh}) for _ in range(5))
     )
-    assert sorted(r.status_code for r in results).count(200) == 1
+    assert [r.status_code for r in results] == [200] * 5
+    assert len({(r.json()["access"], r.json()["refresh"]) for r in results}) == 1
+    async with deps.db.read() as session:
+        issued = await session.scalar(
+            select(func.count()).select_from(RefreshToken).where(RefreshToken.user_id == user.id)
+        )
+    assert issued == 2  # the sign-up's token and one successor
 
 
 async def test_forged_expired_and_none_algorithm_tokens_are_refused(api, make_user, deps):
@@ -191,10 +218,19 @@ async def test_forged_expired_and_none_algorithm_tokens_are_refused(api, make_us
         headers={"kid": "k1"},
     )
     expired, _ = deps.keys.issue_access(user.id, now=time.time() - 3600)
-    for token in (none_token, forged, expired, "garbage"):
+    for token in (none_token, forged, "garbage"):
         response = await api.get("/api/auth/profile/", token=token)
         assert response.status_code == 401, token
         assert response.json()["code"] == "invalid_token"
+        assert response.headers["WWW-Authenticate"] == (
+            'Bearer realm="skillswap", error="invalid_token"'
+        )
+    response = await api.get("/api/auth/profile/", token=expired)
+    assert response.status_code == 401
+    assert response.json()["code"] == "token_expired"
+    assert response.headers["WWW-Authenticate"] == (
+        'Bearer realm="skillswap", error="invalid_token", error_description="expired"'
+    )
 
 
 async def test_unauthenticated_requests_get_401_problem(api):
@@ -243,7 +279,9 @@ async def test_email_verification_token_is_single_use(api, make_user, mailer):
     assert first.status_code == 200
     assert (await api.get("/api/auth/profile/", token=user.access)).json()["verified"] is True
     replay = await api.post("/api/auth/verify-email/", json={"token": token})
-    assert replay.status_code == 401
+    assert replay.status_code == 400
+    assert replay.json()["code"] == "invalid_code"
+    assert list(replay.json()["errors"]) == ["token"]
 
 
 async def test_password_reset_then_old_password_and_sessions_stop_working(api, make_user, mailer):
@@ -262,12 +300,12 @@ async def test_password_reset_then_old_password_and_sessions_stop_working(api, m
         json={"token": token, "new_password": "a brand new secret"},
     )
     assert done.status_code == 200
-    assert (
-        await api.post(
-            "/api/auth/password/reset/confirm/",
-            json={"token": token, "new_password": "another new secret"},
-        )
-    ).status_code == 401
+    replay = await api.post(
+        "/api/auth/password/reset/confirm/",
+        json={"token": token, "new_password": "another new secret"},
+    )
+    assert replay.status_code == 400
+    assert replay.json()["code"] == "invalid_code"
     old = await api.post("/api/auth/login/", json={"email": user.email, "password": user.password})
     assert old.status_code == 401
     new = await api.post(
@@ -299,7 +337,8 @@ async def test_expired_reset_token_is_refused(api, make_user, mailer, deps):
         "/api/auth/password/reset/confirm/",
         json={"token": token, "new_password": "a brand new secret"},
     )
-    assert response.status_code == 401
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_code"
 
 
 async def test_password_change_needs_the_current_password(api, make_user):
