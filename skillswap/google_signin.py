@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from skillswap import accounts, events
 from skillswap.accounts import USERNAME_RE, AuthResult, normalise_email
+from skillswap.db import UnitOfWork
 from skillswap.deps import Deps
 from skillswap.errors import (
     BadRequest,
@@ -221,8 +222,26 @@ async def finish_google_sign_in(
         )
     id_token = await _exchange_code(deps, metadata, code=code, pending=pending)
     claims = await oidc.verify_id_token(
-        id_token, client_id=settings.google_client_id, nonce=pending.nonce
+        id_token, client_ids=(settings.google_client_id,), nonce=pending.nonce
     )
+    return await _sign_in_claims(deps, claims)
+
+
+async def sign_in_with_id_token(deps: Deps, *, id_token: str, nonce: str | None) -> AuthResult:
+    """Native sign-in: an ID token a mobile app got from Google's SDK, issued to one of
+    GOOGLE_CLIENT_ID and GOOGLE_CLIENT_IDS, signs in (links, creates) as the web flow does.
+
+    `nonce` is the one the app gave the SDK, if it gave one: the token must then carry it.
+    """
+    audiences = deps.settings.google_audiences
+    if not audiences:
+        raise OAuthNotConfigured()
+    claims = await provider_for(deps).verify_id_token(id_token, client_ids=audiences, nonce=nonce)
+    return await _sign_in_claims(deps, claims)
+
+
+async def _sign_in_claims(deps: Deps, claims: dict[str, Any]) -> AuthResult:
+    """Sign in the person verified claims name, looking again if a concurrent sign-in wins."""
     identity = GoogleIdentity.from_claims(claims)
     attempt = 1
     while True:
@@ -327,14 +346,16 @@ async def _sign_in_identity(deps: Deps, identity: GoogleIdentity) -> AuthResult:
         if not created:
             if not user.is_active:
                 raise PermissionDenied(lazy("This account is disabled."), code="account_inactive")
-            if user.google_sub != identity.sub:
-                await _link_by_email(deps, session, user, identity)
+            if user.google_sub != identity.sub and await _link_by_email(
+                deps, session, user, identity
+            ):
+                _end_access_tokens_after_commit(deps, uow, user.id)
         await session.flush()
         if created:
             await events.emit(deps, uow, events.UserRegistered(user_id=user.id))
         tokens = await accounts.sign_in_user(deps, uow, user)
         await uow.commit()
-    return AuthResult(user=user, access=tokens.access, refresh=tokens.refresh)
+    return AuthResult(user=user, tokens=tokens)
 
 
 def _email_unverified() -> GoogleSignInFailed:
@@ -344,9 +365,23 @@ def _email_unverified() -> GoogleSignInFailed:
     )
 
 
+def _end_access_tokens_after_commit(deps: Deps, uow: UnitOfWork, user_id: int) -> None:
+    """Once committed, deny every access token of `user_id` issued before now, on every node."""
+    cutoff = int(deps.clock().timestamp())
+
+    async def end_access_tokens() -> None:
+        deps.signed_in.forget(user_id)
+        await deps.denylist.revoke_user_tokens(
+            user_id, issued_before=cutoff, ttl=deps.settings.access_token_ttl_seconds
+        )
+
+    uow.after_commit(end_access_tokens)
+
+
 async def _link_by_email(
     deps: Deps, session: AsyncSession, user: User, identity: GoogleIdentity
-) -> None:
+) -> bool:
+    """Link `user` to the Google account; True when that ended the sessions it had."""
     # Only an address Google vouches for may take over an existing account.
     if not identity.email_verified:
         raise _email_unverified()
@@ -365,8 +400,12 @@ async def _link_by_email(
             .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
             .values(revoked_at=deps.clock())
         )
+        user.google_sub = identity.sub
+        user.email_verified = True
+        return True
     user.google_sub = identity.sub
     user.email_verified = True
+    return False
 
 
 async def _new_user(deps: Deps, session: AsyncSession, identity: GoogleIdentity) -> User:

@@ -8,7 +8,7 @@ import hmac
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -205,11 +205,18 @@ class OpenIDProvider:
             log.error("cannot fetch %s: %s", url, exc)
             raise ProviderUnavailable() from exc
 
-    async def verify_id_token(self, token: str, *, client_id: str, nonce: str) -> dict[str, Any]:
+    async def verify_id_token(
+        self, token: str, *, client_ids: Sequence[str], nonce: str | None
+    ) -> dict[str, Any]:
         """Check an ID token's signature, algorithm, issuer, audience, lifetime and nonce.
 
+        The audience must be one of `client_ids` (a deployment's web, Android and iOS clients).
+        With `nonce` None the token is not expected to carry one we know (a native app's SDK
+        token obtained without a nonce); otherwise it must carry exactly that one.
         Returns its claims, or raises InvalidIdToken naming the first check that failed.
         """
+        if not client_ids:
+            raise InvalidIdToken("audience")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -225,13 +232,15 @@ class OpenIDProvider:
         if key is None:
             raise InvalidIdToken("unknown_key")
         metadata = await self.metadata()
-        claims = _decode(token, key, client_id=client_id, issuers=metadata.accepted_issuers)
+        claims = _decode(token, key, client_ids=client_ids, issuers=metadata.accepted_issuers)
         if not isinstance(claims.get("sub"), str) or not claims["sub"]:
             raise InvalidIdToken("claims")
         audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
         # OpenID Connect Core 3.1.3.7: with several audiences the token must be meant for us.
-        if len(audiences) > 1 and claims.get("azp") != client_id:
+        if len(audiences) > 1 and claims.get("azp") not in client_ids:
             raise InvalidIdToken("audience")
+        if nonce is None:
+            return claims
         token_nonce = claims.get("nonce")
         if not isinstance(token_nonce, str) or not hmac.compare_digest(
             token_nonce.encode(), nonce.encode()
@@ -241,14 +250,15 @@ class OpenIDProvider:
 
 
 def _decode(
-    token: str, key: jwt.PyJWK, *, client_id: str, issuers: tuple[str, ...]
+    token: str, key: jwt.PyJWK, *, client_ids: Sequence[str], issuers: tuple[str, ...]
 ) -> dict[str, Any]:
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
             key.key,
             algorithms=[ID_TOKEN_ALGORITHM],
-            audience=client_id,
+            # PyJWT accepts the token when its `aud` names any of these.
+            audience=list(client_ids),
             issuer=issuers,
             leeway=CLOCK_LEEWAY_SECONDS,
             options={"require": ["iss", "sub", "aud", "exp", "iat"]},
