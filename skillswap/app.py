@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
 import os
 import signal
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ def collect_routes() -> list[Any]:
         chat,
         docs,
         health,
+        home,
         media,
         notifications,
         oauth,
@@ -47,6 +50,7 @@ def collect_routes() -> list[Any]:
     from skillswap.realtime import ws
 
     return [
+        *home.routes,
         *health.routes,
         *docs.routes,
         *accounts.routes,
@@ -106,11 +110,27 @@ def run_nodes(settings: Settings, *, host: str, port: int, migrate_first: bool) 
     SIGTERM/SIGINT are passed on to the workers, and a worker that dies is replaced.
     """
     settings.validate_for_serving()
+    # Bound before migrating: a port that cannot be had is said at once, in one line.
+    try:
+        sockets = tornado.netutil.bind_sockets(port, address=host)
+    except OSError as exc:
+        reason = {
+            errno.EADDRINUSE: "is already in use",
+            errno.EACCES: "needs privileges this process does not have",
+            errno.EADDRNOTAVAIL: "is on an address this machine does not have",
+        }.get(exc.errno or 0)
+        if reason is None:
+            raise
+        print(
+            f"error: {host}:{port} {reason}; pick another port with --port (or PORT=...)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
     if migrate_first:
         from skillswap.migrate import upgrade_to_head
 
         asyncio.run(upgrade_to_head(settings))
-    sockets = tornado.netutil.bind_sockets(port, address=host)
     shown_host = "127.0.0.1" if host in {"0.0.0.0", ""} else host
     backend = "SQLite (embedded)" if settings.is_sqlite else "PostgreSQL"
     realtime = "Redis" if settings.redis_url else "in-process"
