@@ -575,18 +575,31 @@ async def _set_password(deps: Deps, uow: UnitOfWork, user: User, new_password: s
     if problems:
         raise ValidationFailed(errors={"new_password": problems})
     user.password_hash = await deps.hasher.hash(new_password)
-    # A new password ends every existing sign-in: refresh tokens now, access tokens once
-    # committed, through the denylist on every node (an open socket closes when its token expires).
+    # A new password ends every existing sign-in (an open socket closes when its token expires).
+    await end_every_session(deps, uow, user.id)
+
+
+async def end_every_session(deps: Deps, uow: UnitOfWork, user_id: int) -> None:
+    """End all of a user's sessions: refresh tokens now, access tokens once committed, through
+    the denylist on every node. Sessions issued later in this unit of work are not touched."""
     now = deps.clock()
-    await uow.session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=now)
+    families = set(
+        (
+            await uow.session.scalars(
+                update(RefreshToken)
+                .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+                .values(revoked_at=now)
+                .returning(RefreshToken.family_id)
+                .execution_options(synchronize_session=False)
+            )
+        ).all()
     )
-    user_id = user.id
 
     async def end_access_tokens() -> None:
         deps.signed_in.forget(user_id)
+        # By session, exactly; and by issue time (whole seconds) for tokens issued before
+        # access tokens named their session.
+        await _end_access_tokens(deps, families)
         await deps.denylist.revoke_user_tokens(
             user_id,
             issued_before=int(now.timestamp()),

@@ -25,7 +25,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from skillswap import accounts, events
 from skillswap.accounts import USERNAME_RE, AuthResult, normalise_email
-from skillswap.db import UnitOfWork
 from skillswap.deps import Deps
 from skillswap.errors import (
     BadRequest,
@@ -35,7 +34,7 @@ from skillswap.errors import (
     ValidationFailed,
 )
 from skillswap.i18n import N_, SUPPORTED_LOCALES, lazy
-from skillswap.models import OAuthState, RefreshToken, User
+from skillswap.models import OAuthState, User
 from skillswap.oidc import OpenIDProvider, ProviderMetadata, ProviderUnavailable
 from skillswap.settings import Settings
 from skillswap.tokens import hash_opaque_token
@@ -346,10 +345,8 @@ async def _sign_in_identity(deps: Deps, identity: GoogleIdentity) -> AuthResult:
         if not created:
             if not user.is_active:
                 raise PermissionDenied(lazy("This account is disabled."), code="account_inactive")
-            if user.google_sub != identity.sub and await _link_by_email(
-                deps, session, user, identity
-            ):
-                _end_access_tokens_after_commit(deps, uow, user.id)
+            if user.google_sub != identity.sub and await _link_by_email(user, identity):
+                await accounts.end_every_session(deps, uow, user.id)
         await session.flush()
         if created:
             await events.emit(deps, uow, events.UserRegistered(user_id=user.id))
@@ -365,23 +362,8 @@ def _email_unverified() -> GoogleSignInFailed:
     )
 
 
-def _end_access_tokens_after_commit(deps: Deps, uow: UnitOfWork, user_id: int) -> None:
-    """Once committed, deny every access token of `user_id` issued before now, on every node."""
-    cutoff = int(deps.clock().timestamp())
-
-    async def end_access_tokens() -> None:
-        deps.signed_in.forget(user_id)
-        await deps.denylist.revoke_user_tokens(
-            user_id, issued_before=cutoff, ttl=deps.settings.access_token_ttl_seconds
-        )
-
-    uow.after_commit(end_access_tokens)
-
-
-async def _link_by_email(
-    deps: Deps, session: AsyncSession, user: User, identity: GoogleIdentity
-) -> bool:
-    """Link `user` to the Google account; True when that ended the sessions it had."""
+async def _link_by_email(user: User, identity: GoogleIdentity) -> bool:
+    """Link `user` to the Google account; True when its existing sessions must end."""
     # Only an address Google vouches for may take over an existing account.
     if not identity.email_verified:
         raise _email_unverified()
@@ -395,11 +377,6 @@ async def _link_by_email(
         # theirs; the owner now proves it through Google, so that person's password and
         # sessions must not keep working on the owner's account.
         user.password_hash = None
-        await session.execute(
-            update(RefreshToken)
-            .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
-            .values(revoked_at=deps.clock())
-        )
         user.google_sub = identity.sub
         user.email_verified = True
         return True

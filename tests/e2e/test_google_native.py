@@ -289,3 +289,23 @@ async def test_the_web_flow_hands_the_session_to_the_web_app_in_the_fragment(
     replay = await client.get(consent.headers["location"])
     assert replay.status_code == 302
     assert fragment_of(replay.headers["location"]) == {"error": "oauth_state_used"}
+
+
+async def test_taking_over_an_unproven_account_ends_the_squatters_access_tokens_at_once(
+    node, client, provider, make_user
+):
+    squatter = await make_user()  # registered the address, never proved it
+    issued_to(provider, ANDROID)
+    provider.set_identity(email=squatter.email, email_verified=True)
+    owner = await sign_in(client, node, id_token=provider.sdk_id_token())
+    assert owner.status_code == 200, owner.text
+    assert owner.json()["user"]["id"] == squatter.id
+
+    def bearer(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    stale = await client.get(node + "/api/auth/profile/", headers=bearer(squatter.access))
+    assert stale.status_code == 401
+    assert stale.json()["code"] == "invalid_token"
+    fresh = await client.get(node + "/api/auth/profile/", headers=bearer(owner.json()["access"]))
+    assert fresh.status_code == 200

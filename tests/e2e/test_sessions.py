@@ -257,3 +257,24 @@ async def test_no_token_names_no_error_and_a_bad_one_is_invalid_token(node_on):
         bad = await node.profile("not-a-token")
         assert_refused(bad, "invalid_token")
         assert bad.headers["WWW-Authenticate"] == 'Bearer realm="skillswap", error="invalid_token"'
+
+
+# -- every session of a user ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+async def test_a_new_password_ends_access_tokens_issued_the_same_second(node_on, backend):
+    """Sessions are ended by name, not only by issue time in whole seconds."""
+    async with node_on(backend) as node:
+        user = await node.sign_up()
+        other = await node.log_in(user)
+        changed = await node.client.post(
+            "/api/auth/password/change/",
+            headers={"Authorization": f"Bearer {user['access']}"},
+            json={"current_password": PASSWORD, "new_password": "a brand new secret"},
+        )
+        assert changed.status_code == 200, changed.text
+        for access in (user["access"], other["access"]):
+            assert_refused(await node.profile(access), "invalid_token")
+        for refresh in (user["refresh"], other["refresh"]):
+            assert_refused(await node.refresh(refresh), "invalid_token")
