@@ -7,6 +7,10 @@ from typing import Any
 from skillswap.i18n import N_, Message, lazy
 
 FieldErrors = dict[str, list[Message]]
+# The members RFC 9457 defines, and the two every problem here adds: `extra` never replaces them.
+PROBLEM_MEMBERS = frozenset(
+    {"type", "title", "status", "detail", "instance", "code", "request_id", "errors"}
+)
 
 
 class AppError(Exception):
@@ -31,6 +35,9 @@ class AppError(Exception):
         )
         self.errors = errors or {}
         self.extra = extra or {}
+        clashes = PROBLEM_MEMBERS.intersection(self.extra)
+        if clashes:
+            raise ValueError(f"extra members would replace problem members: {sorted(clashes)}")
         self.headers = headers or {}
         if code:
             self.code = code

@@ -235,7 +235,7 @@ async def transition_order(
                 code="action_not_permitted",
                 extra={
                     "action": action,
-                    "status": order.status,
+                    "order_status": order.status,
                     "allowed_actions": allowed_actions(roles, order.status),
                 },
             )
@@ -283,7 +283,7 @@ def _invalid_transition(
             action=action,
         ),
         code="invalid_transition",
-        extra={"status": status, "action": action, "allowed_actions": allowed},
+        extra={"order_status": status, "action": action, "allowed_actions": allowed},
     )
 
 
@@ -296,7 +296,7 @@ def _changes_exhausted(status: str, roles: frozenset[Role], limit: int) -> Confl
         ),
         code="change_requests_exhausted",
         extra={
-            "status": status,
+            "order_status": status,
             "action": "request_changes",
             "max_change_requests": limit,
             "allowed_actions": allowed_actions(roles, status, changes_left=False),

@@ -85,7 +85,7 @@ async def submit_review(
             raise Conflict(
                 lazy("Only a completed order can be reviewed."),
                 code="order_not_completed",
-                extra={"status": order.status},
+                extra={"order_status": order.status},
             )
         closes = window_closes_at(order, deps.settings.review_window_seconds)
         if closes is not None and now >= closes:

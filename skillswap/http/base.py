@@ -103,7 +103,8 @@ def problem_document(
             name: [t.text(message) for message in messages]
             for name, messages in error.errors.items()
         }
-    document.update(error.extra)
+    for name, value in error.extra.items():
+        document.setdefault(name, value)  # never replaces a member above
     return document
 
 

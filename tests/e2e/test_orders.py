@@ -161,7 +161,8 @@ async def test_changes_can_be_requested_a_limited_number_of_times(api, deps, par
     assert refused.status_code == 409
     problem = refused.json()
     assert problem["code"] == "change_requests_exhausted"
-    assert (problem["status"], problem["max_change_requests"]) == ("delivered", 3)
+    assert (problem["status"], problem["order_status"]) == (409, "delivered")
+    assert problem["max_change_requests"] == 3
     assert problem["allowed_actions"] == ["complete", "dispute"]
     assert problem["detail"] == (
         "Changes were requested 3 times already: complete the order or open a dispute."
@@ -346,13 +347,13 @@ async def test_a_transition_from_the_wrong_status_names_the_status_and_what_is_a
     assert early.status_code == 409
     problem = early.json()
     assert problem["code"] == "invalid_transition"
-    assert problem["status"] == "pending"
+    assert (problem["status"], problem["order_status"]) == (409, "pending")
     assert problem["allowed_actions"] == ["cancel"]
     assert "pending" in problem["detail"]
     await act(api, seller, order_id, "accept")
     again = await act(api, seller, order_id, "accept")
     assert again.status_code == 409
-    assert (again.json()["status"], again.json()["allowed_actions"]) == (
+    assert (again.json()["order_status"], again.json()["allowed_actions"]) == (
         "accepted",
         ["deliver", "cancel"],
     )
@@ -379,7 +380,7 @@ async def test_admins_resolve_disputes_by_refund_release_or_split_exactly_once(a
     assert (done.json()["status"], done.json()["resolution"]) == ("resolved", "refund")
     twice = await act(api, admin, refund, "resolve", resolution="release")
     assert twice.status_code == 409
-    assert (twice.json()["status"], twice.json()["allowed_actions"]) == ("resolved", [])
+    assert (twice.json()["order_status"], twice.json()["allowed_actions"]) == ("resolved", [])
     await api.put(
         f"{ORDERS}{release}/",
         token=admin.access,

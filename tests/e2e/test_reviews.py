@@ -190,7 +190,7 @@ async def test_only_participants_of_a_completed_order_review_it_once(api, deps, 
     ]
     early = await review(api, buyer, open_order)
     assert (early.status_code, early.json()["code"]) == (409, "order_not_completed")
-    assert early.json()["status"] == "pending"
+    assert (early.json()["status"], early.json()["order_status"]) == (409, "pending")
 
 
 async def test_review_lists_of_unknown_users_and_skills_are_404(api):

@@ -284,7 +284,7 @@ class LedgerMachine(RuleBasedStateMachine):
             elif expected is Refusal.NOT_YOUR_ROLE:
                 assert refused.status == 403
             elif expected is Refusal.WRONG_STATUS:
-                assert (refused.status, refused.extra["status"]) == (409, model.status)
+                assert (refused.status, refused.extra["order_status"]) == (409, model.status)
             elif expected.action == "request_changes" and not changes_left:
                 assert (refused.status, refused.code) == (409, "change_requests_exhausted")
                 event("request_changes refused at the cap")
