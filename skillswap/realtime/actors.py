@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from skillswap import chat
 from skillswap.chat import MessageRecord, message_public
 from skillswap.i18n import Message, lazy
-from skillswap.models import Notification
+from skillswap.models import ChatMember, Notification
 from skillswap.notifications import notification_record
 from skillswap.realtime.protocol import frame
 
@@ -338,7 +338,9 @@ class RoomActor:
 
 
 class UserActor:
-    """Owns one user's notification channel on this node and their local connections."""
+    """Owns one user's channel on this node and their local connections: notifications, and
+    `room_activity` for rooms a connection does not follow (so an app need not follow them all).
+    """
 
     RECENT = 256
 
@@ -353,14 +355,20 @@ class UserActor:
         self._recent: deque[int] | None = None
         self._recent_set: set[int] = set()
         self._newest: int | None = 0
+        # Room activity waiting to be sent: the newest per room, sent once the inbox is empty
+        # (a burst of messages in a room becomes one frame and one read of the unread count).
+        self._activity: dict[int, dict[str, Any]] = {}
         self.task = asyncio.create_task(self._run())
 
     def put(self, command: Command) -> None:
         self.inbox.put(command)
 
     def from_bridge(self, event: dict[str, Any]) -> None:
-        if event.get("t") == "n":
+        kind = event.get("t")
+        if kind == "n":
             self.put(("note", event["n"]))
+        elif kind == "a":
+            self.put(("activity", event["a"]))
 
     async def _run(self) -> None:
         try:
@@ -378,8 +386,12 @@ class UserActor:
                         return
                 elif kind == "note":
                     self._deliver(command[1])
+                elif kind == "activity":
+                    self._note_activity(command[1])
                 elif kind == "resync":
                     await self._resync()
+                if self._activity and self.inbox.empty():
+                    await self._send_activity()
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -401,6 +413,46 @@ class UserActor:
             self._newest = max(self._newest, note_id)
         for conn in self.conns:
             conn.send_frame(conn.render_notification(record))
+
+    def _note_activity(self, activity: dict[str, Any]) -> None:
+        known = self._activity.get(activity["room"])
+        if known is None or activity["seq"] > known["seq"]:
+            self._activity[activity["room"]] = activity
+
+    async def _send_activity(self) -> None:
+        pending, self._activity = self._activity, {}
+        # Connections following a room hear its messages there; the others hear of it here.
+        wanted = {room: [c for c in self.conns if room not in c.rooms] for room in pending}
+        rooms = [room for room, conns in wanted.items() if conns]
+        if not rooms:
+            return
+        try:
+            async with self.hub.deps.db.read() as session:
+                read_upto = dict(
+                    (
+                        await session.execute(
+                            select(ChatMember.room_id, ChatMember.last_read_seq).where(
+                                ChatMember.user_id == self.user_id,
+                                ChatMember.room_id.in_(rooms),
+                            )
+                        )
+                    ).all()
+                )
+        except Exception:
+            log.warning("user %s: could not count unread messages; activity not sent", self.user_id)
+            return
+        for room in rooms:
+            if room not in read_upto:
+                continue
+            activity = pending[room]
+            data = frame(
+                "room_activity",
+                room=room,
+                last_id=activity["last_id"],
+                unread=max(0, activity["seq"] - read_upto[room]),
+            )
+            for conn in wanted[room]:
+                conn.send_frame(data)
 
     async def _resync(self) -> None:
         position = await self.hub.bridge.position(self.channel)

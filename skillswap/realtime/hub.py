@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ log = logging.getLogger("skillswap.realtime")
 
 MAX_REPLAY = 1000  # messages replayed on one subscribe; older ones are paged over REST
 USER_STREAM_MAXLEN = 200
+MEMBER_CACHE_SIZE = 10_000
 
 
 class Hub:
@@ -37,6 +39,8 @@ class Hub:
         self.rooms: dict[int, RoomActor] = {}
         self.users: dict[int, UserActor] = {}
         self.connections: set[Connection] = set()
+        # Room members, for telling them of activity (members never change after a room is made).
+        self._members: OrderedDict[int, frozenset[int]] = OrderedDict()
         self._pinger: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._closed = False
@@ -106,15 +110,72 @@ class Hub:
     # -- publishing (after commit) ------------------------------------------------------------------
 
     def publish_message(self, record: MessageRecord) -> None:
-        """Deliver a committed message here, then to the other nodes."""
+        """Deliver a committed message here, then to the other nodes; tell the other members
+        (on their own streams) that their room has news."""
         actor = self.rooms.get(record["room"])
         if actor is not None:
-            actor.put(("msg", record))
+            # One loop step later: the writer resolves the senders' futures right after
+            # publishing, so a sending socket's `ack` (a callback of that future) is always
+            # queued before this message's echo reaches it - the order docs/realtime.md shows.
+            asyncio.get_running_loop().call_soon(actor.put, ("msg", record))
         self.bridge.publish(
             f"room:{record['room']}",
             {"t": "m", "m": record},
             maxlen=self.settings.realtime_stream_maxlen,
         )
+        members = self._known_members(record["room"])
+        if members is None:
+            self._spawn(self._announce_activity_later(record))
+        else:
+            self._announce_activity(record, members)
+
+    # -- room activity on the members' own streams -------------------------------------------------
+
+    def _known_members(self, room_id: int) -> frozenset[int] | None:
+        members = self._members.get(room_id)
+        if members is not None:
+            self._members.move_to_end(room_id)
+            return members
+        actor = self.rooms.get(room_id)
+        if actor is not None and actor.members:
+            return self._remember_members(room_id, actor.members)
+        return None
+
+    def _remember_members(self, room_id: int, members: frozenset[int]) -> frozenset[int]:
+        self._members[room_id] = members
+        while len(self._members) > MEMBER_CACHE_SIZE:
+            self._members.popitem(last=False)
+        return members
+
+    async def _announce_activity_later(self, record: MessageRecord) -> None:
+        from skillswap import chat
+
+        try:
+            state = await chat.load_room_state(self.deps, record["room"])
+        except Exception:
+            log.warning("room %s: could not read its members to announce activity", record["room"])
+            return
+        if state is not None:
+            self._announce_activity(record, self._remember_members(record["room"], state.members))
+
+    def _announce_activity(self, record: MessageRecord, members: frozenset[int]) -> None:
+        """A `room_activity` for every member but the sender, through their user channel (so
+        it reaches their connections on every node; each UserActor adds the unread count)."""
+        activity = {
+            "room": record["room"],
+            "last_id": record["id"],
+            "seq": record["seq"],
+            "sender": record["sender"],
+        }
+        for user_id in members:
+            if user_id == record["sender"]:
+                continue
+            actor = self.users.get(user_id)
+            if actor is not None:
+                actor.put(("activity", activity))
+            self.bridge.publish(
+                f"user:{user_id}", {"t": "a", "a": activity}, maxlen=USER_STREAM_MAXLEN
+            )
 
     def publish_room_event(self, room_id: int, event: dict[str, Any]) -> None:
         """Typing, read receipts and presence: delivered, never stored."""
