@@ -25,7 +25,7 @@ from skillswap.errors import (
     TooManyRequests,
     ValidationFailed,
 )
-from skillswap.i18n import N_, SUPPORTED_LOCALES, lazy, lazy_plural
+from skillswap.i18n import N_, SUPPORTED_LOCALES, lazy, lazy_plural, one_of
 from skillswap.mail import OutgoingEmail
 from skillswap.models import OneTimeToken, RefreshToken, User
 from skillswap.passwords import password_problems
@@ -140,9 +140,7 @@ async def register(
     if problems:
         errors["password"] = problems
     if locale is not None and locale not in SUPPORTED_LOCALES:
-        errors["locale"] = [
-            lazy("Must be one of: {choices}.", choices=", ".join(SUPPORTED_LOCALES))
-        ]
+        errors["locale"] = [lazy("Must be one of: {choices}.", choices=one_of(SUPPORTED_LOCALES))]
     if errors:
         raise ValidationFailed(errors=errors)
     password_hash = await deps.hasher.hash(password)

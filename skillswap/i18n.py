@@ -5,10 +5,12 @@ from __future__ import annotations
 import gettext
 import io
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from babel.lists import format_list
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
@@ -50,10 +52,55 @@ class Message:
             text = translator.ngettext(self.msgid, self.plural, self.n)
         else:
             text = translator.gettext(self.msgid)
-        return text.format(**self.params) if self.params else text
+        if not self.params:
+            return text
+        return text.format(
+            **{name: _param(value, translator) for name, value in self.params.items()}
+        )
+
+
+@dataclass(frozen=True)
+class ListOf:
+    """Items joined as the reader's language joins a list: "a, b or c" / "a، b أو c".
+
+    `style` is a CLDR list style: "standard" (and) or "or". Items that are `Message`s (labels)
+    are translated first; others (codes, numbers) are written as they are.
+    """
+
+    items: tuple[Any, ...]
+    style: Literal["standard", "or"] = "standard"
+
+
+def _param(value: Any, translator: Translator) -> Any:
+    """A message parameter as the reader sees it: labels translated, lists joined."""
+    if isinstance(value, Message):
+        return value.render(translator)
+    if isinstance(value, ListOf):
+        return translator.format_list(
+            [str(_param(item, translator)) for item in value.items], value.style
+        )
+    return value
+
+
+def one_of(items: Any) -> ListOf:
+    """The choices of a "must be one of" message, joined with "or" in the reader's language."""
+    return ListOf(tuple(items), "or")
+
+
+def one_of_english(joined: str) -> ListOf:
+    """`one_of` for a list a library already joined in English ("'a', 'b' or 'c'", as pydantic
+    writes the choices of a literal or an enum)."""
+    return one_of(item for item in re.split(r", (?:or )?| or ", joined) if item)
+
+
+def all_of(items: Any) -> ListOf:
+    """Items joined with "and" in the reader's language."""
+    return ListOf(tuple(items), "standard")
 
 
 def lazy(msgid: str, **params: Any) -> Message:
+    """A message translated when written; a parameter may itself be a `Message` (a label,
+    translated too) or a `ListOf` (joined in the reader's language)."""
     return Message(msgid, params)
 
 
@@ -77,6 +124,10 @@ class Translator:
 
     def ngettext(self, singular: str, plural: str, n: int) -> str:
         return self._t.ngettext(singular, plural, n)
+
+    def format_list(self, items: list[str], style: Literal["standard", "or"] = "standard") -> str:
+        """`items` joined by this locale's list pattern (CLDR, through Babel)."""
+        return format_list(items, style=style, locale=self.locale) if items else ""
 
     def text(self, value: str | Message) -> str:
         return value.render(self) if isinstance(value, Message) else self.gettext(value)

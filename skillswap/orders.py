@@ -36,8 +36,10 @@ from skillswap.orders_rules import (
     Refusal,
     Role,
     Rule,
+    action_label,
     allowed_actions,
     find_rule,
+    status_label,
 )
 from skillswap.orders_settlement import Settlement, deadline_after, settlement_for
 from skillswap.skills import listings as skill_listings
@@ -231,7 +233,7 @@ async def transition_order(
         found = find_rule(action, roles, order.status)
         if found is Refusal.NOT_YOUR_ROLE:
             raise PermissionDenied(
-                lazy('You are not allowed to "{action}" this order.', action=action),
+                lazy('You are not allowed to "{action}" this order.', action=action_label(action)),
                 code="action_not_permitted",
                 extra={
                     "action": action,
@@ -279,8 +281,8 @@ def _invalid_transition(
     return Conflict(
         lazy(
             'This order is "{status}": "{action}" is not possible now.',
-            status=status,
-            action=action,
+            status=status_label(status),
+            action=action_label(action),
         ),
         code="invalid_transition",
         extra={"order_status": status, "action": action, "allowed_actions": allowed},

@@ -32,6 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from skillswap.i18n import Message, lazy
+
 
 class Role(StrEnum):
     BUYER = "buyer"
@@ -105,6 +107,42 @@ def allowed_actions(roles: frozenset[Role], status: str, *, changes_left: bool =
             and (changes_left or rule.action != "request_changes")
         )
     )
+
+
+# What a message calls a status or an action in the reader's language (the codes stay in the
+# machine-readable fields: `order_status`, `action`, `allowed_actions`).
+STATUS_LABELS: dict[str, Message] = {
+    "pending": lazy("pending"),
+    "accepted": lazy("accepted"),
+    "delivered": lazy("delivered"),
+    "completed": lazy("completed"),
+    "rejected": lazy("rejected"),
+    "cancelled": lazy("cancelled"),
+    "expired": lazy("expired"),
+    "disputed": lazy("disputed"),
+    "resolved": lazy("resolved"),
+}
+ACTION_LABELS: dict[str, Message] = {
+    "accept": lazy("accept"),
+    "reject": lazy("reject"),
+    "deliver": lazy("deliver"),
+    "cancel": lazy("cancel"),
+    "complete": lazy("complete"),
+    "request_changes": lazy("request changes"),
+    "dispute": lazy("dispute"),
+    "resolve": lazy("resolve"),
+    "expire": lazy("expire"),
+}
+
+
+def status_label(status: str) -> Message | str:
+    """A status as a message names it (an unknown one as its code)."""
+    return STATUS_LABELS.get(status, status)
+
+
+def action_label(action: str) -> Message | str:
+    """An action as a message names it (an unknown one as its code)."""
+    return ACTION_LABELS.get(action, action)
 
 
 class Refusal(StrEnum):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from skillswap.errors import ValidationFailed
-from skillswap.i18n import lazy
+from skillswap.i18n import lazy, one_of
 from skillswap.orders_rules import Escrow, Rule
 from skillswap.settings import Settings
 
@@ -75,9 +75,7 @@ def settlement_for(
         return _pay_seller(price, price, fee_percent, None)
     if resolution not in RESOLUTIONS:
         raise ValidationFailed(
-            errors={
-                "resolution": [lazy("Must be one of: {choices}.", choices=", ".join(RESOLUTIONS))]
-            }
+            errors={"resolution": [lazy("Must be one of: {choices}.", choices=one_of(RESOLUTIONS))]}
         )
     if resolution != "split" and buyer_points is not None:
         raise ValidationFailed(errors={"buyer_points": [lazy("Only a split takes buyer_points.")]})

@@ -6,7 +6,10 @@ import asyncio
 
 from skillswap.errors import ServiceUnavailable
 from skillswap.http.base import BaseHandler, public, route
-from skillswap.i18n import lazy
+from skillswap.i18n import all_of, lazy
+
+# What the readiness message calls each service (the codes stay in `checks` and `down`).
+SERVICE_LABELS = {"database": lazy("database"), "redis": lazy("Redis")}
 
 
 class HealthHandler(BaseHandler):
@@ -37,7 +40,10 @@ class ReadyHandler(BaseHandler):
                 down.append("redis")
         if down:
             raise ServiceUnavailable(
-                lazy("Not ready: {services} unreachable.", services=", ".join(down)),
+                lazy(
+                    "Not ready: {services} unreachable.",
+                    services=all_of(SERVICE_LABELS.get(name, name) for name in down),
+                ),
                 code="not_ready",
                 extra={"checks": checks, "down": down},
             )

@@ -7,7 +7,7 @@ from typing import Annotated, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from skillswap.errors import FieldErrors, ValidationFailed
-from skillswap.i18n import Message, lazy
+from skillswap.i18n import Message, lazy, one_of_english
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -57,7 +57,7 @@ def _message_for(error: Any) -> Message:
     if kind == "too_short":
         return lazy("Too few items (at least {min}).", min=ctx.get("min_length"))
     if kind in {"literal_error", "enum"}:
-        return lazy("Must be one of: {choices}.", choices=ctx.get("expected", ""))
+        return lazy("Must be one of: {choices}.", choices=one_of_english(ctx.get("expected", "")))
     if kind in {"value_error", "assertion_error"}:
         # Our own validators raise ValueError("msgid") with a translatable message.
         original = ctx.get("error")

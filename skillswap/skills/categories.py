@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from skillswap.db import UnitOfWork
 from skillswap.deps import Deps
 from skillswap.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
-from skillswap.i18n import lazy
+from skillswap.i18n import all_of, lazy
 from skillswap.models import Category, User
 from skillswap.skills.queries import AnyRow, categories, skills, users
 
@@ -228,9 +228,7 @@ async def reorder_categories(
         missing = [i for i in ordered_ids if i not in found]
         if missing:
             raise ValidationFailed(
-                errors={
-                    "ids": [lazy("Unknown categories: {ids}.", ids=", ".join(map(str, missing)))]
-                }
+                errors={"ids": [lazy("Unknown categories: {ids}.", ids=all_of(missing))]}
             )
         if len({c.parent_id for c in found.values()}) > 1:
             raise ValidationFailed(
