@@ -372,13 +372,33 @@ class BaseHandler(tornado.web.RequestHandler):
         self._json_written = dumpb(data)
         self.write(self._json_written)
 
+    def absolute_url(self, path: str) -> str:
+        """`path` (from the root, query string included) as the absolute URL clients use.
+
+        Every link the API writes (pagination, image URLs, `Location`, the OAuth redirect)
+        comes from here. With PUBLIC_URL set it is always the base; otherwise the request's own
+        scheme and host, which `prepare` has checked against ALLOWED_HOSTS when that is set.
+        With neither set any Host header is echoed: fine on a laptop, not in production.
+        """
+        if not path.startswith("/"):
+            return path  # already absolute (e.g. a storage backend's own URL)
+        return self.url_base() + path
+
+    def url_base(self) -> str:
+        """The scheme and host of every absolute link (see `absolute_url`), without a slash."""
+        public_url = self.deps.settings.public_url
+        if public_url:
+            return public_url.rstrip("/")
+        return f"{self.request.protocol}://{self.request.host}"
+
     def send_page(self, params: PageParams, *, count: int, results: list[Any]) -> None:
         """Write the standard list envelope `{count, next, previous, results}`."""
 
         def link(page: int) -> str:
-            args = {k: self.get_query_argument(k) for k in self.request.query_arguments}
-            args["page"] = str(page)
-            return f"{self.request.protocol}://{self.request.host}{self.request.path}?{urlencode(args)}"
+            # Every value of a repeated argument (?status=a&status=b) is kept.
+            args = {k: self.get_query_arguments(k) for k in self.request.query_arguments}
+            args["page"] = [str(page)]
+            return self.absolute_url(f"{self.request.path}?{urlencode(args, doseq=True)}")
 
         has_next = params.offset + len(results) < count
         self.send(
