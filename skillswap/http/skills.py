@@ -151,9 +151,17 @@ class SkillsBaseHandler(BaseHandler):
 
     def skill_document(self, record: listings.SkillRecord) -> dict[str, Any]:
         row, row_images = record
-        return skill_view(
-            row, row_images, locale=self.translator.locale, storage=get_storage(self.deps)
+        return self.with_absolute_images(
+            skill_view(
+                row, row_images, locale=self.translator.locale, storage=get_storage(self.deps)
+            )
         )
+
+    def with_absolute_images(self, document: dict[str, Any]) -> dict[str, Any]:
+        """`document` (a skill) with absolute image URLs (storage gives `/media/...`)."""
+        for image in document["images"]:
+            image["url"] = self.absolute_url(image["url"])
+        return document
 
     def page_document(self, params: PageParams, page: SkillPage) -> dict[str, Any]:
         """The standard envelope; next/previous follow keyset cursors."""
@@ -167,7 +175,9 @@ class SkillsBaseHandler(BaseHandler):
             "next": self._link(cursor=page.next_cursor) if page.next_cursor else None,
             "previous": previous,
             "results": [
-                skill_view(row, page.images.get(row.id, ()), locale=locale, storage=storage)
+                self.with_absolute_images(
+                    skill_view(row, page.images.get(row.id, ()), locale=locale, storage=storage)
+                )
                 for row in page.rows
             ],
         }
@@ -182,7 +192,7 @@ class SkillsBaseHandler(BaseHandler):
             args["cursor"] = cursor
         if page is not None:
             args["page"] = str(page)
-        return f"{self.request.protocol}://{self.request.host}{self.request.path}?{urlencode(args)}"
+        return self.absolute_url(f"{self.request.path}?{urlencode(args)}")
 
     async def send_cached(self, key: tuple[Any, ...]) -> tuple[Any, bool]:
         """Answer from the listing cache if possible; returns (token, answered)."""
@@ -204,8 +214,7 @@ class SkillsBaseHandler(BaseHandler):
         return (
             "list",
             self.translator.locale,
-            self.request.protocol,
-            self.request.host,
+            self.url_base(),  # the answer's links start with it
             self.request.uri,
         )
 
@@ -243,7 +252,7 @@ class SkillDetailHandler(SkillsBaseHandler):
     @public
     async def get(self, skill_id: str) -> None:
         """One skill (paused ones only for their owner)."""
-        key = ("detail", self.translator.locale, skill_id)
+        key = ("detail", self.translator.locale, self.url_base(), skill_id)
         token: Any = None
         if self.current_user is None:
             token, answered = await self.send_cached(key)
@@ -361,6 +370,7 @@ class SkillImagesHandler(SkillsBaseHandler):
         image = await images.add_image(
             self.deps, actor=self.user, skill_id=path_id(skill_id), data=data
         )
+        image["url"] = self.absolute_url(image["url"])
         self.send(image, status=201)
 
 
