@@ -20,6 +20,7 @@ from skillswap.db import HotStatement, UnitOfWork
 from skillswap.deps import Deps
 from skillswap.errors import NotFound, PermissionDenied, ValidationFailed
 from skillswap.i18n import lazy
+from skillswap.input_rules import UNSTORABLE_TEXT, has_unstorable_text
 from skillswap.models import ChatMember, ChatMessage, ChatRoom, Order, User
 from skillswap.notifications import iso
 
@@ -301,6 +302,14 @@ def queue_message(
     """
     text = body.strip()
     limit = deps.settings.chat_message_max_chars
+    # Refused here, before the message joins a batch it would fail (see chat_writer.py).
+    unstorable = [
+        name
+        for name, value in (("body", text), ("client_id", client_id))
+        if value is not None and has_unstorable_text(value)
+    ]
+    if unstorable:
+        raise ValidationFailed(errors={name: [lazy(UNSTORABLE_TEXT)] for name in unstorable})
     if not text:
         raise ValidationFailed(errors={"body": [lazy("This field may not be blank.")]})
     if len(text) > limit:

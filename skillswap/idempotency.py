@@ -7,8 +7,9 @@ import hashlib
 import random
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from skillswap.db import Database
@@ -17,7 +18,15 @@ from skillswap.i18n import lazy
 from skillswap.models import IdempotencyRecord
 from skillswap.models.base import utcnow
 
-MAX_KEY_LENGTH = 255
+
+def _column_length(name: str) -> int:
+    length = cast(Table, IdempotencyRecord.__table__).c[name].type.length  # type: ignore[attr-defined]
+    return cast(int, length)
+
+
+# What the record's columns hold; whatever a client sends must fit them (or be fitted to them).
+MAX_KEY_LENGTH = _column_length("key")  # the longest Idempotency-Key accepted: 255
+MAX_SCOPE_LENGTH = _column_length("scope")
 # Expired records are swept by about one claim in a hundred, so the table stays small.
 PURGE_PROBABILITY = 0.01
 
@@ -39,6 +48,24 @@ class Claim:
 
 def request_fingerprint(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
+
+
+def fitted(text: str, max_length: int) -> str:
+    """`text` itself if it fits a column of `max_length`, else its start and its SHA-256.
+
+    For keys built from what a client sends (a path, an Idempotency-Key with a prefix): the
+    same text always gives the same key, different texts practically never the same one, and
+    the key always fits, so a long input is never a database error.
+    """
+    if len(text) <= max_length:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{text[: max_length - len(digest) - 1]}#{digest}"
+
+
+def scope_of(method: str, path: str) -> str:
+    """The record's scope for a request: its method and path, fitted to the column."""
+    return fitted(f"{method} {path.rstrip('/')}", MAX_SCOPE_LENGTH)
 
 
 async def claim_key(

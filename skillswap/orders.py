@@ -14,12 +14,13 @@ from datetime import datetime
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from skillswap import events, ledger, order_chat
+from skillswap import events, idempotency, ledger, order_chat
 from skillswap.db import HotStatement, UnitOfWork
 from skillswap.deps import Deps
 from skillswap.errors import Conflict, NotFound, PaymentRequired, PermissionDenied
 from skillswap.i18n import lazy, lazy_plural
 from skillswap.ledger import Payout, SystemAccount, TransferKind
+from skillswap.ledger.transfers import MAX_KEY_LENGTH as LEDGER_KEY_LENGTH
 from skillswap.models import LedgerAccount, Order, OrderTransition, Skill, User
 from skillswap.orders_queries import (
     NO_REVIEWS,
@@ -60,8 +61,11 @@ async def place_order(
     With an idempotency key, placing again returns the first order (or its refusal).
     """
     now = deps.clock()
+    # The client's key (up to idempotency.MAX_KEY_LENGTH) with its prefix, fitted to the ledger.
     hold_key = (
-        f"order:{actor.id}:{idempotency_key}" if idempotency_key else f"order:{uuid.uuid4().hex}"
+        idempotency.fitted(f"order:{actor.id}:{idempotency_key}", LEDGER_KEY_LENGTH)
+        if idempotency_key
+        else f"order:{uuid.uuid4().hex}"
     )
     async with deps.db.uow() as uow:
         session = uow.session

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field
 
 from skillswap.http.base import BaseHandler, path_id, route
@@ -16,7 +18,7 @@ class CategoryBody(Body):
     name_en: PlainText = Field(min_length=1, max_length=80)
     name_ar: PlainText = Field(min_length=1, max_length=80)
     icon: PlainText = Field(default="", max_length=60)
-    parent_id: Id | None = Field(default=None, strict=True)
+    parent_id: Annotated[Id | None, Nullable] = Field(default=None)  # null: top level
     position: int | None = Field(default=None, ge=0, le=100_000, strict=True)
 
 
@@ -25,7 +27,7 @@ class CategoryPatchBody(Body):
     name_en: PlainText | None = Field(default=None, min_length=1, max_length=80)
     name_ar: PlainText | None = Field(default=None, min_length=1, max_length=80)
     icon: PlainText | None = Field(default=None, max_length=60)
-    parent_id: Id | None = Field(default=None, strict=True)
+    parent_id: Annotated[Id | None, Nullable] = Field(default=None)  # null: top level
     position: int | None = Field(default=None, ge=0, le=100_000, strict=True)
     is_active: bool | None = None
 

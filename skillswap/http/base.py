@@ -31,8 +31,22 @@ from skillswap.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from skillswap.http.validation import MAX_ID, validate
+from skillswap.http.validation import (
+    MAX_ID,
+    refuse_unstorable_text,
+    unstorable_text_error,
+    validate,
+)
 from skillswap.i18n import N_, Translator, lazy, negotiate_locale
+from skillswap.input_rules import (
+    MAX_JSON_DEPTH,
+    UNSTORABLE_TEXT,
+    MalformedJson,
+    UnstorableText,
+    has_unstorable_text,
+    load_json,
+    printable_name,
+)
 from skillswap.jsonutil import dumpb
 from skillswap.models import User
 
@@ -47,6 +61,12 @@ PROBLEM_TYPE_BASE = "https://skillswap.dev/problems/"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 # Far past the end of any list here, and small enough that OFFSET stays far inside BIGINT.
 MAX_PAGE = 1_000_000
+
+_MALFORMED_JSON = {
+    "syntax": lazy("The body is not valid JSON."),
+    "encoding": lazy("The body must be JSON encoded as UTF-8."),
+    "depth": lazy("The body is nested more than {max} levels deep.", max=MAX_JSON_DEPTH),
+}
 
 _GENERIC_BY_STATUS: dict[int, type[AppError]] = {
     400: BadRequest,
@@ -65,6 +85,22 @@ def path_id(text: str) -> int:
     if not text.isdecimal() or len(text.lstrip("0")) > len(str(MAX_ID)) or int(text) > MAX_ID:
         return 0
     return int(text)
+
+
+def decode_argument_text(value: bytes, name: str | None) -> str:
+    """A path (or query) argument as text: 400 naming it unless it is UTF-8 the database can store.
+
+    Tornado decodes every path argument through here before the handler runs; `/media/%00`
+    would otherwise reach the filesystem (and `%ED%A0%80` be a bare 400).
+    """
+    field = printable_name(name) if name else "path"
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValidationFailed(errors={field: [lazy("Must be valid UTF-8.")]}) from None
+    if has_unstorable_text(text):
+        raise ValidationFailed(errors={field: [lazy(UNSTORABLE_TEXT)]})
+    return text
 
 
 def error_for(status_code: int, exc: BaseException | None) -> AppError:
@@ -133,7 +169,7 @@ def idempotent(method: HandlerMethod) -> HandlerMethod:
         if key is None:
             await method(self, *args, **kwargs)
             return
-        if not key or len(key) > idempotency.MAX_KEY_LENGTH:
+        if not key or len(key) > idempotency.MAX_KEY_LENGTH or has_unstorable_text(key):
             raise BadRequest(
                 lazy("Idempotency-Key must be 1 to 255 characters."), code="invalid_idempotency_key"
             )
@@ -142,7 +178,7 @@ def idempotent(method: HandlerMethod) -> HandlerMethod:
         claim = await idempotency.claim_key(
             self.deps.db,
             owner=f"user:{user.id}" if user else "anonymous",
-            scope=f"{self.request.method} {self.request.path.rstrip('/')}",
+            scope=idempotency.scope_of(self.request.method or "", self.request.path),
             key=key,
             fingerprint=idempotency.request_fingerprint(self.request.body or b""),
             ttl_seconds=settings.idempotency_ttl_seconds,
@@ -302,7 +338,12 @@ class BaseHandler(tornado.web.RequestHandler):
 
     # -- input ---------------------------------------------------------------------------------
 
+    def decode_argument(self, value: bytes, name: str | None = None) -> str:
+        return decode_argument_text(value, name)
+
     def json_body(self) -> Any:
+        """The body as JSON (see skillswap.input_rules): UTF-8, at most MAX_JSON_DEPTH deep,
+        and holding only text the database can store (else a 400 naming each such field)."""
         body = self.request.body or b""
         if not body.strip():
             return {}
@@ -310,13 +351,15 @@ class BaseHandler(tornado.web.RequestHandler):
         if content_type.split(";")[0].strip().lower() not in {"application/json", ""}:
             raise UnsupportedMediaType()
         try:
-            return json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise BadRequest(lazy("The body is not valid JSON."), code="malformed_json") from None
+            return load_json(body)
+        except MalformedJson as exc:
+            raise BadRequest(_MALFORMED_JSON[exc.reason], code="malformed_json") from None
+        except UnstorableText as exc:
+            raise unstorable_text_error(exc.paths) from None
 
     def parse_body(self, model: type[M]) -> M:
-        """The request body validated against `model` (unknown fields refused)."""
-        return validate(model, self.json_body())
+        """The request body validated against `model`: unknown fields refused, types strict."""
+        return validate(model, self.json_body(), strict=True)
 
     def parse_query(self, model: type[M]) -> M:
         """Query arguments validated against `model`; a repeated argument becomes a list."""
@@ -329,7 +372,9 @@ class BaseHandler(tornado.web.RequestHandler):
         for name, values in self.request.query_arguments.items():
             decoded = [v.decode("utf-8", "replace") for v in values]
             data[name] = decoded if name in list_fields else decoded[-1]
-        return validate(model, data)
+        refuse_unstorable_text(data)
+        # Every value is text here: "5" is the number 5 and "true" a boolean.
+        return validate(model, data, strict=False)
 
     def page_params(self) -> PageParams:
         settings = self.deps.settings

@@ -7,7 +7,7 @@ from typing import Any
 import tornado.web
 
 from skillswap.deps import Deps
-from skillswap.http.base import error_for, problem_document
+from skillswap.http.base import decode_argument_text, error_for, problem_document
 from skillswap.i18n import negotiate_locale
 from skillswap.jsonutil import dumpb
 from skillswap.storage import LocalStorage, get_storage, media_root
@@ -23,6 +23,10 @@ class MediaHandler(tornado.web.StaticFileHandler):
         storage = get_storage(deps)
         root = storage.root if isinstance(storage, LocalStorage) else media_root(deps.settings)
         super().initialize(path=str(root))
+
+    def decode_argument(self, value: bytes, name: str | None = None) -> str:
+        # NUL in a file name is a ValueError deep in os.path, not a missing file.
+        return decode_argument_text(value, name)
 
     def set_default_headers(self) -> None:
         # Here rather than in set_extra_headers so that error answers carry them too.

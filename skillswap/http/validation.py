@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from skillswap.errors import FieldErrors, ValidationFailed
 from skillswap.i18n import Message, lazy, one_of_english
+from skillswap.input_rules import UNSTORABLE_TEXT, unstorable_paths
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -19,10 +21,66 @@ Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 """An id in a body or a query string: out of range is a 400 naming the field."""
 
 
-class Body(BaseModel):
-    """Base for request bodies: unknown fields are refused, strings are stripped."""
+class _NullableMarker:
+    def __repr__(self) -> str:
+        return "Nullable"
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+Nullable: Any = _NullableMarker()
+"""Metadata for a body field where an explicit `null` means something (`Annotated[T | None,
+Nullable]`). Elsewhere `null` is refused: an optional field is left out, not sent as null."""
+
+
+def _strip_null_from_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    # The documented schema says what is accepted: `T | None = None` without Nullable takes a
+    # value or nothing, never null.
+    nullable: frozenset[str] = getattr(model, "nullable_fields", frozenset())
+    for name, prop in schema.get("properties", {}).items():
+        options = prop.get("anyOf")
+        if name in nullable or not isinstance(options, list):
+            continue
+        kept = [option for option in options if option != {"type": "null"}]
+        if len(kept) == 1:
+            del prop["anyOf"]
+            prop.update(kept[0])
+        elif len(kept) != len(options):
+            prop["anyOf"] = kept
+        if prop.get("default", "") is None:
+            del prop["default"]
+
+
+class Body(BaseModel):
+    """Base for request bodies: one policy for every field of every body.
+
+    Unknown fields are refused, strings are stripped, and types are strict: `true` or `"201"`
+    is not an id, `"yes"` is not a boolean, `1` is not a string. `null` is refused except in
+    fields marked Nullable. (Query strings, which are all text, are read with the same models
+    but converted; see `validate`.)
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        strict=True,
+        json_schema_extra=_strip_null_from_schema,
+    )
+    nullable_fields: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls.nullable_fields = frozenset(
+            name
+            for name, info in cls.model_fields.items()
+            if any(item is Nullable for item in info.metadata)
+        )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _null_only_where_it_means_something(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name not in cls.nullable_fields:
+            raise PydanticCustomError("null_forbidden", "null is not accepted here")
+        return value
 
 
 def _message_for(error: Any) -> Message:
@@ -30,6 +88,8 @@ def _message_for(error: Any) -> Message:
     ctx = error.get("ctx") or {}
     if kind == "missing":
         return lazy("This field is required.")
+    if kind == "null_forbidden":
+        return lazy("This field may not be null.")
     if kind == "extra_forbidden":
         return lazy("Unknown field.")
     if kind == "string_too_short":
@@ -79,11 +139,27 @@ def field_errors(exc: ValidationError) -> FieldErrors:
     return errors
 
 
-def validate(model: type[M], data: Any) -> M:
-    """Build `model` from `data` or raise ValidationFailed with per-field messages."""
+def unstorable_text_error(paths: list[str]) -> ValidationFailed:
+    """The 400 naming each field whose text the database cannot store."""
+    return ValidationFailed(errors={path: [lazy(UNSTORABLE_TEXT)] for path in paths})
+
+
+def refuse_unstorable_text(data: Any) -> None:
+    """Raise ValidationFailed naming each key or string in `data` the database cannot store."""
+    paths = unstorable_paths(data)
+    if paths:
+        raise unstorable_text_error(paths)
+
+
+def validate(model: type[M], data: Any, *, strict: bool = True) -> M:
+    """Build `model` from `data` or raise ValidationFailed with per-field messages.
+
+    `strict=False` is for query strings, whose values are all text ("5" is the number 5
+    there); a body is always strict.
+    """
     if not isinstance(data, dict):
         raise ValidationFailed(lazy("The body must be a JSON object."))
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, strict=strict)
     except ValidationError as exc:
         raise ValidationFailed(errors=field_errors(exc)) from None

@@ -7,13 +7,19 @@ closes the socket with one of the codes below. docs/realtime.md describes the wh
 
 from __future__ import annotations
 
-import json
 import struct
 from dataclasses import dataclass
 from typing import Any
 
 from skillswap.http.validation import MAX_ID
 from skillswap.i18n import Message, lazy
+from skillswap.input_rules import (
+    MAX_JSON_DEPTH,
+    MalformedJson,
+    UnstorableText,
+    has_unstorable_text,
+    load_json,
+)
 from skillswap.jsonutil import dumpb
 
 # Close codes. 1009 is the standard "message too big"; the 4xxx codes are ours.
@@ -119,12 +125,45 @@ def _str(frame: dict[str, Any], name: str, *, max_length: int, nullable: bool = 
     return value
 
 
+def _unstorable(exc: UnstorableText) -> FrameError:
+    """The error for a frame with text the database cannot store, naming the (first) field and,
+    when they are sound, the frame's room and client_id (so a client can match a failed send)."""
+    context: dict[str, Any] = {"field": exc.paths[0]}
+    frame = exc.document
+    if isinstance(frame, dict):
+        room = frame.get("room")
+        if isinstance(room, int) and not isinstance(room, bool) and 1 <= room <= MAX_ID:
+            context["room"] = room
+        client_id = frame.get("client_id")
+        if (
+            isinstance(client_id, str)
+            and 1 <= len(client_id) <= MAX_CLIENT_ID
+            and not has_unstorable_text(client_id)
+        ):
+            context["client_id"] = client_id
+    return FrameError(
+        "invalid_frame",
+        lazy(
+            "`{field}` must not contain NUL characters or unpaired surrogates.",
+            field=exc.paths[0],
+        ),
+        **context,
+    )
+
+
 def parse_frame(raw: str | bytes) -> Command:
     """Decode one client frame, or raise FrameError saying what is wrong with it."""
     try:
-        frame = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        frame = load_json(raw)
+    except MalformedJson as exc:
+        if exc.reason == "depth":
+            raise FrameError(
+                "malformed_frame",
+                lazy("The frame is nested more than {max} levels deep.", max=MAX_JSON_DEPTH),
+            ) from None
         raise FrameError("malformed_frame", lazy("The frame is not valid JSON.")) from None
+    except UnstorableText as exc:
+        raise _unstorable(exc) from None
     if not isinstance(frame, dict):
         raise FrameError("malformed_frame", lazy("A frame must be a JSON object."))
     kind = frame.get("type")
