@@ -369,7 +369,9 @@ async def test_png_and_jpeg_uploads_are_stored_listed_and_served(
     assert uploaded.status_code == 201, uploaded.text
     image = uploaded.json()
     assert (image["content_type"], image["width"], image["height"]) == ("image/png", 5, 4)
-    assert image["url"].startswith("/media/skills/") and image["url"].endswith(".png")
+    # Absolute, on the host the request came to (no PUBLIC_URL here).
+    assert image["url"].startswith(str(api.client.base_url).rstrip("/") + "/media/skills/")
+    assert image["url"].endswith(".png")
     jpeg = png_bytes((8, 6), "JPEG")
     raw = await api.post(
         f"/api/skills/{skill['id']}/images/",
