@@ -17,7 +17,11 @@ written again, looking stored client ids up after the lock (so a concurrent batc
 visible), and the retried send gets the stored message back. Retries are rare, so the common
 path does not pay for the lookup.
 
-A failed transaction fails every send of its batch; nothing of it is published.
+A batch whose transaction fails for any other reason is written again message by message, so
+that one message the database refuses (its room deleted meanwhile, a constraint) fails alone and
+the other senders of the batch, in other rooms, are not affected. Nothing of a failed
+transaction is published. Text the database cannot store never gets this far: chat.py refuses
+it before it joins a batch.
 """
 
 from __future__ import annotations
@@ -174,21 +178,60 @@ class MessageWriter:
         others = {user for p in accepted for user in members[p.room_id] if user != p.actor_id}
         assert deps.realtime is not None
         online = await deps.realtime.presence.online(others)
+        if len(accepted) > 1:
+            try:
+                written = await self._commit_batch(accepted, members, online)
+            except Exception:
+                log.warning(
+                    "a batch of %d chat messages failed; writing them one by one",
+                    len(accepted),
+                    exc_info=True,
+                )
+            else:
+                self._deliver(*written)
+                return
+        # Alone (or after the batch failed): only a message that cannot be written fails.
+        for pending in accepted:
+            try:
+                written = await self._commit_batch([pending], members, online)
+            except AppError as exc:
+                pending.future.set_exception(exc)
+            except Exception as exc:
+                log.exception("writing a chat message to room %d failed", pending.room_id)
+                pending.future.set_exception(exc)
+            else:
+                self._deliver(*written)
+
+    async def _commit_batch(
+        self, accepted: list[_Pending], members: dict[int, frozenset[int]], online: set[int]
+    ) -> tuple[list[tuple[_Pending, MessageRecord, bool]], list[MessageRecord]]:
         try:
-            outcomes, records = await self._commit(
-                accepted, members, online, look_up_client_ids=False
-            )
+            return await self._commit(accepted, members, online, look_up_client_ids=False)
         except IntegrityError:
             # A client_id stored by an earlier batch (a retried send): write the batch again,
             # this time looking stored client ids up once the rooms are locked.
-            outcomes, records = await self._commit(
-                accepted, members, online, look_up_client_ids=True
-            )
+            return await self._commit(accepted, members, online, look_up_client_ids=True)
+
+    def _deliver(
+        self,
+        outcomes: list[tuple[_Pending, MessageRecord, bool]],
+        records: list[MessageRecord],
+    ) -> None:
+        """After the commit: publish the new messages, then resolve their senders."""
+        assert self._deps.realtime is not None
         for record in records:
-            deps.realtime.publish_message(record)
+            self._deps.realtime.publish_message(record)
         for pending, record, created in outcomes:
             if not pending.future.done():
                 pending.future.set_result(SentMessage(record, created))
+
+    def _room_gone(self, room_ids: list[int], found: set[int]) -> None:
+        """Raise room_not_found if a room of the batch no longer exists (deleted meanwhile)."""
+        gone = [room_id for room_id in room_ids if room_id not in found]
+        if gone:
+            for room_id in gone:
+                self._members.pop(room_id, None)
+            raise room_not_found()
 
     async def _commit(
         self,
@@ -219,6 +262,7 @@ class MessageWriter:
                         )
                     ).all()
                 )
+                self._room_gone(room_ids, set(last_seq))
                 if look_up_client_ids:
                     stored = await self._stored_client_ids(session, accepted)
             rows, plan = self._plan(accepted, stored, now)
@@ -235,7 +279,9 @@ class MessageWriter:
                         .values(last_seq=rooms_table.c.last_seq + count, last_activity_at=now)
                         .returning(rooms_table.c.last_seq)
                     )
-                ).scalar_one()
+                ).scalar_one_or_none()
+                self._room_gone([room_id], set() if newest is None else {room_id})
+                assert newest is not None
                 last_seq = {room_id: newest - count}
             next_seq = dict(last_seq)
             for row in rows:
