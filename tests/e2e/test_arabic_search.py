@@ -7,7 +7,12 @@ count.
 
 from __future__ import annotations
 
+import importlib.util
+import itertools
 import random
+from pathlib import Path
+
+from sqlalchemy import text
 
 
 def word() -> str:
@@ -103,3 +108,57 @@ async def test_a_mixed_query_needs_every_word(api, make_user, make_skill):
     assert await found(api, owner, f"{tag} مقلوبة") == [both["id"]]
     assert await found(api, owner, f"cooks مقلوبة {tag}") == [both["id"]]
     assert await found(api, owner, f"{tag} فلافل") == []
+
+
+# Moves to migrations/versions/ once revision 0008 (its down_revision) is in the tree.
+REVISION_0009 = Path(__file__).resolve().parents[2] / "migrations/pending/0009_arabic_proclitics.py"
+
+
+def _revision_0009():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("revision_0009", REVISION_0009)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def test_revision_0009_rebuilds_the_documents_written_before(
+    api, deps, make_user, make_skill
+):
+    """Documents written by the earlier code (no forms) are found once 0009 has run; its
+    downgrade writes them as before. Each search has its own page size: the revision writes
+    behind the service's back (as it does before a start), so no cached answer may be reused."""
+    revision = _revision_0009()
+    page_sizes = itertools.count(10)
+    owner = await make_user()
+    maqluba = await arabic_skill(make_skill, owner, "المقلوبة", "وأسرار الطبخ")
+    deleted = await arabic_skill(make_skill, owner, "والمقلوبة")
+    response = await api.delete(f"/api/skills/{deleted}/", token=owner.access)
+    assert response.status_code == 204, response.text
+
+    async def searched(text: str) -> list[int]:
+        params = {"search": text, "owner": owner.id, "page_size": next(page_sizes)}
+        response = await api.get("/api/skills/", params=params)
+        assert response.status_code == 200, response.text
+        return [skill["id"] for skill in response.json()["results"]]
+
+    async def run(step: str) -> None:
+        async with deps.db.engine.begin() as conn:
+            index = revision.normalise_search_text if step == "down" else revision.index_text
+            await conn.run_sync(lambda sync: revision.rebuild(sync, index))
+
+    await run("down")
+    assert await searched("المقلوبة") == [maqluba]
+    assert await searched("مقلوبة") == []
+    assert await searched("اسرار") == []
+    await run("up")
+    assert await searched("مقلوبة") == [maqluba]
+    assert await searched("اسرار") == [maqluba]
+    await run("up")  # running it again changes nothing
+    assert await searched("مقلوبة") == [maqluba]
+    async with deps.db.engine.connect() as conn:  # the deleted skill got no document back
+        if deps.db.is_sqlite:
+            query = "SELECT count(*) FROM skills_fts WHERE rowid = :id"
+        else:
+            query = "SELECT count(*) FROM skills WHERE id = :id AND search_vector IS NOT NULL"
+        assert (await conn.execute(text(query), {"id": deleted})).scalar_one() == 0
