@@ -113,24 +113,24 @@ def unstorable_paths(document: Any) -> list[str]:
 
 
 def _walk(value: Any, path: str) -> Iterator[str]:
-    # Iterative, so no input can exhaust the stack (load_json bounds the depth anyway).
-    stack: list[tuple[Any, str]] = [(value, path)]
+    # Iterative, so no input can exhaust the stack (load_json bounds the depth anyway); in
+    # document order. An entry is (value, its path, whether it is a key the database refuses).
+    stack: list[tuple[Any, str, bool]] = [(value, path, False)]
     while stack:
-        current, where = stack.pop()
-        if isinstance(current, str):
+        current, where, bad_key = stack.pop()
+        if bad_key:
+            yield printable_name(where)
+        elif isinstance(current, str):
             if has_unstorable_text(current):
                 yield where
         elif isinstance(current, dict):
-            children: list[tuple[Any, str]] = []
+            children = []
             for key, item in current.items():
                 name = f"{where}.{key}" if where else str(key)
-                if isinstance(key, str) and has_unstorable_text(key):
-                    yield printable_name(name)
-                    continue
-                children.append((item, name))
+                children.append((item, name, isinstance(key, str) and has_unstorable_text(key)))
             stack.extend(reversed(children))
         elif isinstance(current, list):
             stack.extend(
-                (item, f"{where}.{index}" if where else str(index))
+                (item, f"{where}.{index}" if where else str(index), False)
                 for index, item in reversed(list(enumerate(current)))
             )
