@@ -22,6 +22,8 @@ import tornado.web
 
 from skillswap.deps import Deps, build_deps
 from skillswap.http.base import NotFoundHandler
+from skillswap.http.docs import StaticFiles
+from skillswap.http.transport import HEADER_READ_CAP, GuardedApplication
 from skillswap.settings import Settings
 
 HTTP_DIR = Path(__file__).resolve().parent / "http"
@@ -79,12 +81,13 @@ def make_template_environment() -> jinja2.Environment:
 
 def make_app(settings: Settings, deps: Deps) -> tornado.web.Application:
     """Build the Tornado application around already-created dependencies."""
-    return tornado.web.Application(
+    return GuardedApplication(
         collect_routes(),
         deps=deps,
         jinja=make_template_environment(),
         static_path=str(HTTP_DIR / "static"),
         static_url_prefix="/static/",
+        static_handler_class=StaticFiles,
         default_handler_class=NotFoundHandler,
         debug=False,
         compress_response=False,
@@ -93,10 +96,14 @@ def make_app(settings: Settings, deps: Deps) -> tornado.web.Application:
 
 
 def make_server(app: tornado.web.Application, settings: Settings) -> tornado.httpserver.HTTPServer:
+    """The HTTP server for `app`; the app's RequestGuard answers requests over its limits."""
     return tornado.httpserver.HTTPServer(
         app,
         xheaders=settings.trust_proxy_headers,
+        # Requests the guard does not see (none, with make_app) keep the old cap on the body.
         max_body_size=max(settings.max_body_bytes, settings.max_upload_bytes) + 65_536,
+        # Read this far so that headers over the guard's limit get an answer, not a reset.
+        max_header_size=HEADER_READ_CAP,
         idle_connection_timeout=75,
     )
 

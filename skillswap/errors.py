@@ -137,6 +137,13 @@ class PayloadTooLarge(AppError):
     default_detail = N_("The request body is larger than allowed.")
 
 
+class RequestHeadersTooLarge(AppError):
+    status = 431
+    code = "request_headers_too_large"
+    title = N_("Request headers too large")
+    default_detail = N_("The request headers are larger than allowed.")
+
+
 class UnsupportedMediaType(AppError):
     status = 415
     code = "unsupported_media_type"

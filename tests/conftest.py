@@ -209,9 +209,20 @@ class Api:
         return await self.request("DELETE", path, **kwargs)
 
 
+async def _created_names_its_location(response: httpx.Response) -> None:
+    """Every 201 any test meets names what it created (RFC 9110 15.3.2), as an absolute URL."""
+    if response.status_code == 201:
+        location = response.headers.get("Location", "")
+        assert location.startswith(("http://", "https://")), (
+            f"201 from {response.request.method} {response.request.url.path} has no Location"
+        )
+
+
 @pytest.fixture(scope="session")
 async def api(server: str) -> AsyncIterator[Api]:
-    async with httpx.AsyncClient(base_url=server, timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=server, timeout=30, event_hooks={"response": [_created_names_its_location]}
+    ) as client:
         yield Api(client)
 
 

@@ -51,7 +51,7 @@ class AdminCategoriesHandler(BaseHandler):
         created = await categories.create_category(
             self.deps, actor=self.user, fields=body.model_dump(), locale=self.translator.locale
         )
-        self.send(created, status=201)
+        self.send(created, status=201, location=f"/api/admin/categories/{created['id']}/")
 
 
 class AdminCategoryHandler(BaseHandler):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from skillswap import points_packages
@@ -55,6 +57,9 @@ class AdminPackagesHandler(BaseHandler):
             self.deps, actor=self.user, fields=body.model_dump()
         )
         self.send(package_json(package, self.translator, admin=True), status=201)
+
+    def location_of(self, created: Any) -> str:
+        return f"/api/admin/packages/{created['id']}/"
 
 
 class AdminPackageHandler(BaseHandler):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
+import tornado.httputil
 import tornado.web
 from pydantic import BaseModel
 
@@ -28,6 +29,7 @@ from skillswap.errors import (
     NotFound,
     PayloadTooLarge,
     PermissionDenied,
+    RequestHeadersTooLarge,
     UnsupportedMediaType,
     ValidationFailed,
 )
@@ -49,6 +51,7 @@ from skillswap.input_rules import (
 )
 from skillswap.jsonutil import dumpb
 from skillswap.models import User
+from skillswap.settings import Settings
 
 log = logging.getLogger("skillswap.http")
 
@@ -74,6 +77,7 @@ _GENERIC_BY_STATUS: dict[int, type[AppError]] = {
     404: NotFound,
     405: MethodNotAllowed,
     413: PayloadTooLarge,
+    431: RequestHeadersTooLarge,
 }
 
 
@@ -144,6 +148,89 @@ def problem_document(
     return document
 
 
+def request_id_for(request: tornado.httputil.HTTPServerRequest) -> str:
+    """The id a request is known by in logs and answers: the client's X-Request-ID when sane."""
+    incoming = request.headers.get("X-Request-ID", "")
+    return incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+
+
+def body_limit(handler: type[tornado.web.RequestHandler], settings: Settings) -> int:
+    """The largest body a request to `handler` may carry (uploads have their own, larger one)."""
+    # Upload handlers check the file size themselves (with a clear message) below this cap.
+    if getattr(handler, "accepts_uploads", False):
+        return settings.max_upload_bytes + 65_536
+    return settings.max_body_bytes
+
+
+def allowed_methods(handler: type[tornado.web.RequestHandler]) -> list[str]:
+    """The verbs `handler` serves, for `Allow` (HEAD wherever GET is)."""
+    verbs = [
+        verb for verb in ("GET", "POST", "PUT", "PATCH", "DELETE") if implements(handler, verb)
+    ]
+    if "GET" in verbs and implements(handler, "HEAD"):
+        verbs.insert(1, "HEAD")
+    if implements(handler, "OPTIONS"):
+        verbs.append("OPTIONS")
+    return verbs
+
+
+def problem_response(
+    deps: Deps,
+    request: tornado.httputil.HTTPServerRequest,
+    error: AppError,
+    *,
+    request_id: str | None = None,
+) -> tuple[int, tornado.httputil.HTTPHeaders, bytes]:
+    """`error` as a whole answer (status, headers, body), for code that runs without a handler."""
+    translator = deps.catalogs.get(
+        negotiate_locale(
+            user_locale=None,
+            accept_language=request.headers.get("Accept-Language"),
+            default=deps.settings.default_locale,
+        )
+    )
+    request_id = request_id or request_id_for(request)
+    body = dumpb(problem_document(error, translator, instance=request.path, request_id=request_id))
+    headers = tornado.httputil.HTTPHeaders(error.headers)
+    headers["Content-Type"] = "application/problem+json; charset=utf-8"
+    headers["Content-Length"] = str(len(body))
+    headers["Cache-Control"] = "no-store"
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["X-Request-ID"] = request_id
+    origin = request.headers.get("Origin")
+    if origin and origin in deps.settings.cors_origins:
+        headers["Access-Control-Allow-Origin"] = origin
+        headers["Access-Control-Expose-Headers"] = CORS_EXPOSED_HEADERS
+        headers["Vary"] = "Origin"
+    return error.status, headers, body
+
+
+class ProblemAnswers(tornado.web.RequestHandler):
+    """For handlers outside BaseHandler (files, the WebSocket handshake): errors as problems."""
+
+    @functools.cached_property
+    def request_id(self) -> str:
+        return request_id_for(self.request)
+
+    def write_problem(self, error: AppError) -> None:
+        """Finish the request with `error` as problem+json (keeping the handler's own headers)."""
+        deps: Deps = self.application.settings["deps"]
+        status, headers, body = problem_response(
+            deps, self.request, error, request_id=self.request_id
+        )
+        self.set_status(status)
+        for name, value in headers.get_all():
+            if name != "Content-Length":
+                self.set_header(name, value)
+        if error.status == 405:
+            self.set_header("Allow", ", ".join(allowed_methods(type(self))))
+        self.finish(body)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        self.write_problem(error_for(status_code, exc_info[1] if exc_info else None))
+
+
 def implements(handler: type[tornado.web.RequestHandler], verb: str) -> bool:
     """Whether `handler` serves `verb` (RequestHandler defines every verb as a 405; only an
     override is a real endpoint)."""
@@ -188,6 +275,9 @@ def idempotent(method: HandlerMethod) -> HandlerMethod:
             self.set_status(claim.replay.status_code)
             self.set_header("Content-Type", claim.replay.content_type)
             self.set_header("Idempotent-Replayed", "true")
+            if claim.replay.status_code == 201:  # a replayed creation names it again
+                created = json.loads(claim.replay.body)
+                self.set_header("Location", self.absolute_url(self.location_of(created)))
             self.write(claim.replay.body.encode("utf-8"))
             return
         assert claim.record_id is not None
@@ -244,7 +334,6 @@ class BaseHandler(tornado.web.RequestHandler):
 
     current_user: User | None
     translator: Translator
-    request_id: str
     access_claims: Any = None
     accepts_uploads = False  # True: the body may be a file up to MAX_UPLOAD_BYTES
     _json_written: bytes = b""
@@ -253,6 +342,11 @@ class BaseHandler(tornado.web.RequestHandler):
     def deps(self) -> Deps:
         deps: Deps = self.application.settings["deps"]
         return deps
+
+    @functools.cached_property
+    def request_id(self) -> str:
+        """Known from the first moment, so that an answer given before `prepare` carries it."""
+        return request_id_for(self.request)
 
     @property
     def user(self) -> User:
@@ -288,9 +382,14 @@ class BaseHandler(tornado.web.RequestHandler):
             self.set_header("Access-Control-Max-Age", "600")
         self.set_status(204)
 
+    @public
+    async def head(self, *args: str, **kwargs: str) -> None:
+        """What GET answers, without the body (Tornado drops the body of a HEAD answer)."""
+        answered = self.get(*args, **kwargs)
+        if answered is not None:
+            await answered
+
     async def prepare(self) -> None:
-        incoming = self.request.headers.get("X-Request-ID", "")
-        self.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
         self.set_header("X-Request-ID", self.request_id)
         self.current_user = None
         allowed_hosts = self.deps.settings.allowed_hosts
@@ -304,15 +403,14 @@ class BaseHandler(tornado.web.RequestHandler):
             )
         )
         name = (self.request.method or "").lower()
-        if not implements(type(self), name):
+        # HEAD is served by `head` above wherever GET is, and needs what GET needs.
+        served_by = "get" if name == "head" else name
+        if not implements(type(self), served_by):
             raise MethodNotAllowed()
-        method = getattr(self, name)
-        settings = self.deps.settings
-        # Upload handlers check the file size themselves (with a clear message) below this cap.
-        limit = (
-            settings.max_upload_bytes + 65_536 if self.accepts_uploads else settings.max_body_bytes
-        )
-        if len(self.request.body or b"") > limit:
+        method = getattr(self, served_by)
+        # The transport refuses bodies over the limit before they are read (RequestGuard); this
+        # covers an app served without it.
+        if len(self.request.body or b"") > body_limit(type(self), self.deps.settings):
             raise PayloadTooLarge()
         await self._authenticate()
         if self.current_user is None and not getattr(method, "public", False):
@@ -411,11 +509,21 @@ class BaseHandler(tornado.web.RequestHandler):
 
     # -- output --------------------------------------------------------------------------------
 
-    def send(self, data: Any, status: int = 200) -> None:
-        """Write `data` as the JSON response."""
+    def send(self, data: Any, status: int = 200, *, location: str | None = None) -> None:
+        """Write `data` as the JSON response; a 201 names what it created in Location
+        (`location`, else `location_of` the document)."""
+        if location is None and status == 201:
+            location = self.location_of(data)
+        if location is not None:
+            self.set_header("Location", self.absolute_url(location))
         self.set_status(status)
         self._json_written = dumpb(data)
         self.write(self._json_written)
+
+    def location_of(self, created: Any) -> str:
+        """The path of what this handler's POST created, from the document it answered with:
+        so that an idempotent replay, which has only that document, names it too."""
+        raise NotImplementedError(f"{type(self).__name__} answers 201 without a location")
 
     def absolute_url(self, path: str) -> str:
         """`path` (from the root, query string included) as the absolute URL clients use.
@@ -460,7 +568,7 @@ class BaseHandler(tornado.web.RequestHandler):
             exc,
             self.translator,
             instance=self.request.path,
-            request_id=getattr(self, "request_id", None),
+            request_id=self.request_id,
         )
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
@@ -473,9 +581,11 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_status(error.status)
         for name, value in error.headers.items():
             self.set_header(name, value)
+        if error.status == 405:
+            self.set_header("Allow", ", ".join(allowed_methods(type(self))))
         self.set_header("Content-Type", "application/problem+json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        self.set_header("X-Request-ID", getattr(self, "request_id", "-"))
+        self.set_header("X-Request-ID", self.request_id)
         self.finish(dumpb(self.problem_document(error)))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
@@ -485,7 +595,7 @@ class BaseHandler(tornado.web.RequestHandler):
             if value.status >= 500:
                 log.warning(
                     "request %s answered %s %s: %s %s",
-                    getattr(self, "request_id", "-"),
+                    self.request_id,
                     value.status,
                     value.code,
                     self.request.method,
@@ -496,7 +606,7 @@ class BaseHandler(tornado.web.RequestHandler):
             return
         log.error(
             "request %s failed: %s %s",
-            getattr(self, "request_id", "-"),
+            self.request_id,
             self.request.method,
             self.request.uri,
             exc_info=(typ, value, tb),
@@ -507,7 +617,6 @@ class NotFoundHandler(BaseHandler):
     """Every unknown path: a problem+json 404."""
 
     async def prepare(self) -> None:
-        self.request_id = uuid.uuid4().hex
         raise NotFound()
 
 

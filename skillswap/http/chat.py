@@ -79,7 +79,11 @@ class RoomsHandler(BaseHandler):
         summary, created = await chat.open_direct_room(
             self.deps, actor=self.user, user_id=body.user_id
         )
-        self.send(room_view(summary), status=201 if created else 200)
+        view = room_view(summary)
+        self.send(view, status=201 if created else 200, location=self.location_of(view))
+
+    def location_of(self, created: Any) -> str:
+        return f"/api/chat/rooms/{created['id']}/"
 
 
 class RoomHandler(BaseHandler):
@@ -114,7 +118,12 @@ class SendHandler(BaseHandler):
             body=body.body,
             client_id=body.client_id,
         )
-        self.send(chat.message_public(sent.message), status=201 if sent.created else 200)
+        message = chat.message_public(sent.message)
+        self.send(message, status=201 if sent.created else 200, location=self.location_of(message))
+
+    def location_of(self, created: Any) -> str:
+        # A message has no address of its own: it is found in its room, which lists it.
+        return f"/api/chat/rooms/{path_id(self.path_args[0])}/"
 
 
 class ReadHandler(BaseHandler):

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from skillswap.http.base import BaseHandler, public, route
+import tornado.web
+
+from skillswap.http.base import BaseHandler, ProblemAnswers, public, route
 from skillswap.http.openapi import build_openapi
+
+
+class StaticFiles(ProblemAnswers, tornado.web.StaticFileHandler):
+    """The docs pages' own assets under /static/; a missing one is a problem like any other."""
 
 
 class SchemaHandler(BaseHandler):

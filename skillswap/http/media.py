@@ -7,15 +7,13 @@ from typing import Any
 import tornado.web
 
 from skillswap.deps import Deps
-from skillswap.http.base import decode_argument_text, error_for, problem_document
-from skillswap.i18n import negotiate_locale
-from skillswap.jsonutil import dumpb
+from skillswap.http.base import ProblemAnswers, decode_argument_text
 from skillswap.storage import LocalStorage, get_storage, media_root
 
 _TYPES = {"png": "image/png", "jpg": "image/jpeg", "gif": "image/gif", "webp": "image/webp"}
 
 
-class MediaHandler(tornado.web.StaticFileHandler):
+class MediaHandler(ProblemAnswers, tornado.web.StaticFileHandler):
     """Static files under the storage root; keys are unique, so they are cached for long."""
 
     def initialize(self, **_kwargs: Any) -> None:  # type: ignore[override]
@@ -39,24 +37,6 @@ class MediaHandler(tornado.web.StaticFileHandler):
     def get_content_type(self) -> str:
         extension = (self.absolute_path or "").rsplit(".", 1)[-1].lower()
         return _TYPES.get(extension, "application/octet-stream")
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """A missing or refused file is a problem+json answer like any other API error."""
-        exc_info = kwargs.get("exc_info")
-        error = error_for(status_code, exc_info[1] if exc_info else None)
-        deps: Deps = self.application.settings["deps"]
-        translator = deps.catalogs.get(
-            negotiate_locale(
-                user_locale=None,
-                accept_language=self.request.headers.get("Accept-Language"),
-                default=deps.settings.default_locale,
-            )
-        )
-        self.set_status(error.status)
-        self.set_header("Content-Type", "application/problem+json; charset=utf-8")
-        self.set_header("Cache-Control", "no-store")
-        document = problem_document(error, translator, instance=self.request.path, request_id=None)
-        self.finish(dumpb(document))
 
 
 routes = [tornado.web.url(r"/media/(.*)", MediaHandler)]

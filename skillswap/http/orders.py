@@ -154,6 +154,9 @@ class OrdersHandler(BaseHandler):
         )
         self.send(order_json(view, self.translator), status=201)
 
+    def location_of(self, created: Any) -> str:
+        return f"/api/points/orders/{created['id']}/"
+
 
 async def _act(handler: BaseHandler, order_id: int, action: str, body: ActionFields) -> None:
     view = await orders.transition_order(

@@ -50,6 +50,9 @@ class OrderReviewHandler(BaseHandler):
         )
         self.send({**review_json(review), "order_id": review.order_id}, status=201)
 
+    def location_of(self, created: Any) -> str:
+        return f"/api/points/orders/{created['order_id']}/review/"
+
 
 class UserReviewsHandler(BaseHandler):
     @public

@@ -247,6 +247,9 @@ class SkillListHandler(SkillsBaseHandler):
         record = await listings.create_skill(self.deps, actor=self.user, fields=body.model_dump())
         self.send(self.skill_document(record), status=201)
 
+    def location_of(self, created: Any) -> str:
+        return f"/api/skills/{created['id']}/"
+
 
 class SkillDetailHandler(SkillsBaseHandler):
     @public
@@ -371,7 +374,9 @@ class SkillImagesHandler(SkillsBaseHandler):
             self.deps, actor=self.user, skill_id=path_id(skill_id), data=data
         )
         image["url"] = self.absolute_url(image["url"])
-        self.send(image, status=201)
+        self.send(
+            image, status=201, location=f"/api/skills/{path_id(skill_id)}/images/{image['id']}/"
+        )
 
 
 class SkillImageHandler(SkillsBaseHandler):

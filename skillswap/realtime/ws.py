@@ -17,6 +17,7 @@ import logging
 import time
 from functools import partial
 from typing import Any
+from urllib.parse import urlsplit
 
 import tornado.iostream
 import tornado.web
@@ -25,10 +26,15 @@ import tornado.websocket
 from skillswap import chat
 from skillswap.authn import authenticate
 from skillswap.deps import Deps
-from skillswap.errors import AppError, InvalidToken
-from skillswap.http.base import error_for, problem_document
+from skillswap.errors import (
+    AppError,
+    BadRequest,
+    InvalidToken,
+    MethodNotAllowed,
+    PermissionDenied,
+)
+from skillswap.http.base import ProblemAnswers, error_for
 from skillswap.i18n import Message, Translator, lazy, negotiate_locale
-from skillswap.jsonutil import dumpb
 from skillswap.models import User
 from skillswap.notifications import notification_view
 from skillswap.realtime import Realtime
@@ -59,7 +65,7 @@ log = logging.getLogger("skillswap.realtime")
 SLOW_CHECK_SECONDS = 0.2
 
 
-class RealtimeSocket(tornado.websocket.WebSocketHandler):
+class RealtimeSocket(ProblemAnswers, tornado.websocket.WebSocketHandler):
     """One client's connection: authenticated at the handshake, then JSON frames both ways."""
 
     user: User
@@ -93,13 +99,33 @@ class RealtimeSocket(tornado.websocket.WebSocketHandler):
     # -- handshake -------------------------------------------------------------------------------
 
     async def prepare(self) -> None:
+        # Tornado's own refusals in `get` (no upgrade, a foreign origin) are plain text: the
+        # same checks come first here, as problems. A foreign page learns nothing of its token.
+        if self.request.method != "GET":
+            raise MethodNotAllowed()
+        if self.request.headers.get("Upgrade", "").lower() != "websocket":
+            self._refuse(
+                BadRequest(
+                    lazy("This address takes WebSocket connections only."),
+                    code="websocket_required",
+                )
+            )
+            return
+        if self._foreign_origin():
+            self._refuse(
+                PermissionDenied(
+                    lazy("Pages from this origin may not connect here."),
+                    code="origin_not_allowed",
+                )
+            )
+            return
         token = self._token_from_request()
         try:
             if not token:
                 raise InvalidToken()
             user, claims = await authenticate(self.deps, token)
-        except InvalidToken:
-            self._refuse(InvalidToken())
+        except InvalidToken as refused:  # TokenExpired keeps its own code
+            self._refuse(refused)
             return
         self.user = user
         self.user_id = user.id
@@ -125,12 +151,23 @@ class RealtimeSocket(tornado.websocket.WebSocketHandler):
         return token or None
 
     def _refuse(self, error: AppError) -> None:
-        self.set_status(error.status)
-        for name, value in error.headers.items():
-            self.set_header(name, value)
-        self.set_header("Content-Type", "application/problem+json; charset=utf-8")
-        t = self.deps.catalogs.get(self.deps.settings.default_locale)
-        self.finish(dumpb(problem_document(error, t, instance=self.request.path, request_id=None)))
+        """End the handshake with `error` as problem+json, in the language the client asks."""
+        self.write_problem(error)
+
+    def _foreign_origin(self) -> bool:
+        """Tornado's cross-origin rule for WebSockets (repeated after `prepare`, in `get`), with
+        `check_origin` deciding the origins that are not this host."""
+        headers = self.request.headers
+        fetch_site = headers.get("Sec-Fetch-Site")
+        origin = headers.get("Origin")
+        if fetch_site in {"same-origin", "none"}:
+            return False
+        if fetch_site is None and (origin is None or self._origin_is_this_host(origin)):
+            return False
+        return not (origin and self.check_origin(origin))
+
+    def _origin_is_this_host(self, origin: str) -> bool:
+        return urlsplit(origin).netloc.lower() == self.request.headers.get("Host", "").lower()
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """A handshake that fails otherwise (the database down, say) is a problem too, never
