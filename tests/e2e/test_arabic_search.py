@@ -110,25 +110,24 @@ async def test_a_mixed_query_needs_every_word(api, make_user, make_skill):
     assert await found(api, owner, f"{tag} فلافل") == []
 
 
-# Moves to migrations/versions/ once revision 0008 (its down_revision) is in the tree.
-REVISION_0009 = Path(__file__).resolve().parents[2] / "migrations/pending/0009_arabic_proclitics.py"
+REVISION_0008 = Path(__file__).resolve().parents[2] / "migrations/versions/0008_arabic_proclitics.py"
 
 
-def _revision_0009():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("revision_0009", REVISION_0009)
+def _revision_0008():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("revision_0008", REVISION_0008)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-async def test_revision_0009_rebuilds_the_documents_written_before(
+async def test_revision_0008_rebuilds_the_documents_written_before(
     api, deps, make_user, make_skill
 ):
-    """Documents written by the earlier code (no forms) are found once 0009 has run; its
+    """Documents written by the earlier code (no forms) are found once 0008 has run; its
     downgrade writes them as before. Each search has its own page size: the revision writes
     behind the service's back (as it does before a start), so no cached answer may be reused."""
-    revision = _revision_0009()
+    revision = _revision_0008()
     page_sizes = itertools.count(10)
     owner = await make_user()
     maqluba = await arabic_skill(make_skill, owner, "المقلوبة", "وأسرار الطبخ")

@@ -1,7 +1,7 @@
 """Search documents rebuilt: Arabic words are indexed with their forms without proclitics
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0008
+Revises: 0007
 
 Search now indexes each Arabic word with its forms without the article and the conjunction
 (`المقلوبة` also as `مقلوبة`, `وأسرار` also as `أسرار`), and queries are matched against those
@@ -29,8 +29,8 @@ from sqlalchemy.engine import Connection
 from skillswap.skills.search import SearchDocument, vector_from_params
 from skillswap.skills.text import index_text, normalise_search_text
 
-revision: str = "0009"
-down_revision: str | Sequence[str] | None = "0008"
+revision: str = "0008"
+down_revision: str | Sequence[str] | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
