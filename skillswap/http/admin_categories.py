@@ -7,7 +7,6 @@ from typing import Annotated
 from pydantic import Field
 
 from skillswap.http.base import BaseHandler, path_id, route
-from skillswap.http.query import NoQuery
 from skillswap.http.skills import PlainText
 from skillswap.http.validation import Body, Id, Nullable
 from skillswap.skills import categories
@@ -39,7 +38,6 @@ class ReorderBody(Body):
 class AdminCategoriesHandler(BaseHandler):
     async def get(self) -> None:
         """Every category, active or not."""
-        self.parse_query(NoQuery)
         found = await categories.admin_list_categories(
             self.deps, actor=self.user, locale=self.translator.locale
         )

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import Field
 
 from skillswap import points_packages
-from skillswap.http.base import BaseHandler, idempotent, path_id, route
+from skillswap.http.base import BaseHandler, idempotent, path_id, route, takes_query
 from skillswap.http.points import package_json
 from skillswap.http.query import PageQuery
 from skillswap.http.validation import Body
@@ -36,9 +36,9 @@ class PackagePatchBody(Body):
 
 
 class AdminPackagesHandler(BaseHandler):
+    @takes_query(PageQuery)
     async def get(self) -> None:
         """Every package, on sale or not."""
-        self.parse_query(PageQuery)
         page = self.page_params()
         count, packages = await points_packages.list_all_packages(
             self.deps, actor=self.user, offset=page.offset, limit=page.page_size

@@ -33,6 +33,7 @@ from skillswap.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from skillswap.http.query import NoQuery
 from skillswap.http.validation import (
     MAX_ID,
     refuse_unstorable_text,
@@ -247,6 +248,16 @@ def public(method: HandlerMethod) -> HandlerMethod:
     return method
 
 
+def takes_query(model: type[BaseModel]) -> Callable[[HandlerMethod], HandlerMethod]:
+    """Declare the query arguments a handler method takes; read them with `self.query(model)`."""
+
+    def declare(method: HandlerMethod) -> HandlerMethod:
+        method.query_model = model  # type: ignore[attr-defined]
+        return method
+
+    return declare
+
+
 def idempotent(method: HandlerMethod) -> HandlerMethod:
     """Honour `Idempotency-Key`: the same key and body replay the first response; another body 409."""
 
@@ -337,6 +348,7 @@ class BaseHandler(tornado.web.RequestHandler):
     access_claims: Any = None
     accepts_uploads = False  # True: the body may be a file up to MAX_UPLOAD_BYTES
     _json_written: bytes = b""
+    _query: BaseModel | None = None
 
     @property
     def deps(self) -> Deps:
@@ -415,6 +427,9 @@ class BaseHandler(tornado.web.RequestHandler):
         await self._authenticate()
         if self.current_user is None and not getattr(method, "public", False):
             raise NotAuthenticated()
+        # Every method declares the query arguments it takes (`takes_query`); any other
+        # argument, on any endpoint, is a 400 naming it, before the method runs.
+        self._query = self.parse_query(getattr(method, "query_model", NoQuery))
 
     async def _authenticate(self) -> None:
         header = self.request.headers.get("Authorization")
@@ -473,6 +488,12 @@ class BaseHandler(tornado.web.RequestHandler):
         refuse_unstorable_text(data)
         # Every value is text here: "5" is the number 5 and "true" a boolean.
         return validate(model, data, strict=False)
+
+    def query(self, model: type[M]) -> M:
+        """The query arguments, validated in `prepare` against the model the method declared."""
+        if not isinstance(self._query, model):
+            raise TypeError(f"{type(self).__name__} did not declare @takes_query({model.__name__})")
+        return self._query
 
     def page_params(self) -> PageParams:
         settings = self.deps.settings

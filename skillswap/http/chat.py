@@ -13,7 +13,7 @@ from pydantic import Field
 from skillswap import chat
 from skillswap.chat import RoomSummary
 from skillswap.http.accounts import user_public
-from skillswap.http.base import BaseHandler, idempotent, path_id, route
+from skillswap.http.base import BaseHandler, idempotent, path_id, route, takes_query
 from skillswap.http.query import PageQuery
 from skillswap.http.validation import Body, Id
 
@@ -58,10 +58,11 @@ class ReadBody(Body):
 
 
 class RoomsHandler(BaseHandler):
+    @takes_query(RoomsQuery)
     async def get(self) -> None:
         """The signed-in user's chat rooms, newest activity first, with unread counts
         (`?order_id=` for the room of one of your orders)."""
-        query = self.parse_query(RoomsQuery)
+        query = self.query(RoomsQuery)
         params = self.page_params()
         count, rooms = await chat.list_rooms(
             self.deps,
@@ -87,9 +88,10 @@ class RoomsHandler(BaseHandler):
 
 
 class RoomHandler(BaseHandler):
+    @takes_query(RoomQuery)
     async def get(self, room_id: str) -> None:
         """A room and its latest messages (older ones with `?before=<message id>`)."""
-        query = self.parse_query(RoomQuery)
+        query = self.query(RoomQuery)
         detail = await chat.get_room(
             self.deps,
             actor=self.user,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from skillswap import notifications
-from skillswap.http.base import BaseHandler, path_id, route
+from skillswap.http.base import BaseHandler, path_id, route, takes_query
 from skillswap.http.query import PageQuery
 
 
@@ -17,9 +17,10 @@ class NotificationQuery(PageQuery):
 
 
 class NotificationsHandler(BaseHandler):
+    @takes_query(NotificationQuery)
     async def get(self) -> None:
         """Your notifications, newest first (`?unread=true` for unread only)."""
-        query = self.parse_query(NotificationQuery)
+        query = self.query(NotificationQuery)
         params = self.page_params()
         count, records = await notifications.list_notifications(
             self.deps,

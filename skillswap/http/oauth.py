@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from skillswap import google_signin
 from skillswap.errors import AppError
 from skillswap.http.accounts import auth_response, token_response
-from skillswap.http.base import BaseHandler, public, route
+from skillswap.http.base import BaseHandler, public, route, takes_query
 from skillswap.http.validation import Body
 
 
@@ -48,6 +48,7 @@ class GoogleSignInStartHandler(BaseHandler):
 
 class GoogleSignInCallbackHandler(BaseHandler):
     @public
+    @takes_query(CallbackQuery)
     async def get(self) -> None:
         """Finish Google sign-in and answer like a password sign-in: user, access, refresh.
 
@@ -56,7 +57,7 @@ class GoogleSignInCallbackHandler(BaseHandler):
         """
         handoff = self.deps.settings.oauth_web_redirect_url
         try:
-            query = self.parse_query(CallbackQuery)
+            query = self.query(CallbackQuery)
             result = await google_signin.finish_google_sign_in(
                 self.deps, state=query.state, code=query.code, error=query.error, issuer=query.iss
             )

@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 document, derived from the routes and the handlers' own validation models.
 
 Nothing is declared twice: each operation's request body and query schema come from the
-pydantic models its handler passes to `parse_body` / `parse_query`, its success status from
+pydantic models its handler passes to `parse_body` or declares with `takes_query`, its success status from
 the `send(..., status=)` call, its security from `@public`, pagination from `page_params()`, and
 its summary from the method's docstring. The handler source is read once, when the document
 is first built.
@@ -58,6 +58,7 @@ class _Usage:
 def _inspect_method(fn: Any) -> _Usage:
     usage = _Usage()
     target = inspect.unwrap(fn)
+    usage.query = getattr(fn, "query_model", None)
     try:
         source = textwrap.dedent(inspect.getsource(target))
     except (OSError, TypeError):
@@ -67,14 +68,10 @@ def _inspect_method(fn: Any) -> _Usage:
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
             continue
         name = node.func.attr
-        if (
-            name in {"parse_body", "parse_query"}
-            and node.args
-            and isinstance(node.args[0], ast.Name)
-        ):
+        if name == "parse_body" and node.args and isinstance(node.args[0], ast.Name):
             model = namespace.get(node.args[0].id)
             if isinstance(model, type) and issubclass(model, BaseModel):
-                setattr(usage, "body" if name == "parse_body" else "query", model)
+                usage.body = model
         elif name == "page_params":
             usage.paginated = True
         elif name in {"request_files", "uploaded_file"} or (

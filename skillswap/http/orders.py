@@ -9,7 +9,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from skillswap import orders, orders_queries
 from skillswap.http.accounts import user_public
-from skillswap.http.base import BaseHandler, idempotent, path_id, route
+from skillswap.http.base import BaseHandler, idempotent, path_id, route, takes_query
 from skillswap.http.validation import Body, Id
 from skillswap.i18n import N_, Translator, in_language
 from skillswap.models import OrderTransition, Review
@@ -125,10 +125,11 @@ class OrderListQuery(Body):
 
 
 class OrdersHandler(BaseHandler):
+    @takes_query(OrderListQuery)
     async def get(self) -> None:
         """The signed-in user's orders (role=buyer|seller; admins role=all), filterable by status."""
         page = self.page_params()
-        query = self.parse_query(OrderListQuery)
+        query = self.query(OrderListQuery)
         count, views = await orders_queries.list_orders(
             self.deps,
             actor=self.user,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from skillswap import points, points_packages
-from skillswap.http.base import BaseHandler, public, route
-from skillswap.http.query import NoQuery, PageQuery
+from skillswap.http.base import BaseHandler, public, route, takes_query
+from skillswap.http.query import PageQuery
 from skillswap.i18n import Translator
 from skillswap.models import PointsPackage
 
@@ -38,15 +38,14 @@ def package_json(
 class BalanceHandler(BaseHandler):
     async def get(self) -> None:
         """The balance, the points held in escrow for open orders, and what is available."""
-        self.parse_query(NoQuery)
         wallet = await points.get_balance(self.deps, actor=self.user)
         self.send({"balance": wallet.balance, "held": wallet.held, "available": wallet.available})
 
 
 class TransactionsHandler(BaseHandler):
+    @takes_query(PageQuery)
     async def get(self) -> None:
         """The wallet's entries, newest first: signed amount, kind, description, balance after."""
-        self.parse_query(PageQuery)
         page = self.page_params()
         count, lines = await points.list_transactions(
             self.deps, actor=self.user, offset=page.offset, limit=page.page_size
@@ -74,9 +73,9 @@ class TransactionsHandler(BaseHandler):
 
 class PackagesHandler(BaseHandler):
     @public
+    @takes_query(PageQuery)
     async def get(self) -> None:
         """The points packages for sale, named in the request's language."""
-        self.parse_query(PageQuery)
         page = self.page_params()
         count, packages = await points_packages.list_packages_for_sale(
             self.deps, offset=page.offset, limit=page.page_size

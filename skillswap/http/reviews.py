@@ -8,7 +8,7 @@ from pydantic import Field
 
 from skillswap import reviews
 from skillswap.http.accounts import user_public
-from skillswap.http.base import BaseHandler, idempotent, path_id, public, route
+from skillswap.http.base import BaseHandler, idempotent, path_id, public, route, takes_query
 from skillswap.http.orders import review_json
 from skillswap.http.query import PageQuery
 from skillswap.http.validation import Body
@@ -56,9 +56,9 @@ class OrderReviewHandler(BaseHandler):
 
 class UserReviewsHandler(BaseHandler):
     @public
+    @takes_query(PageQuery)
     async def get(self, user_id: str) -> None:
         """The public reviews about a user, newest first."""
-        self.parse_query(PageQuery)
         page = self.page_params()
         count, views = await reviews.list_user_reviews(
             self.deps, user_id=path_id(user_id), offset=page.offset, limit=page.page_size
@@ -69,9 +69,9 @@ class UserReviewsHandler(BaseHandler):
 
 class SkillReviewsHandler(BaseHandler):
     @public
+    @takes_query(PageQuery)
     async def get(self, skill_id: str) -> None:
         """The public reviews buyers wrote about a skill, newest first."""
-        self.parse_query(PageQuery)
         page = self.page_params()
         count, views = await reviews.list_skill_reviews(
             self.deps, skill_id=path_id(skill_id), offset=page.offset, limit=page.page_size

@@ -15,8 +15,15 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from pydantic.json_schema import SkipJsonSchema
 
 from skillswap.errors import BadRequest
-from skillswap.http.base import BaseHandler, PageParams, idempotent, path_id, public, route
-from skillswap.http.query import NoQuery
+from skillswap.http.base import (
+    BaseHandler,
+    PageParams,
+    idempotent,
+    path_id,
+    public,
+    route,
+    takes_query,
+)
 from skillswap.http.validation import Body, Id
 from skillswap.i18n import N_, lazy
 from skillswap.skills import browse, categories, images, listings
@@ -221,6 +228,7 @@ class SkillsBaseHandler(BaseHandler):
 
 class SkillListHandler(SkillsBaseHandler):
     @public
+    @takes_query(SkillListQuery)
     async def get(self) -> None:
         """Browse and search active skills (filters, ordering, pagination)."""
         key = self.list_key()
@@ -228,7 +236,7 @@ class SkillListHandler(SkillsBaseHandler):
         if answered:
             return
         params = self.page_params()
-        query = self.parse_query(SkillListQuery)
+        query = self.query(SkillListQuery)
         page = await browse.browse_skills(
             self.deps,
             query=BrowseQuery(
@@ -313,10 +321,11 @@ class SkillDetailHandler(SkillsBaseHandler):
 
 
 class MySkillsHandler(SkillsBaseHandler):
+    @takes_query(OwnerSkillsQuery)
     async def get(self) -> None:
         """Your own skills, active and paused."""
         params = self.page_params()
-        query = self.parse_query(OwnerSkillsQuery)
+        query = self.query(OwnerSkillsQuery)
         page = await browse.browse_skills(
             self.deps,
             query=BrowseQuery(
@@ -333,6 +342,7 @@ class MySkillsHandler(SkillsBaseHandler):
 
 class UserSkillsHandler(SkillsBaseHandler):
     @public
+    @takes_query(OwnerSkillsQuery)
     async def get(self, user_id: str) -> None:
         """One person's active skills."""
         key = self.list_key()
@@ -340,7 +350,7 @@ class UserSkillsHandler(SkillsBaseHandler):
         if answered:
             return
         params = self.page_params()
-        query = self.parse_query(OwnerSkillsQuery)
+        query = self.query(OwnerSkillsQuery)
         page = await browse.browse_owner_skills(
             self.deps,
             owner_id=path_id(user_id),
@@ -392,7 +402,6 @@ class CategoriesHandler(SkillsBaseHandler):
     @public
     async def get(self) -> None:
         """Active categories as a two-level tree, with the number of active skills in each."""
-        self.parse_query(NoQuery)  # before the cache, which does not key on the query string
         key = ("categories", self.translator.locale)
         token, answered = await self.send_cached(key)
         if answered:
