@@ -110,7 +110,9 @@ async def test_a_mixed_query_needs_every_word(api, make_user, make_skill):
     assert await found(api, owner, f"{tag} فلافل") == []
 
 
-REVISION_0008 = Path(__file__).resolve().parents[2] / "migrations/versions/0008_arabic_proclitics.py"
+REVISION_0008 = (
+    Path(__file__).resolve().parents[2] / "migrations/versions/0008_arabic_proclitics.py"
+)
 
 
 def _revision_0008():  # type: ignore[no-untyped-def]
