@@ -34,7 +34,7 @@ from skillswap import ledger
 from skillswap.db import Database, create_engine
 from skillswap.ledger import SystemAccount, TransferKind, TransferRequest
 from skillswap.ledger.statements import TRANSFER_PG
-from skillswap.points import audit_ledger
+from skillswap.points.services import audit_ledger
 from skillswap.settings import Settings
 
 FUNDING = 1_000_000  # per wallet, so that no transfer is refused for lack of points

@@ -390,8 +390,8 @@ async def count_messages(url: str) -> int:
 
 
 def tokens_for(user_ids: list[int]) -> dict[int, str]:
+    from skillswap.auth.tokens import KeyRing
     from skillswap.settings import Settings
-    from skillswap.tokens import KeyRing
 
     keys = KeyRing(Settings(secret_key=SECRET, access_token_ttl_seconds=7200))
     return {user_id: keys.issue_access(user_id)[0] for user_id in user_ids}

@@ -85,7 +85,7 @@ async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("createadmin")
 async def _createadmin(args: argparse.Namespace, settings: Settings) -> int:
-    from skillswap.admin_users import create_admin
+    from skillswap.accounts.admins import create_admin
     from skillswap.deps import build_deps
     from skillswap.errors import AppError
     from skillswap.migrate import upgrade_to_head
@@ -111,9 +111,9 @@ async def _createadmin(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("seed-demo")
 async def _seed_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from skillswap.accounts.demo import DEMO_PASSWORD, seed_demo
     from skillswap.deps import build_deps
     from skillswap.migrate import upgrade_to_head
-    from skillswap.seed import DEMO_PASSWORD, seed_demo
 
     if settings.is_sqlite:
         await upgrade_to_head(settings)
@@ -131,7 +131,7 @@ async def _seed_demo(args: argparse.Namespace, settings: Settings) -> int:
 async def _ledger(args: argparse.Namespace, settings: Settings) -> int:
     from skillswap.db import Database, create_engine
     from skillswap.migrate import upgrade_to_head
-    from skillswap.points import audit_ledger
+    from skillswap.points.services import audit_ledger
 
     if settings.is_sqlite:
         await upgrade_to_head(settings)

@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from skillswap.authn import SignedInUsers
+from skillswap.auth.current_user import SignedInUsers
+from skillswap.auth.passwords import PasswordHasher
+from skillswap.auth.throttles import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from skillswap.auth.tokens import KeyRing, MemoryDenylist, RedisDenylist, TokenDenylist
 from skillswap.db import Database, create_engine
 from skillswap.i18n import Catalogs
 from skillswap.mail import Mailer, RecordingMailer
-from skillswap.passwords import PasswordHasher
-from skillswap.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from skillswap.settings import Settings
-from skillswap.tokens import KeyRing, MemoryDenylist, RedisDenylist, TokenDenylist
 
 if TYPE_CHECKING:
     from skillswap.realtime import Realtime

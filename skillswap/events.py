@@ -24,9 +24,9 @@ _subscribers: dict[type, list[Subscriber]] = defaultdict(list)
 
 # Modules whose import registers subscribers; each capability adds its own line.
 SUBSCRIBER_MODULES: list[str] = [
-    "skillswap.points",  # signup bonus on UserRegistered
-    "skillswap.order_chat",  # a chat room per order; notifications of every transition
-    "skillswap.orders",  # registers its open-order check with skill deletion
+    "skillswap.points.services",  # signup bonus on UserRegistered
+    "skillswap.orders.reactions",  # a chat room per order; notifications of every transition
+    "skillswap.orders.services",  # registers its open-order check with skill deletion
 ]
 
 

@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import EmailStr, Field, model_validator
 
-from skillswap import accounts
-from skillswap.accounts import AuthResult, TokenPair
+from skillswap.accounts import services as accounts
+from skillswap.accounts.services import AuthResult, TokenPair
 from skillswap.http.base import BaseHandler, path_id, public, route
 from skillswap.http.validation import Body
 from skillswap.i18n import N_

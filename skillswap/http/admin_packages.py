@@ -6,11 +6,11 @@ from typing import Any
 
 from pydantic import Field
 
-from skillswap import points_packages
 from skillswap.http.base import BaseHandler, idempotent, path_id, route, takes_query
 from skillswap.http.points import package_json
 from skillswap.http.query import PageQuery
 from skillswap.http.validation import Body
+from skillswap.payments import packages as points_packages
 
 CURRENCY = r"^[A-Z]{3}$"
 

@@ -18,7 +18,7 @@ import tornado.web
 from pydantic import BaseModel
 
 from skillswap import idempotency
-from skillswap.authn import authenticate
+from skillswap.auth.current_user import authenticate
 from skillswap.deps import Deps
 from skillswap.errors import (
     AppError,

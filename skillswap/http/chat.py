@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import Field
 
-from skillswap import chat
-from skillswap.chat import RoomSummary
+from skillswap.chat import services as chat
+from skillswap.chat.services import RoomSummary
 from skillswap.http.accounts import user_public
 from skillswap.http.base import BaseHandler, idempotent, path_id, route, takes_query
 from skillswap.http.query import PageQuery

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from skillswap import notifications
 from skillswap.http.base import BaseHandler, path_id, route, takes_query
 from skillswap.http.query import PageQuery
+from skillswap.notifications import services as notifications
 
 
 class NotificationQuery(PageQuery):

@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from skillswap import google_signin
+from skillswap.accounts import google as google_signin
 from skillswap.errors import AppError
 from skillswap.http.accounts import auth_response, token_response
 from skillswap.http.base import BaseHandler, public, route, takes_query

@@ -7,15 +7,16 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from skillswap import orders, orders_queries
 from skillswap.http.accounts import user_public
 from skillswap.http.base import BaseHandler, idempotent, path_id, route, takes_query
 from skillswap.http.validation import Body, Id
 from skillswap.i18n import N_, Translator, in_language
 from skillswap.models import OrderTransition, Review
 from skillswap.models.orders import ORDER_STATUSES
-from skillswap.orders_queries import OrderView
-from skillswap.orders_rules import ACTIONS
+from skillswap.orders import queries as orders_queries
+from skillswap.orders import services as orders
+from skillswap.orders.queries import OrderView
+from skillswap.orders.rules import ACTIONS
 
 Action = Literal[
     "accept", "reject", "deliver", "complete", "cancel", "request_changes", "dispute", "resolve"

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from skillswap import points, points_packages
 from skillswap.http.base import BaseHandler, public, route, takes_query
 from skillswap.http.query import PageQuery
 from skillswap.i18n import Translator
 from skillswap.models import PointsPackage
+from skillswap.payments import packages as points_packages
+from skillswap.points import services as points
 
 
 def package_json(

@@ -6,14 +6,14 @@ from typing import Any
 
 from pydantic import Field
 
-from skillswap import reviews
 from skillswap.http.accounts import user_public
 from skillswap.http.base import BaseHandler, idempotent, path_id, public, route, takes_query
 from skillswap.http.orders import review_json
 from skillswap.http.query import PageQuery
 from skillswap.http.validation import Body
 from skillswap.i18n import in_language
-from skillswap.reviews import ReviewView
+from skillswap.reviews import services as reviews
+from skillswap.reviews.services import ReviewView
 
 
 class ReviewBody(Body):

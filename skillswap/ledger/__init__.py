@@ -3,13 +3,6 @@
 No web or task code lives here: services call these functions inside their unit of work.
 """
 
-from skillswap.ledger.accounts import (
-    SystemAccount,
-    WalletBalance,
-    ensure_wallet,
-    find_wallet,
-    wallet_balance,
-)
 from skillswap.ledger.errors import (
     HoldNotPending,
     IdempotencyMismatch,
@@ -26,6 +19,13 @@ from skillswap.ledger.transfers import (
     TransferResult,
     run_transfer,
     transfer,
+)
+from skillswap.ledger.wallets import (
+    SystemAccount,
+    WalletBalance,
+    ensure_wallet,
+    find_wallet,
+    wallet_balance,
 )
 
 __all__ = [

@@ -14,7 +14,6 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from skillswap.ledger.accounts import SystemAccount
 from skillswap.ledger.errors import (
     HoldNotPending,
     IdempotencyMismatch,
@@ -25,6 +24,7 @@ from skillswap.ledger.errors import (
 )
 from skillswap.ledger.stores import LedgerStore, NewTransfer, Outcome, store_for
 from skillswap.ledger.transfers import Leg, TransferKind, apply_legs, check_amount, check_key
+from skillswap.ledger.wallets import SystemAccount
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The ledger's invariants, each a query over the whole database that lists what breaks it.
 
 `skillswap ledger check` and the property-based tests run exactly these. Run them in one
-snapshot (see `skillswap.points.audit_ledger`) so concurrent transfers cannot make a consistent
+snapshot (see `skillswap.points.services.audit_ledger`) so concurrent transfers cannot make a consistent
 ledger look broken.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from skillswap.ledger.accounts import SystemAccount
+from skillswap.ledger.wallets import SystemAccount
 
 # Each check returns human-readable descriptions of the rows that break it (empty: it holds).
 Check = Callable[[AsyncConnection], Awaitable[list[str]]]

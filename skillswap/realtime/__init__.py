@@ -16,8 +16,8 @@ from skillswap.realtime.hub import Hub
 from skillswap.realtime.presence import LocalPresence, RedisPresence
 
 if TYPE_CHECKING:
-    from skillswap.chat import MessageRecord
-    from skillswap.chat_writer import MessageWriter
+    from skillswap.chat.services import MessageRecord
+    from skillswap.chat.writer import MessageWriter
     from skillswap.deps import Deps
 
 
@@ -25,7 +25,7 @@ class Realtime:
     """This node's realtime service: hub, bridge, presence and the chat message writer."""
 
     def __init__(self, deps: Deps) -> None:
-        from skillswap.chat_writer import MessageWriter
+        from skillswap.chat.writer import MessageWriter
 
         settings = deps.settings
         self.node_id = secrets.token_hex(6)

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import func, select
 
-from skillswap import chat
-from skillswap.chat import MessageRecord, message_public
+from skillswap.chat import services as chat
+from skillswap.chat.services import MessageRecord, message_public
 from skillswap.i18n import Message, lazy
 from skillswap.models import ChatMember, Notification
-from skillswap.notifications import notification_record
+from skillswap.notifications.services import notification_record
 from skillswap.realtime.protocol import frame
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from skillswap.realtime.bridge import Bridge
 from skillswap.realtime.presence import LocalPresence
 
 if TYPE_CHECKING:
-    from skillswap.chat import MessageRecord
+    from skillswap.chat.services import MessageRecord
     from skillswap.deps import Deps
 
 log = logging.getLogger("skillswap.realtime")
@@ -148,7 +148,7 @@ class Hub:
         return members
 
     async def _announce_activity_later(self, record: MessageRecord) -> None:
-        from skillswap import chat
+        from skillswap.chat import services as chat
 
         try:
             state = await chat.load_room_state(self.deps, record["room"])

@@ -23,8 +23,8 @@ import tornado.iostream
 import tornado.web
 import tornado.websocket
 
-from skillswap import chat
-from skillswap.authn import authenticate
+from skillswap.auth.current_user import authenticate
+from skillswap.chat import services as chat
 from skillswap.deps import Deps
 from skillswap.errors import (
     AppError,
@@ -36,7 +36,7 @@ from skillswap.errors import (
 from skillswap.http.base import ProblemAnswers, error_for
 from skillswap.i18n import Message, Translator, lazy, negotiate_locale
 from skillswap.models import User
-from skillswap.notifications import notification_view
+from skillswap.notifications.services import notification_view
 from skillswap.realtime import Realtime
 from skillswap.realtime.protocol import (
     CLOSE_GOING_AWAY,

@@ -145,8 +145,8 @@ async def test_refresh_token_reuse_after_the_grace_window_revokes_the_whole_fami
 
     from sqlalchemy import update
 
+    from skillswap.auth.tokens import hash_opaque_token
     from skillswap.models import RefreshToken
-    from skillswap.tokens import hash_opaque_token
 
     user = await make_user()
     first = await api.post("/api/auth/refresh/", json={"refresh": user.refresh})
@@ -320,8 +320,8 @@ async def test_expired_reset_token_is_refused(api, make_user, mailer, deps):
 
     from sqlalchemy import update
 
+    from skillswap.auth.tokens import hash_opaque_token
     from skillswap.models import OneTimeToken
-    from skillswap.tokens import hash_opaque_token
 
     user = await make_user()
     await api.post("/api/auth/password/reset/", json={"email": user.email})

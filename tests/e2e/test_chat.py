@@ -160,7 +160,7 @@ async def test_direct_rooms_need_a_shared_order_and_are_opened_once(api, deps, m
 async def test_sends_to_many_rooms_at_once_keep_each_rooms_order_and_retries_store_once(
     api, deps, make_user
 ):
-    from skillswap import chat
+    from skillswap.chat import services as chat
     from skillswap.models import User
 
     me = await make_user()

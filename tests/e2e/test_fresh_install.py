@@ -12,10 +12,10 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
+from skillswap.accounts.demo import DEMO_PASSWORD
 from skillswap.db import create_engine
 from skillswap.migrate import downgrade_to, upgrade_to_head
 from skillswap.models import Category
-from skillswap.seed import DEMO_PASSWORD
 from tests.conftest import BACKENDS, extra_server, make_settings, run_skillswap
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -175,7 +175,7 @@ async def test_seeded_demo_user_signs_in_and_demo_categories_hang_under_the_defa
     settings = make_settings(database_url=url, redis_url="", data_dir=str(tmp_path))
     await upgrade_to_head(settings)
     async with extra_server(settings) as (base, deps), httpx.AsyncClient(base_url=base) as client:
-        from skillswap.seed import seed_demo
+        from skillswap.accounts.demo import seed_demo
 
         report = await seed_demo(deps, skills=10, users=2)
         signed_in = await client.post(

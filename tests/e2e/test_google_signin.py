@@ -21,12 +21,12 @@ import tornado.testing
 from sqlalchemy import select, update
 
 from skillswap import events
+from skillswap.accounts.oidc import OpenIDProvider, ProviderUnavailable
 from skillswap.app import make_app, make_server
+from skillswap.auth.tokens import hash_opaque_token
 from skillswap.deps import Deps, build_deps
 from skillswap.models import OAuthState, User
-from skillswap.oidc import OpenIDProvider, ProviderUnavailable
 from skillswap.settings import Settings
-from skillswap.tokens import hash_opaque_token
 from tests.conftest import extra_server
 from tests.fakes.oidc_provider import FakeOIDCProvider, client_ssl_context, s256
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from skillswap import events, notifications
+from skillswap import events
 from skillswap.i18n import lazy
+from skillswap.notifications import services as notifications
 from tests.chat_support import order_room, place_order, ws_connect
 
 NOTES = "/api/notifications/"
@@ -45,7 +46,7 @@ async def test_order_steps_notify_the_other_side_live_and_over_rest(api, deps, s
 
 
 async def test_a_deadline_tells_both_sides(api, deps, make_user):
-    from skillswap.orders_deadlines import expire_overdue_orders
+    from skillswap.orders.deadlines import expire_overdue_orders
 
     buyer, seller = await make_user(), await make_user()
     order = await place_order(api, deps, buyer, seller)

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from skillswap import events
-from skillswap.points import audit_ledger
+from skillswap.points.services import audit_ledger
 from tests.conftest import unique_name
 from tests.points_support import balance, make_skill, skill_row
 
@@ -206,7 +206,7 @@ async def test_after_the_last_change_request_the_buyer_may_dispute(api, deps, pa
 async def test_a_sent_back_delivery_whose_deadline_passes_is_disputed_not_refunded(
     api, deps, parties
 ):
-    from skillswap.orders_deadlines import expire_overdue_orders, run_order_deadlines
+    from skillswap.orders.deadlines import expire_overdue_orders, run_order_deadlines
 
     buyer, seller, _, admin, skill_id = await parties(price=10)
     sent_back = (await place(api, buyer, skill_id)).json()["id"]
@@ -467,8 +467,8 @@ async def test_a_repeated_action_with_its_key_replays_the_first_answer(api, deps
 
 
 async def test_service_level_retries_with_one_key_return_the_first_order(deps, make_user):
-    from skillswap import orders
     from skillswap.models import User
+    from skillswap.orders import services as orders
 
     buyer, seller = await make_user(), await make_user()
     skill_id = await make_skill(deps, owner_id=seller.id, price=10)
@@ -517,7 +517,7 @@ async def test_orders_list_filters_by_role_and_status_and_paginates(api, deps, p
 async def test_deadlines_expire_pending_and_accepted_orders_and_complete_deliveries(
     api, deps, parties
 ):
-    from skillswap.orders_deadlines import (
+    from skillswap.orders.deadlines import (
         complete_overdue_deliveries,
         expire_overdue_orders,
         run_order_deadlines,

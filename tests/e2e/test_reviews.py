@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import select
 
 from skillswap.models import Review
-from skillswap.orders_deadlines import run_order_deadlines
-from skillswap.reviews import publish_due_reviews
+from skillswap.orders.deadlines import run_order_deadlines
+from skillswap.reviews.services import publish_due_reviews
 from tests.points_support import make_skill, skill_row
 
 ORDERS = "/api/points/orders/"

@@ -9,7 +9,7 @@ import logging
 import pytest
 from sqlalchemy import delete, func, select
 
-from skillswap.chat_writer import MessageWriter, SentMessage
+from skillswap.chat.writer import MessageWriter, SentMessage
 from skillswap.errors import NotFound
 from skillswap.models import ChatMessage, ChatRoom, User
 from tests.chat_support import order_room
@@ -56,7 +56,7 @@ async def test_a_message_to_a_room_deleted_meanwhile_fails_alone(deps, three_roo
             await uow.session.execute(delete(ChatRoom).where(ChatRoom.id == gone))
             await uow.commit()
 
-        with caplog.at_level(logging.WARNING, logger="skillswap.chat"):
+        with caplog.at_level(logging.WARNING, logger="skillswap.chat.services"):
             # Submitted in one go, without yielding: the lane takes them as one batch.
             futures = [
                 writer.submit(actor=sender_a, room_id=kept_a, body="to a", client_id="a-1"),

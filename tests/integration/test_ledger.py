@@ -24,7 +24,7 @@ from skillswap.ledger import (
     TransferRequest,
 )
 from skillswap.models import LedgerEntry, LedgerHold, LedgerTransfer
-from skillswap.points import audit_ledger, signup_bonus_key
+from skillswap.points.services import audit_ledger, signup_bonus_key
 from tests.conftest import run_skillswap, unique_name
 
 
@@ -65,7 +65,7 @@ async def test_new_users_get_the_signup_bonus_once_as_a_ledger_transfer(deps, ma
     assert bonus.amount == 100
     # Asking again (a replayed event) changes nothing.
     async with deps.db.uow() as uow:
-        from skillswap.points import grant_signup_bonus
+        from skillswap.points.services import grant_signup_bonus
 
         await grant_signup_bonus(deps, uow, user_id=user.id)
         await uow.commit()
@@ -439,8 +439,8 @@ async def test_ledger_check_command_exits_non_zero_naming_the_violation():
 
 
 async def test_demo_users_get_their_signup_bonus_and_an_empty_shop_gets_packages(deps):
+    from skillswap.accounts.demo import seed_demo
     from skillswap.models import PointsPackage
-    from skillswap.seed import seed_demo
 
     async with deps.db.read() as session:
         before = await session.scalar(select(func.count()).select_from(PointsPackage))

@@ -24,14 +24,16 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import select
 
-from skillswap import accounts, ledger, orders
+from skillswap import ledger
+from skillswap.accounts import services as accounts
 from skillswap.deps import Deps, build_deps
 from skillswap.errors import AppError
 from skillswap.ledger import TransferKind, TransferRequest
 from skillswap.mail import RecordingMailer
 from skillswap.models import Order, User
-from skillswap.orders_deadlines import run_order_deadlines
-from skillswap.orders_rules import (
+from skillswap.orders import services as orders
+from skillswap.orders.deadlines import run_order_deadlines
+from skillswap.orders.rules import (
     ACTIONS,
     Escrow,
     Refusal,
@@ -40,7 +42,7 @@ from skillswap.orders_rules import (
     deadline_rule,
     find_rule,
 )
-from skillswap.points import audit_ledger, grant_signup_bonus
+from skillswap.points.services import audit_ledger, grant_signup_bonus
 from tests.conftest import unique_name
 from tests.points_support import make_skill
 

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import func, select
 
 from skillswap.models import LedgerHold, Order
-from skillswap.orders_deadlines import complete_overdue_deliveries
-from skillswap.points import audit_ledger
+from skillswap.orders.deadlines import complete_overdue_deliveries
+from skillswap.points.services import audit_ledger
 from tests.conftest import unique_name
 from tests.points_support import balance, make_skill
 

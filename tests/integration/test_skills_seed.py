@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from skillswap.accounts.demo import seed_demo
 from skillswap.models import Category, Skill
-from skillswap.seed import seed_demo
 
 
 async def test_seed_demo_makes_categories_and_searchable_skills(api, deps):

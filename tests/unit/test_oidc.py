@@ -5,13 +5,13 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from skillswap.google_signin import (
+from skillswap.accounts.google import (
     GoogleIdentity,
     redirect_uri_for,
     supported_locale,
     username_base,
 )
-from skillswap.oidc import (
+from skillswap.accounts.oidc import (
     MAX_CACHE_SECONDS,
     MIN_CACHE_SECONDS,
     ProviderMetadata,

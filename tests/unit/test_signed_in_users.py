@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from skillswap.authn import SignedInUsers
+from skillswap.auth.current_user import SignedInUsers
 from skillswap.models import User
 
 

@@ -9,15 +9,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from skillswap.errors import InvalidToken
-from skillswap.settings import Settings
-from skillswap.tokens import (
+from skillswap.auth.tokens import (
     AccessClaims,
     KeyRing,
     MemoryDenylist,
     hash_opaque_token,
     new_opaque_token,
 )
+from skillswap.errors import InvalidToken
+from skillswap.settings import Settings
 
 
 def _settings(**kw: object) -> Settings:

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from skillswap import events, idempotency, ledger, order_chat
+from skillswap import events, idempotency, ledger
 from skillswap.db import HotStatement, UnitOfWork
 from skillswap.deps import Deps
 from skillswap.errors import Conflict, NotFound, PaymentRequired, PermissionDenied
@@ -22,7 +22,8 @@ from skillswap.i18n import lazy, lazy_plural
 from skillswap.ledger import Payout, SystemAccount, TransferKind
 from skillswap.ledger.transfers import MAX_KEY_LENGTH as LEDGER_KEY_LENGTH
 from skillswap.models import LedgerAccount, Order, OrderTransition, Skill, User
-from skillswap.orders_queries import (
+from skillswap.orders import reactions as order_chat
+from skillswap.orders.queries import (
     NO_REVIEWS,
     OrderView,
     SkillRef,
@@ -31,7 +32,7 @@ from skillswap.orders_queries import (
     order_view,
     roles_of,
 )
-from skillswap.orders_rules import (
+from skillswap.orders.rules import (
     OPEN_STATUSES,
     Escrow,
     Refusal,
@@ -42,7 +43,7 @@ from skillswap.orders_rules import (
     find_rule,
     status_label,
 )
-from skillswap.orders_settlement import Settlement, deadline_after, settlement_for
+from skillswap.orders.settlement import Settlement, deadline_after, settlement_for
 from skillswap.skills import listings as skill_listings
 
 # -- placing an order ----------------------------------------------------------------------------

@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 import jwt
 
+from skillswap.auth.expiring import ExpiringMap
 from skillswap.errors import InvalidToken, TokenExpired
-from skillswap.expiring import ExpiringMap
 from skillswap.settings import Settings
 
 

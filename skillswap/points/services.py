@@ -144,7 +144,7 @@ class AuditReport:
 
 async def audit_ledger(db: Database) -> AuditReport:
     """Verify every ledger and order invariant over the whole database, in one snapshot."""
-    from skillswap.orders_invariants import ORDER_INVARIANTS
+    from skillswap.orders.invariants import ORDER_INVARIANTS
 
     checks = {**ledger.LEDGER_INVARIANTS, **ORDER_INVARIANTS}
     async with db.engine.connect() as conn:

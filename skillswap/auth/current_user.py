@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from skillswap.auth.expiring import ExpiringMap
+from skillswap.auth.tokens import AccessClaims
 from skillswap.errors import InvalidToken
-from skillswap.expiring import ExpiringMap
 from skillswap.models import User
-from skillswap.tokens import AccessClaims
 
 if TYPE_CHECKING:
     from skillswap.deps import Deps

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from skillswap.errors import ValidationFailed
 from skillswap.i18n import lazy, one_of
-from skillswap.orders_rules import Escrow, Rule
+from skillswap.orders.rules import Escrow, Rule
 from skillswap.settings import Settings
 
 RESOLUTIONS = ("refund", "release", "split")

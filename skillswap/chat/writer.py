@@ -37,17 +37,17 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from skillswap import notifications
-from skillswap.chat import MessageRecord, message_record, read_only, room_not_found
+from skillswap.chat.services import MessageRecord, message_record, read_only, room_not_found
 from skillswap.errors import AppError
 from skillswap.i18n import lazy_plural
 from skillswap.models import ChatMember, ChatMessage, ChatRoom, User
-from skillswap.notifications import iso
+from skillswap.notifications import services as notifications
+from skillswap.notifications.services import iso
 
 if TYPE_CHECKING:
     from skillswap.deps import Deps
 
-log = logging.getLogger("skillswap.chat")
+log = logging.getLogger("skillswap.chat.services")
 
 MAX_BATCH = 256
 MEMBER_CACHE_SIZE = 10_000

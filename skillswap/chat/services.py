@@ -22,10 +22,10 @@ from skillswap.errors import NotFound, PermissionDenied, ValidationFailed
 from skillswap.i18n import lazy
 from skillswap.input_rules import UNSTORABLE_TEXT, has_unstorable_text
 from skillswap.models import ChatMember, ChatMessage, ChatRoom, Order, User
-from skillswap.notifications import iso
+from skillswap.notifications.services import iso
 
 if TYPE_CHECKING:
-    from skillswap.chat_writer import SentMessage
+    from skillswap.chat.writer import SentMessage
 
 MessageRecord = dict[str, Any]
 

@@ -14,6 +14,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skillswap import events
+from skillswap.auth.passwords import password_problems
+from skillswap.auth.tokens import (
+    AccessClaims,
+    hash_opaque_token,
+    new_opaque_token,
+    rotation_successor,
+)
 from skillswap.db import UnitOfWork
 from skillswap.deps import Deps
 from skillswap.errors import (
@@ -28,13 +35,6 @@ from skillswap.errors import (
 from skillswap.i18n import N_, SUPPORTED_LOCALES, lazy, lazy_plural, one_of
 from skillswap.mail import OutgoingEmail
 from skillswap.models import OneTimeToken, RefreshToken, User
-from skillswap.passwords import password_problems
-from skillswap.tokens import (
-    AccessClaims,
-    hash_opaque_token,
-    new_opaque_token,
-    rotation_successor,
-)
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
 PURPOSE_VERIFY_EMAIL = "verify_email"

@@ -19,10 +19,10 @@ from sqlalchemy import select
 
 from skillswap.deps import Deps
 from skillswap.models import Order
-from skillswap.orders import apply_transition
-from skillswap.orders_rules import deadline_rule
-from skillswap.orders_settlement import settlement_for
-from skillswap.reviews import publish_due_reviews
+from skillswap.orders.rules import deadline_rule
+from skillswap.orders.services import apply_transition
+from skillswap.orders.settlement import settlement_for
+from skillswap.reviews.services import publish_due_reviews
 
 
 @dataclass(frozen=True)

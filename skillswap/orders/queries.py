@@ -12,8 +12,8 @@ from skillswap.deps import Deps
 from skillswap.errors import NotFound, PermissionDenied
 from skillswap.i18n import lazy
 from skillswap.models import ChatRoom, Order, OrderTransition, Skill, User
-from skillswap.orders_rules import Role, allowed_actions
-from skillswap.reviews import ReviewState, review_state
+from skillswap.orders.rules import Role, allowed_actions
+from skillswap.reviews.services import ReviewState, review_state
 from skillswap.settings import Settings
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import or_, select
 
-from skillswap import accounts
+from skillswap.accounts import services as accounts
 from skillswap.deps import Deps
 from skillswap.models import User
 

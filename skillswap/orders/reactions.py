@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from skillswap import chat, events, notifications
+from skillswap import events
+from skillswap.chat import services as chat
 from skillswap.db import UnitOfWork
 from skillswap.deps import Deps
 from skillswap.i18n import Message, lazy
+from skillswap.notifications import services as notifications
 
 # What each transition tells the other side, by the action that caused it.
 _TRANSITIONS: dict[str, tuple[str, Message]] = {

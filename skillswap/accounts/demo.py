@@ -12,7 +12,7 @@ from skillswap.models import User
 
 # Modules that add demo records, in order; each defines
 # `async def seed(deps, uow, user_ids, skills) -> dict[str, int]` (counts for the report).
-SEED_MODULES: list[str] = ["skillswap.skills.seed", "skillswap.points"]
+SEED_MODULES: list[str] = ["skillswap.skills.seed", "skillswap.points.services"]
 DEMO_PASSWORD = "demo-password-123"  # README.md names it: keep the two the same
 
 

@@ -23,8 +23,11 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from skillswap import accounts, events
-from skillswap.accounts import USERNAME_RE, AuthResult, normalise_email
+from skillswap import events
+from skillswap.accounts import services as accounts
+from skillswap.accounts.oidc import OpenIDProvider, ProviderMetadata, ProviderUnavailable
+from skillswap.accounts.services import USERNAME_RE, AuthResult, normalise_email
+from skillswap.auth.tokens import hash_opaque_token
 from skillswap.deps import Deps
 from skillswap.errors import (
     BadRequest,
@@ -35,9 +38,7 @@ from skillswap.errors import (
 )
 from skillswap.i18n import N_, SUPPORTED_LOCALES, lazy
 from skillswap.models import OAuthState, User
-from skillswap.oidc import OpenIDProvider, ProviderMetadata, ProviderUnavailable
 from skillswap.settings import Settings
-from skillswap.tokens import hash_opaque_token
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""User accounts: sign-up, sessions, profile, emailed codes, Google sign-in, admins."""

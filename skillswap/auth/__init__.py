@@ -1,0 +1,1 @@
+"""Authentication primitives: tokens, passwords, the current user, throttles."""

@@ -1,0 +1,1 @@
+"""Chat: rooms, messages and the batched message writer."""

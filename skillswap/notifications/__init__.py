@@ -1,0 +1,1 @@
+"""Notifications: stored per user, published live, delivered by mail and push."""

@@ -1,0 +1,1 @@
+"""Orders: placing, the state machine, settlement through escrow, deadlines."""

@@ -1,0 +1,1 @@
+"""Payments: points packages, gateways and the payment state machine."""

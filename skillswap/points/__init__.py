@@ -1,0 +1,1 @@
+"""Points: wallets, statements, the signup bonus and the ledger check."""

@@ -1,0 +1,1 @@
+"""Reviews: both sides of a completed order review each other."""
