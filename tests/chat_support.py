@@ -1,4 +1,5 @@
-"""Factories for the chat, notification and realtime tests: order rooms and WebSocket clients."""
+"""The chat, notification and realtime tests' WebSocket clients and raw frames (their order
+rooms come from tests/factories.py)."""
 
 from __future__ import annotations
 
@@ -14,33 +15,7 @@ import tornado.httpclient
 import tornado.testing
 import tornado.websocket
 
-from skillswap.deps import Deps
-from tests.conftest import Api, TestUser
-from tests.points_support import make_skill
-
 Frame = dict[str, Any]
-
-
-async def place_order(api: Api, deps: Deps, buyer: TestUser, seller: TestUser) -> dict[str, Any]:
-    """A real order of a 1-point skill of `seller`, placed by `buyer` through the API."""
-    skill_id = await make_skill(deps, owner_id=seller.id, price=1)
-    response = await api.post(
-        "/api/points/orders/", token=buyer.access, json={"skill_id": skill_id}
-    )
-    assert response.status_code == 201, response.text
-    order: dict[str, Any] = response.json()
-    return order
-
-
-async def order_room(api: Api, deps: Deps, buyer: TestUser, seller: TestUser) -> int:
-    """The chat room that comes with a new order between `buyer` and `seller`."""
-    order = await place_order(api, deps, buyer, seller)
-    listing = await api.get("/api/chat/rooms/?page_size=100", token=buyer.access)
-    assert listing.status_code == 200, listing.text
-    for room in listing.json()["results"]:
-        if room["order_id"] == order["id"]:
-            return int(room["id"])
-    raise AssertionError(f"no chat room for order {order['id']}")
 
 
 class WsClient:

@@ -1,4 +1,4 @@
-"""Shared test harness: real backends, the real app on an unused port, and factories.
+"""Shared test harness: real backends, the real app on an unused port, factories as fixtures.
 
 Backends: PostgreSQL and Redis when reachable (always in CI, where their absence is an error),
 otherwise the embedded default (SQLite file, in-memory denylist). The header of every run says
@@ -8,7 +8,6 @@ which were used.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import secrets
 import socket
@@ -30,6 +29,8 @@ from skillswap.app import make_app, make_server
 from skillswap.deps import Deps, build_deps
 from skillswap.mail import RecordingMailer
 from skillswap.settings import Settings
+from tests import factories
+from tests.factories import TestUser
 
 PG_ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -226,64 +227,12 @@ async def api(server: str) -> AsyncIterator[Api]:
         yield Api(client)
 
 
-_counter = itertools.count(1)
-
-
-@dataclass
-class TestUser:
-    id: int
-    email: str
-    username: str
-    password: str
-    access: str
-    refresh: str
-    data: dict[str, Any]
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.access}"}
-
-
-def unique_name(prefix: str = "user") -> str:
-    return f"{prefix}{os.getpid() % 1000}x{next(_counter)}{secrets.token_hex(2)}"
-
-
 @pytest.fixture
 def make_user(api: Api, deps: Deps):  # type: ignore[no-untyped-def]
     """Factory: register a real user through the API and return its tokens."""
 
-    async def factory(
-        *,
-        password: str = "correct horse battery",
-        locale: str | None = None,
-        admin: bool = False,
-        **extra: Any,
-    ) -> TestUser:
-        username = extra.pop("username", None) or unique_name()
-        email = extra.pop("email", None) or f"{username}@example.com"
-        body: dict[str, Any] = {"email": email, "username": username, "password": password, **extra}
-        if locale:
-            body["locale"] = locale
-        response = await api.post("/api/auth/register/", json=body)
-        assert response.status_code == 201, response.text
-        data = response.json()
-        if admin:
-            from skillswap.models import User
-
-            async with deps.db.uow() as uow:
-                user = await uow.session.get(User, data["user"]["id"])
-                assert user is not None
-                user.is_admin = True
-                await uow.commit()
-        return TestUser(
-            id=data["user"]["id"],
-            email=email.lower(),
-            username=username,
-            password=password,
-            access=data["access"],
-            refresh=data["refresh"],
-            data=data,
-        )
+    async def factory(**options: Any) -> TestUser:
+        return await factories.make_user(api, deps, **options)
 
     return factory
 
@@ -293,22 +242,10 @@ def make_category(api: Api, make_user):  # type: ignore[no-untyped-def]
     """Factory: a new active category made through the admin API (a fresh slug each time)."""
     admins: list[TestUser] = []
 
-    async def factory(
-        *, parent_id: int | None = None, name_en: str | None = None, name_ar: str | None = None
-    ) -> dict[str, Any]:
+    async def factory(**options: Any) -> dict[str, Any]:
         if not admins:
             admins.append(await make_user(admin=True))
-        slug = unique_name("cat").lower()
-        body: dict[str, Any] = {
-            "slug": slug,
-            "name_en": name_en or f"Category {slug}",
-            "name_ar": name_ar or f"فئة {slug}",
-            "parent_id": parent_id,
-        }
-        response = await api.post("/api/admin/categories/", json=body, token=admins[0].access)
-        assert response.status_code == 201, response.text
-        created: dict[str, Any] = response.json()
-        return created
+        return await factories.make_category(api, admins[0], **options)
 
     return factory
 
@@ -320,18 +257,7 @@ def make_skill(api: Api, make_category):  # type: ignore[no-untyped-def]
     async def factory(owner: TestUser, **fields: Any) -> dict[str, Any]:
         if "category_id" not in fields:
             fields["category_id"] = (await make_category())["id"]
-        body: dict[str, Any] = {
-            "title_en": "Guitar lessons",
-            "description_en": "Chords and rhythm for beginners.",
-            "price_points": 10,
-            "level": "beginner",
-            "delivery_days": 3,
-            **fields,
-        }
-        response = await api.post("/api/skills/", json=body, token=owner.access)
-        assert response.status_code == 201, response.text
-        created: dict[str, Any] = response.json()
-        return created
+        return await factories.make_skill(api, owner, **fields)
 
     return factory
 

@@ -154,7 +154,7 @@ async def test_oauth_redirect_uri_comes_from_public_url_not_the_host_header(sett
 
 
 async def test_page_links_keep_every_value_of_a_repeated_argument(api, deps, make_user):
-    from tests.chat_support import place_order
+    from tests.factories import place_order
 
     buyer, seller = await make_user(), await make_user()
     for _ in range(2):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.conftest import unique_name
+from tests.factories import unique_name
 
 
 async def test_register_login_profile_refresh_logout_flow(api, make_user):

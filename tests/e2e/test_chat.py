@@ -7,7 +7,7 @@ import asyncio
 from sqlalchemy import select
 
 from skillswap.models import ChatMessage
-from tests.chat_support import order_room, place_order
+from tests.factories import order_room, place_order
 
 ROOMS = "/api/chat/rooms/"
 

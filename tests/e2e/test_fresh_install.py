@@ -202,7 +202,7 @@ async def test_seeded_demo_user_signs_in_and_demo_categories_hang_under_the_defa
 
 
 async def test_every_order_answer_names_its_chat_room(api, deps, make_user):
-    from tests.chat_support import place_order
+    from tests.factories import place_order
 
     buyer, seller, stranger = await make_user(), await make_user(), await make_user()
     placed = await place_order(api, deps, buyer, seller)
@@ -230,7 +230,7 @@ async def test_every_order_answer_names_its_chat_room(api, deps, make_user):
 
 
 async def test_unknown_query_arguments_are_a_400_on_every_list(api, deps, make_user):
-    from tests.chat_support import order_room
+    from tests.factories import order_room
 
     admin, buyer, seller = await make_user(admin=True), await make_user(), await make_user()
     room_id = await order_room(api, deps, buyer, seller)

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.chat_support import place_order, ws_connect
-from tests.points_support import make_skill
+from tests.chat_support import ws_connect
+from tests.factories import insert_skill, place_order
 
 UNSTORABLE = "Must not contain NUL characters or unpaired surrogates."
 NOT_NULL = "This field may not be null."
@@ -434,7 +434,7 @@ async def test_query_strings_still_read_numbers_and_booleans_from_text(api, worl
 
 async def test_the_longest_idempotency_key_places_an_order(api, deps, make_user):
     buyer, seller = await make_user(), await make_user()
-    skill_id = await make_skill(deps, owner_id=seller.id, price=1)
+    skill_id = await insert_skill(deps, owner_id=seller.id, price=1)
     key = "k" * 255  # the documented maximum; with its prefix longer than the ledger's 200
     response = await api.post(
         "/api/points/orders/",

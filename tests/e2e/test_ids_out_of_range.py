@@ -23,8 +23,9 @@ from PIL import Image
 from skillswap.app import collect_routes
 from skillswap.http.base import MAX_PAGE
 from skillswap.http.validation import MAX_ID
-from tests.chat_support import order_room, ws_connect
+from tests.chat_support import ws_connect
 from tests.conftest import extra_server
+from tests.factories import order_room
 
 # The largest id the database can hold, the first past it, one past any 64-bit integer, one
 # too long for Python to parse as an int without being told to, and a zero-padded small one.

@@ -7,7 +7,8 @@ from datetime import timedelta
 from skillswap import events
 from skillswap.i18n import lazy
 from skillswap.notifications import services as notifications
-from tests.chat_support import order_room, place_order, ws_connect
+from tests.chat_support import ws_connect
+from tests.factories import order_room, place_order
 
 NOTES = "/api/notifications/"
 ORDERS = "/api/points/orders/"

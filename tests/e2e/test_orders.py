@@ -8,8 +8,7 @@ import pytest
 
 from skillswap import events
 from skillswap.points.services import audit_ledger
-from tests.conftest import unique_name
-from tests.points_support import balance, make_skill, skill_row
+from tests.factories import balance, insert_skill, skill_row, unique_name
 
 ORDERS = "/api/points/orders/"
 
@@ -30,7 +29,7 @@ def parties(make_user, deps):
     async def build(price: int = 10):
         buyer, seller, stranger = await make_user(), await make_user(), await make_user()
         admin = await make_user(admin=True)
-        skill_id = await make_skill(deps, owner_id=seller.id, price=price)
+        skill_id = await insert_skill(deps, owner_id=seller.id, price=price)
         return buyer, seller, stranger, admin, skill_id
 
     return build
@@ -262,7 +261,7 @@ async def test_a_sent_back_delivery_whose_deadline_passes_is_disputed_not_refund
 async def test_an_administrator_cannot_settle_a_dispute_over_their_own_order(api, deps, make_user):
     admin_buyer, admin_seller = await make_user(admin=True), await make_user(admin=True)
     other_admin = await make_user(admin=True)
-    skill_id = await make_skill(deps, owner_id=admin_seller.id, price=10)
+    skill_id = await insert_skill(deps, owner_id=admin_seller.id, price=10)
     order_id = (await place(api, admin_buyer, skill_id)).json()["id"]
     await act(api, admin_seller, order_id, "accept")
     disputed = await act(api, admin_buyer, order_id, "dispute")
@@ -289,12 +288,12 @@ async def test_ordering_is_refused_for_own_paused_unknown_and_unaffordable_skill
     buyer, seller, _, _, skill_id = await parties(price=10)
     own = await place(api, seller, skill_id)
     assert (own.status_code, own.json()["code"]) == (403, "own_skill")
-    paused = await make_skill(deps, owner_id=seller.id, status="paused")
+    paused = await insert_skill(deps, owner_id=seller.id, status="paused")
     refused = await place(api, buyer, paused)
     assert (refused.status_code, refused.json()["code"]) == (409, "skill_paused")
     missing = await place(api, buyer, 10**9)
     assert (missing.status_code, missing.json()["code"]) == (404, "skill_not_found")
-    dear = await make_skill(deps, owner_id=seller.id, price=130)
+    dear = await insert_skill(deps, owner_id=seller.id, price=130)
     short = await place(api, buyer, dear)
     assert short.status_code == 402
     assert short.headers["content-type"].startswith("application/problem+json")
@@ -442,7 +441,7 @@ async def test_the_same_idempotency_key_places_one_order_and_replays_refusals(ap
         ORDERS, token=buyer.access, json={"skill_id": skill_id, "requirements": "x"}, headers=key
     )
     assert (other.status_code, other.json()["code"]) == (409, "idempotency_key_reused")
-    dear = await make_skill(deps, owner_id=seller.id, price=95)
+    dear = await insert_skill(deps, owner_id=seller.id, price=95)
     short_key = {"Idempotency-Key": unique_name("short")}
     refused = await api.post(ORDERS, token=buyer.access, json={"skill_id": dear}, headers=short_key)
     assert (refused.status_code, refused.json()["missing"]) == (402, 5)
@@ -471,7 +470,7 @@ async def test_service_level_retries_with_one_key_return_the_first_order(deps, m
     from skillswap.orders import services as orders
 
     buyer, seller = await make_user(), await make_user()
-    skill_id = await make_skill(deps, owner_id=seller.id, price=10)
+    skill_id = await insert_skill(deps, owner_id=seller.id, price=10)
     async with deps.db.read() as session:
         actor = await session.get(User, buyer.id)
     key = unique_name("svc")
@@ -479,7 +478,7 @@ async def test_service_level_retries_with_one_key_return_the_first_order(deps, m
     second = await orders.place_order(deps, actor=actor, skill_id=skill_id, idempotency_key=key)
     assert first.order.id == second.order.id
     assert await balance(deps, buyer.id) == (100, 10)
-    other_skill = await make_skill(deps, owner_id=seller.id, price=10)
+    other_skill = await insert_skill(deps, owner_id=seller.id, price=10)
     with pytest.raises(Exception) as reused:
         await orders.place_order(deps, actor=actor, skill_id=other_skill, idempotency_key=key)
     assert getattr(reused.value, "code", "") == "idempotency_key_reused"
@@ -490,7 +489,7 @@ async def test_orders_list_filters_by_role_and_status_and_paginates(api, deps, p
     first = (await place(api, buyer, skill_id)).json()["id"]
     second = (await place(api, buyer, skill_id)).json()["id"]
     await act(api, seller, second, "accept")
-    own_skill = await make_skill(deps, owner_id=buyer.id, price=5)
+    own_skill = await insert_skill(deps, owner_id=buyer.id, price=5)
     sold = (await place(api, seller, own_skill)).json()["id"]
 
     mine = (await api.get(ORDERS, token=buyer.access)).json()

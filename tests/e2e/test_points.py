@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.points_support import make_skill
+from tests.factories import insert_skill
 
 PACKAGES = "/api/admin/packages/"
 
@@ -16,7 +16,7 @@ async def test_balance_starts_with_the_signup_bonus(api, make_user):
 
 async def test_statement_is_newest_first_signed_translated_and_paginated(api, deps, make_user):
     buyer, seller = await make_user(locale="ar"), await make_user()
-    skill_id = await make_skill(deps, owner_id=seller.id, price=15)
+    skill_id = await insert_skill(deps, owner_id=seller.id, price=15)
     for _ in range(2):
         order_id = (
             await api.post("/api/points/orders/", token=buyer.access, json={"skill_id": skill_id})

@@ -14,14 +14,9 @@ from urllib.parse import urlsplit
 import pytest
 import tornado.httpclient
 
-from tests.chat_support import (
-    client_frame,
-    order_room,
-    server_frames,
-    wait_for,
-    ws_connect,
-)
+from tests.chat_support import client_frame, server_frames, wait_for, ws_connect
 from tests.conftest import extra_server
+from tests.factories import order_room
 
 
 @pytest.fixture

@@ -14,8 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.chat_support import WsClient, order_room, wait_for, ws_connect
+from tests.chat_support import WsClient, wait_for, ws_connect
 from tests.conftest import free_port, node_env
+from tests.factories import order_room
 
 pytestmark = [
     pytest.mark.postgres,

@@ -8,8 +8,8 @@ from skillswap.migrate import upgrade_to_head
 from skillswap.realtime.bridge import LocalBridge
 from tests import conftest
 from tests.chat_support import ws_connect
-from tests.conftest import Api, extra_server, make_settings, unique_name
-from tests.points_support import make_skill
+from tests.conftest import Api, extra_server, make_settings
+from tests.factories import insert_skill, unique_name
 
 
 async def register(api: Api) -> conftest.TestUser:
@@ -39,7 +39,7 @@ async def test_the_embedded_default_chats_resumes_and_notifies_in_one_process(tm
         api = Api(client)
         buyer, seller = await register(api), await register(api)
         seller_socket = await ws_connect(url, seller.access)
-        skill_id = await make_skill(deps, owner_id=seller.id, price=1)
+        skill_id = await insert_skill(deps, owner_id=seller.id, price=1)
         order = await api.post(
             "/api/points/orders/", token=buyer.access, json={"skill_id": skill_id}
         )

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from skillswap.models import Review
 from skillswap.orders.deadlines import run_order_deadlines
 from skillswap.reviews.services import publish_due_reviews
-from tests.points_support import make_skill, skill_row
+from tests.factories import insert_skill, skill_row
 
 ORDERS = "/api/points/orders/"
 
@@ -54,7 +54,7 @@ async def review(api, user, order_id, rating=5, comment=""):
 def sale(make_user, deps, api):
     async def build():
         buyer, seller = await make_user(), await make_user()
-        skill_id = await make_skill(deps, owner_id=seller.id, price=10, title_ar="درس")
+        skill_id = await insert_skill(deps, owner_id=seller.id, price=10, title_ar="درس")
         order_id = await completed_order(api, buyer, seller, skill_id)
         return buyer, seller, skill_id, order_id
 
@@ -201,7 +201,7 @@ async def test_review_lists_of_unknown_users_and_skills_are_404(api):
 @pytest.mark.postgres
 async def test_concurrent_reviews_add_up_exactly(api, deps, make_user):
     seller = await make_user()
-    skill_id = await make_skill(deps, owner_id=seller.id, price=5)
+    skill_id = await insert_skill(deps, owner_id=seller.id, price=5)
     buyers = [await make_user() for _ in range(12)]
     orders = [await completed_order(api, b, seller, skill_id) for b in buyers]
     ratings = [1 + i % 5 for i in range(len(buyers))]
@@ -233,7 +233,7 @@ async def test_concurrent_reviews_add_up_exactly(api, deps, make_user):
 @pytest.mark.postgres
 async def test_racing_sweeps_count_each_lone_review_once(api, deps, make_user):
     seller = await make_user()
-    skill_id = await make_skill(deps, owner_id=seller.id, price=5)
+    skill_id = await insert_skill(deps, owner_id=seller.id, price=5)
     buyers = [await make_user() for _ in range(6)]
     for buyer in buyers:
         order_id = await completed_order(api, buyer, seller, skill_id)

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.chat_support import order_room, wait_for, ws_connect
+from tests.chat_support import wait_for, ws_connect
 from tests.conftest import BACKENDS, extra_server
+from tests.factories import order_room
 
 
 async def send_rest(api, user, room: int, body: str) -> dict:

@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from tests.chat_support import wait_for
-from tests.conftest import free_port, node_env, run_skillswap, unique_name
+from tests.conftest import free_port, node_env, run_skillswap
+from tests.factories import unique_name
 
 ROOT = Path(__file__).resolve().parents[2]
 

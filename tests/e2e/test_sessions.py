@@ -20,7 +20,8 @@ import httpx
 import pytest
 
 from skillswap.settings import Settings
-from tests.conftest import extra_server, unique_name
+from tests.conftest import extra_server
+from tests.factories import unique_name
 
 PASSWORD = "correct horse battery"
 

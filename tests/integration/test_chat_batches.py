@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, select
 from skillswap.chat.writer import MessageWriter, SentMessage
 from skillswap.errors import NotFound
 from skillswap.models import ChatMessage, ChatRoom, User
-from tests.chat_support import order_room
+from tests.factories import order_room
 
 
 async def _user(deps, user_id: int) -> User:

@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from skillswap.models import User
 from skillswap.settings import DEV_SECRET_KEY, ConfigError, Settings
-from tests.conftest import REDIS_PREFIX, run_skillswap, unique_name
+from tests.conftest import REDIS_PREFIX, run_skillswap
+from tests.factories import unique_name
 
 
 def _run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

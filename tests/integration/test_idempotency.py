@@ -11,7 +11,7 @@ from skillswap import idempotency
 from skillswap.errors import Conflict
 from skillswap.models import IdempotencyRecord
 from skillswap.models.base import utcnow
-from tests.conftest import unique_name
+from tests.factories import unique_name
 
 
 async def _age(deps, record_id: int, seconds: int) -> None:

@@ -25,7 +25,8 @@ from skillswap.ledger import (
 )
 from skillswap.models import LedgerEntry, LedgerHold, LedgerTransfer
 from skillswap.points.services import audit_ledger, signup_bonus_key
-from tests.conftest import run_skillswap, unique_name
+from tests.conftest import run_skillswap
+from tests.factories import unique_name
 
 
 async def wallet_of(deps, user) -> int:

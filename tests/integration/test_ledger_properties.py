@@ -43,8 +43,7 @@ from skillswap.orders.rules import (
     find_rule,
 )
 from skillswap.points.services import audit_ledger, grant_signup_bonus
-from tests.conftest import unique_name
-from tests.points_support import make_skill
+from tests.factories import insert_skill, unique_name
 
 FEE_PERCENT = 10
 BONUS = 100
@@ -106,7 +105,7 @@ class LedgerMachine(RuleBasedStateMachine):
         for _ in range(3):
             self._register()
         for user, price in zip(self.users, prices, strict=True):
-            skill_id = self.run(make_skill(self.deps, owner_id=user.id, price=price))
+            skill_id = self.run(insert_skill(self.deps, owner_id=user.id, price=price))
             self.skills.append((skill_id, user.id, price))
 
     def _register(self) -> None:

@@ -11,8 +11,7 @@ from sqlalchemy import func, select
 from skillswap.models import LedgerHold, Order
 from skillswap.orders.deadlines import complete_overdue_deliveries
 from skillswap.points.services import audit_ledger
-from tests.conftest import unique_name
-from tests.points_support import balance, make_skill
+from tests.factories import balance, insert_skill, unique_name
 
 pytestmark = pytest.mark.postgres
 ORDERS = "/api/points/orders/"
@@ -20,7 +19,7 @@ ORDERS = "/api/points/orders/"
 
 async def test_fifty_simultaneous_orders_against_a_balance_for_ten(api, deps, make_user):
     buyer, seller = await make_user(), await make_user()
-    skill_id = await make_skill(deps, owner_id=seller.id, price=10)
+    skill_id = await insert_skill(deps, owner_id=seller.id, price=10)
     responses = await asyncio.gather(
         *(api.post(ORDERS, token=buyer.access, json={"skill_id": skill_id}) for _ in range(50))
     )
@@ -40,7 +39,7 @@ async def test_fifty_simultaneous_orders_against_a_balance_for_ten(api, deps, ma
 
 async def test_simultaneous_accept_and_cancel_exactly_one_wins(api, deps, make_user):
     buyer, seller = await make_user(), await make_user()
-    skill_id = await make_skill(deps, owner_id=seller.id, price=10)
+    skill_id = await insert_skill(deps, owner_id=seller.id, price=10)
     winners = []
     for _ in range(8):
         order_id = (await api.post(ORDERS, token=buyer.access, json={"skill_id": skill_id})).json()[
@@ -68,7 +67,7 @@ async def test_buyer_completing_at_the_deadline_races_the_clock_and_is_paid_once
     api, deps, make_user
 ):
     buyer, seller = await make_user(), await make_user()
-    skill_id = await make_skill(deps, owner_id=seller.id, price=10)
+    skill_id = await insert_skill(deps, owner_id=seller.id, price=10)
     order_ids = []
     for _ in range(5):
         order_id = (await api.post(ORDERS, token=buyer.access, json={"skill_id": skill_id})).json()[
@@ -96,7 +95,7 @@ async def test_buyer_completing_at_the_deadline_races_the_clock_and_is_paid_once
 async def test_two_administrators_resolving_one_dispute_settle_it_once(api, deps, make_user):
     buyer, seller = await make_user(), await make_user()
     first_admin, second_admin = await make_user(admin=True), await make_user(admin=True)
-    skill_id = await make_skill(deps, owner_id=seller.id, price=30)
+    skill_id = await insert_skill(deps, owner_id=seller.id, price=30)
     order_id = (await api.post(ORDERS, token=buyer.access, json={"skill_id": skill_id})).json()[
         "id"
     ]
@@ -124,7 +123,7 @@ async def test_two_administrators_resolving_one_dispute_settle_it_once(api, deps
 
 async def test_one_idempotency_key_sent_twenty_times_at_once_places_one_order(api, deps, make_user):
     buyer, seller = await make_user(), await make_user()
-    skill_id = await make_skill(deps, owner_id=seller.id, price=10)
+    skill_id = await insert_skill(deps, owner_id=seller.id, price=10)
     headers = {"Idempotency-Key": unique_name("burst")}
     responses = await asyncio.gather(
         *(
