@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Integer, MetaData
@@ -50,4 +52,15 @@ class Base(DeclarativeBase):
 
 
 def utcnow() -> datetime:
+    """Now, as a timezone-aware UTC datetime (the default of every timestamp column)."""
     return datetime.now(UTC)
+
+
+def iso(moment: datetime | None) -> str | None:
+    """A timestamp as the API and events write it: ISO 8601, UTC as `Z` (None stays None)."""
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+def sql_values(values: Iterable[StrEnum]) -> str:
+    """An enum's stored values as an SQL list for a CHECK constraint: `'a', 'b'`."""
+    return ", ".join(f"'{value.value}'" for value in values)

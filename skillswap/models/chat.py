@@ -11,6 +11,7 @@ Clients see the `id`; the dense `seq` lets a node notice a gap in what it was de
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
@@ -24,9 +25,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from skillswap.models.base import Base, BigIntPK, UTCDateTime, utcnow
+from skillswap.models.base import Base, BigIntPK, UTCDateTime, sql_values, utcnow
 
-ROOM_KINDS = ("order", "direct")
+
+class RoomKind(StrEnum):
+    ORDER = "order"  # the buyer and seller of one order
+    DIRECT = "direct"  # two users who share an order
+
+
+ROOM_KINDS: tuple[RoomKind, ...] = tuple(RoomKind)
 
 
 class ChatRoom(Base):
@@ -34,7 +41,7 @@ class ChatRoom(Base):
 
     __tablename__ = "chat_rooms"
     __table_args__ = (
-        CheckConstraint("kind IN ('order', 'direct')", name="kind"),
+        CheckConstraint(f"kind IN ({sql_values(RoomKind)})", name="kind"),
         Index("ix_chat_rooms_last_activity_at", "last_activity_at"),
     )
 

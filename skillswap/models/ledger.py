@@ -8,6 +8,7 @@ a conditional update). `skillswap ledger check` verifies the invariants that spa
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
@@ -22,11 +23,31 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from skillswap.models.base import Base, BigIntPK, UTCDateTime, utcnow
+from skillswap.models.base import Base, BigIntPK, UTCDateTime, sql_values, utcnow
 
-ACCOUNT_KINDS = ("user", "system")
-TRANSFER_STATUSES = ("posted", "rejected")
-HOLD_STATUSES = ("pending", "posted", "voided", "rejected")
+
+class AccountKind(StrEnum):
+    """A user's wallet, or one of the platform's own accounts."""
+
+    USER = "user"
+    SYSTEM = "system"
+
+
+class TransferStatus(StrEnum):
+    POSTED = "posted"  # its two entries are written
+    REJECTED = "rejected"  # refused (kept so that retrying its key replays the refusal)
+
+
+class HoldStatus(StrEnum):
+    PENDING = "pending"  # the points are reserved
+    POSTED = "posted"  # paid out (all or part of it)
+    VOIDED = "voided"  # given back
+    REJECTED = "rejected"  # refused for lack of points
+
+
+ACCOUNT_KINDS: tuple[AccountKind, ...] = tuple(AccountKind)
+TRANSFER_STATUSES: tuple[TransferStatus, ...] = tuple(TransferStatus)
+HOLD_STATUSES: tuple[HoldStatus, ...] = tuple(HoldStatus)
 
 
 class LedgerAccount(Base):
@@ -39,7 +60,7 @@ class LedgerAccount(Base):
 
     __tablename__ = "ledger_accounts"
     __table_args__ = (
-        CheckConstraint("kind IN ('user', 'system')", name="kind_known"),
+        CheckConstraint(f"kind IN ({sql_values(AccountKind)})", name="kind_known"),
         CheckConstraint(
             "(kind = 'user' AND user_id IS NOT NULL AND code IS NULL)"
             " OR (kind = 'system' AND user_id IS NULL AND code IS NOT NULL)",
@@ -69,9 +90,7 @@ class LedgerHold(Base):
     __tablename__ = "ledger_holds"
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
-        CheckConstraint(
-            "status IN ('pending', 'posted', 'voided', 'rejected')", name="status_known"
-        ),
+        CheckConstraint(f"status IN ({sql_values(HoldStatus)})", name="status_known"),
         CheckConstraint(
             "(status = 'pending' AND resolved_at IS NULL)"
             " OR (status <> 'pending' AND resolved_at IS NOT NULL)",
@@ -93,7 +112,7 @@ class LedgerHold(Base):
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"))
     amount: Mapped[int] = mapped_column(BigInteger)
-    status: Mapped[str] = mapped_column(String(10), default="pending")
+    status: Mapped[str] = mapped_column(String(10), default=HoldStatus.PENDING)
     posted_amount: Mapped[int | None] = mapped_column(BigInteger)
     shortfall: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -111,7 +130,7 @@ class LedgerTransfer(Base):
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("debit_account_id <> credit_account_id", name="distinct_accounts"),
-        CheckConstraint("status IN ('posted', 'rejected')", name="status_known"),
+        CheckConstraint(f"status IN ({sql_values(TransferStatus)})", name="status_known"),
         CheckConstraint(
             "(status = 'posted' AND failure_code IS NULL AND shortfall IS NULL)"
             " OR (status = 'rejected' AND failure_code IS NOT NULL AND shortfall > 0)",

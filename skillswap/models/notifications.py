@@ -8,6 +8,7 @@ Arabic readers alike.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Index, String, Text
@@ -19,6 +20,23 @@ from skillswap.models.base import Base, BigIntPK, UTCDateTime, utcnow
 JSONDocument = JSONB().with_variant(JSON(), "sqlite")
 
 
+class NotificationKind(StrEnum):
+    """What a notification is about (clients pick an icon or a screen by it)."""
+
+    ORDER_PLACED = "order_placed"
+    ORDER_ACCEPTED = "order_accepted"
+    ORDER_REJECTED = "order_rejected"
+    ORDER_DELIVERED = "order_delivered"
+    ORDER_COMPLETED = "order_completed"
+    ORDER_CANCELLED = "order_cancelled"
+    ORDER_CHANGES_REQUESTED = "order_changes_requested"
+    ORDER_DISPUTED = "order_disputed"
+    ORDER_RESOLVED = "order_resolved"
+    ORDER_EXPIRED = "order_expired"
+    ORDER_UPDATED = "order_updated"  # a transition with no kind of its own
+    CHAT_MESSAGE = "chat_message"
+
+
 class Notification(Base):
     __tablename__ = "notifications"
     __table_args__ = (
@@ -28,7 +46,7 @@ class Notification(Base):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(40))  # order_placed, order_accepted, chat_message, ...
+    kind: Mapped[str] = mapped_column(String(40))  # a NotificationKind
     msgid: Mapped[str] = mapped_column(Text)
     msgid_plural: Mapped[str | None] = mapped_column(Text)
     params: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)

@@ -3,24 +3,53 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from skillswap.models.base import Base, BigIntPK, UTCDateTime, utcnow
+from skillswap.models.base import Base, BigIntPK, UTCDateTime, sql_values, utcnow
 
-ORDER_STATUSES = (
-    "pending",
-    "accepted",
-    "delivered",
-    "completed",
-    "rejected",
-    "cancelled",
-    "expired",
-    "disputed",
-    "resolved",
-)
-RESOLUTIONS = ("refund", "release", "split")
+
+class OrderStatus(StrEnum):
+    """Where an order stands; the stored value of `orders.status` and the API's `status`."""
+
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    DELIVERED = "delivered"
+    COMPLETED = "completed"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    DISPUTED = "disputed"
+    RESOLVED = "resolved"
+
+
+class OrderAction(StrEnum):
+    """What moved an order: `place` creates it, `expire` only the clock takes, the rest are rules."""
+
+    PLACE = "place"
+    ACCEPT = "accept"
+    REJECT = "reject"
+    DELIVER = "deliver"
+    CANCEL = "cancel"
+    COMPLETE = "complete"
+    REQUEST_CHANGES = "request_changes"
+    DISPUTE = "dispute"
+    RESOLVE = "resolve"
+    EXPIRE = "expire"
+
+
+class Resolution(StrEnum):
+    """How an administrator settled a dispute."""
+
+    REFUND = "refund"
+    RELEASE = "release"
+    SPLIT = "split"
+
+
+ORDER_STATUSES: tuple[OrderStatus, ...] = tuple(OrderStatus)
+RESOLUTIONS: tuple[Resolution, ...] = tuple(Resolution)
 
 
 class Order(Base):
@@ -33,15 +62,14 @@ class Order(Base):
     __tablename__ = "orders"
     __table_args__ = (
         CheckConstraint(
-            "status IN ('pending', 'accepted', 'delivered', 'completed', 'rejected',"
-            " 'cancelled', 'expired', 'disputed', 'resolved')",
+            f"status IN ({sql_values(OrderStatus)})",
             name="status_known",
         ),
         CheckConstraint("buyer_id <> seller_id", name="buyer_is_not_seller"),
         CheckConstraint("price_points > 0", name="price_positive"),
         CheckConstraint("change_requests >= 0", name="change_requests_not_negative"),
         CheckConstraint(
-            "resolution IS NULL OR resolution IN ('refund', 'release', 'split')",
+            f"resolution IS NULL OR resolution IN ({sql_values(Resolution)})",
             name="resolution_known",
         ),
         CheckConstraint(
@@ -60,7 +88,7 @@ class Order(Base):
     seller_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     skill_id: Mapped[int] = mapped_column(ForeignKey("skills.id"), index=True)
     hold_id: Mapped[int] = mapped_column(ForeignKey("ledger_holds.id"), unique=True)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=OrderStatus.PENDING)
     price_points: Mapped[int] = mapped_column(BigInteger)
     requirements: Mapped[str] = mapped_column(Text, default="")
     # How many times the buyer sent a delivery back (capped by ORDER_MAX_CHANGE_REQUESTS). Only

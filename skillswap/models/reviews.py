@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     CheckConstraint,
@@ -16,7 +17,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from skillswap.models.base import Base, BigIntPK, UTCDateTime, utcnow
+from skillswap.models.base import Base, BigIntPK, UTCDateTime, sql_values, utcnow
+
+
+class ReviewerRole(StrEnum):
+    """Which side of the order wrote a review (the buyer's rates the skill too)."""
+
+    BUYER = "buyer"
+    SELLER = "seller"
 
 
 class Review(Base):
@@ -32,7 +40,9 @@ class Review(Base):
     __tablename__ = "reviews"
     __table_args__ = (
         CheckConstraint("rating >= 1 AND rating <= 5", name="rating_range"),
-        CheckConstraint("reviewer_role IN ('buyer', 'seller')", name="reviewer_role_known"),
+        CheckConstraint(
+            f"reviewer_role IN ({sql_values(ReviewerRole)})", name="reviewer_role_known"
+        ),
         CheckConstraint("reviewer_id <> reviewee_id", name="not_self"),
         UniqueConstraint("order_id", "reviewer_id", name="uq_reviews_order_reviewer"),
         Index("ix_reviews_reviewee", "reviewee_id", "id"),

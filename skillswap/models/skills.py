@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -18,7 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
-from skillswap.models.base import Base, BigIntPK, UTCDateTime, utcnow
+from skillswap.models.base import Base, BigIntPK, UTCDateTime, sql_values, utcnow
 
 # JSON lists (tags, languages) are JSONB on PostgreSQL so `@>` containment can use a GIN index.
 JSONList = JSONB().with_variant(JSON(), "sqlite")
@@ -26,8 +27,22 @@ JSONList = JSONB().with_variant(JSON(), "sqlite")
 # the migration, kept in sync by skillswap.skills.search) holds the search document instead.
 SearchVector = TSVECTOR().with_variant(Text(), "sqlite")
 
-SKILL_STATUSES = ("active", "paused", "deleted")
-SKILL_LEVELS = ("beginner", "intermediate", "advanced", "expert")
+
+class SkillStatus(StrEnum):
+    ACTIVE = "active"  # listed, takes orders
+    PAUSED = "paused"  # shown to its owner only, takes no orders
+    DELETED = "deleted"  # gone for everyone (the row stays: orders refer to it)
+
+
+class SkillLevel(StrEnum):
+    BEGINNER = "beginner"
+    INTERMEDIATE = "intermediate"
+    ADVANCED = "advanced"
+    EXPERT = "expert"
+
+
+SKILL_STATUSES: tuple[SkillStatus, ...] = tuple(SkillStatus)
+SKILL_LEVELS: tuple[SkillLevel, ...] = tuple(SkillLevel)
 
 # Tables that live in the database but not in this metadata (SQLite's FTS5 index and its shadow
 # tables); migrations/env.py leaves them out of autogenerate comparisons.
@@ -74,7 +89,7 @@ class Skill(Base):
     __table_args__ = (
         CheckConstraint("price_points > 0", name="price_positive"),
         CheckConstraint("delivery_days > 0", name="delivery_days_positive"),
-        CheckConstraint("status IN ('active', 'paused', 'deleted')", name="status_known"),
+        CheckConstraint(f"status IN ({sql_values(SkillStatus)})", name="status_known"),
         Index("ix_skills_category_created", "category_id", "created_at", "id"),
         Index("ix_skills_created", "created_at", "id"),
         Index("ix_skills_price", "price_points", "id"),
@@ -108,7 +123,7 @@ class Skill(Base):
     languages: Mapped[list[str]] = mapped_column(JSONList, default=list)
     tags: Mapped[list[str]] = mapped_column(JSONList, default=list)
     delivery_days: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16), default="active")
+    status: Mapped[str] = mapped_column(String(16), default=SkillStatus.ACTIVE)
     rating_sum: Mapped[int] = mapped_column(Integer, default=0)
     rating_count: Mapped[int] = mapped_column(Integer, default=0)
     orders_completed: Mapped[int] = mapped_column(Integer, default=0)

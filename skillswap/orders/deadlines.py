@@ -14,15 +14,25 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from skillswap.deps import Deps
 from skillswap.models import Order
+from skillswap.models.orders import OrderStatus
 from skillswap.orders.rules import deadline_rule
 from skillswap.orders.services import apply_transition
 from skillswap.orders.settlement import settlement_for
 from skillswap.reviews.services import publish_due_reviews
+
+if TYPE_CHECKING:
+    from skillswap.deps import Deps
+
+
+# The statuses whose deadline the clock runs out, in two sweeps: the undelivered ones (expired,
+# or disputed after a redelivery) and the delivered ones (completed).
+_RUN_OUT_UNDELIVERED = (OrderStatus.PENDING, OrderStatus.ACCEPTED)
+_RUN_OUT_DELIVERED = (OrderStatus.DELIVERED,)
 
 
 @dataclass(frozen=True)
@@ -38,32 +48,32 @@ async def expire_overdue_orders(deps: Deps, *, now: datetime, limit: int = 500) 
 
     Expired ones are refunded; accepted ones that had been delivered are disputed instead.
     """
-    moved = await _run_deadlines(deps, ("pending", "accepted"), now=now, limit=limit)
+    moved = await _run_deadlines(deps, _RUN_OUT_UNDELIVERED, now=now, limit=limit)
     return sum(moved.values())
 
 
 async def complete_overdue_deliveries(deps: Deps, *, now: datetime, limit: int = 500) -> int:
     """Complete (and pay) delivered orders the buyer did not answer by `now`."""
-    moved = await _run_deadlines(deps, ("delivered",), now=now, limit=limit)
+    moved = await _run_deadlines(deps, _RUN_OUT_DELIVERED, now=now, limit=limit)
     return sum(moved.values())
 
 
 async def run_order_deadlines(deps: Deps, *, now: datetime) -> DeadlineReport:
     """Every deadline due by `now`, and every review window closed by then (the scheduler's)."""
-    moved = await _run_deadlines(deps, ("pending", "accepted"), now=now, limit=500)
-    moved += await _run_deadlines(deps, ("delivered",), now=now, limit=500)
+    moved = await _run_deadlines(deps, _RUN_OUT_UNDELIVERED, now=now, limit=500)
+    moved += await _run_deadlines(deps, _RUN_OUT_DELIVERED, now=now, limit=500)
     published = await publish_due_reviews(deps, now=now)
     return DeadlineReport(
-        expired=moved["expired"],
-        completed=moved["completed"],
-        disputed=moved["disputed"],
+        expired=moved[OrderStatus.EXPIRED],
+        completed=moved[OrderStatus.COMPLETED],
+        disputed=moved[OrderStatus.DISPUTED],
         reviews_published=published,
     )
 
 
 async def _run_deadlines(
-    deps: Deps, statuses: tuple[str, ...], *, now: datetime, limit: int
-) -> Counter[str]:
+    deps: Deps, statuses: tuple[OrderStatus, ...], *, now: datetime, limit: int
+) -> Counter[OrderStatus]:
     """Move the due orders in `statuses`; how many entered each status."""
     async with deps.db.read() as session:
         due = (
@@ -78,7 +88,7 @@ async def _run_deadlines(
             .scalars()
             .all()
         )
-    moved: Counter[str] = Counter()
+    moved: Counter[OrderStatus] = Counter()
     for order_id in due:
         # One unit of work per order: a slow or failing one holds up no other.
         async with deps.db.uow() as uow:

@@ -9,22 +9,25 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from skillswap.ledger import Check
+from skillswap.models.ledger import HoldStatus
+from skillswap.models.orders import OrderStatus, Resolution
+from skillswap.orders.rules import OPEN_STATUSES
 
-OPEN_STATUSES = ("pending", "accepted", "delivered", "disputed")
-REFUNDED_STATUSES = ("rejected", "cancelled", "expired")
+REFUNDED_STATUSES = (OrderStatus.REJECTED, OrderStatus.CANCELLED, OrderStatus.EXPIRED)
 
 
 def expected_hold(
     status: str, resolution: str | None, price: int, refunded: int | None
-) -> tuple[str, int | None]:
+) -> tuple[HoldStatus, int | None]:
     """The hold status and posted amount an order in `status` must have."""
     if status in OPEN_STATUSES:
-        return "pending", None
-    if status in REFUNDED_STATUSES or (status == "resolved" and resolution == "refund"):
-        return "voided", None
-    if status == "resolved" and resolution == "split":
-        return "posted", price - (refunded or 0)
-    return "posted", price  # completed, or resolved by release
+        return HoldStatus.PENDING, None
+    resolved = status == OrderStatus.RESOLVED
+    if status in REFUNDED_STATUSES or (resolved and resolution == Resolution.REFUND):
+        return HoldStatus.VOIDED, None
+    if resolved and resolution == Resolution.SPLIT:
+        return HoldStatus.POSTED, price - (refunded or 0)
+    return HoldStatus.POSTED, price  # completed, or resolved by release
 
 
 async def order_holds_match_status(conn: AsyncConnection) -> list[str]:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from skillswap.i18n import Message, lazy
+from skillswap.models.orders import OrderAction, OrderStatus
 
 
 class Role(StrEnum):
@@ -50,50 +51,67 @@ class Escrow(StrEnum):
 
 @dataclass(frozen=True)
 class Rule:
-    action: str
+    action: OrderAction
     role: Role
-    from_statuses: tuple[str, ...]
-    to_status: str
+    from_statuses: tuple[OrderStatus, ...]
+    to_status: OrderStatus
     escrow: Escrow
 
 
+S = OrderStatus
+A = OrderAction
 RULES: tuple[Rule, ...] = (
-    Rule("accept", Role.SELLER, ("pending",), "accepted", Escrow.KEEP),
-    Rule("reject", Role.SELLER, ("pending",), "rejected", Escrow.VOID),
-    Rule("deliver", Role.SELLER, ("accepted",), "delivered", Escrow.KEEP),
-    Rule("cancel", Role.SELLER, ("accepted",), "cancelled", Escrow.VOID),
-    Rule("cancel", Role.BUYER, ("pending",), "cancelled", Escrow.VOID),
-    Rule("complete", Role.BUYER, ("delivered",), "completed", Escrow.POST),
-    Rule("request_changes", Role.BUYER, ("delivered",), "accepted", Escrow.KEEP),
-    Rule("dispute", Role.BUYER, ("accepted", "delivered"), "disputed", Escrow.KEEP),
-    Rule("resolve", Role.ADMIN, ("disputed",), "resolved", Escrow.RESOLVE),
+    Rule(A.ACCEPT, Role.SELLER, (S.PENDING,), S.ACCEPTED, Escrow.KEEP),
+    Rule(A.REJECT, Role.SELLER, (S.PENDING,), S.REJECTED, Escrow.VOID),
+    Rule(A.DELIVER, Role.SELLER, (S.ACCEPTED,), S.DELIVERED, Escrow.KEEP),
+    Rule(A.CANCEL, Role.SELLER, (S.ACCEPTED,), S.CANCELLED, Escrow.VOID),
+    Rule(A.CANCEL, Role.BUYER, (S.PENDING,), S.CANCELLED, Escrow.VOID),
+    Rule(A.COMPLETE, Role.BUYER, (S.DELIVERED,), S.COMPLETED, Escrow.POST),
+    Rule(A.REQUEST_CHANGES, Role.BUYER, (S.DELIVERED,), S.ACCEPTED, Escrow.KEEP),
+    Rule(A.DISPUTE, Role.BUYER, (S.ACCEPTED, S.DELIVERED), S.DISPUTED, Escrow.KEEP),
+    Rule(A.RESOLVE, Role.ADMIN, (S.DISPUTED,), S.RESOLVED, Escrow.RESOLVE),
 )
 
 # What a deadline does when a status runs out (the actor is the clock: actor_id NULL).
-DEADLINE_RULES: dict[str, Rule] = {
-    "pending": Rule("expire", Role.ADMIN, ("pending",), "expired", Escrow.VOID),
-    "accepted": Rule("expire", Role.ADMIN, ("accepted",), "expired", Escrow.VOID),
-    "delivered": Rule("complete", Role.ADMIN, ("delivered",), "completed", Escrow.POST),
+DEADLINE_RULES: dict[OrderStatus, Rule] = {
+    S.PENDING: Rule(A.EXPIRE, Role.ADMIN, (S.PENDING,), S.EXPIRED, Escrow.VOID),
+    S.ACCEPTED: Rule(A.EXPIRE, Role.ADMIN, (S.ACCEPTED,), S.EXPIRED, Escrow.VOID),
+    S.DELIVERED: Rule(A.COMPLETE, Role.ADMIN, (S.DELIVERED,), S.COMPLETED, Escrow.POST),
 }
 # An accepted order that had been delivered (then sent back) is disputed instead of refunded:
 # otherwise a buyer could keep the work, ask for changes, and wait for the clock to refund them.
-REDELIVERY_DEADLINE_RULE = Rule("dispute", Role.ADMIN, ("accepted",), "disputed", Escrow.KEEP)
+REDELIVERY_DEADLINE_RULE = Rule(A.DISPUTE, Role.ADMIN, (S.ACCEPTED,), S.DISPUTED, Escrow.KEEP)
+del S, A
 
 
 def deadline_rule(status: str, *, change_requests: int) -> Rule:
     """What the clock does to an order whose `status` ran out (`change_requests` so far)."""
-    if status == "accepted" and change_requests > 0:
+    if status == OrderStatus.ACCEPTED and change_requests > 0:
         # Only request_changes leads from delivered back to accepted.
         return REDELIVERY_DEADLINE_RULE
     return DEADLINE_RULES[status]
 
 
-ACTIONS: tuple[str, ...] = tuple(dict.fromkeys(rule.action for rule in RULES))
-TERMINAL_STATUSES = ("completed", "rejected", "cancelled", "expired", "resolved")
-OPEN_STATUSES = ("pending", "accepted", "delivered", "disputed")
+# The actions a person takes (the URL's and the body's `action`), in table order.
+ACTIONS: tuple[OrderAction, ...] = tuple(dict.fromkeys(rule.action for rule in RULES))
+TERMINAL_STATUSES: tuple[OrderStatus, ...] = (
+    OrderStatus.COMPLETED,
+    OrderStatus.REJECTED,
+    OrderStatus.CANCELLED,
+    OrderStatus.EXPIRED,
+    OrderStatus.RESOLVED,
+)
+OPEN_STATUSES: tuple[OrderStatus, ...] = (
+    OrderStatus.PENDING,
+    OrderStatus.ACCEPTED,
+    OrderStatus.DELIVERED,
+    OrderStatus.DISPUTED,
+)
 
 
-def allowed_actions(roles: frozenset[Role], status: str, *, changes_left: bool = True) -> list[str]:
+def allowed_actions(
+    roles: frozenset[Role], status: str, *, changes_left: bool = True
+) -> list[OrderAction]:
     """The actions someone with `roles` may take on an order in `status`, in table order.
 
     `changes_left` is False once the order's change requests are used up.
@@ -104,7 +122,7 @@ def allowed_actions(roles: frozenset[Role], status: str, *, changes_left: bool =
             for rule in RULES
             if rule.role in roles
             and status in rule.from_statuses
-            and (changes_left or rule.action != "request_changes")
+            and (changes_left or rule.action != OrderAction.REQUEST_CHANGES)
         )
     )
 
@@ -112,26 +130,26 @@ def allowed_actions(roles: frozenset[Role], status: str, *, changes_left: bool =
 # What a message calls a status or an action in the reader's language (the codes stay in the
 # machine-readable fields: `order_status`, `action`, `allowed_actions`).
 STATUS_LABELS: dict[str, Message] = {
-    "pending": lazy("pending"),
-    "accepted": lazy("accepted"),
-    "delivered": lazy("delivered"),
-    "completed": lazy("completed"),
-    "rejected": lazy("rejected"),
-    "cancelled": lazy("cancelled"),
-    "expired": lazy("expired"),
-    "disputed": lazy("disputed"),
-    "resolved": lazy("resolved"),
+    OrderStatus.PENDING: lazy("pending"),
+    OrderStatus.ACCEPTED: lazy("accepted"),
+    OrderStatus.DELIVERED: lazy("delivered"),
+    OrderStatus.COMPLETED: lazy("completed"),
+    OrderStatus.REJECTED: lazy("rejected"),
+    OrderStatus.CANCELLED: lazy("cancelled"),
+    OrderStatus.EXPIRED: lazy("expired"),
+    OrderStatus.DISPUTED: lazy("disputed"),
+    OrderStatus.RESOLVED: lazy("resolved"),
 }
 ACTION_LABELS: dict[str, Message] = {
-    "accept": lazy("accept"),
-    "reject": lazy("reject"),
-    "deliver": lazy("deliver"),
-    "cancel": lazy("cancel"),
-    "complete": lazy("complete"),
-    "request_changes": lazy("request changes"),
-    "dispute": lazy("dispute"),
-    "resolve": lazy("resolve"),
-    "expire": lazy("expire"),
+    OrderAction.ACCEPT: lazy("accept"),
+    OrderAction.REJECT: lazy("reject"),
+    OrderAction.DELIVER: lazy("deliver"),
+    OrderAction.CANCEL: lazy("cancel"),
+    OrderAction.COMPLETE: lazy("complete"),
+    OrderAction.REQUEST_CHANGES: lazy("request changes"),
+    OrderAction.DISPUTE: lazy("dispute"),
+    OrderAction.RESOLVE: lazy("resolve"),
+    OrderAction.EXPIRE: lazy("expire"),
 }
 
 

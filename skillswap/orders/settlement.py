@@ -7,10 +7,9 @@ from datetime import datetime, timedelta
 
 from skillswap.errors import ValidationFailed
 from skillswap.i18n import lazy, one_of
+from skillswap.models.orders import RESOLUTIONS, OrderStatus, Resolution
 from skillswap.orders.rules import Escrow, Rule
 from skillswap.settings import Settings
-
-RESOLUTIONS = ("refund", "release", "split")
 
 
 @dataclass(frozen=True)
@@ -77,13 +76,13 @@ def settlement_for(
         raise ValidationFailed(
             errors={"resolution": [lazy("Must be one of: {choices}.", choices=one_of(RESOLUTIONS))]}
         )
-    if resolution != "split" and buyer_points is not None:
+    if resolution != Resolution.SPLIT and buyer_points is not None:
         raise ValidationFailed(errors={"buyer_points": [lazy("Only a split takes buyer_points.")]})
-    if resolution == "refund":
+    if resolution == Resolution.REFUND:
         return Settlement(
             Escrow.VOID, seller_points=0, fee_points=0, refunded_points=price, resolution=resolution
         )
-    if resolution == "release":
+    if resolution == Resolution.RELEASE:
         return _pay_seller(price, price, fee_percent, resolution)
     if buyer_points is None or not 0 < buyer_points < price:
         raise ValidationFailed(
@@ -99,8 +98,8 @@ def settlement_for(
 def deadline_after(status: str, now: datetime, settings: Settings) -> datetime | None:
     """When an order entering `status` runs out of time (None: it waits for a person)."""
     seconds = {
-        "pending": settings.order_accept_timeout_seconds,
-        "accepted": settings.order_delivery_timeout_seconds,
-        "delivered": settings.order_auto_complete_seconds,
+        OrderStatus.PENDING: settings.order_accept_timeout_seconds,
+        OrderStatus.ACCEPTED: settings.order_delivery_timeout_seconds,
+        OrderStatus.DELIVERED: settings.order_auto_complete_seconds,
     }.get(status)
     return None if seconds is None else now + timedelta(seconds=seconds)
