@@ -208,6 +208,10 @@ class StatementLanes:
         self._turns = asyncio.Semaphore(self.limit)
         self._idle: list[Any] = []
         self._open = 0
+        # Called with a lane's asyncpg connection each time it is handed out: how an observer
+        # (a test's query recorder) attaches asyncpg's query logger to connections kept out of
+        # the pool.
+        self.observers: list[Callable[[Any], None]] = []
 
     @asynccontextmanager
     async def driver(self) -> AsyncIterator[Any]:
@@ -220,6 +224,8 @@ class StatementLanes:
                 self._open += 1
             driver = pooled.driver_connection
             assert driver is not None
+            for observe in self.observers:
+                observe(driver)
             try:
                 yield driver
             except BaseException as error:
