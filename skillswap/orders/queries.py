@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ScalarSelect, func, or_, select
+from sqlalchemy import ColumnElement, ScalarSelect, Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -12,6 +14,7 @@ from skillswap.deps import Deps
 from skillswap.errors import NotFound, PermissionDenied
 from skillswap.i18n import lazy
 from skillswap.models import ChatRoom, Order, OrderTransition, Skill, User
+from skillswap.models.orders import OrderAction, OrderStatus
 from skillswap.orders.rules import Role, allowed_actions
 from skillswap.reviews.services import ReviewState, review_state
 from skillswap.settings import Settings
@@ -33,7 +36,7 @@ class OrderView:
     seller: User
     skill: SkillRef
     roles: frozenset[Role]
-    allowed_actions: list[str]
+    allowed_actions: list[OrderAction]
     history: list[OrderTransition] | None = None
     reviews: ReviewState | None = None  # detail, for the two participants
     room_id: int | None = None  # the order's chat room (every order has one)
@@ -84,6 +87,10 @@ async def get_order(deps: Deps, *, actor: User, order_id: int) -> OrderView:
         return await order_view(deps, session, order, actor)
 
 
+# An administrator's `role` filter: every order, whoever its parties are.
+EVERY_ROLE = "all"
+
+
 async def list_orders(
     deps: Deps,
     *,
@@ -94,57 +101,71 @@ async def list_orders(
     limit: int,
 ) -> tuple[int, list[OrderView]]:
     """The actor's orders as buyer, seller or either (administrators: `role='all'`), newest first."""
-    if role == "all" and not actor.is_admin:
+    conditions = _list_conditions(actor, role, statuses)
+    async with deps.db.read() as session:
+        count = await session.scalar(select(func.count()).select_from(Order).where(*conditions))
+        rows = (await session.execute(_list_page(conditions, offset=offset, limit=limit))).all()
+    return int(count or 0), [_listed_view(deps, actor, row) for row in rows]
+
+
+def _list_conditions(
+    actor: User, role: str | None, statuses: list[str]
+) -> list[ColumnElement[bool]]:
+    """Which orders a list shows: the actor's side of their own (every one for `all`)."""
+    if role == EVERY_ROLE and not actor.is_admin:
         raise PermissionDenied(lazy("Only administrators can list every order."), code="admin_only")
-    conditions = []
-    if role == "buyer":
+    conditions: list[ColumnElement[bool]] = []
+    if role == Role.BUYER:
         conditions.append(Order.buyer_id == actor.id)
-    elif role == "seller":
+    elif role == Role.SELLER:
         conditions.append(Order.seller_id == actor.id)
-    elif role != "all":
+    elif role != EVERY_ROLE:
         conditions.append(or_(Order.buyer_id == actor.id, Order.seller_id == actor.id))
     if statuses:
         conditions.append(Order.status.in_(statuses))
+    return conditions
+
+
+def _list_page(
+    conditions: list[ColumnElement[bool]], *, offset: int, limit: int
+) -> Select[Order, User, User, int, str, str, int]:
+    """One page of listed orders, newest first, with both parties, the skill and the room."""
     buyer, seller = aliased(User), aliased(User)
-    async with deps.db.read() as session:
-        count = await session.scalar(select(func.count()).select_from(Order).where(*conditions))
-        rows = (
-            await session.execute(
-                select(
-                    Order,
-                    buyer,
-                    seller,
-                    Skill.id,
-                    Skill.title_en,
-                    Skill.title_ar,
-                    room_of(Order.id),
-                )
-                .join(buyer, buyer.id == Order.buyer_id)
-                .join(seller, seller.id == Order.seller_id)
-                .join(Skill, Skill.id == Order.skill_id)
-                .where(*conditions)
-                .order_by(Order.id.desc())
-                .offset(offset)
-                .limit(limit)
-            )
-        ).all()
-    views = []
-    for order, buyer_row, seller_row, sid, title_en, title_ar, room_id in rows:
-        roles = roles_of(order, actor)
-        views.append(
-            OrderView(
-                order=order,
-                buyer=buyer_row,
-                seller=seller_row,
-                skill=SkillRef(sid, title_en, title_ar),
-                roles=roles,
-                allowed_actions=allowed_actions(
-                    roles, order.status, changes_left=changes_left(order, deps.settings)
-                ),
-                room_id=room_id,
-            )
+    return (
+        select(
+            Order,
+            buyer,
+            seller,
+            Skill.id,
+            Skill.title_en,
+            Skill.title_ar,
+            room_of(Order.id),
         )
-    return int(count or 0), views
+        .join(buyer, buyer.id == Order.buyer_id)
+        .join(seller, seller.id == Order.seller_id)
+        .join(Skill, Skill.id == Order.skill_id)
+        .where(*conditions)
+        .order_by(Order.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+
+
+def _listed_view(deps: Deps, actor: User, row: Sequence[Any]) -> OrderView:
+    """A listed order as `actor` sees it (no history: that is the detail's)."""
+    order, buyer, seller, skill_id, title_en, title_ar, room_id = row
+    roles = roles_of(order, actor)
+    return OrderView(
+        order=order,
+        buyer=buyer,
+        seller=seller,
+        skill=SkillRef(skill_id, title_en, title_ar),
+        roles=roles,
+        allowed_actions=allowed_actions(
+            roles, order.status, changes_left=changes_left(order, deps.settings)
+        ),
+        room_id=room_id,
+    )
 
 
 async def order_view(deps: Deps, session: AsyncSession, order: Order, actor: User) -> OrderView:
@@ -170,7 +191,7 @@ async def order_view(deps: Deps, session: AsyncSession, order: Order, actor: Use
     assert buyer is not None and seller is not None
     roles = roles_of(order, actor)
     reviews = None
-    if actor.id in (order.buyer_id, order.seller_id) and order.status != "completed":
+    if actor.id in (order.buyer_id, order.seller_id) and order.status != OrderStatus.COMPLETED:
         reviews = NO_REVIEWS  # only completed orders are ever reviewed
     elif actor.id in (order.buyer_id, order.seller_id):
         reviews = await review_state(

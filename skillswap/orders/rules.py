@@ -73,7 +73,7 @@ RULES: tuple[Rule, ...] = (
 )
 
 # What a deadline does when a status runs out (the actor is the clock: actor_id NULL).
-DEADLINE_RULES: dict[OrderStatus, Rule] = {
+DEADLINE_RULES: dict[str, Rule] = {
     S.PENDING: Rule(A.EXPIRE, Role.ADMIN, (S.PENDING,), S.EXPIRED, Escrow.VOID),
     S.ACCEPTED: Rule(A.EXPIRE, Role.ADMIN, (S.ACCEPTED,), S.EXPIRED, Escrow.VOID),
     S.DELIVERED: Rule(A.COMPLETE, Role.ADMIN, (S.DELIVERED,), S.COMPLETED, Escrow.POST),

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Row, Table, Update, bindparam, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from skillswap import events, idempotency, ledger
 from skillswap.db import HotStatement, UnitOfWork
@@ -22,6 +23,8 @@ from skillswap.i18n import lazy, lazy_plural
 from skillswap.ledger import Payout, SystemAccount, TransferKind
 from skillswap.ledger.transfers import MAX_KEY_LENGTH as LEDGER_KEY_LENGTH
 from skillswap.models import LedgerAccount, Order, OrderTransition, Skill, User
+from skillswap.models.orders import OrderAction, OrderStatus
+from skillswap.models.skills import SkillStatus
 from skillswap.orders import reactions as order_chat
 from skillswap.orders.queries import (
     NO_REVIEWS,
@@ -62,76 +65,23 @@ async def place_order(
     With an idempotency key, placing again returns the first order (or its refusal).
     """
     now = deps.clock()
-    # The client's key (up to idempotency.MAX_KEY_LENGTH) with its prefix, fitted to the ledger.
-    hold_key = (
-        idempotency.fitted(f"order:{actor.id}:{idempotency_key}", LEDGER_KEY_LENGTH)
-        if idempotency_key
-        else f"order:{uuid.uuid4().hex}"
-    )
+    hold_key = _hold_key(actor, idempotency_key)
     async with deps.db.uow() as uow:
         session = uow.session
-        # FOR KEY SHARE (what the order's foreign key takes anyway, taken now): deleting the
-        # skill locks it FOR UPDATE before counting open orders, so it waits for this order.
         conn = await session.connection()
-        found = (
-            await conn.execute(_SKILL_SELLER_AND_WALLET, {"skill_id": skill_id, "buyer": actor.id})
-        ).first()
-        if found is None or found.status == "deleted" or not found.is_active:
-            raise NotFound(lazy("This skill does not exist."), code="skill_not_found")
-        if found.owner_id == actor.id:
-            raise PermissionDenied(lazy("You cannot order your own skill."), code="own_skill")
-        if found.status != "active":
-            raise Conflict(
-                lazy("This skill is paused and takes no orders right now."), code="skill_paused"
-            )
+        found = await _orderable_skill(conn, skill_id, actor)
         price = int(found.price_points)
         wallet = found.wallet or await ledger.ensure_wallet(session, actor.id, now=now)
-        try:
-            hold = await ledger.place_hold(
-                session, key=hold_key, account_id=wallet, amount=price, now=now
-            )
-        except ledger.InsufficientFunds as short:
-            if not short.replayed:
-                await uow.commit()  # the refusal is this key's outcome from now on
-            raise _insufficient(short.shortfall, price) from None
-        except ledger.IdempotencyMismatch:
-            raise _key_reused() from None
+        hold = await _hold_price(uow, key=hold_key, wallet=wallet, price=price, now=now)
         if hold.replayed:
-            existing = await session.scalar(select(Order).where(Order.hold_id == hold.hold_id))
-            if existing is None or existing.skill_id != skill_id:
-                raise _key_reused()
-            view = await order_view(deps, session, existing, actor)
+            view = await _replayed_order(deps, session, hold, skill_id=skill_id, actor=actor)
             await uow.commit()  # nothing was written; committing keeps the loaded rows usable
             return view
-        # Core inserts: the ORM's flush costs more than the statements on this hot path.
-        values = {
-            "buyer_id": actor.id,
-            "seller_id": found.owner_id,
-            "skill_id": skill_id,
-            "hold_id": hold.hold_id,
-            "status": "pending",
-            "price_points": price,
-            "requirements": requirements,
-            "change_requests": 0,
-            "deadline_at": deadline_after("pending", now, deps.settings),
-            "resolution": None,
-            "seller_points": None,
-            "fee_points": None,
-            "refunded_points": None,
-            "created_at": now,
-            "updated_at": now,
-            "completed_at": None,
-        }
+        values = _order_values(
+            deps, actor, found, skill_id, hold.hold_id, price, requirements=requirements, now=now
+        )
         order_id = await _INSERT_ORDER.scalar(conn, values)
-        placed = {
-            "order_id": order_id,
-            "actor_id": actor.id,
-            "action": "place",
-            "from_status": None,
-            "to_status": "pending",
-            "note": "",
-            "created_at": now,
-        }
+        placed = _placed_step(order_id, actor, now=now)
         step_id = await _INSERT_TRANSITION.scalar(conn, placed)
         await events.emit(
             deps,
@@ -148,15 +98,119 @@ async def place_order(
     return OrderView(
         order=order,
         buyer=actor,
-        # The seller as the response shows them, from the row just read (not a session object).
-        seller=User(**{name: getattr(found, name) for name in _SELLER_FIELDS}, id=found.owner_id),
+        seller=_seller_as_read(found),
         skill=SkillRef(skill_id, found.title_en, found.title_ar),
         roles=roles,
-        allowed_actions=allowed_actions(roles, "pending"),
+        allowed_actions=allowed_actions(roles, OrderStatus.PENDING),
         history=[OrderTransition(id=step_id, **placed)],
         reviews=NO_REVIEWS,
         room_id=room_id,
     )
+
+
+def _hold_key(actor: User, idempotency_key: str | None) -> str:
+    """The escrow hold's ledger key: the client's key (up to idempotency.MAX_KEY_LENGTH) with
+    its prefix, fitted to the ledger's column; a fresh one without a client key."""
+    if idempotency_key:
+        return idempotency.fitted(f"order:{actor.id}:{idempotency_key}", LEDGER_KEY_LENGTH)
+    return f"order:{uuid.uuid4().hex}"
+
+
+async def _orderable_skill(conn: AsyncConnection, skill_id: int, actor: User) -> Row[Any]:
+    """The skill, its seller and the actor's wallet, if the actor may order the skill now.
+
+    FOR KEY SHARE (what the order's foreign key takes anyway, taken now): deleting the skill
+    locks it FOR UPDATE before counting open orders, so it waits for this order.
+    """
+    found = (
+        await conn.execute(_SKILL_SELLER_AND_WALLET, {"skill_id": skill_id, "buyer": actor.id})
+    ).first()
+    if found is None or found.status == SkillStatus.DELETED or not found.is_active:
+        raise NotFound(lazy("This skill does not exist."), code="skill_not_found")
+    if found.owner_id == actor.id:
+        raise PermissionDenied(lazy("You cannot order your own skill."), code="own_skill")
+    if found.status != SkillStatus.ACTIVE:
+        raise Conflict(
+            lazy("This skill is paused and takes no orders right now."), code="skill_paused"
+        )
+    return found
+
+
+async def _hold_price(
+    uow: UnitOfWork, *, key: str, wallet: int, price: int, now: datetime
+) -> ledger.HoldResult:
+    """Reserve the price on the buyer's wallet (or replay what the key did the first time)."""
+    try:
+        return await ledger.place_hold(
+            uow.session, key=key, account_id=wallet, amount=price, now=now
+        )
+    except ledger.InsufficientFunds as short:
+        if not short.replayed:
+            await uow.commit()  # the refusal is this key's outcome from now on
+        raise _insufficient(short.shortfall, price) from None
+    except ledger.IdempotencyMismatch:
+        raise _key_reused() from None
+
+
+async def _replayed_order(
+    deps: Deps, session: AsyncSession, hold: ledger.HoldResult, *, skill_id: int, actor: User
+) -> OrderView:
+    """The order a replayed hold paid for, if it was an order of this skill."""
+    existing = await session.scalar(select(Order).where(Order.hold_id == hold.hold_id))
+    if existing is None or existing.skill_id != skill_id:
+        raise _key_reused()
+    return await order_view(deps, session, existing, actor)
+
+
+def _order_values(
+    deps: Deps,
+    actor: User,
+    found: Row[Any],
+    skill_id: int,
+    hold_id: int,
+    price: int,
+    *,
+    requirements: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """Every column of the new order (Core inserts: the ORM's flush costs more than the
+    statements on this hot path)."""
+    return {
+        "buyer_id": actor.id,
+        "seller_id": found.owner_id,
+        "skill_id": skill_id,
+        "hold_id": hold_id,
+        "status": OrderStatus.PENDING,
+        "price_points": price,
+        "requirements": requirements,
+        "change_requests": 0,
+        "deadline_at": deadline_after(OrderStatus.PENDING, now, deps.settings),
+        "resolution": None,
+        "seller_points": None,
+        "fee_points": None,
+        "refunded_points": None,
+        "created_at": now,
+        "updated_at": now,
+        "completed_at": None,
+    }
+
+
+def _placed_step(order_id: int, actor: User, *, now: datetime) -> dict[str, Any]:
+    """The first step of the new order's history."""
+    return {
+        "order_id": order_id,
+        "actor_id": actor.id,
+        "action": OrderAction.PLACE,
+        "from_status": None,
+        "to_status": OrderStatus.PENDING,
+        "note": "",
+        "created_at": now,
+    }
+
+
+def _seller_as_read(found: Row[Any]) -> User:
+    """The seller as the response shows them, from the row just read (not a session object)."""
+    return User(**{name: getattr(found, name) for name in _SELLER_FIELDS}, id=found.owner_id)
 
 
 # Built once: a statement made per call is re-keyed for SQLAlchemy's compile cache every time.
@@ -250,7 +304,7 @@ async def transition_order(
             raise _invalid_transition(
                 order.status, action, roles, changes_left(order, deps.settings)
             )
-        if found.action == "request_changes" and not changes_left(order, deps.settings):
+        if found.action == OrderAction.REQUEST_CHANGES and not changes_left(order, deps.settings):
             raise _changes_exhausted(order.status, roles, deps.settings.order_max_change_requests)
         settlement = settlement_for(
             found,
@@ -271,7 +325,11 @@ async def transition_order(
                 )
             ).one()
             left = now_changes < deps.settings.order_max_change_requests
-            if found.action == "request_changes" and now_status == "delivered" and not left:
+            if (
+                found.action == OrderAction.REQUEST_CHANGES
+                and now_status == OrderStatus.DELIVERED
+                and not left
+            ):
                 raise _changes_exhausted(now_status, roles, deps.settings.order_max_change_requests)
             raise _invalid_transition(now_status, action, roles, left)
         view = await order_view(deps, session, order, actor)
@@ -304,7 +362,7 @@ def _changes_exhausted(status: str, roles: frozenset[Role], limit: int) -> Confl
         code="change_requests_exhausted",
         extra={
             "order_status": status,
-            "action": "request_changes",
+            "action": OrderAction.REQUEST_CHANGES,
             "max_change_requests": limit,
             "allowed_actions": allowed_actions(roles, status, changes_left=False),
         },
@@ -329,25 +387,12 @@ async def apply_transition(
     """
     session = uow.session
     from_status = order.status
-    values: dict[str, object] = {
-        "status": rule.to_status,
-        "updated_at": now,
-        "deadline_at": deadline_after(rule.to_status, now, deps.settings),
-        **settlement.columns,
-    }
-    if rule.to_status == "completed":
-        values["completed_at"] = now
-    conditions = [Order.id == order.id, Order.status == from_status]
-    if rule.action == "request_changes":
-        # In the same conditional update, so that requests racing a redelivery stay capped.
-        values["change_requests"] = Order.change_requests + 1
-        conditions.append(Order.change_requests < deps.settings.order_max_change_requests)
-    if due_by is not None:
-        conditions.append(Order.deadline_at <= due_by)
-    moved = await session.execute(update(Order).where(*conditions).values(values))
+    moved = await session.execute(
+        _conditional_update(deps, order, rule, settlement, now=now, due_by=due_by)
+    )
     if moved.rowcount != 1:  # type: ignore[attr-defined]
         return False
-    if rule.to_status == "completed":
+    if rule.to_status == OrderStatus.COMPLETED:
         await session.execute(
             update(Skill)
             .where(Skill.id == order.skill_id)
@@ -382,6 +427,35 @@ async def apply_transition(
     )
     await session.refresh(order)
     return True
+
+
+def _conditional_update(
+    deps: Deps,
+    order: Order,
+    rule: Rule,
+    settlement: Settlement,
+    *,
+    now: datetime,
+    due_by: datetime | None,
+) -> Update:
+    """`UPDATE orders` to the rule's status, only while the order is in the status it was read
+    in (and, for a deadline, only if it has passed by `due_by`)."""
+    values: dict[str, object] = {
+        "status": rule.to_status,
+        "updated_at": now,
+        "deadline_at": deadline_after(rule.to_status, now, deps.settings),
+        **settlement.columns,
+    }
+    if rule.to_status == OrderStatus.COMPLETED:
+        values["completed_at"] = now
+    conditions = [Order.id == order.id, Order.status == order.status]
+    if rule.action == OrderAction.REQUEST_CHANGES:
+        # In the same conditional update, so that requests racing a redelivery stay capped.
+        values["change_requests"] = Order.change_requests + 1
+        conditions.append(Order.change_requests < deps.settings.order_max_change_requests)
+    if due_by is not None:
+        conditions.append(Order.deadline_at <= due_by)
+    return update(Order).where(*conditions).values(values)
 
 
 async def _settle_escrow(

@@ -97,9 +97,10 @@ def settlement_for(
 
 def deadline_after(status: str, now: datetime, settings: Settings) -> datetime | None:
     """When an order entering `status` runs out of time (None: it waits for a person)."""
-    seconds = {
+    timeouts: dict[str, int] = {
         OrderStatus.PENDING: settings.order_accept_timeout_seconds,
         OrderStatus.ACCEPTED: settings.order_delivery_timeout_seconds,
         OrderStatus.DELIVERED: settings.order_auto_complete_seconds,
-    }.get(status)
+    }
+    seconds = timeouts.get(status)
     return None if seconds is None else now + timedelta(seconds=seconds)
