@@ -4,6 +4,7 @@
     python3 dev.py serve   # install, migrate the embedded SQLite default, serve on :8000
     python3 dev.py serve --port 8080   # anything after `serve` goes to `skillswap serve`
     python3 dev.py test    # install with the test tools, run the whole suite
+    python3 dev.py check   # lint, format, types, the import contracts and no import cycle
 """
 
 from __future__ import annotations
@@ -76,7 +77,10 @@ def main(argv: list[str]) -> int:
         _ensure_env("dev")
         code = subprocess.call([str(BIN / "ruff"), "check", "skillswap", "tests", "bench", "tools"])
         code |= subprocess.call([str(BIN / "ruff"), "format", "--check", "skillswap", "tests", "bench", "tools"])
-        return code | subprocess.call([str(BIN / "mypy")])
+        code |= subprocess.call([str(BIN / "mypy")])
+        # The layer contracts of pyproject's [tool.importlinter], then no import cycle at all.
+        code |= subprocess.call([str(BIN / "lint-imports")])
+        return code | subprocess.call([str(BIN / "python"), "tools/import_cycles.py", "skillswap"])
     sys.exit(f"unknown action {action!r}: use serve, test or check")
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from skillswap.i18n import N_, Message, lazy
+from skillswap.i18n import N_, Message, Translator, lazy
 
 FieldErrors = dict[str, list[Message]]
+PROBLEM_TYPE_BASE = "https://skillswap.dev/problems/"
 # The members RFC 9457 defines, and the two every problem here adds: `extra` never replaces them.
 PROBLEM_MEMBERS = frozenset(
     {"type", "title", "status", "detail", "instance", "code", "request_id", "errors"}
@@ -163,3 +164,27 @@ class ServiceUnavailable(AppError):
     code = "service_unavailable"
     title = N_("Service unavailable")
     default_detail = N_("A service this request needs is not available.")
+
+
+def problem_document(
+    error: AppError, translator: Translator, *, instance: str, request_id: str | None
+) -> dict[str, Any]:
+    """`error` as an RFC 9457 problem in the caller's language."""
+    t = translator
+    document: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + error.code,
+        "title": t.gettext(error.title),
+        "status": error.status,
+        "detail": t.text(error.detail),
+        "code": error.code,
+        "instance": instance,
+        "request_id": request_id,
+    }
+    if error.errors:
+        document["errors"] = {
+            name: [t.text(message) for message in messages]
+            for name, messages in error.errors.items()
+        }
+    for name, value in error.extra.items():
+        document.setdefault(name, value)  # never replaces a member above
+    return document

@@ -6,8 +6,6 @@ import contextlib
 import functools
 import json
 import logging
-import re
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -18,6 +16,7 @@ import tornado.web
 from pydantic import BaseModel
 
 from skillswap import idempotency
+from skillswap.auth.bearer import bearer_token
 from skillswap.auth.current_user import authenticate
 from skillswap.deps import Deps
 from skillswap.errors import (
@@ -28,10 +27,9 @@ from skillswap.errors import (
     NotAuthenticated,
     NotFound,
     PayloadTooLarge,
-    PermissionDenied,
-    RequestHeadersTooLarge,
     UnsupportedMediaType,
     ValidationFailed,
+    problem_document,
 )
 from skillswap.http.query import NoQuery
 from skillswap.http.validation import (
@@ -40,7 +38,7 @@ from skillswap.http.validation import (
     unstorable_text_error,
     validate,
 )
-from skillswap.i18n import N_, Translator, lazy, negotiate_locale
+from skillswap.i18n import Translator, lazy, negotiate_locale
 from skillswap.input_rules import (
     MAX_JSON_DEPTH,
     UNSTORABLE_TEXT,
@@ -52,6 +50,15 @@ from skillswap.input_rules import (
 )
 from skillswap.jsonutil import dumpb
 from skillswap.models import User
+from skillswap.problems import (
+    CORS_EXPOSED_HEADERS,
+    allowed_methods,
+    error_for,
+    implements,
+    request_id_for,
+)
+from skillswap.problems import ProblemAnswers as ProblemAnswers  # where http modules find it
+from skillswap.problems import problem_response as problem_response
 from skillswap.settings import Settings
 
 log = logging.getLogger("skillswap.http")
@@ -60,9 +67,6 @@ M = TypeVar("M", bound=BaseModel)
 HandlerMethod = Callable[..., Awaitable[None]]
 
 CORS_ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key, Accept-Language, X-Request-ID"
-CORS_EXPOSED_HEADERS = "X-Request-ID, Idempotent-Replayed, Retry-After, Location"
-PROBLEM_TYPE_BASE = "https://skillswap.dev/problems/"
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 # Far past the end of any list here, and small enough that OFFSET stays far inside BIGINT.
 MAX_PAGE = 1_000_000
 
@@ -70,15 +74,6 @@ _MALFORMED_JSON = {
     "syntax": lazy("The body is not valid JSON."),
     "encoding": lazy("The body must be JSON encoded as UTF-8."),
     "depth": lazy("The body is nested more than {max} levels deep.", max=MAX_JSON_DEPTH),
-}
-
-_GENERIC_BY_STATUS: dict[int, type[AppError]] = {
-    400: BadRequest,
-    403: PermissionDenied,
-    404: NotFound,
-    405: MethodNotAllowed,
-    413: PayloadTooLarge,
-    431: RequestHeadersTooLarge,
 }
 
 
@@ -108,138 +103,12 @@ def decode_argument_text(value: bytes, name: str | None) -> str:
     return text
 
 
-def error_for(status_code: int, exc: BaseException | None) -> AppError:
-    """The error a client is shown for whatever ended its request (a bug: only that it failed)."""
-    if isinstance(exc, AppError):
-        return exc
-    if isinstance(exc, tornado.web.HTTPError):
-        status_code = exc.status_code
-    if status_code < 500:
-        error = _GENERIC_BY_STATUS.get(status_code, BadRequest)()
-        error.status = status_code
-        return error
-    error = AppError(lazy("Something went wrong on our side. The error was logged."))
-    error.status = 500
-    error.code = "internal_error"
-    error.title = N_("Internal server error")
-    return error
-
-
-def problem_document(
-    error: AppError, translator: Translator, *, instance: str, request_id: str | None
-) -> dict[str, Any]:
-    """`error` as an RFC 9457 problem in the caller's language."""
-    t = translator
-    document: dict[str, Any] = {
-        "type": PROBLEM_TYPE_BASE + error.code,
-        "title": t.gettext(error.title),
-        "status": error.status,
-        "detail": t.text(error.detail),
-        "code": error.code,
-        "instance": instance,
-        "request_id": request_id,
-    }
-    if error.errors:
-        document["errors"] = {
-            name: [t.text(message) for message in messages]
-            for name, messages in error.errors.items()
-        }
-    for name, value in error.extra.items():
-        document.setdefault(name, value)  # never replaces a member above
-    return document
-
-
-def request_id_for(request: tornado.httputil.HTTPServerRequest) -> str:
-    """The id a request is known by in logs and answers: the client's X-Request-ID when sane."""
-    incoming = request.headers.get("X-Request-ID", "")
-    return incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
-
-
 def body_limit(handler: type[tornado.web.RequestHandler], settings: Settings) -> int:
     """The largest body a request to `handler` may carry (uploads have their own, larger one)."""
     # Upload handlers check the file size themselves (with a clear message) below this cap.
     if getattr(handler, "accepts_uploads", False):
         return settings.max_upload_bytes + 65_536
     return settings.max_body_bytes
-
-
-def allowed_methods(handler: type[tornado.web.RequestHandler]) -> list[str]:
-    """The verbs `handler` serves, for `Allow` (HEAD wherever GET is)."""
-    verbs = [
-        verb for verb in ("GET", "POST", "PUT", "PATCH", "DELETE") if implements(handler, verb)
-    ]
-    if "GET" in verbs and implements(handler, "HEAD"):
-        verbs.insert(1, "HEAD")
-    if implements(handler, "OPTIONS"):
-        verbs.append("OPTIONS")
-    return verbs
-
-
-def problem_response(
-    deps: Deps,
-    request: tornado.httputil.HTTPServerRequest,
-    error: AppError,
-    *,
-    request_id: str | None = None,
-) -> tuple[int, tornado.httputil.HTTPHeaders, bytes]:
-    """`error` as a whole answer (status, headers, body), for code that runs without a handler."""
-    translator = deps.catalogs.get(
-        negotiate_locale(
-            user_locale=None,
-            accept_language=request.headers.get("Accept-Language"),
-            default=deps.settings.default_locale,
-        )
-    )
-    request_id = request_id or request_id_for(request)
-    body = dumpb(problem_document(error, translator, instance=request.path, request_id=request_id))
-    headers = tornado.httputil.HTTPHeaders(error.headers)
-    headers["Content-Type"] = "application/problem+json; charset=utf-8"
-    headers["Content-Length"] = str(len(body))
-    headers["Cache-Control"] = "no-store"
-    headers["X-Content-Type-Options"] = "nosniff"
-    headers["X-Request-ID"] = request_id
-    origin = request.headers.get("Origin")
-    if origin and origin in deps.settings.cors_origins:
-        headers["Access-Control-Allow-Origin"] = origin
-        headers["Access-Control-Expose-Headers"] = CORS_EXPOSED_HEADERS
-        headers["Vary"] = "Origin"
-    return error.status, headers, body
-
-
-class ProblemAnswers(tornado.web.RequestHandler):
-    """For handlers outside BaseHandler (files, the WebSocket handshake): errors as problems."""
-
-    @functools.cached_property
-    def request_id(self) -> str:
-        return request_id_for(self.request)
-
-    def write_problem(self, error: AppError) -> None:
-        """Finish the request with `error` as problem+json (keeping the handler's own headers)."""
-        deps: Deps = self.application.settings["deps"]
-        status, headers, body = problem_response(
-            deps, self.request, error, request_id=self.request_id
-        )
-        self.set_status(status)
-        for name, value in headers.get_all():
-            if name != "Content-Length":
-                self.set_header(name, value)
-        if error.status == 405:
-            self.set_header("Allow", ", ".join(allowed_methods(type(self))))
-        self.finish(body)
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc_info = kwargs.get("exc_info")
-        self.write_problem(error_for(status_code, exc_info[1] if exc_info else None))
-
-
-def implements(handler: type[tornado.web.RequestHandler], verb: str) -> bool:
-    """Whether `handler` serves `verb` (RequestHandler defines every verb as a 405; only an
-    override is a real endpoint)."""
-    name = verb.lower()
-    return getattr(handler, name, None) not in (
-        None,
-        getattr(tornado.web.RequestHandler, name, None),
-    )
 
 
 def public(method: HandlerMethod) -> HandlerMethod:
@@ -435,10 +304,10 @@ class BaseHandler(tornado.web.RequestHandler):
         header = self.request.headers.get("Authorization")
         if not header:
             return
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = bearer_token(header)
+        if token is None:
             raise InvalidToken()
-        user, claims = await authenticate(self.deps, token.strip())
+        user, claims = await authenticate(self.deps, token)
         self.current_user = user
         self.access_claims = claims
         self.translator = self.deps.catalogs.get(

@@ -10,12 +10,9 @@ from pydantic_core import PydanticCustomError
 from skillswap.errors import FieldErrors, ValidationFailed
 from skillswap.i18n import Message, lazy, one_of_english
 from skillswap.input_rules import UNSTORABLE_TEXT, unstorable_paths
+from skillswap.models.base import MAX_ID  # ids are BIGINT: see there
 
 M = TypeVar("M", bound=BaseModel)
-
-# Ids are BIGINT: a larger number names nothing, and must not reach the driver, which would
-# fail on it (asyncpg's DataError, SQLite's OverflowError) instead of finding no row.
-MAX_ID = 2**63 - 1
 
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 """An id in a body or a query string: out of range is a 400 naming the field."""

@@ -22,6 +22,9 @@ NAMING_CONVENTION = {
 }
 
 # BIGINT primary keys on PostgreSQL; SQLite only auto-increments an INTEGER PRIMARY KEY.
+# MAX_ID is the largest id they hold: a larger number names nothing, and must not reach the
+# driver, which would fail on it (asyncpg's DataError, SQLite's OverflowError).
+MAX_ID = 2**63 - 1
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 
 

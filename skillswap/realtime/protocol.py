@@ -11,7 +11,6 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from skillswap.http.validation import MAX_ID
 from skillswap.i18n import Message, lazy
 from skillswap.input_rules import (
     MAX_JSON_DEPTH,
@@ -21,6 +20,7 @@ from skillswap.input_rules import (
     load_json,
 )
 from skillswap.jsonutil import dumpb
+from skillswap.models.base import MAX_ID
 
 # Close codes. 1009 is the standard "message too big"; the 4xxx codes are ours.
 CLOSE_GOING_AWAY = 1001  # the node is shutting down: reconnect (to any node) and resume

@@ -23,6 +23,7 @@ import tornado.iostream
 import tornado.web
 import tornado.websocket
 
+from skillswap.auth.bearer import bearer_token
 from skillswap.auth.current_user import authenticate
 from skillswap.chat import services as chat
 from skillswap.deps import Deps
@@ -33,10 +34,10 @@ from skillswap.errors import (
     MethodNotAllowed,
     PermissionDenied,
 )
-from skillswap.http.base import ProblemAnswers, error_for
 from skillswap.i18n import Message, Translator, lazy, negotiate_locale
 from skillswap.models import User
 from skillswap.notifications.services import notification_view
+from skillswap.problems import ProblemAnswers, error_for
 from skillswap.realtime import Realtime
 from skillswap.realtime.protocol import (
     CLOSE_GOING_AWAY,
@@ -140,10 +141,9 @@ class RealtimeSocket(ProblemAnswers, tornado.websocket.WebSocketHandler):
         )
 
     def _token_from_request(self) -> str | None:
-        header = self.request.headers.get("Authorization", "")
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
+        from_header = bearer_token(self.request.headers.get("Authorization"))
+        if from_header is not None:
+            return from_header
         token = self.get_query_argument("token", None)
         if token is not None:
             # The access log prints the URI: keep the token out of it.
