@@ -6,13 +6,14 @@ import asyncio
 import hashlib
 import random
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import cast
 
 from sqlalchemy import Table, delete, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from skillswap.db import Database
+from skillswap.db import Database, UnitOfWork
 from skillswap.errors import Conflict
 from skillswap.i18n import lazy
 from skillswap.models import IdempotencyRecord
@@ -91,62 +92,95 @@ async def claim_key(
     while True:
         async with db.uow() as uow:
             session = uow.session
-            existing = await session.scalar(
-                select(IdempotencyRecord).where(
-                    IdempotencyRecord.owner == owner,
-                    IdempotencyRecord.scope == scope,
-                    IdempotencyRecord.key == key,
-                )
-            )
-            now = utcnow()
-            if existing is not None and (
-                existing.created_at < now - timedelta(seconds=ttl_seconds)
-                or (
-                    existing.status_code is None
-                    and existing.created_at < now - timedelta(seconds=lease_seconds)
-                )
+            existing = await _find_record(session, owner=owner, scope=scope, key=key)
+            if existing is not None and _abandoned(
+                existing, utcnow(), ttl_seconds=ttl_seconds, lease_seconds=lease_seconds
             ):
-                # Conditional on the row we read: of two requests taking over, one deletes it
-                # and both then race on the unique key below, which lets exactly one win.
-                await session.execute(
-                    delete(IdempotencyRecord).where(
-                        IdempotencyRecord.id == existing.id,
-                        IdempotencyRecord.created_at == existing.created_at,
-                    )
-                )
+                await _take_over(session, existing)
                 existing = None
             if existing is None:
-                record = IdempotencyRecord(
-                    owner=owner, scope=scope, key=key, request_hash=fingerprint
+                claim = await _insert_claim(
+                    uow, owner=owner, scope=scope, key=key, fingerprint=fingerprint
                 )
-                session.add(record)
-                try:
-                    await session.flush()
-                    await uow.commit()
-                    return Claim(record_id=record.id, replay=None)
-                except IntegrityError:
-                    await session.rollback()
+                if claim is None:
                     continue  # another request claimed it first: read its record
-            if existing.request_hash != fingerprint:
-                raise Conflict(
-                    lazy("This Idempotency-Key was already used with a different request body."),
-                    code="idempotency_key_reused",
-                )
-            if existing.status_code is not None:
-                return Claim(
-                    record_id=None,
-                    replay=StoredResponse(
-                        existing.status_code,
-                        existing.response_body or "",
-                        existing.content_type or "application/json",
-                    ),
-                )
+                return claim
+            replay = _replay_of(existing, fingerprint)
+            if replay is not None:
+                return replay
         if asyncio.get_running_loop().time() > deadline:
             raise Conflict(
                 lazy("A request with this Idempotency-Key is still being processed."),
                 code="idempotency_in_progress",
             )
         await asyncio.sleep(0.02)
+
+
+async def _find_record(
+    session: AsyncSession, *, owner: str, scope: str, key: str
+) -> IdempotencyRecord | None:
+    return await session.scalar(
+        select(IdempotencyRecord).where(
+            IdempotencyRecord.owner == owner,
+            IdempotencyRecord.scope == scope,
+            IdempotencyRecord.key == key,
+        )
+    )
+
+
+def _abandoned(
+    record: IdempotencyRecord, now: datetime, *, ttl_seconds: int, lease_seconds: int
+) -> bool:
+    """Whether a record may be taken over: expired, or its request never finished in time."""
+    return record.created_at < now - timedelta(seconds=ttl_seconds) or (
+        record.status_code is None and record.created_at < now - timedelta(seconds=lease_seconds)
+    )
+
+
+async def _take_over(session: AsyncSession, record: IdempotencyRecord) -> None:
+    # Conditional on the row we read: of two requests taking over, one deletes it and both
+    # then race on the unique key, which lets exactly one win.
+    await session.execute(
+        delete(IdempotencyRecord).where(
+            IdempotencyRecord.id == record.id,
+            IdempotencyRecord.created_at == record.created_at,
+        )
+    )
+
+
+async def _insert_claim(
+    uow: UnitOfWork, *, owner: str, scope: str, key: str, fingerprint: str
+) -> Claim | None:
+    """Store this request's claim on the key; None if another request stored one first."""
+    session = uow.session
+    record = IdempotencyRecord(owner=owner, scope=scope, key=key, request_hash=fingerprint)
+    session.add(record)
+    try:
+        await session.flush()
+        await uow.commit()
+        return Claim(record_id=record.id, replay=None)
+    except IntegrityError:
+        await session.rollback()
+        return None
+
+
+def _replay_of(record: IdempotencyRecord, fingerprint: str) -> Claim | None:
+    """The first request's outcome to replay; None while it is still running."""
+    if record.request_hash != fingerprint:
+        raise Conflict(
+            lazy("This Idempotency-Key was already used with a different request body."),
+            code="idempotency_key_reused",
+        )
+    if record.status_code is None:
+        return None
+    return Claim(
+        record_id=None,
+        replay=StoredResponse(
+            record.status_code,
+            record.response_body or "",
+            record.content_type or "application/json",
+        ),
+    )
 
 
 async def purge_expired(db: Database, *, ttl_seconds: int) -> int:
