@@ -20,7 +20,8 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from skillswap.deps import Deps, build_deps
+from skillswap.bootstrap import bootstrap
+from skillswap.deps import Deps
 from skillswap.http.base import NotFoundHandler
 from skillswap.http.docs import StaticFiles
 from skillswap.http.transport import HEADER_READ_CAP, GuardedApplication
@@ -196,7 +197,7 @@ def _fork_workers(count: int) -> bool:
 
 async def serve(settings: Settings, sockets: list[socket.socket]) -> None:
     """Run one node on already-bound sockets until SIGINT/SIGTERM, then shut down cleanly."""
-    deps = await build_deps(settings)
+    deps = await bootstrap(settings)
     app = make_app(settings, deps)
     server = make_server(app, settings)
     # What start-up built (modules, models, routes: ~100k objects) lives as long as the process;

@@ -86,14 +86,14 @@ async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 @command("createadmin")
 async def _createadmin(args: argparse.Namespace, settings: Settings) -> int:
     from skillswap.accounts.admins import create_admin
-    from skillswap.deps import build_deps
+    from skillswap.bootstrap import bootstrap
     from skillswap.errors import AppError
     from skillswap.migrate import upgrade_to_head
 
     email, username, password = args.email, args.username, args.password
     if settings.is_sqlite:
         await upgrade_to_head(settings)
-    deps = await build_deps(settings)
+    deps = await bootstrap(settings)
     try:
         user, created = await create_admin(deps, email=email, username=username, password=password)
     except AppError as exc:
@@ -112,12 +112,12 @@ async def _createadmin(args: argparse.Namespace, settings: Settings) -> int:
 @command("seed-demo")
 async def _seed_demo(args: argparse.Namespace, settings: Settings) -> int:
     from skillswap.accounts.demo import DEMO_PASSWORD, seed_demo
-    from skillswap.deps import build_deps
+    from skillswap.bootstrap import bootstrap
     from skillswap.migrate import upgrade_to_head
 
     if settings.is_sqlite:
         await upgrade_to_head(settings)
-    deps = await build_deps(settings)
+    deps = await bootstrap(settings)
     try:
         report = await seed_demo(deps, skills=args.skills, users=args.users or None)
     finally:

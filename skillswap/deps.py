@@ -1,28 +1,42 @@
-"""Everything a request, task or command needs, built inside the running loop and closed after."""
+"""What a request, task or command is given: the long-lived resources of one process.
+
+`Deps` is built by `skillswap.bootstrap` (the one composition root, imported only by entry
+points) inside the running loop, and closed by it in reverse order. Domain modules import it
+only for types; this module imports no domain code, only the platform pieces its fields are.
+The narrow interfaces below are what domain code is given: it publishes through a `Publisher`,
+hands chat messages to a `MessageSink`, asks `OpenOrders` before deleting a skill, and emits
+events to the subscribers listed in `events`.
+"""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
 from skillswap.auth.current_user import SignedInUsers
 from skillswap.auth.passwords import PasswordHasher
-from skillswap.auth.throttles import MemoryRateLimiter, RateLimiter, RedisRateLimiter
-from skillswap.auth.tokens import KeyRing, MemoryDenylist, RedisDenylist, TokenDenylist
-from skillswap.db import Database, create_engine
+from skillswap.auth.throttles import RateLimiter
+from skillswap.auth.tokens import KeyRing, TokenDenylist
+from skillswap.db import Database, UnitOfWork
 from skillswap.i18n import Catalogs
-from skillswap.mail import Mailer, RecordingMailer
+from skillswap.mail import Mailer
 from skillswap.settings import Settings
+from skillswap.storage import Storage
 
 if TYPE_CHECKING:
-    from skillswap.realtime import Realtime
+    from sqlalchemy.ext.asyncio import AsyncSession
 
-log = logging.getLogger(__name__)
+    from skillswap.accounts.oidc import OpenIDProvider
+    from skillswap.chat.writer import SentMessage
+    from skillswap.models import User
+    from skillswap.realtime import Realtime
+    from skillswap.skills.cache import ListingCache
 
 Clock = Callable[[], datetime]
 
@@ -31,7 +45,41 @@ def system_clock() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass
+class Publisher(Protocol):
+    """Live delivery of what has committed, to every node's connections."""
+
+    def publish_message(self, record: dict[str, Any]) -> None: ...
+
+    def publish_room_event(self, room_id: int, event: dict[str, Any]) -> None: ...
+
+    def publish_notification(self, user_id: int, record: dict[str, Any]) -> None: ...
+
+
+class Presence(Protocol):
+    """Which users have a connection open on some node."""
+
+    async def online(self, user_ids: Iterable[int]) -> set[int]: ...
+
+
+class MessageSink(Protocol):
+    """Where validated chat messages go to be written (the group-commit writer)."""
+
+    def submit(
+        self, *, actor: User, room_id: int, body: str, client_id: str | None
+    ) -> asyncio.Future[SentMessage]: ...
+
+
+class OpenOrders(Protocol):
+    """Asked, inside the delete's transaction with the skill row locked, before a skill goes."""
+
+    async def skill_has_open_orders(self, session: AsyncSession, skill_id: int) -> bool: ...
+
+
+Subscriber = Callable[["Deps", UnitOfWork, Any], Awaitable[None]]
+EventHandlers = Mapping[type, Sequence[Subscriber]]
+
+
+@dataclass(frozen=True)
 class Deps:
     settings: Settings
     db: Database
@@ -44,79 +92,19 @@ class Deps:
     http: httpx.AsyncClient
     limiter: RateLimiter
     signed_in: SignedInUsers
-    clock: Clock = system_clock
-    # Chat writer, hub, bridge and presence of this process (set by build_deps).
-    realtime: Realtime | None = None
-    # Filled by later capabilities (realtime hub, task broker, payment gateways, storage).
-    extras: dict[str, Any] = field(default_factory=dict)
+    clock: Clock
+    storage: Storage
+    listing_cache: ListingCache
+    # Google's (and any other provider's) discovery document and keys, by discovery URL.
+    oidc_providers: dict[str, OpenIDProvider]
+    # This node's hub, bridge and presence (the WebSocket endpoint attaches to its hub).
+    realtime: Realtime
+    publisher: Publisher
+    messages: MessageSink
+    events: EventHandlers
+    open_orders: OpenOrders
+    # What bootstrap opened, closed in reverse order by `close`.
+    resources: AsyncExitStack = field(default_factory=AsyncExitStack, repr=False)
 
     async def close(self) -> None:
-        if self.realtime is not None:
-            await self.realtime.close()
-        await self.http.aclose()
-        if self.redis is not None:
-            await self.redis.aclose()
-        await self.db.dispose()
-        self.hasher.close()
-
-
-async def build_deps(
-    settings: Settings,
-    *,
-    mailer: Mailer | None = None,
-    clock: Clock | None = None,
-    http: httpx.AsyncClient | None = None,
-) -> Deps:
-    """Create engines, pools and clients on the running loop (nothing is built at import)."""
-    from skillswap import events
-
-    events.install_subscribers()
-    db = Database(create_engine(settings))
-    redis = None
-    denylist: TokenDenylist
-    limiter: RateLimiter
-    if settings.redis_url:
-        from redis.asyncio import BlockingConnectionPool, Redis
-
-        # A burst of requests waits for a free connection instead of failing with "Too many
-        # connections" (which the denylist would take for Redis being away).
-        redis = Redis.from_pool(
-            BlockingConnectionPool.from_url(
-                settings.redis_url,
-                max_connections=100,
-                timeout=5,
-                socket_timeout=5,
-                socket_connect_timeout=2,
-            )
-        )
-        denylist = RedisDenylist(redis, prefix=f"{settings.redis_prefix}denylist:")
-        limiter = RedisRateLimiter(redis, prefix=f"{settings.redis_prefix}ratelimit:")
-    else:
-        denylist = MemoryDenylist()
-        limiter = MemoryRateLimiter()
-    built = Deps(
-        settings=settings,
-        db=db,
-        redis=redis,
-        denylist=denylist,
-        hasher=PasswordHasher(
-            time_cost=settings.argon2_time_cost,
-            memory_kib=settings.argon2_memory_kib,
-            parallelism=settings.argon2_parallelism,
-        ),
-        keys=KeyRing(settings),
-        mailer=mailer or RecordingMailer(),
-        catalogs=Catalogs(),
-        http=http or httpx.AsyncClient(timeout=10.0),
-        limiter=limiter,
-        signed_in=SignedInUsers(settings.auth_user_cache_seconds),
-        clock=clock or system_clock,
-    )
-    from skillswap.skills.cache import install_listing_cache
-
-    # Every process that writes must invalidate cached listings on all nodes.
-    install_listing_cache(built)
-    from skillswap.realtime import build_realtime
-
-    built.realtime = build_realtime(built)
-    return built
+        await self.resources.aclose()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -23,18 +22,16 @@ class Mailer(Protocol):
     async def send(self, message: OutgoingEmail) -> None: ...
 
 
-class RecordingMailer:
-    """Keeps the latest messages in memory and logs them; the default until SMTP is configured."""
-
-    def __init__(self, keep: int = 1000) -> None:
-        self.outbox: deque[OutgoingEmail] = deque(maxlen=keep)
+class ConsoleMailer:
+    """Writes every message, body included, to the log at INFO: the default until SMTP is
+    configured, so that a developer can read the codes and links a flow sends and finish it."""
 
     async def send(self, message: OutgoingEmail) -> None:
-        self.outbox.append(message)
-        log.info("email %s to %s: %s", message.kind, message.to, message.subject)
-
-    def last_to(self, address: str, kind: str | None = None) -> OutgoingEmail | None:
-        for message in reversed(self.outbox):
-            if message.to == address and (kind is None or message.kind == kind):
-                return message
-        return None
+        log.info(
+            "email %s to %s: %s\n%s%s",
+            message.kind,
+            message.to,
+            message.subject,
+            message.body,
+            "".join(f"\n  {name}: {value}" for name, value in message.context.items()),
+        )

@@ -16,11 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from skillswap.deps import Deps
     from skillswap.settings import Settings
 
 MEDIA_URL_PATH = "/media/"
-EXTRAS_KEY = "storage"
 _KEY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)*\.[a-z0-9]{2,5}$")
 
 
@@ -92,11 +90,8 @@ def media_root(settings: Settings) -> Path:
     return Path(settings.media_dir) if settings.media_dir else Path(settings.data_dir) / "media"
 
 
-def get_storage(deps: Deps) -> Storage:
-    """The storage of this process (local disk unless another backend was put in deps.extras)."""
-    storage = deps.extras.get(EXTRAS_KEY)
-    if storage is None:
-        base = deps.settings.public_url.rstrip("/") + MEDIA_URL_PATH
-        storage = LocalStorage(media_root(deps.settings), base_url=base)
-        deps.extras[EXTRAS_KEY] = storage
-    return storage
+def local_storage(settings: Settings) -> LocalStorage:
+    """The local-disk storage under MEDIA_DIR, with absolute URLs under PUBLIC_URL."""
+    return LocalStorage(
+        media_root(settings), base_url=settings.public_url.rstrip("/") + MEDIA_URL_PATH
+    )

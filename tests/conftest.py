@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,11 +26,14 @@ import tornado.httpserver
 import tornado.testing
 
 from skillswap.app import make_app, make_server
-from skillswap.deps import Deps, build_deps
-from skillswap.mail import RecordingMailer
+from skillswap.bootstrap import EVENT_HANDLERS, bootstrap
+from skillswap.deps import Deps, EventHandlers
 from skillswap.settings import Settings
+from skillswap.storage import LocalStorage
 from tests import factories
 from tests.factories import TestUser
+from tests.mailer import RecordingMailer
+from tests.openapi_answers import answers_match_their_declared_schema
 
 PG_ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -156,9 +159,49 @@ async def settings() -> AsyncIterator[Settings]:
     await _drop_database()
 
 
+class EventLog:
+    """Every domain event the test apps emitted, in order (a subscriber listed after the
+    production ones in the event table those apps are bootstrapped with)."""
+
+    def __init__(self) -> None:
+        self.events: list[object] = []
+
+    async def record(self, _deps: Deps, _uow: Any, event: object) -> None:
+        self.events.append(event)
+
+    def handlers(self) -> EventHandlers:
+        """The production event table with this log listening to every event."""
+        return {kind: (*handlers, self.record) for kind, handlers in EVENT_HANDLERS.items()}
+
+
+EVENT_LOG = EventLog()
+
+
+@pytest.fixture(scope="session")
+def event_log() -> EventLog:
+    return EVENT_LOG
+
+
+@contextlib.contextmanager
+def media_folder(deps: Deps, root: Path) -> Iterator[Path]:
+    """Uploads to the test apps' local storage land in `root` while the block runs."""
+    storage = deps.storage
+    assert isinstance(storage, LocalStorage)
+    previous, storage.root = storage.root, root
+    try:
+        yield root
+    finally:
+        storage.root = previous
+
+
 @pytest.fixture(scope="session")
 async def deps(settings: Settings) -> AsyncIterator[Deps]:
-    built = await build_deps(settings, mailer=RecordingMailer())
+    built = await bootstrap(
+        settings,
+        mailer=RecordingMailer(),
+        event_handlers=EVENT_LOG.handlers(),
+        storage=LocalStorage(Path(tempfile.mkdtemp(prefix="skillswap-media-"))),
+    )
     yield built
     await built.close()
 
@@ -221,8 +264,10 @@ async def _created_names_its_location(response: httpx.Response) -> None:
 
 @pytest.fixture(scope="session")
 async def api(server: str) -> AsyncIterator[Api]:
+    # Every answer is checked: a 201 names its Location; a success matches its declared schema.
+    hooks = [_created_names_its_location, answers_match_their_declared_schema]
     async with httpx.AsyncClient(
-        base_url=server, timeout=30, event_hooks={"response": [_created_names_its_location]}
+        base_url=server, timeout=30, event_hooks={"response": hooks}
     ) as client:
         yield Api(client)
 
@@ -295,10 +340,14 @@ def run_skillswap(*args: str, env: dict[str, str]) -> subprocess.CompletedProces
 
 @contextlib.asynccontextmanager
 async def extra_server(
-    settings: Settings, *, routes: list[Any] | None = None
+    settings: Settings, *, routes: list[Any] | None = None, **overrides: Any
 ) -> AsyncIterator[tuple[str, Deps]]:
-    """Another app in this process with its own settings (and deps), on an unused port."""
-    deps = await build_deps(settings)
+    """Another app in this process with its own settings and deps, on an unused port.
+
+    `overrides` go to `bootstrap` (a storage, a clock, an event table...); the mailer is a
+    RecordingMailer unless one is given."""
+    overrides.setdefault("mailer", RecordingMailer())
+    deps = await bootstrap(settings, **overrides)
     app = make_app(settings, deps)
     if routes:
         app.add_handlers(r".*", routes)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import or_, select
 
 from skillswap.accounts import services as accounts
-from skillswap.deps import Deps
 from skillswap.models import User
+
+if TYPE_CHECKING:
+    from skillswap.deps import Deps
 
 
 async def create_admin(

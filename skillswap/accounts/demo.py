@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-import importlib
 import secrets
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from sqlalchemy import insert, select
 
-from skillswap.deps import Deps
 from skillswap.models import User
+from skillswap.points import services as points
+from skillswap.skills import seed as skills_seed
 
-# Modules that add demo records, in order; each defines
-# `async def seed(deps, uow, user_ids, skills) -> dict[str, int]` (counts for the report).
-SEED_MODULES: list[str] = ["skillswap.skills.seed", "skillswap.points.services"]
+if TYPE_CHECKING:
+    from skillswap.db import UnitOfWork
+    from skillswap.deps import Deps
+
+# `seed(deps, uow, user_ids, skills)` adds demo records and returns their counts for the report.
+Seed = Callable[["Deps", "UnitOfWork", list[int], int], Awaitable[dict[str, int]]]
+# What adds demo records, in order: categories and skills, then wallets' bonuses and packages.
+SEEDS: tuple[Seed, ...] = (skills_seed.seed, points.seed)
 DEMO_PASSWORD = "demo-password-123"  # README.md names it: keep the two the same
 
 
@@ -59,8 +66,7 @@ async def seed_demo(deps: Deps, *, skills: int, users: int | None = None) -> See
         )
         report = SeedReport(users=len(user_ids))
         report.sign_in = f"demo-{batch}-0@example.com"
-        for module_name in SEED_MODULES:
-            module = importlib.import_module(module_name)
-            report.update(await module.seed(deps, uow, user_ids, skills))
+        for seed in SEEDS:
+            report.update(await seed(deps, uow, user_ids, skills))
         await uow.commit()
     return report

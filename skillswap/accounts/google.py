@@ -14,7 +14,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from oauthlib.oauth2 import WebApplicationClient
@@ -28,7 +28,6 @@ from skillswap.accounts import services as accounts
 from skillswap.accounts.oidc import OpenIDProvider, ProviderMetadata, ProviderUnavailable
 from skillswap.accounts.services import USERNAME_RE, AuthResult, normalise_email
 from skillswap.auth.tokens import hash_opaque_token
-from skillswap.deps import Deps
 from skillswap.errors import (
     BadRequest,
     Conflict,
@@ -39,6 +38,9 @@ from skillswap.errors import (
 from skillswap.i18n import N_, SUPPORTED_LOCALES, lazy
 from skillswap.models import OAuthState, User
 from skillswap.settings import Settings
+
+if TYPE_CHECKING:
+    from skillswap.deps import Deps
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +125,7 @@ def redirect_uri_for(settings: Settings, *, request_base: str) -> str:
 
 def provider_for(deps: Deps) -> OpenIDProvider:
     """This process's view of Google (its discovery document and keys are cached in it)."""
-    providers: dict[str, OpenIDProvider] = deps.extras.setdefault("oidc_providers", {})
+    providers = deps.oidc_providers
     url = deps.settings.google_discovery_url
     if url not in providers:
         providers[url] = OpenIDProvider(deps.http, url)

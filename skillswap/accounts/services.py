@@ -7,7 +7,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -22,7 +22,6 @@ from skillswap.auth.tokens import (
     rotation_successor,
 )
 from skillswap.db import UnitOfWork
-from skillswap.deps import Deps
 from skillswap.errors import (
     BadRequest,
     Conflict,
@@ -35,6 +34,9 @@ from skillswap.errors import (
 from skillswap.i18n import N_, SUPPORTED_LOCALES, lazy, lazy_plural, one_of
 from skillswap.mail import OutgoingEmail
 from skillswap.models import OneTimeToken, RefreshToken, User
+
+if TYPE_CHECKING:
+    from skillswap.deps import Deps
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
 PURPOSE_VERIFY_EMAIL = "verify_email"

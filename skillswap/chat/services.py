@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Table, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from skillswap.db import HotStatement, UnitOfWork
-from skillswap.deps import Deps
+from skillswap.db import Database, HotStatement, UnitOfWork
 from skillswap.errors import NotFound, PermissionDenied, ValidationFailed
 from skillswap.i18n import lazy
 from skillswap.input_rules import UNSTORABLE_TEXT, has_unstorable_text
@@ -26,6 +25,7 @@ from skillswap.notifications.services import iso
 
 if TYPE_CHECKING:
     from skillswap.chat.writer import SentMessage
+    from skillswap.deps import Deps
 
 MessageRecord = dict[str, Any]
 
@@ -318,9 +318,7 @@ def queue_message(
         )
     if client_id is not None and not 1 <= len(client_id) <= 64:
         raise ValidationFailed(errors={"client_id": [lazy("Use 1 to 64 characters.")]})
-    if deps.realtime is None:
-        raise RuntimeError("the realtime service is not running in this process")
-    return deps.realtime.writer.submit(actor=actor, room_id=room_id, body=text, client_id=client_id)
+    return deps.messages.submit(actor=actor, room_id=room_id, body=text, client_id=client_id)
 
 
 async def send_message(
@@ -365,8 +363,7 @@ async def mark_read(deps: Deps, *, actor: User, room_id: int, message_id: int) -
             event = {"type": "read", "room": room_id, "user": actor.id, "message_id": message_id}
 
             async def announce() -> None:
-                if deps.realtime is not None:
-                    deps.realtime.publish_room_event(room_id, event)
+                deps.publisher.publish_room_event(room_id, event)
 
             uow.after_commit(announce)
         await uow.commit()
@@ -376,9 +373,9 @@ async def mark_read(deps: Deps, *, actor: User, room_id: int, message_id: int) -
 # -- what the realtime actors read -----------------------------------------------------------------
 
 
-async def load_room_state(deps: Deps, room_id: int) -> RoomState | None:
+async def load_room_state(db: Database, room_id: int) -> RoomState | None:
     """The room's members and newest message, or None when there is no such room."""
-    async with deps.db.read() as session:
+    async with db.read() as session:
         row = (
             await session.execute(
                 select(ChatRoom.last_seq, ChatMessage.id)
@@ -398,23 +395,23 @@ async def load_room_state(deps: Deps, room_id: int) -> RoomState | None:
 
 
 async def messages_by_seq(
-    deps: Deps, *, room_id: int, after_seq: int, upto_seq: int | None, limit: int = 1000
+    db: Database, *, room_id: int, after_seq: int, upto_seq: int | None, limit: int = 1000
 ) -> list[MessageRecord]:
     """Messages with `after_seq < seq <= upto_seq` (no upper bound when None), in order."""
     query = select(ChatMessage).where(ChatMessage.room_id == room_id, ChatMessage.seq > after_seq)
     if upto_seq is not None:
         query = query.where(ChatMessage.seq <= upto_seq)
-    async with deps.db.read() as session:
+    async with db.read() as session:
         rows = await session.scalars(query.order_by(ChatMessage.seq).limit(limit))
         return [message_record(m) for m in rows]
 
 
 async def missed_messages(
-    deps: Deps, *, room_id: int, after_id: int, upto_seq: int, limit: int
+    db: Database, *, room_id: int, after_id: int, upto_seq: int, limit: int
 ) -> tuple[list[MessageRecord], bool]:
     """What a client that last saw `after_id` missed up to `upto_seq`: at most the newest
     `limit`, and whether older ones were left out (it then pages with `?before=`)."""
-    async with deps.db.read() as session:
+    async with db.read() as session:
         # ids and seqs rise together within a room, so the newest seq at or below after_id
         # is where the client stands (scanning down from the top stops right there).
         seen_seq = await session.scalar(

@@ -45,7 +45,8 @@ from skillswap.notifications import services as notifications
 from skillswap.notifications.services import iso
 
 if TYPE_CHECKING:
-    from skillswap.deps import Deps
+    from skillswap.db import Database
+    from skillswap.deps import Clock, Presence, Publisher
 
 log = logging.getLogger("skillswap.chat.services")
 
@@ -74,12 +75,29 @@ class _Pending:
     future: asyncio.Future[SentMessage]
 
 
+@dataclass(frozen=True)
+class _Notifying:
+    clock: Clock
+    publisher: Publisher
+
+
 class MessageWriter:
     """Group commit of chat messages, one queue and task per lane."""
 
-    def __init__(self, deps: Deps, *, lanes: int | None = None) -> None:
-        self._deps = deps
-        self._lanes = lanes or (1 if deps.db.is_sqlite else 2)
+    def __init__(
+        self,
+        db: Database,
+        *,
+        clock: Clock,
+        presence: Presence,
+        publisher: Publisher,
+        lanes: int | None = None,
+    ) -> None:
+        self._db = db
+        self._presence = presence
+        # What the away members' notifications need (the same shape `notify` takes from Deps).
+        self._notifying = _Notifying(clock, publisher)
+        self._lanes = lanes or (1 if db.is_sqlite else 2)
         self._queues: list[asyncio.Queue[_Pending]] = [asyncio.Queue() for _ in range(self._lanes)]
         self._tasks: list[asyncio.Task[None] | None] = [None] * self._lanes
         # Members never change after a room is made, so they can be remembered.
@@ -145,7 +163,7 @@ class MessageWriter:
         missing = [r for r in room_ids if r not in known]
         if missing:
             found: dict[int, set[int]] = defaultdict(set)
-            async with self._deps.db.read() as session:
+            async with self._db.read() as session:
                 for room_id, user_id in await session.execute(
                     select(members_table.c.room_id, members_table.c.user_id).where(
                         members_table.c.room_id.in_(missing)
@@ -159,7 +177,6 @@ class MessageWriter:
         return known
 
     async def _write(self, batch: list[_Pending]) -> None:
-        deps = self._deps
         members = await self._room_members(sorted({p.room_id for p in batch}))
         accepted: list[_Pending] = []
         for pending in batch:
@@ -176,8 +193,7 @@ class MessageWriter:
         if not accepted:
             return
         others = {user for p in accepted for user in members[p.room_id] if user != p.actor_id}
-        assert deps.realtime is not None
-        online = await deps.realtime.presence.online(others)
+        online = await self._presence.online(others)
         if len(accepted) > 1:
             try:
                 written = await self._commit_batch(accepted, members, online)
@@ -218,9 +234,8 @@ class MessageWriter:
         records: list[MessageRecord],
     ) -> None:
         """After the commit: publish the new messages, then resolve their senders."""
-        assert self._deps.realtime is not None
         for record in records:
-            self._deps.realtime.publish_message(record)
+            self._notifying.publisher.publish_message(record)
         for pending, record, created in outcomes:
             if not pending.future.done():
                 pending.future.set_result(SentMessage(record, created))
@@ -242,9 +257,8 @@ class MessageWriter:
         look_up_client_ids: bool,
     ) -> tuple[list[tuple[_Pending, MessageRecord, bool]], list[MessageRecord]]:
         """One transaction for the batch: lock, number, insert, advance, notify, commit."""
-        deps = self._deps
-        now = deps.clock()
-        async with deps.db.uow() as uow:
+        now = self._notifying.clock()
+        async with self._db.uow() as uow:
             session = uow.session
             room_ids = sorted({p.room_id for p in accepted})
             stored: dict[tuple[int, int, str], MessageRecord] = {}
@@ -430,7 +444,7 @@ class MessageWriter:
             count = len(items) + sum(int(p.get("n", 1)) for p in earlier)
             sender, last = items[-1]
             await notifications.notify(
-                self._deps,
+                self._notifying,
                 uow,
                 user_id=user,
                 kind="chat_message",

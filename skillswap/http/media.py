@@ -8,7 +8,7 @@ import tornado.web
 
 from skillswap.deps import Deps
 from skillswap.http.base import ProblemAnswers, decode_argument_text
-from skillswap.storage import LocalStorage, get_storage, media_root
+from skillswap.storage import LocalStorage, media_root
 
 _TYPES = {"png": "image/png", "jpg": "image/jpeg", "gif": "image/gif", "webp": "image/webp"}
 
@@ -18,7 +18,7 @@ class MediaHandler(ProblemAnswers, tornado.web.StaticFileHandler):
 
     def initialize(self, **_kwargs: Any) -> None:  # type: ignore[override]
         deps: Deps = self.application.settings["deps"]
-        storage = get_storage(deps)
+        storage = deps.storage
         root = storage.root if isinstance(storage, LocalStorage) else media_root(deps.settings)
         super().initialize(path=str(root))
 

@@ -24,14 +24,14 @@ from skillswap.http.base import (
     route,
     takes_query,
 )
+from skillswap.http.operations import operation
+from skillswap.http.schemas import CategoryTreeNode, Page, SkillImageOut, SkillOut, SkillPaused
 from skillswap.http.validation import Body, Id
 from skillswap.i18n import N_, lazy
 from skillswap.skills import browse, categories, images, listings
 from skillswap.skills.browse import BrowseQuery, SkillPage
-from skillswap.skills.cache import listing_cache
 from skillswap.skills.queries import skill_view
 from skillswap.skills.text import MAX_TAG_LENGTH, MAX_TAGS, normalise_tag
-from skillswap.storage import get_storage
 
 Level = Literal["beginner", "intermediate", "advanced", "expert"]
 OrderingChoice = Literal["relevance", "newest", "price", "-price", "rating", "popular"]
@@ -159,9 +159,7 @@ class SkillsBaseHandler(BaseHandler):
     def skill_document(self, record: listings.SkillRecord) -> dict[str, Any]:
         row, row_images = record
         return self.with_absolute_images(
-            skill_view(
-                row, row_images, locale=self.translator.locale, storage=get_storage(self.deps)
-            )
+            skill_view(row, row_images, locale=self.translator.locale, storage=self.deps.storage)
         )
 
     def with_absolute_images(self, document: dict[str, Any]) -> dict[str, Any]:
@@ -172,7 +170,7 @@ class SkillsBaseHandler(BaseHandler):
 
     def page_document(self, params: PageParams, page: SkillPage) -> dict[str, Any]:
         """The standard envelope; next/previous follow keyset cursors."""
-        storage = get_storage(self.deps)
+        storage = self.deps.storage
         locale = self.translator.locale
         previous = self._link(cursor=page.previous_cursor) if page.previous_cursor else None
         if previous is None and page.previous_page:
@@ -203,7 +201,7 @@ class SkillsBaseHandler(BaseHandler):
 
     async def send_cached(self, key: tuple[Any, ...]) -> tuple[Any, bool]:
         """Answer from the listing cache if possible; returns (token, answered)."""
-        cache = listing_cache(self.deps)
+        cache = self.deps.listing_cache
         token = await cache.token()
         if token is not None:
             body = cache.get(key, token)
@@ -215,7 +213,7 @@ class SkillsBaseHandler(BaseHandler):
     def remember(self, key: tuple[Any, ...], token: Any) -> None:
         """Keep the response just sent for the next identical read."""
         if token is not None:
-            listing_cache(self.deps).put(key, token, self._json_written)
+            self.deps.listing_cache.put(key, token, self._json_written)
 
     def list_key(self) -> tuple[Any, ...]:
         return (
@@ -227,6 +225,7 @@ class SkillsBaseHandler(BaseHandler):
 
 
 class SkillListHandler(SkillsBaseHandler):
+    @operation("listSkills", tag="Skills", response=Page[SkillOut], paged=True)
     @public
     @takes_query(SkillListQuery)
     async def get(self) -> None:
@@ -248,6 +247,9 @@ class SkillListHandler(SkillsBaseHandler):
         self.send(self.page_document(params, page))
         self.remember(key, token)
 
+    @operation(
+        "createSkill", tag="Skills", body=SkillBody, response=SkillOut, status=201, problems=(409,)
+    )
     @idempotent
     async def post(self) -> None:
         """List a new skill."""
@@ -260,6 +262,7 @@ class SkillListHandler(SkillsBaseHandler):
 
 
 class SkillDetailHandler(SkillsBaseHandler):
+    @operation("getSkill", tag="Skills", response=SkillOut, problems=(404,))
     @public
     async def get(self, skill_id: str) -> None:
         """One skill (paused ones only for their owner)."""
@@ -276,6 +279,7 @@ class SkillDetailHandler(SkillsBaseHandler):
         if self.current_user is None:
             self.remember(key, token)
 
+    @operation("replaceSkill", tag="Skills", body=SkillBody, response=SkillOut, problems=(403, 404))
     async def put(self, skill_id: str) -> None:
         """Replace a skill of yours."""
         body = self.parse_body(SkillBody)
@@ -288,6 +292,9 @@ class SkillDetailHandler(SkillsBaseHandler):
         )
         self.send(self.skill_document(record))
 
+    @operation(
+        "updateSkill", tag="Skills", body=SkillPatchBody, response=SkillOut, problems=(403, 404)
+    )
     async def patch(self, skill_id: str) -> None:
         """Change some fields of a skill of yours, or pause/reactivate it with `status`."""
         body = self.parse_body(SkillPatchBody)
@@ -297,6 +304,9 @@ class SkillDetailHandler(SkillsBaseHandler):
         )
         self.send(self.skill_document(record))
 
+    @operation(
+        "deleteSkill", tag="Skills", status=204, also={200: SkillPaused}, problems=(403, 404)
+    )
     async def delete(self, skill_id: str) -> None:
         """Delete a skill of yours; with open orders it is paused instead (200, says so)."""
         outcome = await listings.delete_skill(
@@ -321,6 +331,7 @@ class SkillDetailHandler(SkillsBaseHandler):
 
 
 class MySkillsHandler(SkillsBaseHandler):
+    @operation("listMySkills", tag="Skills", response=Page[SkillOut], paged=True)
     @takes_query(OwnerSkillsQuery)
     async def get(self) -> None:
         """Your own skills, active and paused."""
@@ -341,6 +352,7 @@ class MySkillsHandler(SkillsBaseHandler):
 
 
 class UserSkillsHandler(SkillsBaseHandler):
+    @operation("listUserSkills", tag="Skills", response=Page[SkillOut], paged=True, problems=(404,))
     @public
     @takes_query(OwnerSkillsQuery)
     async def get(self, user_id: str) -> None:
@@ -368,6 +380,14 @@ class UserSkillsHandler(SkillsBaseHandler):
 class SkillImagesHandler(SkillsBaseHandler):
     accepts_uploads = True
 
+    @operation(
+        "addSkillImage",
+        tag="Skills",
+        upload="image",
+        response=SkillImageOut,
+        status=201,
+        problems=(403, 404, 409, 413, 415),
+    )
     async def post(self, skill_id: str) -> None:
         """Add an image to a skill of yours (multipart field `image`, or the raw image body)."""
         files = self.request.files.get("image")
@@ -390,6 +410,7 @@ class SkillImagesHandler(SkillsBaseHandler):
 
 
 class SkillImageHandler(SkillsBaseHandler):
+    @operation("deleteSkillImage", tag="Skills", status=204, problems=(403, 404))
     async def delete(self, skill_id: str, image_id: str) -> None:
         """Remove an image from a skill of yours."""
         await images.remove_image(
@@ -399,6 +420,7 @@ class SkillImageHandler(SkillsBaseHandler):
 
 
 class CategoriesHandler(SkillsBaseHandler):
+    @operation("listCategories", tag="Skills", response=Page[CategoryTreeNode])
     @public
     async def get(self) -> None:
         """Active categories as a two-level tree, with the number of active skills in each."""

@@ -9,15 +9,17 @@ reader's locale each time it is read.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Table, delete, func, insert, select, update
 
 from skillswap.db import HotStatement, UnitOfWork
-from skillswap.deps import Deps
 from skillswap.errors import NotFound
 from skillswap.i18n import Message, Translator, lazy
 from skillswap.models import Notification, User
+
+if TYPE_CHECKING:
+    from skillswap.deps import Clock, Deps, Publisher
 
 NotificationRecord = dict[str, Any]
 
@@ -63,8 +65,18 @@ _notifications: Table = Notification.__table__  # type: ignore[assignment]
 _INSERT_NOTIFICATION = HotStatement(insert(_notifications).returning(_notifications.c.id))
 
 
+class Notifying(Protocol):
+    """What `notify` needs: the time, and live delivery after the commit (a `Deps` is one)."""
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def publisher(self) -> Publisher: ...
+
+
 async def notify(
-    deps: Deps,
+    deps: Notifying,
     uow: UnitOfWork,
     *,
     user_id: int,
@@ -102,8 +114,7 @@ async def notify(
     }
 
     async def deliver() -> None:
-        if deps.realtime is not None:
-            deps.realtime.publish_notification(user_id, record)
+        deps.publisher.publish_notification(user_id, record)
 
     uow.after_commit(deliver)
     return record

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, ScalarSelect, Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from skillswap.deps import Deps
 from skillswap.errors import NotFound, PermissionDenied
 from skillswap.i18n import lazy
 from skillswap.models import ChatRoom, Order, OrderTransition, Skill, User
@@ -18,6 +17,9 @@ from skillswap.models.orders import OrderAction, OrderStatus
 from skillswap.orders.rules import Role, allowed_actions
 from skillswap.reviews.services import ReviewState, review_state
 from skillswap.settings import Settings
+
+if TYPE_CHECKING:
+    from skillswap.deps import Deps
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,15 @@ commit with the order change or not at all; the notifications go out live after 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from skillswap import events
 from skillswap.chat import services as chat
 from skillswap.db import UnitOfWork
-from skillswap.deps import Deps
 from skillswap.i18n import Message, lazy
 from skillswap.notifications import services as notifications
+
+if TYPE_CHECKING:
+    from skillswap.deps import Deps
 
 # What each transition tells the other side, by the action that caused it.
 _TRANSITIONS: dict[str, tuple[str, Message]] = {
@@ -44,7 +45,6 @@ def room_opened_for(uow: UnitOfWork, order_id: int) -> int | None:
     return opened.get(order_id)
 
 
-@events.subscribe(events.OrderPlaced)
 async def open_room_and_tell_the_seller(deps: Deps, uow: UnitOfWork, event: Any) -> None:
     """The order gets its chat room; the seller hears of the new order."""
     room_id = await chat.open_order_room(
@@ -66,7 +66,6 @@ async def open_room_and_tell_the_seller(deps: Deps, uow: UnitOfWork, event: Any)
     )
 
 
-@events.subscribe(events.OrderTransitioned)
 async def tell_the_other_side(deps: Deps, uow: UnitOfWork, event: Any) -> None:
     """Buyer and seller hear of every transition the other (or an admin, or a deadline) made."""
     kind, template = _TRANSITIONS.get(event.action, _OTHER)

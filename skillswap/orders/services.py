@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row, Table, Update, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from skillswap import events, idempotency, ledger
 from skillswap.db import HotStatement, UnitOfWork
-from skillswap.deps import Deps
 from skillswap.errors import Conflict, NotFound, PaymentRequired, PermissionDenied
 from skillswap.i18n import lazy, lazy_plural
 from skillswap.ledger import Payout, SystemAccount, TransferKind
@@ -47,7 +46,9 @@ from skillswap.orders.rules import (
     status_label,
 )
 from skillswap.orders.settlement import Settlement, deadline_after, settlement_for
-from skillswap.skills import listings as skill_listings
+
+if TYPE_CHECKING:
+    from skillswap.deps import Deps
 
 # -- placing an order ----------------------------------------------------------------------------
 
@@ -489,6 +490,8 @@ async def has_open_orders(session: AsyncSession, skill_id: int) -> bool:
     return found is not None
 
 
-# Deleting a skill asks every registered check; ours keeps a skill with open orders alive.
-if has_open_orders not in skill_listings.OPEN_ORDER_CHECKS:
-    skill_listings.OPEN_ORDER_CHECKS.append(has_open_orders)
+class OpenOrdersOfSkills:
+    """What deleting a skill asks (`Deps.open_orders`): a skill with open orders is only paused."""
+
+    async def skill_has_open_orders(self, session: AsyncSession, skill_id: int) -> bool:
+        return await has_open_orders(session, skill_id)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
-from skillswap.deps import Deps
 from skillswap.errors import NotFound, PermissionDenied
 from skillswap.i18n import lazy
 from skillswap.models import PointsPackage, User
+
+if TYPE_CHECKING:
+    from skillswap.deps import Deps
 
 # Digits after the decimal point of currencies whose minor unit is not a hundredth (ISO 4217).
 _MINOR_DIGITS = {

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from skillswap import events, ledger
 from skillswap.db import Database, UnitOfWork
-from skillswap.deps import Deps
 from skillswap.i18n import Message, lazy
 from skillswap.ledger import SystemAccount, TransferKind, TransferRequest, WalletBalance
 from skillswap.models import LedgerAccount, LedgerEntry, LedgerTransfer, PointsPackage, User
+
+if TYPE_CHECKING:
+    from skillswap.deps import Deps
 
 
 def signup_bonus_key(user_id: int) -> str:
@@ -41,8 +44,7 @@ async def grant_signup_bonus(deps: Deps, uow: UnitOfWork, *, user_id: int) -> No
     )
 
 
-@events.subscribe(events.UserRegistered)
-async def _on_user_registered(deps: Deps, uow: UnitOfWork, event: events.UserRegistered) -> None:
+async def on_user_registered(deps: Deps, uow: UnitOfWork, event: events.UserRegistered) -> None:
     # Inside the sign-up transaction: no account without its bonus, no bonus without its account.
     await grant_signup_bonus(deps, uow, user_id=event.user_id)
 

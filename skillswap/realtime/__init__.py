@@ -1,9 +1,10 @@
 """Real-time chat and notifications: the WebSocket endpoint, actors, and the node bridge.
 
 `Realtime` is what the rest of the service sees: publish a committed message, room event or
-notification, and the writer that persists chat messages. It is built by `build_deps` in the
-running loop (nothing here starts before it is needed) and closed by `Deps.close`.
-This package never imports skillswap.http.
+notification, and the writer that persists chat messages. It is built by `bootstrap` from the
+platform resources (settings, database, clock) before `Deps`, in the running loop (nothing here
+starts before it is needed), and closed with the other resources. Domain code sees it only as
+a `Publisher` and a `MessageSink`. This package never imports skillswap.http.
 """
 
 from __future__ import annotations
@@ -11,23 +12,22 @@ from __future__ import annotations
 import secrets
 from typing import TYPE_CHECKING, Any
 
+from skillswap.chat.writer import MessageWriter
 from skillswap.realtime.bridge import Bridge, LocalBridge, RedisBridge
 from skillswap.realtime.hub import Hub
 from skillswap.realtime.presence import LocalPresence, RedisPresence
 
 if TYPE_CHECKING:
     from skillswap.chat.services import MessageRecord
-    from skillswap.chat.writer import MessageWriter
-    from skillswap.deps import Deps
+    from skillswap.db import Database
+    from skillswap.deps import Clock
+    from skillswap.settings import Settings
 
 
 class Realtime:
     """This node's realtime service: hub, bridge, presence and the chat message writer."""
 
-    def __init__(self, deps: Deps) -> None:
-        from skillswap.chat.writer import MessageWriter
-
-        settings = deps.settings
+    def __init__(self, settings: Settings, db: Database, clock: Clock) -> None:
         self.node_id = secrets.token_hex(6)
         self._redis: Any = None
         self.bridge: Bridge
@@ -59,8 +59,8 @@ class Realtime:
         else:
             self.bridge = LocalBridge(self.node_id)
             self.presence = LocalPresence()
-        self.hub = Hub(deps, self.bridge, self.presence)
-        self.writer: MessageWriter = MessageWriter(deps)
+        self.hub = Hub(settings, db, self.bridge, self.presence)
+        self.writer = MessageWriter(db, clock=clock, presence=self.presence, publisher=self)
 
     def _on_reconnect(self) -> None:
         self.hub.resync_all()
@@ -84,7 +84,3 @@ class Realtime:
         if self._redis is not None:
             await self._redis.aclose()
 
-
-def build_realtime(deps: Deps) -> Realtime:
-    """The realtime service for this process (tasks start only when first needed)."""
-    return Realtime(deps)

@@ -130,7 +130,7 @@ class RoomActor:
         # The stream position is taken before the database is read: whatever is published
         # after it is read from the stream, whatever before it is already in the database.
         position = await self.hub.bridge.position(self.channel)
-        state = await chat.load_room_state(self.hub.deps, self.room_id)
+        state = await chat.load_room_state(self.hub.db, self.room_id)
         if state is None:
             return False
         self.members, self.seq, self.last_id = state.members, state.last_seq, state.last_id
@@ -200,7 +200,7 @@ class RoomActor:
     async def _fill_from_database(self, *, upto: int | None) -> None:
         try:
             missing = await chat.messages_by_seq(
-                self.hub.deps, room_id=self.room_id, after_seq=self.seq, upto_seq=upto
+                self.hub.db, room_id=self.room_id, after_seq=self.seq, upto_seq=upto
             )
         except Exception:
             log.warning("room %s: filling a gap from the database failed; retrying", self.room_id)
@@ -279,7 +279,7 @@ class RoomActor:
             if len(wanted) <= limit and all(s in by_seq for s in wanted):
                 return [by_seq[s] for s in wanted], True, False
         records, truncated = await chat.missed_messages(
-            self.hub.deps, room_id=self.room_id, after_id=last_id, upto_seq=self.seq, limit=limit
+            self.hub.db, room_id=self.room_id, after_id=last_id, upto_seq=self.seq, limit=limit
         )
         return records, False, truncated
 
@@ -427,7 +427,7 @@ class UserActor:
         if not rooms:
             return
         try:
-            async with self.hub.deps.db.read() as session:
+            async with self.hub.db.read() as session:
                 read_upto = dict(
                     (
                         await session.execute(
@@ -460,7 +460,7 @@ class UserActor:
             self.hub.bridge.listen(self.channel, position, self.from_bridge)
         if self._newest is None:
             return  # never learnt where the user stood; the REST list has everything
-        async with self.hub.deps.db.read() as session:
+        async with self.hub.db.read() as session:
             rows = await session.scalars(
                 select(Notification)
                 .where(Notification.user_id == self.user_id, Notification.id > self._newest)
@@ -474,7 +474,7 @@ class UserActor:
 
 async def _newest_notification(hub: Hub, user_id: int) -> int | None:
     try:
-        async with hub.deps.db.read() as session:
+        async with hub.db.read() as session:
             newest = await session.scalar(
                 select(func.max(Notification.id)).where(Notification.user_id == user_id)
             )

@@ -13,13 +13,15 @@ from collections import OrderedDict
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
+from skillswap.chat import services as chat
 from skillswap.realtime.actors import Connection, RoomActor, UserActor
 from skillswap.realtime.bridge import Bridge
 from skillswap.realtime.presence import LocalPresence
 
 if TYPE_CHECKING:
     from skillswap.chat.services import MessageRecord
-    from skillswap.deps import Deps
+    from skillswap.db import Database
+    from skillswap.settings import Settings
 
 log = logging.getLogger("skillswap.realtime")
 
@@ -29,12 +31,14 @@ MEMBER_CACHE_SIZE = 10_000
 
 
 class Hub:
-    def __init__(self, deps: Deps, bridge: Bridge, presence: LocalPresence) -> None:
-        self.deps = deps
-        self.settings = deps.settings
+    def __init__(
+        self, settings: Settings, db: Database, bridge: Bridge, presence: LocalPresence
+    ) -> None:
+        self.settings = settings
+        self.db = db
         self.bridge = bridge
         self.presence = presence
-        self.idle_seconds = float(deps.settings.realtime_idle_seconds)
+        self.idle_seconds = float(settings.realtime_idle_seconds)
         self.max_replay = MAX_REPLAY
         self.rooms: dict[int, RoomActor] = {}
         self.users: dict[int, UserActor] = {}
@@ -148,10 +152,8 @@ class Hub:
         return members
 
     async def _announce_activity_later(self, record: MessageRecord) -> None:
-        from skillswap.chat import services as chat
-
         try:
-            state = await chat.load_room_state(self.deps, record["room"])
+            state = await chat.load_room_state(self.db, record["room"])
         except Exception:
             log.warning("room %s: could not read its members to announce activity", record["room"])
             return

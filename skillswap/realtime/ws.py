@@ -94,7 +94,6 @@ class RealtimeSocket(ProblemAnswers, tornado.websocket.WebSocketHandler):
 
     @property
     def realtime(self) -> Realtime:
-        assert self.deps.realtime is not None
         return self.deps.realtime
 
     # -- handshake -------------------------------------------------------------------------------

@@ -19,17 +19,19 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from skillswap.deps import Deps
 from skillswap.errors import Conflict, NotFound, PermissionDenied
 from skillswap.i18n import lazy
 from skillswap.models import Order, Review, Skill, User
+
+if TYPE_CHECKING:
+    from skillswap.deps import Deps
 
 
 @dataclass(frozen=True)

@@ -14,17 +14,19 @@ import json
 import math
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Float, and_, case, cast, exists, func, literal, or_, select, tuple_
 from sqlalchemy.sql.elements import ColumnElement
 
-from skillswap.deps import Deps
 from skillswap.errors import NotFound, ValidationFailed
 from skillswap.i18n import lazy
 from skillswap.skills.queries import AnyRow, categories, fetch_images, skill_select, skills, users
 from skillswap.skills.search import search_match
 from skillswap.skills.text import normalise_tag
+
+if TYPE_CHECKING:
+    from skillswap.deps import Deps
 
 ORDERINGS = ("relevance", "newest", "price", "-price", "rating", "popular")
 Ordering = Literal["relevance", "newest", "price", "-price", "rating", "popular"]

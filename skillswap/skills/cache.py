@@ -35,7 +35,8 @@ from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 from skillswap.models import Category, Skill, SkillImage, User
 
 if TYPE_CHECKING:
-    from skillswap.deps import Deps
+    from skillswap.db import Database
+    from skillswap.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,6 @@ USER_FIELDS_SHOWN = (
 )
 MAX_CACHE_BYTES = 32 * 1024 * 1024
 ENTRY_TTL_SECONDS = 60.0
-EXTRAS_KEY = "skills.listing_cache"
 _DIRTY = "skills.listings_dirty"
 _HOOKED = "skills.listings_bump_hooked"
 
@@ -172,22 +172,13 @@ class ListingCache:
             log.exception("could not bump the shared listing version")
 
 
-def install_listing_cache(deps: Deps) -> ListingCache:
-    """Create this process's listing cache for `deps` and watch its database for writes."""
-    existing = deps.extras.get(EXTRAS_KEY)
-    if isinstance(existing, ListingCache):
-        return existing
-    cache = ListingCache(deps.redis, f"{deps.settings.redis_prefix}skills:listing-version")
-    deps.extras[EXTRAS_KEY] = cache
-    _caches[deps.db.engine.sync_engine] = cache
+def build_listing_cache(settings: Settings, redis: Any | None, db: Database) -> ListingCache:
+    """This process's listing cache, watching `db` for writes (every process that writes must
+    invalidate cached listings on all nodes, so every process builds one)."""
+    cache = ListingCache(redis, f"{settings.redis_prefix}skills:listing-version")
+    _caches[db.engine.sync_engine] = cache
     _watch_sessions()
     return cache
-
-
-def listing_cache(deps: Deps) -> ListingCache:
-    """The listing cache of `deps` (installed by build_deps)."""
-    cache = deps.extras.get(EXTRAS_KEY)
-    return cache if isinstance(cache, ListingCache) else install_listing_cache(deps)
 
 
 # -- noticing writes -------------------------------------------------------------------------

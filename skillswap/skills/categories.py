@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from skillswap.db import UnitOfWork
-from skillswap.deps import Deps
 from skillswap.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from skillswap.i18n import all_of, lazy
 from skillswap.models import Category, User
 from skillswap.skills.queries import AnyRow, categories, skills, users
+
+if TYPE_CHECKING:
+    from skillswap.deps import Deps
 
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 

@@ -6,11 +6,10 @@ import secrets
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
-from skillswap.deps import Deps
 from skillswap.errors import (
     Conflict,
     NotFound,
@@ -21,7 +20,9 @@ from skillswap.errors import (
 from skillswap.i18n import lazy
 from skillswap.models import SkillImage, User
 from skillswap.skills.listings import load_skill_for_owner
-from skillswap.storage import get_storage
+
+if TYPE_CHECKING:
+    from skillswap.deps import Deps
 
 MAX_IMAGES_PER_SKILL = 8
 MAX_SIDE_PIXELS = 8192
@@ -163,7 +164,7 @@ def image_view(image: SkillImage | Any, url: str) -> dict[str, Any]:
 async def add_image(deps: Deps, *, actor: User, skill_id: int, data: bytes) -> dict[str, Any]:
     """Store an image for the actor's own skill; the file is written before the row commits."""
     found = check_image(data, max_bytes=deps.settings.max_upload_bytes)
-    storage = get_storage(deps)
+    storage = deps.storage
     key = f"skills/{skill_id}/{secrets.token_hex(12)}.{found.extension}"
     async with deps.db.uow() as uow:
         await load_skill_for_owner(uow, actor=actor, skill_id=skill_id, lock=True)
@@ -204,7 +205,7 @@ async def add_image(deps: Deps, *, actor: User, skill_id: int, data: bytes) -> d
 
 async def remove_image(deps: Deps, *, actor: User, skill_id: int, image_id: int) -> None:
     """Delete one image of the actor's own skill (the file goes once the row is gone)."""
-    storage = get_storage(deps)
+    storage = deps.storage
     async with deps.db.uow() as uow:
         await load_skill_for_owner(uow, actor=actor, skill_id=skill_id, lock=True)
         image = await uow.session.get(SkillImage, image_id)

@@ -7,15 +7,12 @@ never removed from the database, because orders and reviews refer to it: deletin
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from skillswap.db import UnitOfWork
-from skillswap.deps import Deps
 from skillswap.errors import NotFound, PermissionDenied, ValidationFailed
 from skillswap.i18n import lazy
 from skillswap.models import Category, Skill, User
@@ -23,11 +20,9 @@ from skillswap.skills import search
 from skillswap.skills.queries import AnyRow, fetch_skill
 from skillswap.skills.text import normalise_tags
 
-OpenOrderCheck = Callable[[AsyncSession, int], Awaitable[bool]]
-# Orders register here a check "does skill <id> have open orders?". It runs inside the delete's
-# transaction with the skill row locked (SELECT ... FOR UPDATE on PostgreSQL), so an order
-# placed concurrently must lock the same row (or re-check `status = 'active'`) to be seen.
-OPEN_ORDER_CHECKS: list[OpenOrderCheck] = []
+if TYPE_CHECKING:
+    from skillswap.deps import Deps
+
 
 TEXT_FIELDS = ("title_en", "title_ar", "description_en", "description_ar", "tags")
 EDITABLE_FIELDS = (
@@ -183,13 +178,14 @@ async def delete_skill(deps: Deps, *, actor: User, skill_id: int) -> DeleteOutco
     """Delete the actor's skill, or pause it if it still has open orders."""
     async with deps.db.uow() as uow:
         skill = await load_skill_for_owner(uow, actor=actor, skill_id=skill_id, lock=True)
-        for has_open_orders in OPEN_ORDER_CHECKS:
-            if await has_open_orders(uow.session, skill.id):
-                if skill.status != "paused":
-                    skill.status = "paused"
-                    skill.updated_at = deps.clock()
-                await uow.commit()
-                return DeleteOutcome(status="paused", open_orders=True)
+        # Asked with the skill row locked (SELECT ... FOR UPDATE on PostgreSQL), so an order
+        # placed concurrently must lock the same row (or re-check `status = 'active'`) to be seen.
+        if await deps.open_orders.skill_has_open_orders(uow.session, skill.id):
+            if skill.status != "paused":
+                skill.status = "paused"
+                skill.updated_at = deps.clock()
+            await uow.commit()
+            return DeleteOutcome(status="paused", open_orders=True)
         now = deps.clock()
         skill.status = "deleted"
         skill.deleted_at = now

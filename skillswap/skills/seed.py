@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import random
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select
 
 from skillswap.db import UnitOfWork
-from skillswap.deps import Deps
 from skillswap.models import Category
 from skillswap.skills.queries import skills as skills_table
 from skillswap.skills.search import SearchDocument, store_fts_documents, vector_from_params
+
+if TYPE_CHECKING:
+    from skillswap.deps import Deps
 
 BATCH = 1000
 

@@ -14,9 +14,8 @@ import tornado.testing
 from PIL import Image
 
 from skillswap.app import make_app, make_server
-from skillswap.deps import build_deps
-from skillswap.storage import EXTRAS_KEY, LocalStorage
-from tests.conftest import extra_server
+from skillswap.bootstrap import bootstrap
+from tests.conftest import extra_server, media_folder
 from tests.fakes.oidc_provider import FakeOIDCProvider, client_ssl_context
 
 PUBLIC = "https://api.skillswap.example"
@@ -32,8 +31,11 @@ def png() -> bytes:
 @pytest.fixture
 async def skill_with_image(api, deps, tmp_path, make_user, make_skill):  # type: ignore[no-untyped-def]
     """A skill of a fresh owner with one uploaded image (files under tmp_path)."""
-    previous = deps.extras.get(EXTRAS_KEY)
-    deps.extras[EXTRAS_KEY] = LocalStorage(tmp_path)
+    with media_folder(deps, tmp_path):
+        yield await _upload(api, make_user, make_skill)
+
+
+async def _upload(api, make_user, make_skill):  # type: ignore[no-untyped-def]
     owner = await make_user()
     skill = await make_skill(owner)
     for _ in range(2):  # a second skill, so that a page of one has a next page
@@ -45,54 +47,54 @@ async def skill_with_image(api, deps, tmp_path, make_user, make_skill):  # type:
         headers={"Content-Type": "image/png"},
     )
     assert uploaded.status_code == 201, uploaded.text
-    yield owner, skill, uploaded.json()
-    if previous is None:
-        deps.extras.pop(EXTRAS_KEY, None)
-    else:
-        deps.extras[EXTRAS_KEY] = previous
+    return owner, skill, uploaded.json()
 
 
 async def test_with_public_url_every_link_uses_it_whatever_the_host_header(
     settings, deps, skill_with_image
 ):
     owner, skill, image = skill_with_image
-    async with extra_server(settings.with_overrides(public_url=PUBLIC + "/")) as (base, other):
-        other.extras[EXTRAS_KEY] = deps.extras[EXTRAS_KEY]
-        async with httpx.AsyncClient(base_url=base, headers=FORGED) as client:
-            page = await client.get(
-                "/api/skills/", params={"owner": owner.id, "page_size": 1, "ordering": "newest"}
-            )
-            assert page.status_code == 200, page.text
-            assert page.json()["next"].startswith(f"{PUBLIC}/api/skills/?")
-            transactions = await client.get(
-                "/api/points/transactions/",
-                params={"page_size": 1, "page": 2},  # past the one entry: a previous link
-                headers={"Authorization": f"Bearer {owner.access}"},
-            )
-            assert transactions.status_code == 200
-            assert transactions.json()["previous"] == (
-                f"{PUBLIC}/api/points/transactions/?page_size=1&page=1"
-            )
-            detail = await client.get(f"/api/skills/{skill['id']}/")
-            (shown,) = detail.json()["images"]
-            assert shown["url"] == f"{PUBLIC}/media/{image['url'].split('/media/', 1)[1]}"
-            created = await client.post(
-                "/api/skills/",
-                headers={"Authorization": f"Bearer {owner.access}"},
-                json={
-                    "title_en": "Bread",
-                    "description_en": "Sourdough.",
-                    "category_id": skill["category"]["id"],
-                    "price_points": 5,
-                },
-            )
-            assert created.status_code == 201, created.text
-            assert created.headers["Location"] == f"{PUBLIC}/api/skills/{created.json()['id']}/"
-            home = await client.get("/")
-            assert home.json()["docs"] == f"{PUBLIC}/api/docs/"
-            assert home.json()["websocket"] == "wss://api.skillswap.example/ws/"
-            browser = await client.get("/", headers={"Accept": "text/html"})
-            assert browser.headers["Location"] == f"{PUBLIC}/api/docs/"
+    async with (
+        extra_server(
+            settings.with_overrides(public_url=PUBLIC + "/"),
+            storage=deps.storage,  # the same folder, the same URLs
+        ) as (base, _other),
+        httpx.AsyncClient(base_url=base, headers=FORGED) as client,
+    ):
+        page = await client.get(
+            "/api/skills/", params={"owner": owner.id, "page_size": 1, "ordering": "newest"}
+        )
+        assert page.status_code == 200, page.text
+        assert page.json()["next"].startswith(f"{PUBLIC}/api/skills/?")
+        transactions = await client.get(
+            "/api/points/transactions/",
+            params={"page_size": 1, "page": 2},  # past the one entry: a previous link
+            headers={"Authorization": f"Bearer {owner.access}"},
+        )
+        assert transactions.status_code == 200
+        assert transactions.json()["previous"] == (
+            f"{PUBLIC}/api/points/transactions/?page_size=1&page=1"
+        )
+        detail = await client.get(f"/api/skills/{skill['id']}/")
+        (shown,) = detail.json()["images"]
+        assert shown["url"] == f"{PUBLIC}/media/{image['url'].split('/media/', 1)[1]}"
+        created = await client.post(
+            "/api/skills/",
+            headers={"Authorization": f"Bearer {owner.access}"},
+            json={
+                "title_en": "Bread",
+                "description_en": "Sourdough.",
+                "category_id": skill["category"]["id"],
+                "price_points": 5,
+            },
+        )
+        assert created.status_code == 201, created.text
+        assert created.headers["Location"] == f"{PUBLIC}/api/skills/{created.json()['id']}/"
+        home = await client.get("/")
+        assert home.json()["docs"] == f"{PUBLIC}/api/docs/"
+        assert home.json()["websocket"] == "wss://api.skillswap.example/ws/"
+        browser = await client.get("/", headers={"Accept": "text/html"})
+        assert browser.headers["Location"] == f"{PUBLIC}/api/docs/"
 
 
 async def test_uploaded_image_url_is_absolute_on_the_request_host(api, server, skill_with_image):
@@ -137,7 +139,7 @@ async def test_oauth_redirect_uri_comes_from_public_url_not_the_host_header(sett
         google_client_secret=provider.client_secret,
         google_discovery_url=provider.discovery_url,
     )
-    deps = await build_deps(google, http=httpx.AsyncClient(verify=client_ssl_context(), timeout=10))
+    deps = await bootstrap(google, http=httpx.AsyncClient(verify=client_ssl_context(), timeout=10))
     server = make_server(make_app(google, deps), google)
     sock, port = tornado.testing.bind_unused_port()
     server.add_sockets([sock])

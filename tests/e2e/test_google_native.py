@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy import select
 
 from skillswap.app import make_app, make_server
-from skillswap.deps import Deps, build_deps
+from skillswap.bootstrap import bootstrap
+from skillswap.deps import Deps
 from skillswap.models import User
 from skillswap.settings import Settings
 from tests.fakes.oidc_provider import FakeOIDCProvider, client_ssl_context
@@ -45,7 +46,7 @@ def well_behaved_provider(provider: FakeOIDCProvider) -> FakeOIDCProvider:
 async def _start_node(settings: Settings) -> tuple[str, Deps, Any]:
     import tornado.testing
 
-    deps = await build_deps(
+    deps = await bootstrap(
         settings, http=httpx.AsyncClient(verify=client_ssl_context(), timeout=10)
     )
     server = make_server(make_app(settings, deps), settings)

@@ -8,7 +8,7 @@ the provider's /authorize -> the callback, exactly as a person's browser would.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -24,10 +24,11 @@ from skillswap import events
 from skillswap.accounts.oidc import OpenIDProvider, ProviderUnavailable
 from skillswap.app import make_app, make_server
 from skillswap.auth.tokens import hash_opaque_token
-from skillswap.deps import Deps, build_deps
+from skillswap.bootstrap import bootstrap
+from skillswap.deps import Deps
 from skillswap.models import OAuthState, User
 from skillswap.settings import Settings
-from tests.conftest import extra_server
+from tests.conftest import EVENT_LOG, extra_server
 from tests.fakes.oidc_provider import FakeOIDCProvider, client_ssl_context, s256
 
 CALLBACK = "/api/auth/oauth/google/callback/"
@@ -64,8 +65,10 @@ async def nodes(settings: Settings, provider: FakeOIDCProvider) -> AsyncIterator
     )
     running: list[tuple[Node, tornado.httpserver.HTTPServer]] = []
     for _ in range(2):
-        deps = await build_deps(
-            google, http=httpx.AsyncClient(verify=client_ssl_context(), timeout=10)
+        deps = await bootstrap(
+            google,
+            http=httpx.AsyncClient(verify=client_ssl_context(), timeout=10),
+            event_handlers=EVENT_LOG.handlers(),
         )
         server = make_server(make_app(google, deps), google)
         sock, port = tornado.testing.bind_unused_port()
@@ -118,17 +121,19 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 @pytest.fixture
-def registered_events() -> list[int]:
-    """User ids announced by UserRegistered while the test runs (the ledger's signup bonus
-    hangs off this event)."""
-    seen: list[int] = []
+def registered_events() -> Callable[[], list[int]]:
+    """User ids announced by UserRegistered since the test began (the ledger's signup bonus
+    hangs off this event), as the harness's event log saw them on every test app."""
+    start = len(EVENT_LOG.events)
 
-    async def record(_deps: Any, _uow: Any, event: events.UserRegistered) -> None:
-        seen.append(event.user_id)
+    def since_start() -> list[int]:
+        return [
+            event.user_id
+            for event in EVENT_LOG.events[start:]
+            if isinstance(event, events.UserRegistered)
+        ]
 
-    events.subscribe(events.UserRegistered)(record)
-    yield seen
-    events._subscribers[events.UserRegistered].remove(record)
+    return since_start
 
 
 def query_of(url: str) -> dict[str, str]:
@@ -194,7 +199,7 @@ async def test_a_new_google_user_gets_an_account_and_working_tokens(
     assert user["locale"] == "ar"
     assert user["verified"] is True
     assert user["has_password"] is False
-    assert registered_events == [user["id"]]
+    assert registered_events() == [user["id"]]
 
     # The token request proved possession of the PKCE verifier behind the challenge.
     [token_request] = provider.token_requests
@@ -224,7 +229,7 @@ async def test_a_linked_user_signs_in_again_by_sub_even_after_changing_email(
     assert again.status_code == 200, again.text
     assert again.json()["user"]["id"] == first.json()["user"]["id"]
     assert again.json()["access"] != first.json()["access"]
-    assert registered_events == [first.json()["user"]["id"]]  # created once, not twice
+    assert registered_events() == [first.json()["user"]["id"]]  # created once, not twice
 
 
 async def test_an_existing_account_is_linked_by_a_verified_email(
@@ -239,7 +244,7 @@ async def test_an_existing_account_is_linked_by_a_verified_email(
     assert response.status_code == 200, response.text
     assert response.json()["user"]["id"] == person.id
     assert response.json()["user"]["has_password"] is True
-    assert registered_events == [person.id]  # its password sign-up; the link adds none
+    assert registered_events() == [person.id]  # its password sign-up; the link adds none
     assert (await load_user(node, person.id)).google_sub == who.sub
     # The account keeps its password: its owner had proved the address was theirs.
     login = await api.post(
@@ -375,7 +380,7 @@ async def test_an_id_token_that_fails_a_check_is_refused(
     response = await browser.sign_in(node)
     body = assert_problem(response, 400, "oauth_invalid_id_token")
     assert body["reason"] == reason
-    assert registered_events == []
+    assert registered_events() == []
     async with node.deps.db.read() as session:
         linked = await session.scalar(select(User).where(User.google_sub == provider.identity.sub))
     assert linked is None

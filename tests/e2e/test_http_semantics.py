@@ -182,12 +182,10 @@ async def test_every_creation_names_its_address_in_location(
 async def test_an_image_upload_names_the_image_address(
     api, server, deps, make_user, make_skill, tmp_path
 ):
-    from skillswap.storage import EXTRAS_KEY, LocalStorage
+    from tests.conftest import media_folder
     from tests.e2e.test_oversized import noisy_png
 
-    previous = deps.extras.get(EXTRAS_KEY)
-    deps.extras[EXTRAS_KEY] = LocalStorage(tmp_path)
-    try:
+    with media_folder(deps, tmp_path):
         owner = await make_user()
         skill = await make_skill(owner)
         uploaded = await api.post(
@@ -195,11 +193,6 @@ async def test_an_image_upload_names_the_image_address(
             token=owner.access,
             files={"image": ("a.png", noisy_png(8), "image/png")},
         )
-    finally:
-        if previous is None:
-            deps.extras.pop(EXTRAS_KEY, None)
-        else:
-            deps.extras[EXTRAS_KEY] = previous
     assert uploaded.status_code == 201
     image_id = uploaded.json()["id"]
     assert uploaded.headers["location"] == f"{server}/api/skills/{skill['id']}/images/{image_id}/"

@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
+import httpx
 import pytest
 
 from skillswap import events
 from skillswap.points.services import audit_ledger
+from tests.conftest import EVENT_LOG, Api, extra_server
 from tests.factories import balance, insert_skill, skill_row, unique_name
 
 ORDERS = "/api/points/orders/"
 
-# Every event the order use cases emit, in order (a subscriber like chat's or notifications').
-seen_events: list[object] = []
+# Every event the test apps emit, in order (the harness lists its log after chat's and
+# notifications' subscribers).
+seen_events = EVENT_LOG.events
 
 
-@events.subscribe(events.OrderPlaced)
-@events.subscribe(events.OrderTransitioned)
-async def _record(deps, uow, event) -> None:
-    seen_events.append(event)
+@contextlib.asynccontextmanager
+async def node_with(settings, **overrides):
+    """An Api on another app of this deployment whose settings differ by `overrides`."""
+    configured = settings.with_overrides(**overrides)
+    async with (
+        extra_server(configured, event_handlers=EVENT_LOG.handlers()) as (url, _deps),
+        httpx.AsyncClient(base_url=url, timeout=30) as client,
+    ):
+        yield Api(client)
 
 
 @pytest.fixture
@@ -179,12 +188,12 @@ async def test_changes_can_be_requested_a_limited_number_of_times(api, deps, par
     assert transitions.count("request_changes") == 3
 
 
-async def test_after_the_last_change_request_the_buyer_may_dispute(api, deps, parties, make_user):
+async def test_after_the_last_change_request_the_buyer_may_dispute(
+    settings, deps, parties, make_user
+):
     _, seller, _, _, skill_id = await parties()
     buyer = await make_user(locale="ar")
-    original = deps.settings
-    deps.settings = original.with_overrides(order_max_change_requests=1)
-    try:
+    async with node_with(settings, order_max_change_requests=1) as api:
         order_id = (await place(api, buyer, skill_id)).json()["id"]
         await act(api, seller, order_id, "accept")
         await act(api, seller, order_id, "deliver")
@@ -196,8 +205,6 @@ async def test_after_the_last_change_request_the_buyer_may_dispute(api, deps, pa
             "طُلبت التعديلات مرة واحدة من قبل: أكمل الطلب أو افتح نزاعًا."
         )
         disputed = await act(api, buyer, order_id, "dispute", note="Still not what I asked")
-    finally:
-        deps.settings = original
     assert disputed.json()["status"] == "disputed"
     assert await balance(deps, buyer.id) == (100, 10)  # still in escrow for an administrator
 
@@ -404,11 +411,9 @@ async def test_admins_resolve_disputes_by_refund_release_or_split_exactly_once(a
     assert (await audit_ledger(deps.db)).ok
 
 
-async def test_a_platform_fee_goes_to_the_fee_account(api, deps, parties):
+async def test_a_platform_fee_goes_to_the_fee_account(settings, deps, parties):
     buyer, seller, _, admin, skill_id = await parties(price=50)
-    original = deps.settings
-    deps.settings = original.with_overrides(platform_fee_percent=10)
-    try:
+    async with node_with(settings, platform_fee_percent=10) as api:
         order_id = (await place(api, buyer, skill_id)).json()["id"]
         await act(api, seller, order_id, "accept")
         await act(api, seller, order_id, "deliver")
@@ -419,8 +424,6 @@ async def test_a_platform_fee_goes_to_the_fee_account(api, deps, parties):
         split = (
             await act(api, admin, split_id, "resolve", resolution="split", buyer_points=21)
         ).json()
-    finally:
-        deps.settings = original
     assert done["settlement"] == {"seller_points": 45, "fee_points": 5, "refunded_points": 0}
     assert split["settlement"] == {"seller_points": 27, "fee_points": 2, "refunded_points": 21}
     assert await balance(deps, seller.id) == (100 + 45 + 27, 0)

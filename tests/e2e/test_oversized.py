@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from skillswap.http.transport import HEADER_READ_CAP, MAX_HEADER_BYTES
-from skillswap.storage import EXTRAS_KEY, LocalStorage
+from tests.conftest import media_folder
 
 LOGIN = "/api/auth/login/"
 JSON = {"Content-Type": "application/json"}
@@ -197,13 +197,8 @@ async def test_the_refusal_is_readable_by_an_allowed_web_origin(settings):
 
 @pytest.fixture
 def media_dir(deps, tmp_path: Path):
-    previous = deps.extras.get(EXTRAS_KEY)
-    deps.extras[EXTRAS_KEY] = LocalStorage(tmp_path)
-    yield tmp_path
-    if previous is None:
-        deps.extras.pop(EXTRAS_KEY, None)
-    else:
-        deps.extras[EXTRAS_KEY] = previous
+    with media_folder(deps, tmp_path):
+        yield tmp_path
 
 
 def noisy_png(side: int) -> bytes:

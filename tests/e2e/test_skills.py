@@ -3,16 +3,37 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image
 from sqlalchemy import update
 
 from skillswap.models import Skill
-from skillswap.skills import listings
-from skillswap.storage import EXTRAS_KEY, LocalStorage
+from tests.conftest import Api, extra_server, media_folder
+
+
+class _Asks:
+    """An `OpenOrders` answering with `check`, for an app of its own."""
+
+    def __init__(self, check) -> None:  # type: ignore[no-untyped-def]
+        self.check = check
+
+    async def skill_has_open_orders(self, session, skill_id: int) -> bool:  # type: ignore[no-untyped-def]
+        return bool(await self.check(session, skill_id))
+
+
+@contextlib.asynccontextmanager
+async def node_asking(settings, check):  # type: ignore[no-untyped-def]
+    """An Api on another app of this deployment whose skill deletion asks `check`."""
+    async with (
+        extra_server(settings, open_orders=_Asks(check)) as (url, _deps),
+        httpx.AsyncClient(base_url=url, timeout=30) as client,
+    ):
+        yield Api(client)
 
 
 def png_bytes(size: tuple[int, int] = (4, 3), fmt: str = "PNG") -> bytes:
@@ -302,7 +323,7 @@ async def test_delete_is_soft_and_hides_the_skill_everywhere(api, make_user, mak
     assert row is not None and row.status == "deleted" and row.deleted_at is not None
 
 
-async def test_deleting_a_skill_with_open_orders_pauses_it_instead(api, make_user, make_skill):
+async def test_deleting_a_skill_with_open_orders_pauses_it_instead(settings, make_user, make_skill):
     owner = await make_user()
     busy = await make_skill(owner)
     idle = await make_skill(owner)
@@ -312,8 +333,7 @@ async def test_deleting_a_skill_with_open_orders_pauses_it_instead(api, make_use
         checked.append(skill_id)
         return skill_id == busy["id"]
 
-    listings.OPEN_ORDER_CHECKS.append(has_open_orders)
-    try:
+    async with node_asking(settings, has_open_orders) as api:
         response = await api.delete(f"/api/skills/{busy['id']}/", token=owner.access)
         assert response.status_code == 200
         assert response.json()["status"] == "paused"
@@ -327,8 +347,6 @@ async def test_deleting_a_skill_with_open_orders_pauses_it_instead(api, make_use
             await api.delete(f"/api/skills/{idle['id']}/", token=owner.access)
         ).status_code == 204
         assert checked.count(busy["id"]) == 2 and idle["id"] in checked
-    finally:
-        listings.OPEN_ORDER_CHECKS.remove(has_open_orders)
 
 
 async def test_two_concurrent_deletes_delete_once(api, make_user, make_skill):
@@ -346,13 +364,8 @@ async def test_two_concurrent_deletes_delete_once(api, make_user, make_skill):
 @pytest.fixture
 def media_dir(deps, tmp_path: Path):
     """Uploaded files go to a temporary folder for the test."""
-    previous = deps.extras.get(EXTRAS_KEY)
-    deps.extras[EXTRAS_KEY] = LocalStorage(tmp_path)
-    yield tmp_path
-    if previous is None:
-        deps.extras.pop(EXTRAS_KEY, None)
-    else:
-        deps.extras[EXTRAS_KEY] = previous
+    with media_folder(deps, tmp_path):
+        yield tmp_path
 
 
 async def test_png_and_jpeg_uploads_are_stored_listed_and_served(
@@ -448,7 +461,7 @@ async def test_a_skill_holds_at_most_eight_images(api, make_user, make_skill, me
     assert len(list(media_dir.rglob("*.png"))) == 8
 
 
-async def test_refusals_and_notices_are_in_the_users_language(api, make_user, make_skill):
+async def test_refusals_and_notices_are_in_the_users_language(api, settings, make_user, make_skill):
     owner = await make_user(locale="ar")
     stranger = await make_user(locale="ar")
     skill = await make_skill(owner)
@@ -460,11 +473,8 @@ async def test_refusals_and_notices_are_in_the_users_language(api, make_user, ma
     async def always_open(session, skill_id: int) -> bool:
         return True
 
-    listings.OPEN_ORDER_CHECKS.append(always_open)
-    try:
-        paused = await api.delete(f"/api/skills/{skill['id']}/", token=owner.access)
-    finally:
-        listings.OPEN_ORDER_CHECKS.remove(always_open)
+    async with node_asking(settings, always_open) as other:
+        paused = await other.delete(f"/api/skills/{skill['id']}/", token=owner.access)
     assert paused.json()["detail"].startswith("لهذه المهارة طلبات مفتوحة")
     bad = await api.get("/api/skills/?ordering=relevance", headers={"Accept-Language": "ar"})
     assert bad.json()["errors"]["ordering"] == ["الترتيب حسب الصلة يتطلب نص بحث."]

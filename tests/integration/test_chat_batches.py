@@ -45,7 +45,13 @@ async def three_rooms(api, deps, make_user):
 
 
 async def test_a_message_to_a_room_deleted_meanwhile_fails_alone(deps, three_rooms, caplog):
-    writer = MessageWriter(deps, lanes=1)  # one lane: every message below joins one batch
+    writer = MessageWriter(
+        deps.db,
+        clock=deps.clock,
+        presence=deps.realtime.presence,
+        publisher=deps.publisher,
+        lanes=1,
+    )  # one lane: every message below joins one batch
     try:
         # Each room's members are now remembered by the writer, as on a busy node.
         for room, sender in three_rooms:
@@ -84,7 +90,13 @@ async def test_a_message_to_a_room_deleted_meanwhile_fails_alone(deps, three_roo
 async def test_a_message_the_database_refuses_fails_alone(deps, three_rooms):
     if deps.db.is_sqlite:
         pytest.skip("SQLite stores NUL; PostgreSQL is the database that refuses it")
-    writer = MessageWriter(deps, lanes=1)
+    writer = MessageWriter(
+        deps.db,
+        clock=deps.clock,
+        presence=deps.realtime.presence,
+        publisher=deps.publisher,
+        lanes=1,
+    )
     (room_a, sender_a), (room_b, sender_b), (room_c, sender_c) = three_rooms
     try:
         # Straight to the writer, past chat.queue_message's check: the database is what refuses.

@@ -26,10 +26,10 @@ from sqlalchemy import select
 
 from skillswap import ledger
 from skillswap.accounts import services as accounts
-from skillswap.deps import Deps, build_deps
+from skillswap.bootstrap import bootstrap
+from skillswap.deps import Deps
 from skillswap.errors import AppError
 from skillswap.ledger import TransferKind, TransferRequest
-from skillswap.mail import RecordingMailer
 from skillswap.models import Order, User
 from skillswap.orders import services as orders
 from skillswap.orders.deadlines import run_order_deadlines
@@ -44,6 +44,7 @@ from skillswap.orders.rules import (
 )
 from skillswap.points.services import audit_ledger, grant_signup_bonus
 from tests.factories import insert_skill, unique_name
+from tests.mailer import RecordingMailer
 
 FEE_PERCENT = 10
 BONUS = 100
@@ -452,7 +453,7 @@ def test_random_order_and_transfer_histories_keep_the_ledger_exact(settings) -> 
         order_max_change_requests=MAX_CHANGE_REQUESTS,
     )
     with asyncio.Runner() as runner:
-        deps = runner.run(build_deps(machine_settings, mailer=RecordingMailer(), clock=clock))
+        deps = runner.run(bootstrap(machine_settings, mailer=RecordingMailer(), clock=clock))
         try:
             LedgerMachine.runner, LedgerMachine.deps, LedgerMachine.clock = runner, deps, clock
             LedgerMachine.admin = runner.run(_admin(deps))

@@ -1,0 +1,131 @@
+"""The composition root: the one place that builds a process's `Deps`.
+
+Only entry points import this module (`serve`, the CLI, tests, benchmarks, and the coming worker
+and scheduler). `bootstrap` runs inside the loop that will use what it creates: first the
+platform resources (database, Redis, caches, clients), then this node's realtime service from
+them, then `Deps` with the domain's wiring written out below: who reacts to which event, and
+what deleting a skill asks the orders package. `Deps.close` closes everything in reverse order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
+from typing import Any
+
+import httpx
+
+from skillswap import events
+from skillswap.auth.current_user import SignedInUsers
+from skillswap.auth.passwords import PasswordHasher
+from skillswap.auth.throttles import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from skillswap.auth.tokens import KeyRing, MemoryDenylist, RedisDenylist, TokenDenylist
+from skillswap.db import Database, create_engine
+from skillswap.deps import Clock, Deps, EventHandlers, OpenOrders, Subscriber, system_clock
+from skillswap.i18n import Catalogs
+from skillswap.mail import ConsoleMailer, Mailer
+from skillswap.orders import reactions as order_reactions
+from skillswap.orders.services import OpenOrdersOfSkills
+from skillswap.points import services as points
+from skillswap.realtime import Realtime
+from skillswap.settings import Settings
+from skillswap.skills.cache import build_listing_cache
+from skillswap.storage import Storage, local_storage
+
+# Who reacts to each event, in order; each runs inside the emitting transaction.
+EVENT_HANDLERS: Mapping[type, Sequence[Subscriber]] = {
+    # No account without its signup bonus, no bonus without its account.
+    events.UserRegistered: (points.on_user_registered,),
+    # The order's chat room, and the seller hears of the new order.
+    events.OrderPlaced: (order_reactions.open_room_and_tell_the_seller,),
+    # Buyer and seller hear of every transition the other side made.
+    events.OrderTransitioned: (order_reactions.tell_the_other_side,),
+}
+
+
+def _redis_client(settings: Settings) -> Any:
+    from redis.asyncio import BlockingConnectionPool, Redis
+
+    # A burst of requests waits for a free connection instead of failing with "Too many
+    # connections" (which the denylist would take for Redis being away).
+    return Redis.from_pool(
+        BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=100,
+            timeout=5,
+            socket_timeout=5,
+            socket_connect_timeout=2,
+        )
+    )
+
+
+async def bootstrap(
+    settings: Settings,
+    *,
+    mailer: Mailer | None = None,
+    clock: Clock | None = None,
+    http: httpx.AsyncClient | None = None,
+    storage: Storage | None = None,
+    event_handlers: EventHandlers | None = None,
+    open_orders: OpenOrders | None = None,
+) -> Deps:
+    """Create engines, pools, clients and the realtime node on the running loop.
+
+    The keyword arguments replace one piece (a test's mailer, clock, HTTP client, storage or
+    event table); a given HTTP client is closed with the rest, like the one made here.
+    """
+    clock = clock or system_clock
+    stack = AsyncExitStack()
+    try:
+        db = Database(create_engine(settings))
+        stack.push_async_callback(db.dispose)
+        hasher = PasswordHasher(
+            time_cost=settings.argon2_time_cost,
+            memory_kib=settings.argon2_memory_kib,
+            parallelism=settings.argon2_parallelism,
+        )
+        stack.callback(hasher.close)
+        redis: Any | None = None
+        denylist: TokenDenylist
+        limiter: RateLimiter
+        if settings.redis_url:
+            redis = _redis_client(settings)
+            stack.push_async_callback(redis.aclose)
+            denylist = RedisDenylist(redis, prefix=f"{settings.redis_prefix}denylist:")
+            limiter = RedisRateLimiter(redis, prefix=f"{settings.redis_prefix}ratelimit:")
+        else:
+            denylist = MemoryDenylist()
+            limiter = MemoryRateLimiter()
+        http = http or httpx.AsyncClient(timeout=10.0)
+        stack.push_async_callback(http.aclose)
+        # Every process that writes must invalidate cached listings on all nodes.
+        listing_cache = build_listing_cache(settings, redis, db)
+        # Built from the platform pieces; closed first (queued writes finish, sockets get 1001).
+        realtime = Realtime(settings, db, clock)
+        stack.push_async_callback(realtime.close)
+        return Deps(
+            settings=settings,
+            db=db,
+            redis=redis,
+            denylist=denylist,
+            hasher=hasher,
+            keys=KeyRing(settings),
+            mailer=mailer or ConsoleMailer(),
+            catalogs=Catalogs(),
+            http=http,
+            limiter=limiter,
+            signed_in=SignedInUsers(settings.auth_user_cache_seconds),
+            clock=clock,
+            storage=storage or local_storage(settings),
+            listing_cache=listing_cache,
+            oidc_providers={},
+            realtime=realtime,
+            publisher=realtime,
+            messages=realtime.writer,
+            events=EVENT_HANDLERS if event_handlers is None else event_handlers,
+            open_orders=open_orders or OpenOrdersOfSkills(),
+            resources=stack,
+        )
+    except BaseException:
+        await stack.aclose()
+        raise
