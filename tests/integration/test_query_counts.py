@@ -1,0 +1,106 @@
+"""Exactly which statements the hot endpoints send to the database, by path.
+
+"sqlalchemy" statements go through SQLAlchemy's execution layer; "driver" ones run straight on
+asyncpg (PostgreSQL only: on SQLite every statement goes through SQLAlchemy). A new statement on
+one of these endpoints is a decision to make on purpose, so the lists are written out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import BACKENDS
+from tests.factories import TestUser, insert_skill, order_room, skill_row
+from tests.query_recorder import QueryRecorder
+
+ROOMS = "/api/chat/rooms/"
+ON_POSTGRES = BACKENDS.database == "postgresql"
+SA, DRIVER = "sqlalchemy", "driver"
+# A statement the fast paths run straight on asyncpg on PostgreSQL, through SQLAlchemy elsewhere.
+FAST = DRIVER if ON_POSTGRES else SA
+
+
+def transactions(*on_postgres: str) -> list[str]:
+    """The BEGIN/COMMIT/ROLLBACK asyncpg runs (SQLite's are implicit in its driver)."""
+    return list(on_postgres) if ON_POSTGRES else []
+
+
+async def test_a_skills_page_reads_three_statements_then_none_while_cached(
+    api: Any, deps: Any, make_user: Any
+) -> None:
+    owner = await make_user()
+    listed = await skill_row(deps, await insert_skill(deps, owner_id=owner.id))
+    page = f"/api/skills/?category={listed.category_id}"
+
+    async with QueryRecorder(deps.db) as uncached:
+        first = await api.get(page)
+    async with QueryRecorder(deps.db) as cached:
+        again = await api.get(page)
+
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert again.content == first.content
+    assert uncached.summary == [
+        (SA, "SELECT skills"),  # the page's count
+        (SA, "SELECT skills"),  # the page's rows, with their owners and categories
+        (SA, "SELECT skill_images"),  # the images of every skill on the page, at once
+    ], str(uncached)
+    assert uncached.transactions == transactions("BEGIN", "ROLLBACK")
+    assert cached.summary == []
+    assert cached.transactions == []
+
+
+async def test_placing_an_order_holds_the_price_and_opens_its_room_in_one_transaction(
+    api: Any, deps: Any, make_user: Any
+) -> None:
+    buyer, seller = await make_user(), await make_user()
+    skill_id = await insert_skill(deps, owner_id=seller.id, price=1)
+
+    async with QueryRecorder(deps.db) as queries:
+        placed = await api.post(
+            "/api/points/orders/", token=buyer.access, json={"skill_id": skill_id}
+        )
+
+    assert placed.status_code == 201, placed.text
+    hold = (
+        [(DRIVER, "WITH")]  # the hold, claimed and checked against the wallet in one statement
+        if ON_POSTGRES
+        else [(SA, "INSERT ledger_holds"), (SA, "UPDATE ledger_accounts")]
+    )
+    assert queries.summary == [
+        (SA, "SELECT users"),  # the buyer
+        (SA, "SELECT skills"),  # the skill with its seller
+        *hold,
+        (FAST, "INSERT orders"),
+        (FAST, "INSERT order_transitions"),
+        (FAST, "INSERT chat_rooms"),
+        (FAST, "INSERT chat_members"),
+        (FAST, "INSERT notifications"),  # the seller's
+    ], str(queries)
+    # The buyer is read in a session of its own; the rest is one unit of work.
+    assert queries.transactions == transactions("BEGIN", "ROLLBACK", "BEGIN", "COMMIT")
+
+
+async def send(api: Any, user: TestUser, room: int, body: str) -> Any:
+    return await api.post(f"{ROOMS}{room}/send/", token=user.access, json={"body": body})
+
+
+async def test_a_chat_message_sent_over_rest_is_six_statements_in_one_transaction(
+    api: Any, deps: Any, make_user: Any
+) -> None:
+    buyer, seller = await make_user(), await make_user()
+    room = await order_room(api, deps, buyer, seller)
+    assert (await send(api, buyer, room, "first")).status_code == 201
+
+    async with QueryRecorder(deps.db) as queries:
+        sent = await send(api, buyer, room, "second")
+
+    assert sent.status_code == 201, sent.text
+    assert queries.summary == [
+        (SA, "SELECT chat_members"),  # who is in the room
+        (SA, "UPDATE chat_rooms"),  # the room's next sequence number and activity
+        (SA, "INSERT chat_messages"),
+        (SA, "UPDATE chat_members"),  # the sender has read their own message
+        (SA, "DELETE notifications"),  # the seller's unread notice of this room, folded...
+        (FAST, "INSERT notifications"),  # ...into one new notice
+    ], str(queries)
+    assert queries.transactions == transactions("BEGIN", "COMMIT")
