@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from skillswap import ledger
 from tests.conftest import BACKENDS
-from tests.factories import TestUser, insert_skill, order_room, skill_row
+from tests.factories import TestUser, insert_skill, order_room, skill_row, unique_name
 from tests.query_recorder import QueryRecorder
 
 ROOMS = "/api/chat/rooms/"
@@ -104,3 +105,33 @@ async def test_a_chat_message_sent_over_rest_is_six_statements_in_one_transactio
         (FAST, "INSERT notifications"),  # ...into one new notice
     ], str(queries)
     assert queries.transactions == transactions("BEGIN", "COMMIT")
+
+
+async def test_a_transfer_is_one_statement_on_a_statement_lane(deps: Any, make_user: Any) -> None:
+    alice, bob = await make_user(), await make_user()
+    async with deps.db.read() as session:
+        debit = await ledger.find_wallet(session, alice.id)
+        credit = await ledger.find_wallet(session, bob.id)
+    request = ledger.TransferRequest(
+        key=unique_name("counted"),
+        kind=ledger.TransferKind.ADJUSTMENT,
+        debit_account_id=debit,
+        credit_account_id=credit,
+        amount=5,
+    )
+
+    async with QueryRecorder(deps.db) as queries:
+        await ledger.run_transfer(deps.db, request, now=deps.clock())
+
+    if ON_POSTGRES:
+        # Claimed, checked and written in one statement that commits on its own.
+        assert queries.summary == [(DRIVER, "WITH")], str(queries)
+        assert queries.transactions == []
+    else:
+        # The same steps, one statement each, in one unit of work.
+        assert queries.summary == [
+            (SA, "SELECT ledger_accounts"),  # both wallets, locked in id order
+            (SA, "INSERT ledger_transfers"),
+            (SA, "UPDATE ledger_accounts"),  # both balances, one executemany
+            (SA, "INSERT ledger_entries"),  # both entries, one executemany
+        ], str(queries)
