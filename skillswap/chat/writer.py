@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from skillswap.chat.services import MessageRecord, message_record, read_only, room_not_found
 from skillswap.errors import AppError
@@ -79,6 +80,62 @@ class _Pending:
 class _Notifying:
     clock: Clock
     publisher: Publisher
+
+
+def _number(rows: list[dict[str, Any]], last_seq: dict[int, int]) -> dict[int, int]:
+    """Give each row the next seq of its room, in batch order; each room's newest seq."""
+    next_seq = dict(last_seq)
+    for row in rows:
+        next_seq[row["room_id"]] += 1
+        row["seq"] = next_seq[row["room_id"]]
+    return next_seq
+
+
+async def _insert_messages(
+    session: AsyncSession, rows: list[dict[str, Any]], now: datetime
+) -> list[MessageRecord]:
+    """Insert the numbered rows in one statement: the messages as records, in row order."""
+    result = await session.execute(
+        insert(messages_table).returning(messages_table.c.id, sort_by_parameter_order=True),
+        rows,
+    )
+    created_at = iso(now)
+    return [
+        {
+            "id": message_id,
+            "room": row["room_id"],
+            "seq": row["seq"],
+            "sender": row["sender_id"],
+            "body": row["body"],
+            "created_at": created_at,
+            "client_id": row["client_id"],
+        }
+        for (message_id,), row in zip(result, rows, strict=True)
+    ]
+
+
+async def _save_last_seqs(session: AsyncSession, moved: dict[int, int], now: datetime) -> None:
+    """Raise the last seq of the rooms locked before numbering (one executemany)."""
+    await session.execute(
+        update(rooms_table)
+        .where(rooms_table.c.id == bindparam("room"))
+        .values(last_seq=bindparam("seq"), last_activity_at=bindparam("now")),
+        [{"room": r, "seq": s, "now": now} for r, s in moved.items()],
+    )
+
+
+def _outcomes(
+    plan: list[tuple[_Pending, int | MessageRecord]], records: list[MessageRecord]
+) -> list[tuple[_Pending, MessageRecord, bool]]:
+    """Each send with its message, and whether it is new (not a retry of a stored one)."""
+    outcomes: list[tuple[_Pending, MessageRecord, bool]] = []
+    seen: set[int] = set()
+    for pending, ref in plan:
+        record = records[ref] if isinstance(ref, int) else ref
+        # A message stored twice in one batch (same client_id) is new only once.
+        outcomes.append((pending, record, isinstance(ref, int) and record["id"] not in seen))
+        seen.add(record["id"])
+    return outcomes
 
 
 class MessageWriter:
@@ -264,85 +321,62 @@ class MessageWriter:
             stored: dict[tuple[int, int, str], MessageRecord] = {}
             last_seq: dict[int, int] | None = None
             if look_up_client_ids or len(room_ids) > 1:
-                # Lock every room in id order (concurrent batches cannot deadlock); a client id
-                # stored by a batch that committed meanwhile is visible after the lock.
-                last_seq = dict(
-                    (
-                        await session.execute(
-                            select(rooms_table.c.id, rooms_table.c.last_seq)
-                            .where(rooms_table.c.id.in_(room_ids))
-                            .order_by(rooms_table.c.id)
-                            .with_for_update()
-                        )
-                    ).all()
-                )
-                self._room_gone(room_ids, set(last_seq))
+                last_seq = await self._lock_rooms(session, room_ids)
                 if look_up_client_ids:
                     stored = await self._stored_client_ids(session, accepted)
             rows, plan = self._plan(accepted, stored, now)
-            new_in_room: dict[int, int] = defaultdict(int)
-            for row in rows:
-                new_in_room[row["room_id"]] += 1
             if last_seq is None:
-                # One room: lock it and take its seqs in a single statement.
-                ((room_id, count),) = new_in_room.items()
-                newest = (
-                    await session.execute(
-                        update(rooms_table)
-                        .where(rooms_table.c.id == room_id)
-                        .values(last_seq=rooms_table.c.last_seq + count, last_activity_at=now)
-                        .returning(rooms_table.c.last_seq)
-                    )
-                ).scalar_one_or_none()
-                self._room_gone([room_id], set() if newest is None else {room_id})
-                assert newest is not None
-                last_seq = {room_id: newest - count}
-            next_seq = dict(last_seq)
-            for row in rows:
-                next_seq[row["room_id"]] += 1
-                row["seq"] = next_seq[row["room_id"]]
+                last_seq = await self._take_seqs_of_one_room(session, rows, now)
+            next_seq = _number(rows, last_seq)
             records: list[MessageRecord] = []
             if rows:
-                result = await session.execute(
-                    insert(messages_table).returning(
-                        messages_table.c.id, sort_by_parameter_order=True
-                    ),
-                    rows,
-                )
-                created_at = iso(now)
-                records = [
-                    {
-                        "id": message_id,
-                        "room": row["room_id"],
-                        "seq": row["seq"],
-                        "sender": row["sender_id"],
-                        "body": row["body"],
-                        "created_at": created_at,
-                        "client_id": row["client_id"],
-                    }
-                    for (message_id,), row in zip(result, rows, strict=True)
-                ]
-                moved = {r: s for r, s in next_seq.items() if s != last_seq[r]}
+                records = await _insert_messages(session, rows, now)
                 if len(room_ids) > 1 or look_up_client_ids:
-                    await session.execute(
-                        update(rooms_table)
-                        .where(rooms_table.c.id == bindparam("room"))
-                        .values(last_seq=bindparam("seq"), last_activity_at=bindparam("now")),
-                        [{"room": r, "seq": s, "now": now} for r, s in moved.items()],
-                    )
+                    moved = {r: s for r, s in next_seq.items() if s != last_seq[r]}
+                    await _save_last_seqs(session, moved, now)
                 await self._advance_readers(session, records)
                 await self._notify_away_members(uow, plan, records, members, online)
-            outcomes: list[tuple[_Pending, MessageRecord, bool]] = []
-            seen: set[int] = set()
-            for pending, ref in plan:
-                record = records[ref] if isinstance(ref, int) else ref
-                # A message stored twice in one batch (same client_id) is new only once.
-                outcomes.append(
-                    (pending, record, isinstance(ref, int) and record["id"] not in seen)
-                )
-                seen.add(record["id"])
+            outcomes = _outcomes(plan, records)
             await uow.commit()
         return outcomes, records
+
+    async def _lock_rooms(self, session: AsyncSession, room_ids: list[int]) -> dict[int, int]:
+        """Lock every room in id order (concurrent batches cannot deadlock): their last seqs.
+
+        A client id stored by a batch that committed meanwhile is visible after the lock.
+        """
+        last_seq = dict(
+            (
+                await session.execute(
+                    select(rooms_table.c.id, rooms_table.c.last_seq)
+                    .where(rooms_table.c.id.in_(room_ids))
+                    .order_by(rooms_table.c.id)
+                    .with_for_update()
+                )
+            ).all()
+        )
+        self._room_gone(room_ids, set(last_seq))
+        return last_seq
+
+    async def _take_seqs_of_one_room(
+        self, session: AsyncSession, rows: list[dict[str, Any]], now: datetime
+    ) -> dict[int, int]:
+        """One room: lock it and take its seqs in a single statement; its last seq before."""
+        new_in_room: dict[int, int] = defaultdict(int)
+        for row in rows:
+            new_in_room[row["room_id"]] += 1
+        ((room_id, count),) = new_in_room.items()
+        newest = (
+            await session.execute(
+                update(rooms_table)
+                .where(rooms_table.c.id == room_id)
+                .values(last_seq=rooms_table.c.last_seq + count, last_activity_at=now)
+                .returning(rooms_table.c.last_seq)
+            )
+        ).scalar_one_or_none()
+        self._room_gone([room_id], set() if newest is None else {room_id})
+        assert newest is not None
+        return {room_id: newest - count}
 
     def _plan(
         self,
