@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -111,7 +112,7 @@ async def bootstrap(
             hasher=hasher,
             keys=KeyRing(settings),
             mailer=mailer or ConsoleMailer(),
-            catalogs=Catalogs(),
+            catalogs=Catalogs(Path(settings.locales_dir) if settings.locales_dir else None),
             http=http,
             limiter=limiter,
             signed_in=SignedInUsers(settings.auth_user_cache_seconds),

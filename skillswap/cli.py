@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import getpass
 import logging
-import os
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -30,8 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run one web node (REST, WebSocket, docs, admin)")
-    serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    serve.add_argument("--host", help="default HOST, 127.0.0.1")
+    serve.add_argument("--port", type=int, help="default PORT, 8000")
     serve.add_argument(
         "--workers",
         type=int,
@@ -151,14 +150,14 @@ async def _ledger(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
+        logging.basicConfig(
+            level=settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
         if args.command == "serve":
             if args.workers is not None:
                 settings = settings.with_overrides(web_workers=args.workers)
@@ -170,9 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         # Asked before the loop starts: prompts block.
         args.email = args.email or input("Email: ").strip()
         args.username = args.username or input("Username: ").strip()
-        args.password = (
-            args.password or os.environ.get("SKILLSWAP_ADMIN_PASSWORD") or getpass.getpass()
-        )
+        args.password = args.password or settings.admin_password or getpass.getpass()
     if args.command == "serve":
         from skillswap.app import run_nodes
 
@@ -180,7 +177,12 @@ def main(argv: list[str] | None = None) -> int:
         # The embedded default always migrates itself; a production node migrates unless told not to.
         migrate_first = settings.is_sqlite or not args.no_migrate
         try:
-            return run_nodes(settings, host=args.host, port=args.port, migrate_first=migrate_first)
+            return run_nodes(
+                settings,
+                host=args.host or settings.host,
+                port=settings.port if args.port is None else args.port,
+                migrate_first=migrate_first,
+            )
         except KeyboardInterrupt:
             return 130
     handler = _commands[args.command]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gettext
 import io
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +20,8 @@ DOMAIN = "skillswap"
 
 
 def locales_dir() -> Path:
-    """The catalogs folder: $SKILLSWAP_LOCALES_DIR or `locales/` beside the package."""
-    configured = os.environ.get("SKILLSWAP_LOCALES_DIR")
-    return Path(configured) if configured else Path(__file__).resolve().parent.parent / "locales"
+    """The catalogs shipped beside the package (SKILLSWAP_LOCALES_DIR may name others)."""
+    return Path(__file__).resolve().parent.parent / "locales"
 
 
 def in_language(english: str, arabic: str, locale: str) -> tuple[str, str]:

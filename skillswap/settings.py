@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,8 @@ def _list(value: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Settings:
-    """Every setting, with the environment variable that sets it (upper-cased field name)."""
+    """Every setting, with the environment variable that sets it (upper-cased field name, or
+    the `env` its field names)."""
 
     # Core
     secret_key: str = DEV_SECRET_KEY
@@ -51,6 +52,16 @@ class Settings:
     db_max_overflow: int = 0
     # Processes `skillswap serve` runs on one machine, sharing its port (PostgreSQL + Redis only)
     web_workers: int = 1
+    # Where `skillswap serve` listens unless --host / --port say otherwise
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+    # The gettext catalogs; empty: `locales/` beside the package
+    locales_dir: str = field(default="", metadata={"env": "SKILLSWAP_LOCALES_DIR"})
+    # `createadmin` without --password and without a terminal to ask on
+    admin_password: str = field(
+        default="", repr=False, metadata={"env": "SKILLSWAP_ADMIN_PASSWORD"}
+    )
     # Requests
     max_body_bytes: int = 1_048_576
     max_upload_bytes: int = 5_242_880
@@ -158,11 +169,11 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read every field from its upper-cased environment variable."""
+        """Read every field from its environment variable (the upper-cased name unless named)."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = env.get(f.name.upper())
+            raw = env.get(f.metadata.get("env", f.name.upper()))
             if raw is None:
                 continue
             kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
