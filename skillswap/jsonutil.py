@@ -1,4 +1,4 @@
-"""The one JSON encoder for responses, events and stored payloads."""
+"""The one JSON encoder for responses, events and stored payloads, and its timestamp format."""
 
 from __future__ import annotations
 
@@ -6,13 +6,23 @@ import json
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import Any, overload
+
+
+@overload
+def iso(moment: datetime) -> str: ...
+@overload
+def iso(moment: None) -> None: ...
+@overload
+def iso(moment: datetime | None) -> str | None: ...
+def iso(moment: datetime | None) -> str | None:
+    """A timestamp as the API and events write it: ISO 8601, UTC as `Z` (None stays None)."""
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
 
 
 def _default(value: Any) -> Any:
     if isinstance(value, datetime):
-        text = value.isoformat()
-        return text.replace("+00:00", "Z")
+        return iso(value)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Decimal):

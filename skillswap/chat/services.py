@@ -20,8 +20,8 @@ from skillswap.db import Database, HotStatement, UnitOfWork
 from skillswap.errors import NotFound, PermissionDenied, ValidationFailed
 from skillswap.i18n import lazy
 from skillswap.input_rules import UNSTORABLE_TEXT, has_unstorable_text
+from skillswap.jsonutil import iso
 from skillswap.models import ChatMember, ChatMessage, ChatRoom, Order, User
-from skillswap.notifications.services import iso
 
 if TYPE_CHECKING:
     from skillswap.chat.writer import SentMessage

@@ -41,9 +41,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from skillswap.chat.services import MessageRecord, message_record, read_only, room_not_found
 from skillswap.errors import AppError
 from skillswap.i18n import lazy_plural
+from skillswap.jsonutil import iso
 from skillswap.models import ChatMember, ChatMessage, ChatRoom, User
 from skillswap.notifications import services as notifications
-from skillswap.notifications.services import iso
 
 if TYPE_CHECKING:
     from skillswap.db import Database

@@ -59,11 +59,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def iso(moment: datetime | None) -> str | None:
-    """A timestamp as the API and events write it: ISO 8601, UTC as `Z` (None stays None)."""
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
-
-
 def sql_values(values: Iterable[StrEnum]) -> str:
     """An enum's stored values as an SQL list for a CHECK constraint: `'a', 'b'`."""
     return ", ".join(f"'{value.value}'" for value in values)

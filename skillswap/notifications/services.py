@@ -8,7 +8,6 @@ reader's locale each time it is read.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Table, delete, func, insert, select, update
@@ -16,17 +15,13 @@ from sqlalchemy import Table, delete, func, insert, select, update
 from skillswap.db import HotStatement, UnitOfWork
 from skillswap.errors import NotFound
 from skillswap.i18n import Message, Translator, lazy
+from skillswap.jsonutil import iso
 from skillswap.models import Notification, User
 
 if TYPE_CHECKING:
     from skillswap.deps import Clock, Deps, Publisher
 
 NotificationRecord = dict[str, Any]
-
-
-def iso(moment: datetime | None) -> str | None:
-    """A timestamp as the API writes it (ISO 8601, UTC, `Z`)."""
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
 
 
 def notification_record(notification: Notification) -> NotificationRecord:
