@@ -9,6 +9,17 @@ from pydantic import EmailStr, Field, model_validator
 from skillswap.accounts import services as accounts
 from skillswap.accounts.services import AuthResult, TokenPair
 from skillswap.http.base import BaseHandler, path_id, public, route
+from skillswap.http.operations import operation
+from skillswap.http.schemas import (
+    EmailVerified,
+    PasswordChanged,
+    PasswordReset,
+    Sent,
+    SignedIn,
+    Tokens,
+    UserPrivate,
+    UserPublic,
+)
 from skillswap.http.validation import Body
 from skillswap.i18n import N_
 from skillswap.models import User
@@ -124,6 +135,14 @@ class PasswordChangeBody(Body):
 class RegisterHandler(BaseHandler):
     # Not @idempotent: the stored response would hold live tokens in plain text. A repeated
     # sign-up is already refused by the unique email and username.
+    @operation(
+        "register",
+        tag="Accounts",
+        body=RegisterBody,
+        response=SignedIn,
+        status=201,
+        problems=(409,),
+    )
     @public
     async def post(self) -> None:
         """Create an account and sign it in."""
@@ -140,6 +159,7 @@ class RegisterHandler(BaseHandler):
 
 
 class LoginHandler(BaseHandler):
+    @operation("login", tag="Accounts", body=LoginBody, response=SignedIn, problems=(401, 429))
     @public
     async def post(self) -> None:
         """Sign in with email or username and password."""
@@ -154,6 +174,7 @@ class LoginHandler(BaseHandler):
 
 
 class RefreshHandler(BaseHandler):
+    @operation("refreshTokens", tag="Accounts", body=RefreshBody, response=Tokens, problems=(401,))
     @public
     async def post(self) -> None:
         """Exchange a refresh token for a new pair (the same pair again within the grace window)."""
@@ -163,6 +184,7 @@ class RefreshHandler(BaseHandler):
 
 
 class LogoutHandler(BaseHandler):
+    @operation("logout", tag="Accounts", body=LogoutBody, status=204)
     async def post(self) -> None:
         """Sign out: end this session (and the refresh token's, if given), access tokens included."""
         body = self.parse_body(LogoutBody)
@@ -173,16 +195,27 @@ class LogoutHandler(BaseHandler):
 
 
 class ProfileHandler(BaseHandler):
+    @operation("getProfile", tag="Accounts", response=UserPrivate)
     async def get(self) -> None:
         """The signed-in user's own profile."""
         self.send(user_private(self.user))
 
+    @operation(
+        "replaceProfile", tag="Accounts", body=ProfileBody, response=UserPrivate, problems=(409,)
+    )
     async def put(self) -> None:
         """Replace the editable profile fields."""
         body = self.parse_body(ProfileBody)
         user = await accounts.update_profile(self.deps, actor=self.user, changes=body.model_dump())
         self.send(user_private(user))
 
+    @operation(
+        "updateProfile",
+        tag="Accounts",
+        body=ProfilePatchBody,
+        response=UserPrivate,
+        problems=(409,),
+    )
     async def patch(self) -> None:
         """Change some profile fields."""
         body = self.parse_body(ProfilePatchBody)
@@ -193,6 +226,7 @@ class ProfileHandler(BaseHandler):
 
 
 class PublicProfileHandler(BaseHandler):
+    @operation("getUser", tag="Accounts", response=UserPublic, problems=(404,))
     @public
     async def get(self, user_id: str) -> None:
         """Anyone's public profile."""
@@ -201,6 +235,7 @@ class PublicProfileHandler(BaseHandler):
 
 
 class VerifyEmailHandler(BaseHandler):
+    @operation("verifyEmail", tag="Accounts", body=TokenBody, response=EmailVerified)
     @public
     async def post(self) -> None:
         """Confirm an email address with the emailed code."""
@@ -210,6 +245,7 @@ class VerifyEmailHandler(BaseHandler):
 
 
 class ResendVerificationHandler(BaseHandler):
+    @operation("resendVerification", tag="Accounts", response=Sent, status=202, problems=(409, 429))
     async def post(self) -> None:
         """Send a new verification code to the signed-in user."""
         await accounts.resend_verification(self.deps, actor=self.user)
@@ -218,6 +254,14 @@ class ResendVerificationHandler(BaseHandler):
 
 
 class PasswordResetHandler(BaseHandler):
+    @operation(
+        "requestPasswordReset",
+        tag="Accounts",
+        body=EmailBody,
+        response=Sent,
+        status=202,
+        problems=(429,),
+    )
     @public
     async def post(self) -> None:
         """Email a password-reset code (the answer is the same whether the account exists)."""
@@ -227,6 +271,9 @@ class PasswordResetHandler(BaseHandler):
 
 
 class PasswordResetConfirmHandler(BaseHandler):
+    @operation(
+        "confirmPasswordReset", tag="Accounts", body=ResetConfirmBody, response=PasswordReset
+    )
     @public
     async def post(self) -> None:
         """Choose a new password with a reset code."""
@@ -238,6 +285,13 @@ class PasswordResetConfirmHandler(BaseHandler):
 
 
 class PasswordChangeHandler(BaseHandler):
+    @operation(
+        "changePassword",
+        tag="Accounts",
+        body=PasswordChangeBody,
+        response=PasswordChanged,
+        problems=(403, 429),
+    )
     async def post(self) -> None:
         """Change the password, knowing the current one."""
         body = self.parse_body(PasswordChangeBody)

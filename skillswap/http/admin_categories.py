@@ -7,6 +7,8 @@ from typing import Annotated
 from pydantic import Field
 
 from skillswap.http.base import BaseHandler, path_id, route
+from skillswap.http.operations import operation
+from skillswap.http.schemas import AdminCategoryOut, Page
 from skillswap.http.skills import PlainText
 from skillswap.http.validation import Body, Id, Nullable
 from skillswap.skills import categories
@@ -36,6 +38,7 @@ class ReorderBody(Body):
 
 
 class AdminCategoriesHandler(BaseHandler):
+    @operation("adminListCategories", tag="Admin", response=Page[AdminCategoryOut], problems=(403,))
     async def get(self) -> None:
         """Every category, active or not."""
         found = await categories.admin_list_categories(
@@ -43,6 +46,14 @@ class AdminCategoriesHandler(BaseHandler):
         )
         self.send({"count": len(found), "next": None, "previous": None, "results": found})
 
+    @operation(
+        "createCategory",
+        tag="Admin",
+        body=CategoryBody,
+        response=AdminCategoryOut,
+        status=201,
+        problems=(403, 404, 409),
+    )
     async def post(self) -> None:
         """Create a category (top-level, or under a top-level parent)."""
         body = self.parse_body(CategoryBody)
@@ -53,6 +64,13 @@ class AdminCategoriesHandler(BaseHandler):
 
 
 class AdminCategoryHandler(BaseHandler):
+    @operation(
+        "updateCategory",
+        tag="Admin",
+        body=CategoryPatchBody,
+        response=AdminCategoryOut,
+        problems=(403, 404, 409),
+    )
     async def patch(self, category_id: str) -> None:
         """Rename, move, reposition, deactivate (`is_active: false`) or reactivate a category."""
         body = self.parse_body(CategoryPatchBody)
@@ -65,6 +83,7 @@ class AdminCategoryHandler(BaseHandler):
         )
         self.send(updated)
 
+    @operation("deactivateCategory", tag="Admin", response=AdminCategoryOut, problems=(403, 404))
     async def delete(self, category_id: str) -> None:
         """Deactivate a category (categories are never removed: skills refer to them)."""
         updated = await categories.update_category(
@@ -78,6 +97,13 @@ class AdminCategoryHandler(BaseHandler):
 
 
 class AdminCategoryReorderHandler(BaseHandler):
+    @operation(
+        "reorderCategories",
+        tag="Admin",
+        body=ReorderBody,
+        response=Page[AdminCategoryOut],
+        problems=(403, 404),
+    )
     async def post(self) -> None:
         """Order sibling categories as listed in `ids`."""
         body = self.parse_body(ReorderBody)

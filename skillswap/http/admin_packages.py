@@ -7,8 +7,10 @@ from typing import Any
 from pydantic import Field
 
 from skillswap.http.base import BaseHandler, idempotent, path_id, route, takes_query
+from skillswap.http.operations import operation
 from skillswap.http.points import package_json
 from skillswap.http.query import PageQuery
+from skillswap.http.schemas import AdminPackageOut, Page
 from skillswap.http.validation import Body
 from skillswap.payments import packages as points_packages
 
@@ -36,6 +38,13 @@ class PackagePatchBody(Body):
 
 
 class AdminPackagesHandler(BaseHandler):
+    @operation(
+        "adminListPackages",
+        tag="Admin",
+        response=Page[AdminPackageOut],
+        paged=True,
+        problems=(403,),
+    )
     @takes_query(PageQuery)
     async def get(self) -> None:
         """Every package, on sale or not."""
@@ -49,6 +58,14 @@ class AdminPackagesHandler(BaseHandler):
             results=[package_json(p, self.translator, admin=True) for p in packages],
         )
 
+    @operation(
+        "createPackage",
+        tag="Admin",
+        body=PackageBody,
+        response=AdminPackageOut,
+        status=201,
+        problems=(403,),
+    )
     @idempotent
     async def post(self) -> None:
         """Add a package."""
@@ -63,6 +80,7 @@ class AdminPackagesHandler(BaseHandler):
 
 
 class AdminPackageHandler(BaseHandler):
+    @operation("getPackage", tag="Admin", response=AdminPackageOut, problems=(403, 404))
     async def get(self, package_id: str) -> None:
         """One package."""
         package = await points_packages.get_package(
@@ -70,6 +88,13 @@ class AdminPackageHandler(BaseHandler):
         )
         self.send(package_json(package, self.translator, admin=True))
 
+    @operation(
+        "replacePackage",
+        tag="Admin",
+        body=PackageBody,
+        response=AdminPackageOut,
+        problems=(403, 404),
+    )
     async def put(self, package_id: str) -> None:
         """Replace a package's fields."""
         body = self.parse_body(PackageBody)
@@ -78,6 +103,13 @@ class AdminPackageHandler(BaseHandler):
         )
         self.send(package_json(package, self.translator, admin=True))
 
+    @operation(
+        "updatePackage",
+        tag="Admin",
+        body=PackagePatchBody,
+        response=AdminPackageOut,
+        problems=(403, 404),
+    )
     async def patch(self, package_id: str) -> None:
         """Change some of a package's fields."""
         body = self.parse_body(PackagePatchBody)
@@ -87,6 +119,7 @@ class AdminPackageHandler(BaseHandler):
         )
         self.send(package_json(package, self.translator, admin=True))
 
+    @operation("deletePackage", tag="Admin", status=204, problems=(403, 404, 409))
     async def delete(self, package_id: str) -> None:
         """Remove a package (to stop selling it but keep it, set is_active to false)."""
         await points_packages.delete_package(

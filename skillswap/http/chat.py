@@ -14,7 +14,9 @@ from skillswap.chat import services as chat
 from skillswap.chat.services import RoomSummary
 from skillswap.http.accounts import user_public
 from skillswap.http.base import BaseHandler, idempotent, path_id, route, takes_query
+from skillswap.http.operations import operation
 from skillswap.http.query import PageQuery
+from skillswap.http.schemas import MessageOut, Page, ReadReceipt, RoomDetailOut, RoomOut
 from skillswap.http.validation import Body, Id
 
 
@@ -58,6 +60,7 @@ class ReadBody(Body):
 
 
 class RoomsHandler(BaseHandler):
+    @operation("listRooms", tag="Chat", response=Page[RoomOut], paged=True)
     @takes_query(RoomsQuery)
     async def get(self) -> None:
         """The signed-in user's chat rooms, newest activity first, with unread counts
@@ -73,6 +76,15 @@ class RoomsHandler(BaseHandler):
         )
         self.send_page(params, count=count, results=[room_view(r) for r in rooms])
 
+    @operation(
+        "openDirectRoom",
+        tag="Chat",
+        body=DirectRoomBody,
+        response=RoomOut,
+        status=201,
+        also={200: RoomOut},
+        problems=(403, 404),
+    )
     @idempotent
     async def post(self) -> None:
         """Open (or get) the direct room with a user you share an order with."""
@@ -88,6 +100,7 @@ class RoomsHandler(BaseHandler):
 
 
 class RoomHandler(BaseHandler):
+    @operation("getRoom", tag="Chat", response=RoomDetailOut, problems=(404,))
     @takes_query(RoomQuery)
     async def get(self, room_id: str) -> None:
         """A room and its latest messages (older ones with `?before=<message id>`)."""
@@ -109,6 +122,15 @@ class RoomHandler(BaseHandler):
 
 
 class SendHandler(BaseHandler):
+    @operation(
+        "sendMessage",
+        tag="Chat",
+        body=SendBody,
+        response=MessageOut,
+        status=201,
+        also={200: MessageOut},
+        problems=(403, 404, 409, 429),
+    )
     @idempotent
     async def post(self, room_id: str) -> None:
         """Send a message: stored first (once per `client_id`), then delivered live."""
@@ -129,6 +151,7 @@ class SendHandler(BaseHandler):
 
 
 class ReadHandler(BaseHandler):
+    @operation("markRoomRead", tag="Chat", body=ReadBody, response=ReadReceipt, problems=(403, 404))
     async def post(self, room_id: str) -> None:
         """Mark the room read up to a message (a read receipt; never moves backwards)."""
         body = self.parse_body(ReadBody)

@@ -6,6 +6,8 @@ import asyncio
 
 from skillswap.errors import ServiceUnavailable
 from skillswap.http.base import BaseHandler, public, route
+from skillswap.http.operations import operation
+from skillswap.http.schemas import Health, Readiness
 from skillswap.i18n import all_of, lazy
 
 # What the readiness message calls each service (the codes stay in `checks` and `down`).
@@ -13,6 +15,7 @@ SERVICE_LABELS = {"database": lazy("database"), "redis": lazy("Redis")}
 
 
 class HealthHandler(BaseHandler):
+    @operation("getHealth", tag="Operations", response=Health)
     @public
     async def get(self) -> None:
         """The process is alive and serving."""
@@ -20,6 +23,7 @@ class HealthHandler(BaseHandler):
 
 
 class ReadyHandler(BaseHandler):
+    @operation("getReadiness", tag="Operations", response=Readiness, problems=(503,))
     @public
     async def get(self) -> None:
         """The database (and Redis, when configured) answer; 503 naming what is down otherwise."""

@@ -8,7 +8,9 @@ from __future__ import annotations
 from pydantic import Field
 
 from skillswap.http.base import BaseHandler, path_id, route, takes_query
+from skillswap.http.operations import operation
 from skillswap.http.query import PageQuery
+from skillswap.http.schemas import NotificationOut, Page, Updated
 from skillswap.notifications import services as notifications
 
 
@@ -17,6 +19,7 @@ class NotificationQuery(PageQuery):
 
 
 class NotificationsHandler(BaseHandler):
+    @operation("listNotifications", tag="Notifications", response=Page[NotificationOut], paged=True)
     @takes_query(NotificationQuery)
     async def get(self) -> None:
         """Your notifications, newest first (`?unread=true` for unread only)."""
@@ -37,6 +40,9 @@ class NotificationsHandler(BaseHandler):
 
 
 class NotificationReadHandler(BaseHandler):
+    @operation(
+        "markNotificationRead", tag="Notifications", response=NotificationOut, problems=(404,)
+    )
     async def post(self, notification_id: str) -> None:
         """Mark one notification read."""
         record = await notifications.mark_read(
@@ -46,6 +52,7 @@ class NotificationReadHandler(BaseHandler):
 
 
 class NotificationsReadAllHandler(BaseHandler):
+    @operation("markAllNotificationsRead", tag="Notifications", response=Updated)
     async def post(self) -> None:
         """Mark every notification read."""
         updated = await notifications.mark_all_read(self.deps, actor=self.user)

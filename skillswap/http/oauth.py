@@ -11,6 +11,8 @@ from skillswap.accounts import google as google_signin
 from skillswap.errors import AppError
 from skillswap.http.accounts import auth_response, token_response
 from skillswap.http.base import BaseHandler, public, route, takes_query
+from skillswap.http.operations import operation
+from skillswap.http.schemas import GoogleSignInStart, SignedIn
 from skillswap.http.validation import Body
 
 
@@ -32,6 +34,13 @@ def _accepts_json(accept: str) -> bool:
 
 
 class GoogleSignInStartHandler(BaseHandler):
+    @operation(
+        "startGoogleSignIn",
+        tag="Accounts",
+        response=GoogleSignInStart,
+        also={302: None},
+        problems=(503,),
+    )
     @public
     async def get(self) -> None:
         """Start Google sign-in: a 302 to Google, or `{authorization_url, state}` as JSON.
@@ -47,6 +56,13 @@ class GoogleSignInStartHandler(BaseHandler):
 
 
 class GoogleSignInCallbackHandler(BaseHandler):
+    @operation(
+        "finishGoogleSignIn",
+        tag="Accounts",
+        response=SignedIn,
+        also={302: None},
+        problems=(401, 409, 503),
+    )
     @public
     @takes_query(CallbackQuery)
     async def get(self) -> None:
@@ -84,6 +100,13 @@ class IdTokenBody(Body):
 
 
 class GoogleIdTokenSignInHandler(BaseHandler):
+    @operation(
+        "signInWithGoogleIdToken",
+        tag="Accounts",
+        body=IdTokenBody,
+        response=SignedIn,
+        problems=(401, 409, 503),
+    )
     @public
     async def post(self) -> None:
         """Sign in with an ID token from Google's mobile SDK; answers like a password sign-in."""

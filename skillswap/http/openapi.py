@@ -1,19 +1,15 @@
-"""The OpenAPI 3.1 document, derived from the routes and the handlers' own validation models.
+"""The OpenAPI 3.1 document, built from the routes and what each handler method declares.
 
-Nothing is declared twice: each operation's request body and query schema come from the
-pydantic models its handler passes to `parse_body` or declares with `takes_query`, its success status from
-the `send(..., status=)` call, its security from `@public`, pagination from `page_params()`, and
-its summary from the method's docstring. The handler source is read once, when the document
-is first built.
+Every operation states itself with `@operation` (skillswap.http.operations): its operationId,
+tag, body model, response model and status, other answers and problems. Its query arguments
+come from `takes_query`, its security from `@public`, the Idempotency-Key header from
+`@idempotent`, and its summary from the method's docstring. Nothing is read from source code.
 """
 
 from __future__ import annotations
 
-import ast
 import inspect
 import re
-import textwrap
-from dataclasses import dataclass, field
 from typing import Any
 
 import tornado.web
@@ -21,9 +17,12 @@ from pydantic import BaseModel
 
 from skillswap import __version__
 from skillswap.http.base import MAX_PAGE, implements
+from skillswap.http.operations import TAGS, Operation, declared_operation
 
 METHODS = ("get", "post", "put", "patch", "delete")
-_GROUP_RE = re.compile(r"\((?:\?P<(?P<name>\w+)>)?[^()]*\)")
+_GROUP_RE = re.compile(r"\((?:\?P<(?P<name>\w+)>)?(?P<body>[^()]*)\)")
+_CHOICES_RE = re.compile(r"^\w+(?:\|\w+)+$")
+_REF = "#/components/schemas/{model}"
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -45,78 +44,69 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     },
 }
 
+PROBLEM_DESCRIPTIONS = {
+    400: "Invalid input",
+    401: "Not signed in, or the token is invalid",
+    402: "Not enough points",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Conflicts with the current state",
+    413: "The body is too large",
+    415: "Unsupported media type",
+    429: "Too many attempts; see Retry-After",
+    503: "A dependency is down, or the feature is not configured",
+}
 
-@dataclass
-class _Usage:
-    body: type[BaseModel] | None = None
-    query: type[BaseModel] | None = None
-    paginated: bool = False
-    statuses: set[int] = field(default_factory=set)
-    multipart: bool = False
+PAGE_PARAMETERS: list[dict[str, Any]] = [
+    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}},
+    {"name": "page_size", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+]  # fmt: skip
 
-
-def _inspect_method(fn: Any) -> _Usage:
-    usage = _Usage()
-    target = inspect.unwrap(fn)
-    usage.query = getattr(fn, "query_model", None)
-    try:
-        source = textwrap.dedent(inspect.getsource(target))
-    except (OSError, TypeError):
-        return usage
-    namespace = getattr(target, "__globals__", {})
-    for node in ast.walk(ast.parse(source)):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
-            continue
-        name = node.func.attr
-        if name == "parse_body" and node.args and isinstance(node.args[0], ast.Name):
-            model = namespace.get(node.args[0].id)
-            if isinstance(model, type) and issubclass(model, BaseModel):
-                usage.body = model
-        elif name == "page_params":
-            usage.paginated = True
-        elif name in {"request_files", "uploaded_file"} or (
-            name == "get"
-            and isinstance(node.func.value, ast.Attribute)
-            and node.func.value.attr == "files"
-        ):
-            usage.multipart = True
-        elif name in {"send", "set_status"}:
-            candidates = [k.value for k in node.keywords if k.arg == "status"]
-            if name == "set_status" and node.args:
-                candidates.append(node.args[0])
-            if name == "send" and len(node.args) > 1:
-                candidates.append(node.args[1])
-            for candidate in candidates:
-                if isinstance(candidate, ast.Constant) and isinstance(candidate.value, int):
-                    usage.statuses.add(candidate.value)
-    return usage
+IDEMPOTENCY_KEY: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Same key and body replay the first response; another body is a 409.",
+    "schema": {"type": "string", "maxLength": 255},
+}
 
 
-def _openapi_path(pattern: str, param_names: list[str]) -> tuple[str, list[str]]:
-    path = pattern.rstrip("$")
-    if path.endswith("/?"):
-        path = path[:-2]
-    names: list[str] = []
+class Components:
+    """The schemas the document refers to, each model once under its own name."""
+
+    def __init__(self) -> None:
+        self.schemas: dict[str, Any] = {"Problem": PROBLEM_SCHEMA}
+
+    def ref(self, model: type[BaseModel], *, mode: str = "validation") -> dict[str, Any]:
+        schema = model.model_json_schema(ref_template=_REF, mode=mode)  # type: ignore[arg-type]
+        for name, definition in schema.pop("$defs", {}).items():
+            self.schemas.setdefault(name, definition)
+        name = model.__name__
+        self.schemas.setdefault(name, schema)
+        return {"$ref": _REF.format(model=name)}
+
+
+def _path_and_parameters(pattern: str, arg_names: list[str]) -> tuple[str, list[dict[str, Any]]]:
+    """The OpenAPI path of a route pattern and its path parameters (ids are integers)."""
+    path = pattern.rstrip("$").removesuffix("/?")
+    parameters: list[dict[str, Any]] = []
 
     def replace(match: re.Match[str]) -> str:
-        name = match.group("name") or (
-            param_names[len(names)] if len(names) < len(param_names) else f"p{len(names)}"
-        )
-        names.append(name)
+        index = len(parameters)
+        name = match.group("name") or (arg_names[index] if index < len(arg_names) else f"p{index}")
+        body = match.group("body")
+        schema: dict[str, Any] = {"type": "string"}
+        if body == r"\d+":
+            schema = {"type": "integer", "minimum": 0}
+        elif _CHOICES_RE.match(body):
+            schema = {"type": "string", "enum": body.split("|")}
+        parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
         return "{" + name + "}"
 
     path = _GROUP_RE.sub(replace, path).replace("\\", "")
     if path.startswith("/api/") and not path.endswith("/"):
         path += "/"
-    return path, names
-
-
-def _schema_ref(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    for name, definition in schema.pop("$defs", {}).items():
-        components.setdefault(name, definition)
-    components.setdefault(model.__name__, schema)
-    return {"$ref": f"#/components/schemas/{model.__name__}"}
+    return path, parameters
 
 
 def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
@@ -127,14 +117,16 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
             "name": name,
             "in": "query",
             "required": name in required,
-            "schema": {k: v for k, v in prop.items() if k != "title"},
+            "schema": {k: v for k, v in prop.items() if k not in ("title", "description")},
             **({"description": prop["description"]} if "description" in prop else {}),
+            **({"explode": True} if prop.get("type") == "array" else {}),
         }
         for name, prop in schema.get("properties", {}).items()
     ]
 
 
-def _error(description: str) -> dict[str, Any]:
+def _problem(status: int | str) -> dict[str, Any]:
+    description = PROBLEM_DESCRIPTIONS.get(status, "Any other error")  # type: ignore[call-overload]
     return {
         "description": description,
         "content": {
@@ -143,110 +135,130 @@ def _error(description: str) -> dict[str, Any]:
     }
 
 
-def build_openapi(app: tornado.web.Application, *, server_url: str | None = None) -> dict[str, Any]:
-    """Describe every REST endpoint of `app` as an OpenAPI 3.1 document."""
-    components: dict[str, Any] = {"Problem": PROBLEM_SCHEMA}
-    paths: dict[str, Any] = {}
-    rules = app.default_router.rules[0].target.rules
-    for rule in rules:
+def _success(model: type[BaseModel] | None, components: Components, status: int) -> dict[str, Any]:
+    if status in (301, 302, 303, 307, 308):
+        return {"description": "Redirect", "headers": {"Location": {"schema": {"type": "string"}}}}
+    answer: dict[str, Any] = {"description": "Success" if status < 300 else "Redirect"}
+    if model is not None:
+        schema = components.ref(model, mode="serialization")
+        answer["content"] = {"application/json": {"schema": schema}}
+    if status == 201:
+        answer["headers"] = {
+            "Location": {"description": "What was created", "schema": {"type": "string"}}
+        }
+    return answer
+
+
+def _request_body(declared: Operation, components: Components) -> dict[str, Any] | None:
+    if declared.body is not None:
+        return {
+            "required": True,
+            "content": {"application/json": {"schema": components.ref(declared.body)}},
+        }
+    if declared.upload is not None:
+        binary = {"type": "string", "format": "binary"}
+        form = {
+            "type": "object",
+            "required": [declared.upload],
+            "properties": {declared.upload: binary},
+        }
+        return {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": form}},
+        }
+    return None
+
+
+def _responses(declared: Operation, components: Components, *, public: bool) -> dict[str, Any]:
+    answers = {declared.status: declared.response, **declared.also}
+    responses: dict[str, Any] = {
+        str(status): _success(answers[status], components, status) for status in sorted(answers)
+    }
+    # Every operation refuses query arguments it does not declare with a 400 (and bad input).
+    problems = {400, *declared.problems}
+    if not public:
+        problems.add(401)
+    for status in sorted(problems):
+        responses[str(status)] = _problem(status)
+    responses["default"] = _problem("default")
+    return responses
+
+
+def describe_operation(
+    method: Any, path_parameters: list[dict[str, Any]], components: Components
+) -> dict[str, Any]:
+    """One operation object from what the handler method declares."""
+    declared = declared_operation(method)
+    if declared is None:
+        raise TypeError(f"{method.__qualname__} declares no @operation")
+    public = getattr(method, "public", False)
+    query_model: type[BaseModel] | None = getattr(method, "query_model", None)
+    doc = inspect.getdoc(inspect.unwrap(method)) or ""
+    lines = doc.splitlines()
+    parameters = list(path_parameters)
+    if query_model is not None:
+        parameters += _query_parameters(query_model)
+    if declared.paged:
+        parameters += PAGE_PARAMETERS
+    if getattr(method, "idempotent", False):
+        parameters.append(IDEMPOTENCY_KEY)
+    described: dict[str, Any] = {
+        "tags": [declared.tag],
+        "summary": lines[0] if lines else declared.operation_id,
+        "operationId": declared.operation_id,
+        "parameters": parameters,
+    }
+    if len(lines) > 1:
+        described["description"] = "\n".join(lines[1:]).strip()
+    request_body = _request_body(declared, components)
+    if request_body is not None:
+        described["requestBody"] = request_body
+    described["responses"] = _responses(declared, components, public=public)
+    if public:
+        described["security"] = []
+    return described
+
+
+def documented_routes(
+    app: tornado.web.Application,
+) -> list[tuple[str, list[dict[str, Any]], str, Any]]:
+    """(path, path parameters, verb, method) of every operation the document describes."""
+    found = []
+    for rule in app.default_router.rules[0].target.rules:
         handler = rule.target
         pattern = getattr(rule.matcher, "regex", None)
         if (
             not (isinstance(handler, type) and issubclass(handler, tornado.web.RequestHandler))
             or pattern is None
+            or getattr(handler, "openapi_exclude", False)
         ):
             continue
-        if getattr(handler, "openapi_exclude", False):
-            continue
-        for method_name in METHODS:
-            if not implements(handler, method_name):
+        for verb in METHODS:
+            if not implements(handler, verb):
                 continue
-            fn = getattr(handler, method_name)
-            params = [p for p in inspect.signature(inspect.unwrap(fn)).parameters if p != "self"]
-            path, names = _openapi_path(pattern.pattern, params)
-            if not path.startswith("/api/") and path not in {"/healthz", "/readyz"}:
-                continue
-            usage = _inspect_method(fn)
-            public = getattr(fn, "public", False)
-            doc = inspect.getdoc(inspect.unwrap(fn)) or ""
-            tag = path.split("/")[2] if path.startswith("/api/") else "health"
-            operation: dict[str, Any] = {
-                "tags": [tag],
-                "summary": doc.splitlines()[0] if doc else f"{method_name.upper()} {path}",
-                "operationId": f"{method_name}_{handler.__name__}",
-                "parameters": [
-                    {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                    for name in names
-                ],
-            }
-            if doc and len(doc.splitlines()) > 1:
-                operation["description"] = "\n".join(doc.splitlines()[1:]).strip()
-            if usage.query is not None:
-                operation["parameters"] += _query_parameters(usage.query)
-            if usage.paginated:
-                operation["parameters"] += [
-                    {
-                        "name": "page",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
-                    },
-                    {
-                        "name": "page_size",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 100},
-                    },
-                ]
-            if getattr(fn, "idempotent", False):
-                operation["parameters"].append(
-                    {
-                        "name": "Idempotency-Key",
-                        "in": "header",
-                        "required": False,
-                        "description": "Same key and body replay the first response; another body is a 409.",
-                        "schema": {"type": "string", "maxLength": 255},
-                    }
-                )
-            if usage.body is not None:
-                operation["requestBody"] = {
-                    "required": True,
-                    "content": {
-                        "application/json": {"schema": _schema_ref(usage.body, components)}
-                    },
-                }
-            elif usage.multipart:
-                operation["requestBody"] = {
-                    "required": True,
-                    "content": {"multipart/form-data": {"schema": {"type": "object"}}},
-                }
-            success = min(usage.statuses) if usage.statuses else 200
-            ok: dict[str, Any] = {"description": "Success"}
-            if success != 204:
-                content_schema: dict[str, Any] = {"type": "object"}
-                if usage.paginated:
-                    content_schema = {"$ref": "#/components/schemas/Page"}
-                ok["content"] = {"application/json": {"schema": content_schema}}
-            responses: dict[str, Any] = {str(success): ok}
-            if usage.body is not None or usage.query is not None or usage.paginated:
-                responses["400"] = _error("Invalid input")
-            if not public:
-                responses["401"] = _error("Not signed in, or the token is invalid")
-            if names:
-                responses["404"] = _error("Not found")
-            responses["default"] = _error("Any other error")
-            operation["responses"] = responses
-            if public:
-                operation["security"] = []
-            paths.setdefault(path, {})[method_name] = operation
-    components["Page"] = {
-        "type": "object",
-        "required": ["count", "next", "previous", "results"],
-        "properties": {
-            "count": {"type": "integer"},
-            "next": {"type": ["string", "null"], "format": "uri"},
-            "previous": {"type": ["string", "null"], "format": "uri"},
-            "results": {"type": "array", "items": {"type": "object"}},
-        },
-    }
+            method = getattr(handler, verb)
+            arg_names = [
+                p for p in inspect.signature(inspect.unwrap(method)).parameters if p != "self"
+            ]
+            path, parameters = _path_and_parameters(pattern.pattern, arg_names)
+            if path.startswith("/api/") or path in {"/healthz", "/readyz"}:
+                found.append((path, parameters, verb, method))
+    return found
+
+
+def build_openapi(app: tornado.web.Application, *, server_url: str | None = None) -> dict[str, Any]:
+    """Describe every REST endpoint of `app` as an OpenAPI 3.1 document."""
+    components = Components()
+    paths: dict[str, dict[str, Any]] = {}
+    for path, parameters, verb, method in documented_routes(app):
+        paths.setdefault(path, {})[verb] = describe_operation(method, parameters, components)
+    tag_order = list(TAGS)
+
+    def place(item: tuple[str, dict[str, Any]]) -> tuple[int, str]:
+        path, operations = item
+        first = next(iter(operations.values()))
+        return tag_order.index(first["tags"][0]), path
+
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -257,9 +269,10 @@ def build_openapi(app: tornado.web.Application, *, server_url: str | None = None
                 "Errors are application/problem+json; send Accept-Language: ar for Arabic."
             ),
         },
-        "paths": dict(sorted(paths.items())),
+        "tags": [{"name": name, "description": text} for name, text in TAGS.items()],
+        "paths": dict(sorted(paths.items(), key=place)),
         "components": {
-            "schemas": components,
+            "schemas": dict(sorted(components.schemas.items())),
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
             },

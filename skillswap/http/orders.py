@@ -9,6 +9,8 @@ from pydantic.json_schema import SkipJsonSchema
 
 from skillswap.http.accounts import user_public
 from skillswap.http.base import BaseHandler, idempotent, path_id, route, takes_query
+from skillswap.http.operations import operation
+from skillswap.http.schemas import OrderOut, Page
 from skillswap.http.validation import Body, Id
 from skillswap.i18n import N_, Translator, in_language
 from skillswap.models import OrderTransition, Review
@@ -126,6 +128,7 @@ class OrderListQuery(Body):
 
 
 class OrdersHandler(BaseHandler):
+    @operation("listOrders", tag="Orders", response=Page[OrderOut], paged=True, problems=(403,))
     @takes_query(OrderListQuery)
     async def get(self) -> None:
         """The signed-in user's orders (role=buyer|seller; admins role=all), filterable by status."""
@@ -143,6 +146,14 @@ class OrdersHandler(BaseHandler):
             page, count=count, results=[order_json(view, self.translator) for view in views]
         )
 
+    @operation(
+        "placeOrder",
+        tag="Orders",
+        body=PlaceOrderBody,
+        response=OrderOut,
+        status=201,
+        problems=(402, 403, 404, 409),
+    )
     @idempotent
     async def post(self) -> None:
         """Order a skill: its price is held in escrow and the order waits for the seller."""
@@ -174,6 +185,7 @@ async def _act(handler: BaseHandler, order_id: int, action: str, body: ActionFie
 
 
 class OrderHandler(BaseHandler):
+    @operation("getOrder", tag="Orders", response=OrderOut, problems=(404,))
     async def get(self, order_id: str) -> None:
         """One order with its history (its buyer, its seller and administrators only)."""
         view = await orders_queries.get_order(
@@ -181,6 +193,9 @@ class OrderHandler(BaseHandler):
         )
         self.send(order_json(view, self.translator))
 
+    @operation(
+        "actOnOrder", tag="Orders", body=TransitionBody, response=OrderOut, problems=(403, 404, 409)
+    )
     @idempotent
     async def put(self, order_id: str) -> None:
         """Take an action on the order: {action, note?}; resolve also takes a resolution."""
@@ -189,6 +204,13 @@ class OrderHandler(BaseHandler):
 
 
 class OrderActionHandler(BaseHandler):
+    @operation(
+        "takeOrderAction",
+        tag="Orders",
+        body=ActionFields,
+        response=OrderOut,
+        problems=(403, 404, 409),
+    )
     @idempotent
     async def post(self, order_id: str, action: str) -> None:
         """Take `action` on the order: the same as PUT /api/points/orders/{id}/ {action}."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from skillswap.http.base import BaseHandler, public, route, takes_query
+from skillswap.http.operations import operation
 from skillswap.http.query import PageQuery
+from skillswap.http.schemas import BalanceOut, PackageOut, Page, TransactionOut
 from skillswap.i18n import Translator
 from skillswap.models import PointsPackage
 from skillswap.payments import packages as points_packages
@@ -37,6 +39,7 @@ def package_json(
 
 
 class BalanceHandler(BaseHandler):
+    @operation("getBalance", tag="Points", response=BalanceOut)
     async def get(self) -> None:
         """The balance, the points held in escrow for open orders, and what is available."""
         wallet = await points.get_balance(self.deps, actor=self.user)
@@ -44,6 +47,7 @@ class BalanceHandler(BaseHandler):
 
 
 class TransactionsHandler(BaseHandler):
+    @operation("listTransactions", tag="Points", response=Page[TransactionOut], paged=True)
     @takes_query(PageQuery)
     async def get(self) -> None:
         """The wallet's entries, newest first: signed amount, kind, description, balance after."""
@@ -73,6 +77,7 @@ class TransactionsHandler(BaseHandler):
 
 
 class PackagesHandler(BaseHandler):
+    @operation("listPackages", tag="Points", response=Page[PackageOut], paged=True)
     @public
     @takes_query(PageQuery)
     async def get(self) -> None:

@@ -8,8 +8,10 @@ from pydantic import Field
 
 from skillswap.http.accounts import user_public
 from skillswap.http.base import BaseHandler, idempotent, path_id, public, route, takes_query
+from skillswap.http.operations import operation
 from skillswap.http.orders import review_json
 from skillswap.http.query import PageQuery
+from skillswap.http.schemas import OrderReviewOut, Page, PublicReviewOut
 from skillswap.http.validation import Body
 from skillswap.i18n import in_language
 from skillswap.reviews import services as reviews
@@ -36,6 +38,14 @@ def public_review_json(view: ReviewView, locale: str) -> dict[str, Any]:
 
 
 class OrderReviewHandler(BaseHandler):
+    @operation(
+        "reviewOrder",
+        tag="Reviews",
+        body=ReviewBody,
+        response=OrderReviewOut,
+        status=201,
+        problems=(403, 404, 409),
+    )
     @idempotent
     async def post(self, order_id: str) -> None:
         """Review the other participant of a completed order (once; hidden until both reviewed
@@ -55,6 +65,13 @@ class OrderReviewHandler(BaseHandler):
 
 
 class UserReviewsHandler(BaseHandler):
+    @operation(
+        "listUserReviews",
+        tag="Reviews",
+        response=Page[PublicReviewOut],
+        paged=True,
+        problems=(404,),
+    )
     @public
     @takes_query(PageQuery)
     async def get(self, user_id: str) -> None:
@@ -68,6 +85,13 @@ class UserReviewsHandler(BaseHandler):
 
 
 class SkillReviewsHandler(BaseHandler):
+    @operation(
+        "listSkillReviews",
+        tag="Reviews",
+        response=Page[PublicReviewOut],
+        paged=True,
+        problems=(404,),
+    )
     @public
     @takes_query(PageQuery)
     async def get(self, skill_id: str) -> None:
