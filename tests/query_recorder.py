@@ -2,10 +2,9 @@
 
 SQLAlchemy's statements are seen on its `before_cursor_execute` event. Statements that skip
 SQLAlchemy's execution layer and run straight on asyncpg (a statement compiled once and run on a
-unit of work's connection, the ledger's stores, the one-statement transfer on a statement lane)
+unit of work's connection, the ledger's stores, the one-statement transfer in autocommit)
 are seen through asyncpg's own query logger, attached to every connection the engine's pool
-hands out while recording and to every statement lane's connection as it is handed out (the
-lanes' `observers` hook: lanes keep their connections out of the pool). asyncpg also logs what SQLAlchemy itself runs on the connection object
+hands out while recording. asyncpg also logs what SQLAlchemy itself runs on the connection object
 (executemany, and BEGIN/COMMIT/ROLLBACK of a transaction): the former are counted once, as
 SQLAlchemy's; the latter are kept apart in `transaction_control`.
 
@@ -127,7 +126,6 @@ class QueryRecorder:
         engine = self.db.engine.sync_engine
         event.listen(engine, "before_cursor_execute", self._before_cursor_execute)
         event.listen(engine.pool, "checkout", self._on_checkout)
-        self.db.lanes.observers.append(self._observe)
         return self
 
     async def __aexit__(
@@ -140,7 +138,6 @@ class QueryRecorder:
         engine = self.db.engine.sync_engine
         event.remove(engine, "before_cursor_execute", self._before_cursor_execute)
         event.remove(engine.pool, "checkout", self._on_checkout)
-        self.db.lanes.observers.remove(self._observe)
         for driver, logger in self._observed.values():
             driver.remove_query_logger(logger)
         self._observed.clear()

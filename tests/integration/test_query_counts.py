@@ -107,7 +107,9 @@ async def test_a_chat_message_sent_over_rest_is_six_statements_in_one_transactio
     assert queries.transactions == transactions("BEGIN", "COMMIT")
 
 
-async def test_a_transfer_is_one_statement_on_a_statement_lane(deps: Any, make_user: Any) -> None:
+async def test_a_transfer_is_one_statement_that_commits_on_its_own(
+    deps: Any, make_user: Any
+) -> None:
     alice, bob = await make_user(), await make_user()
     async with deps.db.read() as session:
         debit = await ledger.find_wallet(session, alice.id)
