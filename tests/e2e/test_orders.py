@@ -255,7 +255,7 @@ async def test_a_sent_back_delivery_whose_deadline_passes_is_disputed_not_refund
     expired = (await api.get(f"{ORDERS}{never_delivered}/", token=buyer.access)).json()
     assert expired["status"] == "expired"
     assert await balance(deps, buyer.id) == (100, 10)  # the disputed price stays in escrow
-    assert await expire_overdue_orders(deps, now=due + timedelta(days=30)) >= 0
+    await expire_overdue_orders(deps, now=due + timedelta(days=30))  # a later sweep...
     assert (await api.get(f"{ORDERS}{sent_back}/", token=buyer.access)).json()["history"] == (
         disputed["history"]
     )  # a dispute has no deadline: later sweeps leave it alone
@@ -571,7 +571,7 @@ async def test_deleting_a_skill_with_open_orders_pauses_it(api, deps, parties):
     assert (await skill_row(deps, skill_id)).status == "paused"
     await act(api, seller, order_id, "reject")
     gone = await api.delete(f"/api/skills/{skill_id}/", token=seller.access)
-    assert gone.status_code in (200, 204)
+    assert gone.status_code == 204, gone.text
     assert (await skill_row(deps, skill_id)).status == "deleted"
 
 
