@@ -43,6 +43,7 @@ from skillswap.errors import AppError
 from skillswap.i18n import lazy_plural
 from skillswap.jsonutil import iso
 from skillswap.models import ChatMember, ChatMessage, ChatRoom, User
+from skillswap.models.notifications import NotificationKind
 from skillswap.notifications import services as notifications
 
 if TYPE_CHECKING:
@@ -481,7 +482,7 @@ class MessageWriter:
                 self._notifying,
                 uow,
                 user_id=user,
-                kind="chat_message",
+                kind=NotificationKind.CHAT_MESSAGE,
                 text=lazy_plural(
                     "{sender} sent you a message.",
                     "{sender} sent you {n} messages.",

@@ -11,30 +11,38 @@ from typing import TYPE_CHECKING, Any
 from skillswap.chat import services as chat
 from skillswap.db import UnitOfWork
 from skillswap.i18n import Message, lazy
+from skillswap.models.notifications import NotificationKind
+from skillswap.models.orders import OrderAction
 from skillswap.notifications import services as notifications
 
 if TYPE_CHECKING:
     from skillswap.deps import Deps
 
 # What each transition tells the other side, by the action that caused it.
-_TRANSITIONS: dict[str, tuple[str, Message]] = {
-    "accept": ("order_accepted", lazy("Order #{order} was accepted.")),
-    "reject": ("order_rejected", lazy("Order #{order} was rejected.")),
-    "deliver": ("order_delivered", lazy("Order #{order} was delivered. Review the work.")),
-    "complete": ("order_completed", lazy("Order #{order} was completed.")),
-    "cancel": ("order_cancelled", lazy("Order #{order} was cancelled.")),
-    "request_changes": (
-        "order_changes_requested",
+_TRANSITIONS: dict[str, tuple[NotificationKind, Message]] = {
+    OrderAction.ACCEPT: (NotificationKind.ORDER_ACCEPTED, lazy("Order #{order} was accepted.")),
+    OrderAction.REJECT: (NotificationKind.ORDER_REJECTED, lazy("Order #{order} was rejected.")),
+    OrderAction.DELIVER: (
+        NotificationKind.ORDER_DELIVERED,
+        lazy("Order #{order} was delivered. Review the work."),
+    ),
+    OrderAction.COMPLETE: (NotificationKind.ORDER_COMPLETED, lazy("Order #{order} was completed.")),
+    OrderAction.CANCEL: (NotificationKind.ORDER_CANCELLED, lazy("Order #{order} was cancelled.")),
+    OrderAction.REQUEST_CHANGES: (
+        NotificationKind.ORDER_CHANGES_REQUESTED,
         lazy("Changes were requested on order #{order}."),
     ),
-    "dispute": (
-        "order_disputed",
+    OrderAction.DISPUTE: (
+        NotificationKind.ORDER_DISPUTED,
         lazy("Order #{order} is disputed. An administrator will review it."),
     ),
-    "resolve": ("order_resolved", lazy("The dispute on order #{order} was resolved.")),
-    "expire": ("order_expired", lazy("Order #{order} expired.")),
+    OrderAction.RESOLVE: (
+        NotificationKind.ORDER_RESOLVED,
+        lazy("The dispute on order #{order} was resolved."),
+    ),
+    OrderAction.EXPIRE: (NotificationKind.ORDER_EXPIRED, lazy("Order #{order} expired.")),
 }
-_OTHER = ("order_updated", lazy("Order #{order} was updated."))
+_OTHER = (NotificationKind.ORDER_UPDATED, lazy("Order #{order} was updated."))
 _ROOMS_OPENED = "order_chat.rooms_opened"
 
 
@@ -55,7 +63,7 @@ async def open_room_and_tell_the_seller(deps: Deps, uow: UnitOfWork, event: Any)
         deps,
         uow,
         user_id=event.seller_id,
-        kind="order_placed",
+        kind=NotificationKind.ORDER_PLACED,
         text=lazy("You have a new order #{order}.", order=event.order_id),
         payload={
             "order_id": event.order_id,

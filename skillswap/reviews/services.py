@@ -29,6 +29,9 @@ from sqlalchemy.orm import aliased
 from skillswap.errors import Conflict, NotFound, PermissionDenied
 from skillswap.i18n import lazy
 from skillswap.models import Order, Review, Skill, User
+from skillswap.models.orders import OrderStatus
+from skillswap.models.reviews import ReviewerRole
+from skillswap.models.skills import SkillStatus
 
 if TYPE_CHECKING:
     from skillswap.deps import Deps
@@ -75,25 +78,7 @@ async def submit_review(
         # participants' reviews of one order then run one after the other, so the second always
         # sees the first and counts both.
         order = await session.get(Order, order_id, with_for_update={"key_share": True})
-        participant = order is not None and actor.id in (order.buyer_id, order.seller_id)
-        if order is None or not (participant or actor.is_admin):
-            raise NotFound(lazy("This order does not exist."), code="order_not_found")
-        if not participant:
-            raise PermissionDenied(
-                lazy("Only the buyer and the seller of an order can review it."),
-                code="not_a_participant",
-            )
-        if order.status != "completed":
-            raise Conflict(
-                lazy("Only a completed order can be reviewed."),
-                code="order_not_completed",
-                extra={"order_status": order.status},
-            )
-        closes = window_closes_at(order, deps.settings.review_window_seconds)
-        if closes is not None and now >= closes:
-            raise Conflict(
-                lazy("The review window of this order has closed."), code="review_window_closed"
-            )
+        order = _reviewable_order(deps, order, actor, now=now)
         existing = list(
             (await session.scalars(select(Review).where(Review.order_id == order.id))).all()
         )
@@ -106,7 +91,7 @@ async def submit_review(
             reviewer_id=actor.id,
             reviewee_id=order.seller_id if is_buyer else order.buyer_id,
             skill_id=order.skill_id,
-            reviewer_role="buyer" if is_buyer else "seller",
+            reviewer_role=ReviewerRole.BUYER if is_buyer else ReviewerRole.SELLER,
             rating=rating,
             comment=comment,
             created_at=now,
@@ -127,6 +112,30 @@ async def submit_review(
             await _count_ratings(session, newly_public)
         await uow.commit()
     return review
+
+
+def _reviewable_order(deps: Deps, order: Order | None, actor: User, *, now: datetime) -> Order:
+    """The order, if `actor` took part in it, it is completed, and its window is still open."""
+    participant = order is not None and actor.id in (order.buyer_id, order.seller_id)
+    if order is None or not (participant or actor.is_admin):
+        raise NotFound(lazy("This order does not exist."), code="order_not_found")
+    if not participant:
+        raise PermissionDenied(
+            lazy("Only the buyer and the seller of an order can review it."),
+            code="not_a_participant",
+        )
+    if order.status != OrderStatus.COMPLETED:
+        raise Conflict(
+            lazy("Only a completed order can be reviewed."),
+            code="order_not_completed",
+            extra={"order_status": order.status},
+        )
+    closes = window_closes_at(order, deps.settings.review_window_seconds)
+    if closes is not None and now >= closes:
+        raise Conflict(
+            lazy("The review window of this order has closed."), code="review_window_closed"
+        )
+    return order
 
 
 async def publish_due_reviews(deps: Deps, *, now: datetime, limit: int = 500) -> int:
@@ -201,7 +210,7 @@ async def _count_ratings(session: AsyncSession, reviews: Sequence[_Rating]) -> N
     for review in reviews:
         users[review.reviewee_id] += review.rating
         user_counts[review.reviewee_id] += 1
-        if review.reviewer_role == "buyer":
+        if review.reviewer_role == ReviewerRole.BUYER:
             # The buyer's review rates the skill too; the seller's rates only the buyer.
             skills[review.skill_id] += review.rating
             skill_counts[review.skill_id] += 1
@@ -285,9 +294,9 @@ async def list_skill_reviews(
     """The public reviews buyers wrote about a skill, newest first."""
     async with deps.db.read() as session:
         status = await session.scalar(select(Skill.status).where(Skill.id == skill_id))
-    if status is None or status == "deleted":
+    if status is None or status == SkillStatus.DELETED:
         raise NotFound(lazy("This skill does not exist."), code="skill_not_found")
-    condition: Any = (Review.skill_id == skill_id) & (Review.reviewer_role == "buyer")
+    condition: Any = (Review.skill_id == skill_id) & (Review.reviewer_role == ReviewerRole.BUYER)
     return await _list(deps, condition=condition, offset=offset, limit=limit)
 
 
@@ -302,7 +311,7 @@ async def review_state(
     window_open = closes is not None and now < closes
     public = theirs is not None and (mine is not None or not window_open)
     return ReviewState(
-        can_review=order.status == "completed" and window_open and mine is None,
+        can_review=order.status == OrderStatus.COMPLETED and window_open and mine is None,
         window_closes_at=closes,
         mine=mine,
         theirs=theirs if public else None,

@@ -21,6 +21,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from skillswap.errors import NotFound, ValidationFailed
 from skillswap.i18n import lazy
+from skillswap.models.skills import SkillStatus
 from skillswap.skills.queries import AnyRow, categories, fetch_images, skill_select, skills, users
 from skillswap.skills.search import search_match
 from skillswap.skills.text import normalise_tag
@@ -52,7 +53,7 @@ class BrowseQuery:
     page: int = 1
     page_size: int = 20
     cursor: str | None = None
-    statuses: tuple[str, ...] = ("active",)  # the owner's own view adds "paused"
+    statuses: tuple[str, ...] = (SkillStatus.ACTIVE,)  # the owner's own view adds PAUSED
 
 
 @dataclass(frozen=True)

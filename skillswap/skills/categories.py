@@ -18,6 +18,7 @@ from skillswap.db import UnitOfWork
 from skillswap.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from skillswap.i18n import all_of, lazy
 from skillswap.models import Category, User
+from skillswap.models.skills import SkillStatus
 from skillswap.skills.queries import AnyRow, categories, skills, users
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ async def category_tree(deps: Deps, *, locale: str) -> list[dict[str, Any]]:
                 await conn.execute(
                     select(skills.c.category_id, func.count())
                     .select_from(skills.join(users, users.c.id == skills.c.owner_id))
-                    .where(skills.c.status == "active", users.c.is_active)
+                    .where(skills.c.status == SkillStatus.ACTIVE, users.c.is_active)
                     .group_by(skills.c.category_id)
                 )
             ).all()

@@ -16,6 +16,7 @@ from skillswap.db import UnitOfWork
 from skillswap.errors import NotFound, PermissionDenied, ValidationFailed
 from skillswap.i18n import lazy
 from skillswap.models import Category, Skill, User
+from skillswap.models.skills import SkillStatus
 from skillswap.skills import search
 from skillswap.skills.queries import AnyRow, fetch_skill
 from skillswap.skills.text import normalise_tags
@@ -41,7 +42,7 @@ SkillRecord = tuple[AnyRow, list[AnyRow]]
 class DeleteOutcome:
     """What deleting did: `deleted`, or `paused` because open orders still need the skill."""
 
-    status: Literal["deleted", "paused"]
+    status: Literal[SkillStatus.DELETED, SkillStatus.PAUSED]
     open_orders: bool
 
 
@@ -57,7 +58,7 @@ async def load_skill_for_owner(
     if lock:
         statement = statement.with_for_update()
     skill = await uow.session.scalar(statement)
-    if skill is None or skill.status == "deleted":
+    if skill is None or skill.status == SkillStatus.DELETED:
         raise _not_found()
     if skill.owner_id != actor.id:
         raise PermissionDenied(lazy("Only the owner can change this skill."), code="not_owner")
@@ -116,7 +117,7 @@ async def create_skill(deps: Deps, *, actor: User, fields: dict[str, Any]) -> Sk
         now = deps.clock()
         skill = Skill(
             owner_id=actor.id,
-            status="active",
+            status=SkillStatus.ACTIVE,
             rating_sum=0,
             rating_count=0,
             orders_completed=0,
@@ -181,13 +182,13 @@ async def delete_skill(deps: Deps, *, actor: User, skill_id: int) -> DeleteOutco
         # Asked with the skill row locked (SELECT ... FOR UPDATE on PostgreSQL), so an order
         # placed concurrently must lock the same row (or re-check `status = 'active'`) to be seen.
         if await deps.open_orders.skill_has_open_orders(uow.session, skill.id):
-            if skill.status != "paused":
-                skill.status = "paused"
+            if skill.status != SkillStatus.PAUSED:
+                skill.status = SkillStatus.PAUSED
                 skill.updated_at = deps.clock()
             await uow.commit()
-            return DeleteOutcome(status="paused", open_orders=True)
+            return DeleteOutcome(status=SkillStatus.PAUSED, open_orders=True)
         now = deps.clock()
-        skill.status = "deleted"
+        skill.status = SkillStatus.DELETED
         skill.deleted_at = now
         skill.updated_at = now
         await uow.session.flush()
@@ -195,7 +196,7 @@ async def delete_skill(deps: Deps, *, actor: User, skill_id: int) -> DeleteOutco
             uow.session, "sqlite" if deps.db.is_sqlite else "postgresql", skill.id
         )
         await uow.commit()
-    return DeleteOutcome(status="deleted", open_orders=False)
+    return DeleteOutcome(status=SkillStatus.DELETED, open_orders=False)
 
 
 async def get_skill(deps: Deps, *, skill_id: int, viewer: User | None) -> SkillRecord:
@@ -206,8 +207,8 @@ async def get_skill(deps: Deps, *, skill_id: int, viewer: User | None) -> SkillR
     if record is None:
         raise _not_found()
     row = record[0]
-    public = row.status == "active" and row.owner_is_active
+    public = row.status == SkillStatus.ACTIVE and row.owner_is_active
     privileged = viewer is not None and (viewer.id == row.owner_id or viewer.is_admin)
-    if row.status == "deleted" or not (public or privileged):
+    if row.status == SkillStatus.DELETED or not (public or privileged):
         raise _not_found()
     return record

@@ -10,6 +10,7 @@ from sqlalchemy import insert, select
 
 from skillswap.db import UnitOfWork
 from skillswap.models import Category
+from skillswap.models.skills import SkillLevel, SkillStatus
 from skillswap.skills.queries import skills as skills_table
 from skillswap.skills.search import SearchDocument, store_fts_documents, vector_from_params
 
@@ -113,7 +114,7 @@ AUDIENCES = [
     ("kids", "الأطفال"),
     ("adults", "الكبار"),
 ]
-LEVELS = ("beginner", "intermediate", "advanced", "expert")
+LEVELS = tuple(SkillLevel)
 
 
 async def _categories(uow: UnitOfWork, deps: Deps) -> list[tuple[int, list[tuple[str, str, str]]]]:
@@ -185,7 +186,7 @@ def _skill_row(
         "languages": languages,
         "tags": sorted({tag, rng.choice(("online", "1-on-1", "weekend", "evening", "group"))}),
         "delivery_days": days,
-        "status": "active",
+        "status": SkillStatus.ACTIVE,
         "rating_sum": sum(rng.randint(3, 5) for _ in range(rating_count)),
         "rating_count": rating_count,
         "orders_completed": rng.randint(0, 250) if rated else 0,
