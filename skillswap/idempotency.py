@@ -160,7 +160,7 @@ async def _insert_claim(
         await uow.commit()
         return Claim(record_id=record.id, replay=None)
     except IntegrityError:
-        await session.rollback()
+        await uow.rollback()  # the transaction goes on, fresh, for reading the winner's claim
         return None
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Table, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from skillswap.db import Database, HotStatement, UnitOfWork
+from skillswap.db import CompiledStatement, Database, UnitOfWork
 from skillswap.errors import NotFound, PermissionDenied, ValidationFailed
 from skillswap.i18n import lazy
 from skillswap.input_rules import UNSTORABLE_TEXT, has_unstorable_text
@@ -99,8 +99,8 @@ def read_only() -> PermissionDenied:
 # Constant statements with bound values: compiled once, not re-keyed on every order.
 _rooms: Table = ChatRoom.__table__  # type: ignore[assignment]
 _members: Table = ChatMember.__table__  # type: ignore[assignment]
-_INSERT_ROOM = HotStatement(insert(_rooms).returning(_rooms.c.id))
-_INSERT_MEMBER = HotStatement(insert(_members))
+_INSERT_ROOM = CompiledStatement(insert(_rooms).returning(_rooms.c.id))
+_INSERT_MEMBER = CompiledStatement(insert(_members))
 
 
 async def open_order_room(

@@ -51,9 +51,17 @@ async def place_hold(
     Refused for lack of points, the hold is recorded as rejected and `InsufficientFunds` is
     raised: commit anyway to make the refusal the key's permanent outcome.
     """
+    return await place_hold_in(
+        await store_for(session), key=key, account_id=account_id, amount=amount, now=now
+    )
+
+
+async def place_hold_in(
+    store: LedgerStore, *, key: str, account_id: int, amount: int, now: datetime
+) -> HoldResult:
+    """`place_hold` on a store the caller already has."""
     check_amount(amount)
     check_key(key)
-    store = await store_for(session)
     outcome = await store.hold_at_once(key, account_id, amount, now) or await _hold_in_steps(
         store, key, account_id, amount, now
     )

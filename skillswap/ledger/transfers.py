@@ -9,7 +9,8 @@ queue instead of deadlocking, and no interleaving can overdraw a wallet.
 On PostgreSQL a one-leg transfer is a single statement (`statements.TRANSFER_PG`: lock, decide,
 record, move, write the entries), one round trip. Elsewhere, and for the legs of a hold, the
 same steps run one statement at a time (`_transfer_in_steps`, `apply_legs`); on SQLite the
-process-wide writer lock of `Database.uow()` gives them the same serial order.
+process-wide writer lock of `Database.uow()` gives them the same serial order. The backend
+decides which: `stores.store_for`.
 """
 
 from __future__ import annotations
@@ -220,7 +221,7 @@ async def apply_legs(
 
 async def run_transfer(db: Database, request: TransferRequest, *, now: datetime) -> TransferResult:
     """One transfer as its own transaction; a refusal is committed too, so retries replay it."""
-    if db.is_sqlite:
+    if not db.on_driver:
         async with db.uow() as uow:  # the writer lock serialises SQLite's writers
             store: LedgerStore = await store_for(uow.session)
             try:
@@ -231,7 +232,7 @@ async def run_transfer(db: Database, request: TransferRequest, *, now: datetime)
                 raise
             await uow.commit()
         return result
-    # On a statement lane, with no unit of work around it: on PostgreSQL the transfer is one
-    # statement, atomic on its own, and a refusal it records is committed with it.
-    async with db.lanes.driver() as driver:
+    # On a connection in autocommit, with no unit of work around it: on PostgreSQL the transfer
+    # is one statement, atomic on its own, and a refusal it records is committed with it.
+    async with db.autocommit() as driver:
         return await transfer_in(AsyncpgStore(driver), request, now=now)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Table, delete, func, insert, select, update
 
-from skillswap.db import HotStatement, UnitOfWork
+from skillswap.db import CompiledStatement, UnitOfWork
 from skillswap.errors import NotFound
 from skillswap.i18n import Message, Translator, lazy
 from skillswap.jsonutil import iso
@@ -57,7 +57,7 @@ def notification_view(record: NotificationRecord, translator: Translator) -> dic
 
 
 _notifications: Table = Notification.__table__  # type: ignore[assignment]
-_INSERT_NOTIFICATION = HotStatement(insert(_notifications).returning(_notifications.c.id))
+_INSERT_NOTIFICATION = CompiledStatement(insert(_notifications).returning(_notifications.c.id))
 
 
 class Notifying(Protocol):

@@ -16,7 +16,7 @@ from sqlalchemy import Row, Table, Update, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from skillswap import events, idempotency, ledger
-from skillswap.db import HotStatement, UnitOfWork
+from skillswap.db import CompiledStatement, UnitOfWork
 from skillswap.errors import Conflict, NotFound, PaymentRequired, PermissionDenied
 from skillswap.i18n import lazy, lazy_plural
 from skillswap.ledger import Payout, SystemAccount, TransferKind
@@ -247,8 +247,8 @@ _SKILL_SELLER_AND_WALLET = (
 )
 _orders: Table = Order.__table__  # type: ignore[assignment]
 _transitions: Table = OrderTransition.__table__  # type: ignore[assignment]
-_INSERT_ORDER = HotStatement(insert(_orders).returning(_orders.c.id))
-_INSERT_TRANSITION = HotStatement(insert(_transitions).returning(_transitions.c.id))
+_INSERT_ORDER = CompiledStatement(insert(_orders).returning(_orders.c.id))
+_INSERT_TRANSITION = CompiledStatement(insert(_transitions).returning(_transitions.c.id))
 
 
 def _insufficient(shortfall: int, price: int) -> PaymentRequired:
