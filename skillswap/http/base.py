@@ -7,7 +7,6 @@ import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -50,6 +49,7 @@ from skillswap.input_rules import (
 )
 from skillswap.jsonutil import dumpb
 from skillswap.models import User
+from skillswap.paging import PageParams as PageParams  # where http modules find it
 from skillswap.problems import (
     CORS_EXPOSED_HEADERS,
     allowed_methods,
@@ -197,16 +197,6 @@ def idempotent(method: HandlerMethod) -> HandlerMethod:
 
     wrapper.idempotent = True  # type: ignore[attr-defined]
     return wrapper
-
-
-@dataclass(frozen=True)
-class PageParams:
-    page: int
-    page_size: int
-
-    @property
-    def offset(self) -> int:
-        return (self.page - 1) * self.page_size
 
 
 class BaseHandler(tornado.web.RequestHandler):

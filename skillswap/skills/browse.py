@@ -16,14 +16,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import Float, and_, case, cast, exists, func, literal, or_, select, tuple_
+from sqlalchemy import Float, Select, and_, case, cast, exists, func, literal, or_, select, tuple_
 from sqlalchemy.sql.elements import ColumnElement
 
 from skillswap.errors import NotFound, ValidationFailed
 from skillswap.i18n import lazy
 from skillswap.models.skills import SkillStatus
+from skillswap.paging import page_offset
 from skillswap.skills.queries import AnyRow, categories, fetch_images, skill_select, skills, users
-from skillswap.skills.search import search_match
+from skillswap.skills.search import SearchMatch, search_match
 from skillswap.skills.text import normalise_tag
 
 if TYPE_CHECKING:
@@ -245,47 +246,11 @@ async def browse_skills(deps: Deps, *, query: BrowseQuery) -> SkillPage:
         # Nothing searchable (only punctuation or stop words): nothing matches, on both backends.
         return SkillPage(0, [], {}, None, None, query.page - 1 if query.page > 1 else None)
 
-    conditions = _filters(deps, query)
-    narrow = (
-        select(skills.c.id)
-        .select_from(skills.join(users, users.c.id == skills.c.owner_id))
-        .where(*conditions)
-    )
-    counted = (
-        select(func.count())
-        .select_from(skills.join(users, users.c.id == skills.c.owner_id))
-        .where(*conditions)
-    )
-    relevance: ColumnElement[Any] | None = None
-    if match is not None:
-        narrow, relevance = match.apply(narrow)
-        counted, _ = match.apply(counted)
+    narrow, counted, relevance = _matching(_filters(deps, query), match)
     keys, ascending = _sort_keys(ordering, relevance)
-
     # Reading "before" a cursor walks backwards and flips the rows afterwards.
     backwards = cursor is not None and cursor.direction == "before"
-    forward_ascending = ascending != backwards
-    if cursor is not None:
-        bound = tuple_(*keys)
-        values = tuple_(
-            *(literal(v, type_=k.type) for v, k in zip(cursor.values, keys, strict=True))
-        )
-        narrow = narrow.where(bound > values if forward_ascending else bound < values)
-    narrow = narrow.add_columns(*(k.label(f"key{n}") for n, k in enumerate(keys)))
-    narrow = narrow.order_by(*(k.asc() if forward_ascending else k.desc() for k in keys))
-    narrow = narrow.limit(query.page_size + 1)
-    if cursor is None:
-        narrow = narrow.offset((query.page - 1) * query.page_size)
-    # The page is chosen on narrow rows (ids and sort keys); only its own rows are then read
-    # in full. Sorting every match with its descriptions attached costs several times more.
-    top = narrow.subquery("top")
-    top_keys = [top.c[f"key{n}"] for n in range(len(keys))]
-    statement = (
-        skill_select()
-        .join(top, top.c.id == skills.c.id)
-        .add_columns(*top_keys)
-        .order_by(*(k.asc() if forward_ascending else k.desc() for k in top_keys))
-    )
+    statement = _page_of(narrow, keys, ascending != backwards, cursor, query)
 
     async with deps.db.engine.connect() as conn:
         count = int((await conn.execute(counted)).scalar_one())
@@ -304,6 +269,60 @@ async def browse_skills(deps: Deps, *, query: BrowseQuery) -> SkillPage:
             rows, ordering, "before", more if backwards else (cursor is not None or query.page > 1)
         ),
         previous_page=query.page - 1 if not rows and query.page > 1 and cursor is None else None,
+    )
+
+
+def _matching(
+    conditions: list[ColumnElement[bool]], match: SearchMatch | None
+) -> tuple[Select[Any], Select[Any], ColumnElement[Any] | None]:
+    """The matching skills' ids, their count, and the search relevance (None: no search)."""
+    narrow = (
+        select(skills.c.id)
+        .select_from(skills.join(users, users.c.id == skills.c.owner_id))
+        .where(*conditions)
+    )
+    counted = (
+        select(func.count())
+        .select_from(skills.join(users, users.c.id == skills.c.owner_id))
+        .where(*conditions)
+    )
+    relevance: ColumnElement[Any] | None = None
+    if match is not None:
+        narrow, relevance = match.apply(narrow)
+        counted, _ = match.apply(counted)
+    return narrow, counted, relevance
+
+
+def _page_of(
+    narrow: Select[Any],
+    keys: list[Any],
+    forward_ascending: bool,
+    cursor: Cursor | None,
+    query: BrowseQuery,
+) -> Select[Any]:
+    """The full rows of one page (one more row than the page, to tell whether more follow).
+
+    The page is chosen on narrow rows (ids and sort keys); only its own rows are then read
+    in full. Sorting every match with its descriptions attached costs several times more.
+    """
+    if cursor is not None:
+        bound = tuple_(*keys)
+        values = tuple_(
+            *(literal(v, type_=k.type) for v, k in zip(cursor.values, keys, strict=True))
+        )
+        narrow = narrow.where(bound > values if forward_ascending else bound < values)
+    narrow = narrow.add_columns(*(k.label(f"key{n}") for n, k in enumerate(keys)))
+    narrow = narrow.order_by(*(k.asc() if forward_ascending else k.desc() for k in keys))
+    narrow = narrow.limit(query.page_size + 1)
+    if cursor is None:
+        narrow = narrow.offset(page_offset(query.page, query.page_size))
+    top = narrow.subquery("top")
+    top_keys = [top.c[f"key{n}"] for n in range(len(keys))]
+    return (
+        skill_select()
+        .join(top, top.c.id == skills.c.id)
+        .add_columns(*top_keys)
+        .order_by(*(k.asc() if forward_ascending else k.desc() for k in top_keys))
     )
 
 
