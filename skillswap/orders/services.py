@@ -290,23 +290,7 @@ async def transition_order(
         roles = roles_of(order, actor) if order is not None else frozenset()
         if order is None or not roles:
             raise order_not_found()
-        found = find_rule(action, roles, order.status)
-        if found is Refusal.NOT_YOUR_ROLE:
-            raise PermissionDenied(
-                lazy('You are not allowed to "{action}" this order.', action=action_label(action)),
-                code="action_not_permitted",
-                extra={
-                    "action": action,
-                    "order_status": order.status,
-                    "allowed_actions": allowed_actions(roles, order.status),
-                },
-            )
-        if isinstance(found, Refusal):
-            raise _invalid_transition(
-                order.status, action, roles, changes_left(order, deps.settings)
-            )
-        if found.action == OrderAction.REQUEST_CHANGES and not changes_left(order, deps.settings):
-            raise _changes_exhausted(order.status, roles, deps.settings.order_max_change_requests)
+        found = _rule_for(deps, order, action, roles)
         settlement = settlement_for(
             found,
             price=order.price_points,
@@ -318,24 +302,50 @@ async def transition_order(
             deps, uow, order, found, actor_id=actor.id, note=note, settlement=settlement, now=now
         )
         if not moved:
-            # Someone else moved it first (or used up the last change request); report the
-            # order as it is now.
-            now_status, now_changes = (
-                await session.execute(
-                    select(Order.status, Order.change_requests).where(Order.id == order_id)
-                )
-            ).one()
-            left = now_changes < deps.settings.order_max_change_requests
-            if (
-                found.action == OrderAction.REQUEST_CHANGES
-                and now_status == OrderStatus.DELIVERED
-                and not left
-            ):
-                raise _changes_exhausted(now_status, roles, deps.settings.order_max_change_requests)
-            raise _invalid_transition(now_status, action, roles, left)
+            raise await _lost_race(deps, session, order_id, found, roles)
         view = await order_view(deps, session, order, actor)
         await uow.commit()
     return view
+
+
+def _rule_for(deps: Deps, order: Order, action: str, roles: frozenset[Role]) -> Rule:
+    """The rule that lets `roles` take `action` on the order as it was read, or the refusal."""
+    found = find_rule(action, roles, order.status)
+    if found is Refusal.NOT_YOUR_ROLE:
+        raise PermissionDenied(
+            lazy('You are not allowed to "{action}" this order.', action=action_label(action)),
+            code="action_not_permitted",
+            extra={
+                "action": action,
+                "order_status": order.status,
+                "allowed_actions": allowed_actions(roles, order.status),
+            },
+        )
+    if isinstance(found, Refusal):
+        raise _invalid_transition(order.status, action, roles, changes_left(order, deps.settings))
+    if found.action == OrderAction.REQUEST_CHANGES and not changes_left(order, deps.settings):
+        raise _changes_exhausted(order.status, roles, deps.settings.order_max_change_requests)
+    return found
+
+
+async def _lost_race(
+    deps: Deps, session: AsyncSession, order_id: int, rule: Rule, roles: frozenset[Role]
+) -> Conflict:
+    """Someone else moved the order first (or used up the last change request): the refusal,
+    reported from the order as it is now."""
+    now_status, now_changes = (
+        await session.execute(
+            select(Order.status, Order.change_requests).where(Order.id == order_id)
+        )
+    ).one()
+    left = now_changes < deps.settings.order_max_change_requests
+    if (
+        rule.action == OrderAction.REQUEST_CHANGES
+        and now_status == OrderStatus.DELIVERED
+        and not left
+    ):
+        return _changes_exhausted(now_status, roles, deps.settings.order_max_change_requests)
+    return _invalid_transition(now_status, rule.action, roles, left)
 
 
 def _invalid_transition(
