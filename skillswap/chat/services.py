@@ -22,6 +22,7 @@ from skillswap.i18n import lazy
 from skillswap.input_rules import UNSTORABLE_TEXT, has_unstorable_text
 from skillswap.jsonutil import iso
 from skillswap.models import ChatMember, ChatMessage, ChatRoom, Order, User
+from skillswap.models.chat import RoomKind
 
 if TYPE_CHECKING:
     from skillswap.chat.writer import SentMessage
@@ -116,7 +117,7 @@ async def open_order_room(
     room_id: int = await _INSERT_ROOM.scalar(
         conn,
         {
-            "kind": "order",
+            "kind": RoomKind.ORDER,
             "order_id": order_id,
             "last_seq": 0,
             "last_activity_at": now,
@@ -169,7 +170,9 @@ async def open_direct_room(deps: Deps, *, actor: User, user_id: int) -> tuple[Ro
         created = room_id is None
         if room_id is None:
             now = deps.clock()
-            room = ChatRoom(kind="direct", direct_key=key, last_activity_at=now, created_at=now)
+            room = ChatRoom(
+                kind=RoomKind.DIRECT, direct_key=key, last_activity_at=now, created_at=now
+            )
             session.add(room)
             try:
                 await session.flush()

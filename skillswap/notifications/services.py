@@ -17,6 +17,7 @@ from skillswap.errors import NotFound
 from skillswap.i18n import Message, Translator, lazy
 from skillswap.jsonutil import iso
 from skillswap.models import Notification, User
+from skillswap.models.notifications import NotificationKind
 
 if TYPE_CHECKING:
     from skillswap.deps import Clock, Deps, Publisher
@@ -75,7 +76,7 @@ async def notify(
     uow: UnitOfWork,
     *,
     user_id: int,
-    kind: str,
+    kind: NotificationKind,
     text: Message,
     payload: dict[str, Any] | None = None,
     group_key: str | None = None,
