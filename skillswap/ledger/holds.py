@@ -25,6 +25,7 @@ from skillswap.ledger.errors import (
 from skillswap.ledger.stores import LedgerStore, NewTransfer, Outcome, store_for
 from skillswap.ledger.transfers import Leg, TransferKind, apply_legs, check_amount, check_key
 from skillswap.ledger.wallets import SystemAccount
+from skillswap.models.ledger import AccountKind, HoldStatus
 
 
 @dataclass(frozen=True)
@@ -71,12 +72,12 @@ async def place_hold_in(
         first = await store.first_hold(key)
         if first.account_id != account_id or first.amount != amount:
             raise IdempotencyMismatch(key)
-        if first.status == "rejected":
+        if first.status == HoldStatus.REJECTED:
             raise InsufficientFunds(first.shortfall or 0, account_id=account_id, replayed=True)
         return HoldResult(hold_id=first.id, status=first.status, replayed=True)
     if outcome.shortfall:
         raise InsufficientFunds(outcome.shortfall, account_id=account_id)
-    return HoldResult(hold_id=outcome.id, status="pending", replayed=False)
+    return HoldResult(hold_id=outcome.id, status=HoldStatus.PENDING, replayed=False)
 
 
 async def _hold_in_steps(
@@ -90,7 +91,7 @@ async def _hold_in_steps(
     if await store.reserve(account_id, amount):
         return Outcome(found=1, id=claimed, shortfall=None)
     state = await store.account_state(account_id)
-    if state is None or state[0] != "user":
+    if state is None or state[0] != AccountKind.USER:
         return Outcome(found=0, id=None, shortfall=None)
     _kind, balance, held = state
     shortfall = amount - (balance - held)
@@ -131,7 +132,7 @@ async def post_hold(
     posted = await store.post_hold(hold_id, total, now)
     if posted is None:
         status = await _status(store, hold_id)
-        if status != "pending":
+        if status != HoldStatus.PENDING:
             raise HoldNotPending(hold_id, status)
         raise InvalidAmount(f"hold {hold_id} holds less than {total}")
     wallet, held_amount = posted

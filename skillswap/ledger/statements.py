@@ -13,6 +13,7 @@ from sqlalchemy import BigInteger, Table, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from skillswap.models import LedgerAccount, LedgerEntry, LedgerHold, LedgerTransfer
+from skillswap.models.ledger import AccountKind, HoldStatus, TransferStatus
 
 accounts: Table = LedgerAccount.__table__  # type: ignore[assignment]
 transfers: Table = LedgerTransfer.__table__  # type: ignore[assignment]
@@ -61,7 +62,7 @@ RESERVE = (
     update(accounts)
     .where(
         accounts.c.id == bindparam("account"),
-        accounts.c.kind == "user",
+        accounts.c.kind == AccountKind.USER,
         accounts.c.balance - accounts.c.held >= bindparam("amount", type_=BigInteger),
     )
     .values(held=accounts.c.held + bindparam("amount", type_=BigInteger))
@@ -96,7 +97,7 @@ REJECT_TRANSFER = (
     update(transfers)
     .where(transfers.c.id == bindparam("transfer_id"))
     .values(
-        status="rejected",
+        status=TransferStatus.REJECTED,
         failure_code="insufficient_funds",
         shortfall=bindparam("missing", type_=BigInteger),
     )
@@ -121,7 +122,7 @@ REJECT_HOLD = (
     update(holds)
     .where(holds.c.id == bindparam("hold_id"))
     .values(
-        status="rejected",
+        status=HoldStatus.REJECTED,
         shortfall=bindparam("missing", type_=BigInteger),
         resolved_at=bindparam("now"),
     )
@@ -129,19 +130,19 @@ REJECT_HOLD = (
 # The only ways out of `pending`: conditional on still being pending, so at most one succeeds.
 VOID_HOLD = (
     update(holds)
-    .where(holds.c.id == bindparam("hold_id"), holds.c.status == "pending")
-    .values(status="voided", resolved_at=bindparam("now"))
+    .where(holds.c.id == bindparam("hold_id"), holds.c.status == HoldStatus.PENDING)
+    .values(status=HoldStatus.VOIDED, resolved_at=bindparam("now"))
     .returning(holds.c.account_id, holds.c.amount)
 )
 POST_HOLD = (
     update(holds)
     .where(
         holds.c.id == bindparam("hold_id"),
-        holds.c.status == "pending",
+        holds.c.status == HoldStatus.PENDING,
         holds.c.amount >= bindparam("total", type_=BigInteger),
     )
     .values(
-        status="posted",
+        status=HoldStatus.POSTED,
         posted_amount=bindparam("total", type_=BigInteger),
         resolved_at=bindparam("now"),
     )

@@ -39,6 +39,7 @@ from skillswap.ledger.stores import (
     Outcome,
     store_for,
 )
+from skillswap.models.ledger import AccountKind, TransferStatus
 
 
 class TransferKind(StrEnum):
@@ -161,7 +162,7 @@ async def _replay(store: LedgerStore, request: TransferRequest) -> TransferResul
     )
     if not same:
         raise IdempotencyMismatch(request.key)
-    if first.status == "rejected":
+    if first.status == TransferStatus.REJECTED:
         raise InsufficientFunds(
             first.shortfall or 0, account_id=first.debit_account_id, replayed=True
         )
@@ -208,7 +209,7 @@ async def apply_legs(
             entries.append(NewEntry(leg.transfer_id, account_id, signed, balance[account_id], now))
     for row in rows:
         available = balance[row.id] - held[row.id]
-        if row.kind == "user" and available < 0:
+        if row.kind == AccountKind.USER and available < 0:
             return -available
     # Relative updates keep `balance = sum(entries)` exact even if a lock were ever missed.
     await store.move(

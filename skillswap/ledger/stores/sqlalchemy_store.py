@@ -17,10 +17,16 @@ from skillswap.ledger.stores.protocol import (
     Outcome,
     TransferRow,
 )
+from skillswap.models.ledger import AccountKind, HoldStatus, TransferStatus
 
 
 def _transfer_values(new: NewTransfer) -> dict[str, Any]:
-    return {**new._asdict(), "status": "posted", "failure_code": None, "shortfall": None}
+    return {
+        **new._asdict(),
+        "status": TransferStatus.POSTED,
+        "failure_code": None,
+        "shortfall": None,
+    }
 
 
 class SqlAlchemyStore:
@@ -39,7 +45,13 @@ class SqlAlchemyStore:
     async def create_wallet(self, user_id: int, now: datetime) -> None:
         await self.conn.execute(
             sql.CREATE_WALLET[self.dialect],
-            {"kind": "user", "user_id": user_id, "balance": 0, "held": 0, "created_at": now},
+            {
+                "kind": AccountKind.USER,
+                "user_id": user_id,
+                "balance": 0,
+                "held": 0,
+                "created_at": now,
+            },
         )
 
     async def wallet_balance(self, user_id: int) -> tuple[int, int] | None:
@@ -103,7 +115,7 @@ class SqlAlchemyStore:
                 "idempotency_key": key,
                 "account_id": account_id,
                 "amount": amount,
-                "status": "pending",
+                "status": HoldStatus.PENDING,
                 "created_at": now,
             },
         )
