@@ -125,8 +125,11 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     ]
 
 
-def _problem(status: int | str) -> dict[str, Any]:
-    description = PROBLEM_DESCRIPTIONS.get(status, "Any other error")  # type: ignore[call-overload]
+def _problem(status: int | None) -> dict[str, Any]:
+    """A problem answer; `None` is the `default` one (any status not listed)."""
+    description = (
+        PROBLEM_DESCRIPTIONS.get(status, "Any other error") if status else "Any other error"
+    )
     return {
         "description": description,
         "content": {
@@ -180,7 +183,7 @@ def _responses(declared: Operation, components: Components, *, public: bool) -> 
         problems.add(401)
     for status in sorted(problems):
         responses[str(status)] = _problem(status)
-    responses["default"] = _problem("default")
+    responses["default"] = _problem(None)
     return responses
 
 

@@ -38,7 +38,7 @@ class Page(Out, Generic[T]):
     results: list[T]
 
     @classmethod
-    def model_parametrized_name(cls, params: tuple[type[Any], ...]) -> str:
+    def model_parametrized_name(cls, params: tuple[Any, ...]) -> str:
         # `SkillOutPage`, not `Page[SkillOut]`: a component name code generators accept.
         return f"{params[0].__name__}Page"
 
