@@ -7,7 +7,7 @@ compiled.py      `CompiledStatement`: a Core statement compiled once and run on 
 """
 
 from skillswap.db.compiled import CompiledStatement
-from skillswap.db.engine import CONNECTION_LOST, Database, create_engine
+from skillswap.db.engine import CONNECTION_LOST, Database, create_engine, driver_connection
 from skillswap.db.unit_of_work import AfterCommit, UnitOfWork, unit_of_work_of
 
 __all__ = [
@@ -17,5 +17,6 @@ __all__ = [
     "Database",
     "UnitOfWork",
     "create_engine",
+    "driver_connection",
     "unit_of_work_of",
 ]

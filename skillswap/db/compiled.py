@@ -10,6 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Delete, Insert, Select, Update
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from skillswap.db.engine import driver_connection
+
 
 class _Compiled(NamedTuple):
     sql: str
@@ -74,8 +76,8 @@ class CompiledStatement:
 
     @staticmethod
     async def _driver(conn: AsyncConnection) -> Any:
-        driver = (await conn.get_raw_connection()).driver_connection
-        if driver is None or not driver.is_in_transaction():
+        driver = await driver_connection(conn)
+        if not driver.is_in_transaction():
             raise RuntimeError("a compiled statement runs inside a unit of work's transaction")
         return driver
 
@@ -85,7 +87,7 @@ class CompiledStatement:
         if compiled is None:
             return (await conn.execute(self.statement, dict(params))).all()
         driver = await self._driver(conn)
-        return await driver.fetch(compiled.sql, *self._args(compiled, params))  # type: ignore[no-any-return]
+        return await driver.fetch(compiled.sql, *self._args(compiled, params))
 
     async def scalar(self, conn: AsyncConnection, params: Mapping[str, Any]) -> Any:
         """The first column of the one row the statement returns."""
