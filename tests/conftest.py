@@ -31,6 +31,7 @@ from skillswap.deps import Deps, EventHandlers
 from skillswap.settings import Settings
 from skillswap.storage import LocalStorage
 from tests import factories
+from tests.clock import MovableClock
 from tests.factories import TestUser
 from tests.mailer import RecordingMailer
 from tests.openapi_answers import answers_match_their_declared_schema
@@ -199,6 +200,7 @@ async def deps(settings: Settings) -> AsyncIterator[Deps]:
     built = await bootstrap(
         settings,
         mailer=RecordingMailer(),
+        clock=MovableClock(),
         event_handlers=EVENT_LOG.handlers(),
         storage=LocalStorage(Path(tempfile.mkdtemp(prefix="skillswap-media-"))),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import tornado.web
@@ -25,6 +26,13 @@ class MediaHandler(ProblemAnswers, tornado.web.StaticFileHandler):
     def decode_argument(self, value: bytes, name: str | None = None) -> str:
         # NUL in a file name is a ValueError deep in os.path, not a missing file.
         return decode_argument_text(value, name)
+
+    def validate_absolute_path(self, root: str, absolute_path: str) -> str | None:
+        # A folder (the root itself included) is not a file anyone uploaded: the same 404 as
+        # a missing file, whether or not the folder exists yet on this node.
+        if os.path.isdir(absolute_path):
+            raise tornado.web.HTTPError(404)
+        return super().validate_absolute_path(root, absolute_path)
 
     def set_default_headers(self) -> None:
         # Here rather than in set_extra_headers so that error answers carry them too.

@@ -7,7 +7,6 @@ give it away): ratings count a review only once it is public.
 from __future__ import annotations
 
 import asyncio
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -16,20 +15,16 @@ from sqlalchemy import select
 from skillswap.models import Review
 from skillswap.orders.deadlines import run_order_deadlines
 from skillswap.reviews.services import publish_due_reviews
+from tests.clock import MovableClock
 from tests.factories import insert_skill, skill_row
 
 ORDERS = "/api/points/orders/"
 
 
-@contextmanager
-def clock_moved(deps, delta: timedelta):
+def clock_moved(deps, delta: timedelta):  # type: ignore[no-untyped-def]
     """Run the app (same deps as the test server) `delta` in the future."""
-    real = deps.clock
-    deps.clock = lambda: real() + delta
-    try:
-        yield
-    finally:
-        deps.clock = real
+    assert isinstance(deps.clock, MovableClock)
+    return deps.clock.moved(delta)
 
 
 async def completed_order(api, buyer, seller, skill_id) -> int:
