@@ -31,6 +31,7 @@ CONNECTION_LOST = (
     OSError,
     asyncpg.InterfaceError,
     asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InternalClientError,  # a connection that went away while idle, seen mid-operation
 )
 
 
@@ -128,12 +129,21 @@ class Database:
         """
         async with self.engine.connect() as conn:
             raw = await conn.get_raw_connection()
-            driver = raw.driver_connection
-            assert isinstance(driver, asyncpg.Connection)
-            raw.dbapi_connection.autocommit = True  # type: ignore[union-attr]
+            driver, adapter = raw.driver_connection, raw.dbapi_connection
+            assert isinstance(driver, asyncpg.Connection) and adapter is not None
+            adapter.autocommit = True
             try:
-                transaction = driver.transaction()
-                await transaction.start()
+                try:
+                    transaction = driver.transaction()
+                    await transaction.start()
+                except BaseException as error:
+                    # BEGIN fails only on a broken connection: it is never handed on. As
+                    # SQLAlchemy does on a disconnect, the other pooled connections are
+                    # replaced too (the server restarted, or failed over).
+                    await conn.invalidate()
+                    if not isinstance(error, asyncio.CancelledError):
+                        await self.engine.dispose(close=False)
+                    raise
                 session = self.sessionmaker(bind=conn)
                 unit = UnitOfWork(session, driver=driver, transaction=transaction)
                 try:
@@ -141,7 +151,7 @@ class Database:
                 finally:
                     await self._end(unit, conn)
             finally:
-                raw.dbapi_connection.autocommit = False  # type: ignore[union-attr]
+                adapter.autocommit = False
 
     @staticmethod
     async def _end(unit: UnitOfWork, conn: AsyncConnection) -> None:
@@ -153,7 +163,8 @@ class Database:
         except asyncio.CancelledError:
             await conn.invalidate()
             raise
-        except CONNECTION_LOST:  # gone, or cut off mid-statement: its transaction is gone too
+        except Exception:  # gone, or cut off mid-statement: its transaction is gone with it
+            log.warning("rolling back a unit of work failed; its connection is dropped")
             await conn.invalidate()
         finally:
             await unit.session.close()

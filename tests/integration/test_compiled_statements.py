@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select, text
 
 from skillswap.db import CompiledStatement
 from skillswap.models import Notification
@@ -152,3 +153,33 @@ async def test_a_unit_of_work_rolled_back_midway_goes_on_in_a_fresh_transaction(
             )
         ).all()
     assert kinds == ["kept"]
+
+
+@pytest.mark.postgres
+async def test_a_unit_of_work_on_a_lost_connection_fails_alone_and_the_pool_recovers(deps):
+    async def one() -> int:
+        async with deps.db.uow() as uow:
+            value = await uow.session.scalar(select(func.count()).select_from(_notifications))
+            await uow.commit()
+        return int(value)
+
+    await asyncio.gather(*(one() for _ in range(4)))  # a few pooled connections, all idle
+    # The server drops every idle connection (a restart, a failover).
+    async with deps.db.engine.connect() as conn:
+        killed = await conn.scalar(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND state = 'idle'"
+            )
+        )
+    assert killed >= 1
+    outcomes = []
+    for _ in range(killed + 2):
+        try:
+            outcomes.append(await one())
+        except Exception as lost:
+            outcomes.append(lost)
+    failed = [outcome for outcome in outcomes if isinstance(outcome, Exception)]
+    assert len(failed) <= 1  # the first dead connection replaces the whole pool
+    assert all(isinstance(outcome, int) for outcome in outcomes[1:])
