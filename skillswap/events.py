@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from skillswap.db import UnitOfWork
     from skillswap.deps import Deps
 
+
 async def emit(deps: Deps, uow: UnitOfWork, event: object) -> None:
     """Run every subscriber of `type(event)` (from `deps.events`) inside the caller's
     transaction, in order."""

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Table, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from skillswap.api.encoding import iso
+from skillswap.api.input_rules import UNSTORABLE_TEXT, has_unstorable_text
 from skillswap.db import CompiledStatement, Database, UnitOfWork
 from skillswap.errors import NotFound, PermissionDenied, ValidationFailed
 from skillswap.i18n import lazy
-from skillswap.input_rules import UNSTORABLE_TEXT, has_unstorable_text
-from skillswap.jsonutil import iso
 from skillswap.models import ChatMember, ChatMessage, ChatRoom, Order, User
 from skillswap.models.chat import RoomKind
 

@@ -38,10 +38,10 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from skillswap.api.encoding import iso
 from skillswap.chat.services import MessageRecord, message_record, read_only, room_not_found
 from skillswap.errors import AppError
 from skillswap.i18n import lazy_plural
-from skillswap.jsonutil import iso
 from skillswap.models import ChatMember, ChatMessage, ChatRoom, User
 from skillswap.models.notifications import NotificationKind
 from skillswap.notifications import services as notifications

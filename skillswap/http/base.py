@@ -15,6 +15,26 @@ import tornado.web
 from pydantic import BaseModel
 
 from skillswap import idempotency
+from skillswap.api.encoding import dumpb
+from skillswap.api.input_rules import (
+    MAX_JSON_DEPTH,
+    UNSTORABLE_TEXT,
+    MalformedJson,
+    UnstorableText,
+    has_unstorable_text,
+    load_json,
+    printable_name,
+)
+from skillswap.api.paging import PageParams as PageParams  # where http modules find it
+from skillswap.api.problems import (
+    CORS_EXPOSED_HEADERS,
+    allowed_methods,
+    error_for,
+    implements,
+    request_id_for,
+)
+from skillswap.api.problems import ProblemAnswers as ProblemAnswers  # where http modules find it
+from skillswap.api.problems import problem_response as problem_response
 from skillswap.auth.bearer import bearer_token
 from skillswap.auth.current_user import authenticate
 from skillswap.deps import Deps
@@ -38,27 +58,7 @@ from skillswap.http.validation import (
     validate,
 )
 from skillswap.i18n import Translator, lazy, negotiate_locale
-from skillswap.input_rules import (
-    MAX_JSON_DEPTH,
-    UNSTORABLE_TEXT,
-    MalformedJson,
-    UnstorableText,
-    has_unstorable_text,
-    load_json,
-    printable_name,
-)
-from skillswap.jsonutil import dumpb
 from skillswap.models import User
-from skillswap.paging import PageParams as PageParams  # where http modules find it
-from skillswap.problems import (
-    CORS_EXPOSED_HEADERS,
-    allowed_methods,
-    error_for,
-    implements,
-    request_id_for,
-)
-from skillswap.problems import ProblemAnswers as ProblemAnswers  # where http modules find it
-from skillswap.problems import problem_response as problem_response
 from skillswap.settings import Settings
 
 log = logging.getLogger("skillswap.http")
@@ -314,7 +314,7 @@ class BaseHandler(tornado.web.RequestHandler):
         return decode_argument_text(value, name)
 
     def json_body(self) -> Any:
-        """The body as JSON (see skillswap.input_rules): UTF-8, at most MAX_JSON_DEPTH deep,
+        """The body as JSON (see skillswap.api.input_rules): UTF-8, at most MAX_JSON_DEPTH deep,
         and holding only text the database can store (else a 400 naming each such field)."""
         body = self.request.body or b""
         if not body.strip():

@@ -7,9 +7,9 @@ from typing import Annotated, Any, ClassVar, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from skillswap.api.input_rules import UNSTORABLE_TEXT, unstorable_paths
 from skillswap.errors import FieldErrors, ValidationFailed
 from skillswap.i18n import Message, lazy, one_of_english
-from skillswap.input_rules import UNSTORABLE_TEXT, unstorable_paths
 from skillswap.models.base import MAX_ID  # ids are BIGINT: see there
 
 M = TypeVar("M", bound=BaseModel)

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Table, delete, func, insert, select, update
 
+from skillswap.api.encoding import iso
 from skillswap.db import CompiledStatement, UnitOfWork
 from skillswap.errors import NotFound
 from skillswap.i18n import Message, Translator, lazy
-from skillswap.jsonutil import iso
 from skillswap.models import Notification, User
 from skillswap.models.notifications import NotificationKind
 

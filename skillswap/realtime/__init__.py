@@ -83,4 +83,3 @@ class Realtime:
         await self.hub.close()
         if self._redis is not None:
             await self._redis.aclose()
-

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from skillswap.jsonutil import dumpb
+from skillswap.api.encoding import dumpb
 
 log = logging.getLogger("skillswap.realtime.bridge")
 

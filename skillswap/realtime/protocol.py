@@ -11,15 +11,15 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from skillswap.i18n import Message, lazy
-from skillswap.input_rules import (
+from skillswap.api.encoding import dumpb
+from skillswap.api.input_rules import (
     MAX_JSON_DEPTH,
     MalformedJson,
     UnstorableText,
     has_unstorable_text,
     load_json,
 )
-from skillswap.jsonutil import dumpb
+from skillswap.i18n import Message, lazy
 from skillswap.models.base import MAX_ID
 
 # Close codes. 1009 is the standard "message too big"; the 4xxx codes are ours.

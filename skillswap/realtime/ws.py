@@ -23,6 +23,7 @@ import tornado.iostream
 import tornado.web
 import tornado.websocket
 
+from skillswap.api.problems import ProblemAnswers, error_for
 from skillswap.auth.bearer import bearer_token
 from skillswap.auth.current_user import authenticate
 from skillswap.chat import services as chat
@@ -37,7 +38,6 @@ from skillswap.errors import (
 from skillswap.i18n import Message, Translator, lazy, negotiate_locale
 from skillswap.models import User
 from skillswap.notifications.services import notification_view
-from skillswap.problems import ProblemAnswers, error_for
 from skillswap.realtime import Realtime
 from skillswap.realtime.protocol import (
     CLOSE_GOING_AWAY,

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import Float, Select, and_, case, cast, exists, func, literal, or_, select, tuple_
 from sqlalchemy.sql.elements import ColumnElement
 
+from skillswap.api.paging import page_offset
 from skillswap.errors import NotFound, ValidationFailed
 from skillswap.i18n import lazy
 from skillswap.models.skills import SkillStatus
-from skillswap.paging import page_offset
 from skillswap.skills.queries import AnyRow, categories, fetch_images, skill_select, skills, users
 from skillswap.skills.search import SearchMatch, search_match
 from skillswap.skills.text import normalise_tag

@@ -6,8 +6,7 @@ import time
 
 import pytest
 
-from skillswap.idempotency import MAX_SCOPE_LENGTH, fitted, scope_of
-from skillswap.input_rules import (
+from skillswap.api.input_rules import (
     MAX_JSON_DEPTH,
     MalformedJson,
     UnstorableText,
@@ -15,6 +14,7 @@ from skillswap.input_rules import (
     load_json,
     unstorable_paths,
 )
+from skillswap.idempotency import MAX_SCOPE_LENGTH, fitted, scope_of
 
 
 def nested(depth: int) -> str:

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from sqlalchemy import CheckConstraint, Table
 
-from skillswap.jsonutil import dumps, iso
+from skillswap.api.encoding import dumps, iso
+from skillswap.api.paging import PageParams, page_offset
 from skillswap.models import (
     ChatRoom,
     LedgerAccount,
@@ -23,7 +24,6 @@ from skillswap.models.orders import OrderAction, OrderStatus, Resolution
 from skillswap.models.reviews import ReviewerRole
 from skillswap.models.skills import SkillLevel, SkillStatus
 from skillswap.orders.rules import ACTIONS, OPEN_STATUSES, TERMINAL_STATUSES
-from skillswap.paging import PageParams, page_offset
 
 
 def _check(model: type, name: str) -> str:

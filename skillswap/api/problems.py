@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import tornado.httputil
 import tornado.web
 
+from skillswap.api.encoding import dumpb
 from skillswap.errors import (
     AppError,
     BadRequest,
@@ -26,7 +27,6 @@ from skillswap.errors import (
     problem_document,
 )
 from skillswap.i18n import N_, lazy, negotiate_locale
-from skillswap.jsonutil import dumpb
 
 if TYPE_CHECKING:
     from skillswap.deps import Deps

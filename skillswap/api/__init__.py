@@ -1,0 +1,1 @@
+"""What REST and WebSocket share below both: problem documents, input rules, pages, JSON."""
