@@ -60,6 +60,17 @@ def _redis_client(settings: Settings) -> Any:
     )
 
 
+def _shared_counters(settings: Settings, redis: Any | None) -> tuple[TokenDenylist, RateLimiter]:
+    """The token denylist and the throttles: in Redis, shared by every node, when there is one."""
+    if redis is None:
+        return MemoryDenylist(), MemoryRateLimiter()
+    prefix = settings.redis_prefix
+    return (
+        RedisDenylist(redis, prefix=f"{prefix}denylist:"),
+        RedisRateLimiter(redis, prefix=f"{prefix}ratelimit:"),
+    )
+
+
 async def bootstrap(
     settings: Settings,
     *,
@@ -87,16 +98,10 @@ async def bootstrap(
         )
         stack.callback(hasher.close)
         redis: Any | None = None
-        denylist: TokenDenylist
-        limiter: RateLimiter
         if settings.redis_url:
             redis = _redis_client(settings)
             stack.push_async_callback(redis.aclose)
-            denylist = RedisDenylist(redis, prefix=f"{settings.redis_prefix}denylist:")
-            limiter = RedisRateLimiter(redis, prefix=f"{settings.redis_prefix}ratelimit:")
-        else:
-            denylist = MemoryDenylist()
-            limiter = MemoryRateLimiter()
+        denylist, limiter = _shared_counters(settings, redis)
         http = http or httpx.AsyncClient(timeout=10.0)
         stack.push_async_callback(http.aclose)
         # Every process that writes must invalidate cached listings on all nodes.

@@ -160,6 +160,37 @@ async def settings() -> AsyncIterator[Settings]:
     await _drop_database()
 
 
+@contextlib.asynccontextmanager
+async def own_database() -> AsyncIterator[Settings]:
+    """Settings for a database of its own, migrated and empty but for what migrations add:
+    for a test that acts on every row (a deadline sweep) and asserts exactly what it did."""
+    from skillswap.migrate import upgrade_to_head
+
+    # Its own Redis keys and streams too: room ids of two databases must not meet.
+    own_prefix = f"{REDIS_PREFIX}own-{secrets.token_hex(3)}:"
+    if BACKENDS.admin_url is None:
+        path = Path(tempfile.mkdtemp(prefix="skillswap-own-")) / "own.sqlite3"
+        own = make_settings(database_url=f"sqlite:///{path}", redis_prefix=own_prefix)
+        await upgrade_to_head(own)
+        yield own
+        return
+    import asyncpg
+
+    name = f"{BACKENDS.db_name}_own_{secrets.token_hex(3)}"
+    admin = await asyncpg.connect(BACKENDS.admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        own = make_settings(
+            database_url=BACKENDS.database_url.rsplit("/", 1)[0] + f"/{name}",
+            redis_prefix=own_prefix,
+        )
+        await upgrade_to_head(own)
+        yield own
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
 class EventLog:
     """Every domain event the test apps emitted, in order (a subscriber listed after the
     production ones in the event table those apps are bootstrapped with)."""
@@ -195,15 +226,20 @@ def media_folder(deps: Deps, root: Path) -> Iterator[Path]:
         storage.root = previous
 
 
-@pytest.fixture(scope="session")
-async def deps(settings: Settings) -> AsyncIterator[Deps]:
-    built = await bootstrap(
+async def build_test_deps(settings: Settings) -> Deps:
+    """The dependencies of a test app: real backends, a recording mailer, a movable clock."""
+    return await bootstrap(
         settings,
         mailer=RecordingMailer(),
         clock=MovableClock(),
         event_handlers=EVENT_LOG.handlers(),
         storage=LocalStorage(Path(tempfile.mkdtemp(prefix="skillswap-media-"))),
     )
+
+
+@pytest.fixture(scope="session")
+async def deps(settings: Settings) -> AsyncIterator[Deps]:
+    built = await build_test_deps(settings)
     yield built
     await built.close()
 
@@ -214,15 +250,24 @@ async def mailer(deps: Deps) -> RecordingMailer:
     return deps.mailer
 
 
-@pytest.fixture(scope="session")
-async def server(settings: Settings, deps: Deps) -> AsyncIterator[str]:
+@contextlib.asynccontextmanager
+async def serving(settings: Settings, deps: Deps) -> AsyncIterator[str]:
+    """The app on an unused port of this process; its base URL."""
     app = make_app(settings, deps)
     http_server: tornado.httpserver.HTTPServer = make_server(app, settings)
     sock, port = tornado.testing.bind_unused_port()
     http_server.add_sockets([sock])
-    yield f"http://127.0.0.1:{port}"
-    http_server.stop()
-    await http_server.close_all_connections()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        http_server.stop()
+        await http_server.close_all_connections()
+
+
+@pytest.fixture(scope="session")
+async def server(settings: Settings, deps: Deps) -> AsyncIterator[str]:
+    async with serving(settings, deps) as url:
+        yield url
 
 
 class Api:
@@ -264,14 +309,43 @@ async def _created_names_its_location(response: httpx.Response) -> None:
         )
 
 
-@pytest.fixture(scope="session")
-async def api(server: str) -> AsyncIterator[Api]:
+@contextlib.asynccontextmanager
+async def api_client(server: str) -> AsyncIterator[Api]:
     # Every answer is checked: a 201 names its Location; a success matches its declared schema.
     hooks = [_created_names_its_location, answers_match_their_declared_schema]
     async with httpx.AsyncClient(
         base_url=server, timeout=30, event_hooks={"response": hooks}
     ) as client:
         yield Api(client)
+
+
+@pytest.fixture(scope="session")
+async def api(server: str) -> AsyncIterator[Api]:
+    async with api_client(server) as client:
+        yield client
+
+
+@dataclass
+class OwnApp:
+    """An app on a database of its own (`own_database`), with its client and dependencies."""
+
+    api: Api
+    deps: Deps
+
+    async def user(self, **options: Any) -> TestUser:
+        return await factories.make_user(self.api, self.deps, **options)
+
+
+@pytest.fixture
+async def own_app() -> AsyncIterator[OwnApp]:
+    """A whole app on a database of its own, for tests that assert what a sweep did to all."""
+    async with own_database() as own:
+        built = await build_test_deps(own)
+        try:
+            async with serving(own, built) as url, api_client(url) as client:
+                yield OwnApp(client, built)
+        finally:
+            await built.close()
 
 
 @pytest.fixture

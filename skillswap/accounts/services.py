@@ -34,13 +34,12 @@ from skillswap.errors import (
 from skillswap.i18n import N_, SUPPORTED_LOCALES, lazy, lazy_plural, one_of
 from skillswap.mail import OutgoingEmail
 from skillswap.models import OneTimeToken, RefreshToken, User
+from skillswap.models.users import TokenPurpose
 
 if TYPE_CHECKING:
     from skillswap.deps import Deps
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
-PURPOSE_VERIFY_EMAIL = "verify_email"
-PURPOSE_PASSWORD_RESET = "password_reset"
 
 
 class InvalidCode(BadRequest):
@@ -173,8 +172,8 @@ async def register(
             raise _duplicate_error(email_taken=None) from None
         await events.emit(deps, uow, events.UserRegistered(user_id=user.id))
         tokens = await _issue_tokens(deps, session, user)
-        verify_token = await _new_one_time_token(deps, session, user, PURPOSE_VERIFY_EMAIL)
-        _queue_email(deps, uow, user, PURPOSE_VERIFY_EMAIL, verify_token)
+        verify_token = await _new_one_time_token(deps, session, user, TokenPurpose.VERIFY_EMAIL)
+        _queue_email(deps, uow, user, TokenPurpose.VERIFY_EMAIL, verify_token)
         await uow.commit()
     return AuthResult(user=user, tokens=tokens)
 
@@ -437,11 +436,13 @@ async def get_public_profile(deps: Deps, *, user_id: int) -> User:
 # -- single-use tokens: email verification and password reset --------------------------------
 
 
-async def _new_one_time_token(deps: Deps, session: AsyncSession, user: User, purpose: str) -> str:
+async def _new_one_time_token(
+    deps: Deps, session: AsyncSession, user: User, purpose: TokenPurpose
+) -> str:
     now = deps.clock()
     ttl = (
         deps.settings.email_token_ttl_seconds
-        if purpose == PURPOSE_VERIFY_EMAIL
+        if purpose == TokenPurpose.VERIFY_EMAIL
         else deps.settings.password_reset_ttl_seconds
     )
     token, digest = new_opaque_token()
@@ -457,9 +458,11 @@ async def _new_one_time_token(deps: Deps, session: AsyncSession, user: User, pur
     return token
 
 
-def _queue_email(deps: Deps, uow: UnitOfWork, user: User, purpose: str, token: str) -> None:
+def _queue_email(
+    deps: Deps, uow: UnitOfWork, user: User, purpose: TokenPurpose, token: str
+) -> None:
     translator = deps.catalogs.get(user.locale)
-    if purpose == PURPOSE_VERIFY_EMAIL:
+    if purpose == TokenPurpose.VERIFY_EMAIL:
         subject = translator.gettext("Confirm your SkillSwap email address")
         body = translator.gettext("Use this code to confirm your email address: {token}").format(
             token=token
@@ -480,7 +483,7 @@ def _queue_email(deps: Deps, uow: UnitOfWork, user: User, purpose: str, token: s
 
 
 async def _consume_one_time_token(
-    deps: Deps, session: AsyncSession, *, token: str, purpose: str
+    deps: Deps, session: AsyncSession, *, token: str, purpose: TokenPurpose
 ) -> OneTimeToken:
     now = deps.clock()
     digest = hash_opaque_token(token)
@@ -502,15 +505,15 @@ async def resend_verification(deps: Deps, *, actor: User) -> None:
         user = await uow.session.get(User, actor.id)
         if user is None or user.email_verified:
             return
-        token = await _new_one_time_token(deps, uow.session, user, PURPOSE_VERIFY_EMAIL)
-        _queue_email(deps, uow, user, PURPOSE_VERIFY_EMAIL, token)
+        token = await _new_one_time_token(deps, uow.session, user, TokenPurpose.VERIFY_EMAIL)
+        _queue_email(deps, uow, user, TokenPurpose.VERIFY_EMAIL, token)
         await uow.commit()
 
 
 async def verify_email(deps: Deps, *, token: str) -> User:
     async with deps.db.uow() as uow:
         record = await _consume_one_time_token(
-            deps, uow.session, token=token, purpose=PURPOSE_VERIFY_EMAIL
+            deps, uow.session, token=token, purpose=TokenPurpose.VERIFY_EMAIL
         )
         user = await uow.session.get(User, record.user_id)
         if user is None:
@@ -533,8 +536,8 @@ async def request_password_reset(deps: Deps, *, email: str) -> None:
         user = await uow.session.scalar(select(User).where(User.email == address))
         if user is None or not user.is_active:
             return
-        token = await _new_one_time_token(deps, uow.session, user, PURPOSE_PASSWORD_RESET)
-        _queue_email(deps, uow, user, PURPOSE_PASSWORD_RESET, token)
+        token = await _new_one_time_token(deps, uow.session, user, TokenPurpose.PASSWORD_RESET)
+        _queue_email(deps, uow, user, TokenPurpose.PASSWORD_RESET, token)
         await uow.commit()
 
 
@@ -542,7 +545,7 @@ async def confirm_password_reset(deps: Deps, *, token: str, new_password: str) -
     """Set a new password with a reset code; every signed-in session is ended."""
     async with deps.db.uow() as uow:
         record = await _consume_one_time_token(
-            deps, uow.session, token=token, purpose=PURPOSE_PASSWORD_RESET
+            deps, uow.session, token=token, purpose=TokenPurpose.PASSWORD_RESET
         )
         user = await uow.session.get(User, record.user_id)
         if user is None:

@@ -136,67 +136,82 @@ def idempotent(method: HandlerMethod) -> HandlerMethod:
         if key is None:
             await method(self, *args, **kwargs)
             return
-        if not key or len(key) > idempotency.MAX_KEY_LENGTH or has_unstorable_text(key):
-            raise BadRequest(
-                lazy("Idempotency-Key must be 1 to 255 characters."), code="invalid_idempotency_key"
-            )
-        settings = self.deps.settings
-        user = self.current_user
-        claim = await idempotency.claim_key(
-            self.deps.db,
-            owner=f"user:{user.id}" if user else "anonymous",
-            scope=idempotency.scope_of(self.request.method or "", self.request.path),
-            key=key,
-            fingerprint=idempotency.request_fingerprint(self.request.body or b""),
-            ttl_seconds=settings.idempotency_ttl_seconds,
-            lease_seconds=settings.idempotency_lease_seconds,
-        )
+        claim = await _claim_key(self, key)
         if claim.replay is not None:
-            self.set_status(claim.replay.status_code)
-            self.set_header("Content-Type", claim.replay.content_type)
-            self.set_header("Idempotent-Replayed", "true")
-            if claim.replay.status_code == 201:  # a replayed creation names it again
-                created = json.loads(claim.replay.body)
-                self.set_header("Location", self.absolute_url(self.location_of(created)))
-            self.write(claim.replay.body.encode("utf-8"))
+            _replay(self, claim.replay)
             return
         assert claim.record_id is not None
-        try:
-            await method(self, *args, **kwargs)
-        except AppError as exc:
-            if exc.status >= 500:
-                await idempotency.release_key(self.deps.db, record_id=claim.record_id)
-            else:
-                # A refused request is an outcome too: retrying the key must not change it.
-                body = self.problem_document(exc)
-                await idempotency.store_outcome(
-                    self.deps.db,
-                    record_id=claim.record_id,
-                    response=idempotency.StoredResponse(
-                        exc.status, json.dumps(body, ensure_ascii=False), "application/problem+json"
-                    ),
-                )
-            raise
-        except BaseException:
-            await idempotency.release_key(self.deps.db, record_id=claim.record_id)
-            raise
-        try:
-            await idempotency.store_outcome(
-                self.deps.db,
-                record_id=claim.record_id,
-                response=idempotency.StoredResponse(
-                    self.get_status(), self._json_written.decode("utf-8"), "application/json"
-                ),
-            )
-        except Exception:
-            # The use case succeeded; only its record failed. Free the key (a retry then runs
-            # the use case again, which is safe) rather than leave it claimed until its lease ends.
-            log.exception("request %s: storing the idempotent outcome failed", self.request_id)
-            with contextlib.suppress(Exception):
-                await idempotency.release_key(self.deps.db, record_id=claim.record_id)
+        await _run_under_key(self, claim.record_id, method(self, *args, **kwargs))
 
     wrapper.idempotent = True  # type: ignore[attr-defined]
     return wrapper
+
+
+async def _claim_key(handler: BaseHandler, key: str) -> idempotency.Claim:
+    """Claim `key` for this caller and request, or find the response it already has."""
+    if not key or len(key) > idempotency.MAX_KEY_LENGTH or has_unstorable_text(key):
+        raise BadRequest(
+            lazy("Idempotency-Key must be 1 to 255 characters."), code="invalid_idempotency_key"
+        )
+    settings = handler.deps.settings
+    user = handler.current_user
+    request = handler.request
+    return await idempotency.claim_key(
+        handler.deps.db,
+        owner=f"user:{user.id}" if user else "anonymous",
+        scope=idempotency.scope_of(request.method or "", request.path),
+        key=key,
+        fingerprint=idempotency.request_fingerprint(request.body or b""),
+        ttl_seconds=settings.idempotency_ttl_seconds,
+        lease_seconds=settings.idempotency_lease_seconds,
+    )
+
+
+def _replay(handler: BaseHandler, stored: idempotency.StoredResponse) -> None:
+    """Answer with the first response to this key, marked as a replay."""
+    handler.set_status(stored.status_code)
+    handler.set_header("Content-Type", stored.content_type)
+    handler.set_header("Idempotent-Replayed", "true")
+    if stored.status_code == 201:  # a replayed creation names it again
+        created = json.loads(stored.body)
+        handler.set_header("Location", handler.absolute_url(handler.location_of(created)))
+    handler.write(stored.body.encode("utf-8"))
+
+
+async def _run_under_key(handler: BaseHandler, record_id: int, work: Awaitable[None]) -> None:
+    """Run the use case holding the key, then keep its outcome (a refusal too) for replays."""
+    db = handler.deps.db
+    try:
+        await work
+    except AppError as exc:
+        if exc.status >= 500:
+            await idempotency.release_key(db, record_id=record_id)
+        else:
+            # A refused request is an outcome too: retrying the key must not change it.
+            body = json.dumps(handler.problem_document(exc), ensure_ascii=False)
+            await idempotency.store_outcome(
+                db,
+                record_id=record_id,
+                response=idempotency.StoredResponse(exc.status, body, "application/problem+json"),
+            )
+        raise
+    except BaseException:
+        await idempotency.release_key(db, record_id=record_id)
+        raise
+    try:
+        await idempotency.store_outcome(
+            db,
+            record_id=record_id,
+            response=idempotency.StoredResponse(
+                handler.get_status(), handler._json_written.decode("utf-8"), "application/json"
+            ),
+        )
+    except Exception:
+        # The use case succeeded; only its record failed. Free the key (a retry then runs
+        # the use case again, which is safe) rather than leave it claimed until its lease ends.
+        log.exception("request %s: storing the idempotent outcome failed", handler.request_id)
+        with contextlib.suppress(Exception):
+            await idempotency.release_key(db, record_id=record_id)
 
 
 class BaseHandler(tornado.web.RequestHandler):

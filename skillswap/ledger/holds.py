@@ -136,9 +136,32 @@ async def post_hold(
             raise HoldNotPending(hold_id, status)
         raise InvalidAmount(f"hold {hold_id} holds less than {total}")
     wallet, held_amount = posted
+    planned = _capture_and_payouts(hold_id, wallet, total, payouts, order_id=order_id, now=now)
+    ids = await store.record_transfers(planned)
+    legs = [
+        Leg(transfer_id, row.debit_account_id, row.credit_account_id, row.amount)
+        for transfer_id, row in zip(ids, planned, strict=True)
+    ]
+    shortfall = await apply_legs(store, legs, now=now, release_held={wallet: held_amount})
+    if shortfall:
+        # Cannot happen while `held` reserves the hold; refusing keeps a broken ledger unchanged.
+        raise LedgerError(f"posting hold {hold_id} would overdraw its wallet by {shortfall}")
+    return total
+
+
+def _capture_and_payouts(
+    hold_id: int,
+    wallet: int,
+    total: int,
+    payouts: Sequence[Payout],
+    *,
+    order_id: int | None,
+    now: datetime,
+) -> list[NewTransfer]:
+    """The transfers that settle a hold, each under a key derived from the hold."""
     escrow = int(SystemAccount.ESCROW)
     # The buyer pays escrow, escrow pays each payout: the escrow account nets to zero.
-    planned = [
+    return [
         NewTransfer(
             f"hold:{hold_id}:capture",
             str(TransferKind.ORDER_PAYMENT),
@@ -165,16 +188,6 @@ async def post_hold(
             for index, payout in enumerate(payouts)
         ),
     ]
-    ids = await store.record_transfers(planned)
-    legs = [
-        Leg(transfer_id, row.debit_account_id, row.credit_account_id, row.amount)
-        for transfer_id, row in zip(ids, planned, strict=True)
-    ]
-    shortfall = await apply_legs(store, legs, now=now, release_held={wallet: held_amount})
-    if shortfall:
-        # Cannot happen while `held` reserves the hold; refusing keeps a broken ledger unchanged.
-        raise LedgerError(f"posting hold {hold_id} would overdraw its wallet by {shortfall}")
-    return total
 
 
 async def _status(store: LedgerStore, hold_id: int) -> str:
