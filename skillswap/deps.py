@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
@@ -26,6 +26,7 @@ from skillswap.auth.tokens import KeyRing, TokenDenylist
 from skillswap.db import Database, UnitOfWork
 from skillswap.i18n import Catalogs
 from skillswap.mail import Mailer
+from skillswap.models.base import utcnow
 from skillswap.settings import Settings
 from skillswap.storage import Storage
 
@@ -41,8 +42,8 @@ if TYPE_CHECKING:
 Clock = Callable[[], datetime]
 
 
-def system_clock() -> datetime:
-    return datetime.now(UTC)
+system_clock: Clock = utcnow
+"""The real time, in UTC: `deps.clock` unless a test moves it."""
 
 
 class Publisher(Protocol):

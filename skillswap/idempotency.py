@@ -17,7 +17,6 @@ from skillswap.db import Database, UnitOfWork
 from skillswap.errors import Conflict
 from skillswap.i18n import lazy
 from skillswap.models import IdempotencyRecord
-from skillswap.models.base import utcnow
 
 
 def _column_length(name: str) -> int:
@@ -78,6 +77,7 @@ async def claim_key(
     fingerprint: str,
     ttl_seconds: int,
     lease_seconds: int,
+    now: datetime,
     wait_seconds: float = 15.0,
 ) -> Claim:
     """Claim `key` for this request, or wait for the request that holds it and replay its result.
@@ -88,13 +88,13 @@ async def claim_key(
     """
     deadline = asyncio.get_running_loop().time() + wait_seconds
     if random.random() < PURGE_PROBABILITY:
-        await purge_expired(db, ttl_seconds=ttl_seconds)
+        await purge_expired(db, ttl_seconds=ttl_seconds, now=now)
     while True:
         async with db.uow() as uow:
             session = uow.session
             existing = await _find_record(session, owner=owner, scope=scope, key=key)
             if existing is not None and _abandoned(
-                existing, utcnow(), ttl_seconds=ttl_seconds, lease_seconds=lease_seconds
+                existing, now, ttl_seconds=ttl_seconds, lease_seconds=lease_seconds
             ):
                 await _take_over(session, existing)
                 existing = None
@@ -183,12 +183,12 @@ def _replay_of(record: IdempotencyRecord, fingerprint: str) -> Claim | None:
     )
 
 
-async def purge_expired(db: Database, *, ttl_seconds: int) -> int:
+async def purge_expired(db: Database, *, ttl_seconds: int, now: datetime) -> int:
     """Delete records older than the replay window; how many went."""
     async with db.uow() as uow:
         result = await uow.session.execute(
             delete(IdempotencyRecord).where(
-                IdempotencyRecord.created_at < utcnow() - timedelta(seconds=ttl_seconds)
+                IdempotencyRecord.created_at < now - timedelta(seconds=ttl_seconds)
             )
         )
         await uow.commit()

@@ -164,6 +164,7 @@ async def _claim_key(handler: BaseHandler, key: str) -> idempotency.Claim:
         fingerprint=idempotency.request_fingerprint(request.body or b""),
         ttl_seconds=settings.idempotency_ttl_seconds,
         lease_seconds=settings.idempotency_lease_seconds,
+        now=handler.deps.clock(),
     )
 
 

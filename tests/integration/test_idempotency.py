@@ -33,6 +33,7 @@ def _claim(deps, key: str, fingerprint: str = "body-1", wait: float = 0.2):  # t
         fingerprint=fingerprint,
         ttl_seconds=3600,
         lease_seconds=30,
+        now=deps.clock(),
         wait_seconds=wait,
     )
 
@@ -101,6 +102,6 @@ async def test_expired_records_are_purged(own_app):
     first = await _claim(deps, key)
     assert first.record_id is not None
     await _age(deps, first.record_id, 7200)
-    assert await idempotency.purge_expired(deps.db, ttl_seconds=3600) == 1
+    assert await idempotency.purge_expired(deps.db, ttl_seconds=3600, now=deps.clock()) == 1
     async with deps.db.read() as session:
         assert await session.get(IdempotencyRecord, first.record_id) is None
