@@ -2,6 +2,7 @@
 
 from skillswap.models.base import Base
 from skillswap.models.chat import ChatMember, ChatMessage, ChatRoom
+from skillswap.models.delivery import Device, NotificationPreference
 from skillswap.models.idempotency import IdempotencyRecord
 from skillswap.models.ledger import (
     LedgerAccount,
@@ -23,12 +24,14 @@ __all__ = [
     "ChatMember",
     "ChatMessage",
     "ChatRoom",
+    "Device",
     "IdempotencyRecord",
     "LedgerAccount",
     "LedgerEntry",
     "LedgerHold",
     "LedgerTransfer",
     "Notification",
+    "NotificationPreference",
     "OAuthState",
     "OneTimeToken",
     "Order",
