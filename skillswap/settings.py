@@ -113,6 +113,25 @@ class Settings:
     # Deliveries a buyer may send back per order; then they complete or dispute.
     order_max_change_requests: int = 3
     review_window_seconds: int = 7 * 24 * 3600
+    # Background work (the outbox, the TaskIQ workers, the scheduler)
+    task_max_attempts: int = 8  # an outbox row failing this often is dead-lettered (`failed`)
+    task_retry_base_seconds: int = 10  # the first retry's delay, doubled at each further one ...
+    task_retry_max_seconds: int = 3600  # ... up to this
+    # A claimed row not finished within its lease is published again: longer than any task.
+    outbox_lease_seconds: int = 300
+    outbox_poll_seconds: int = 2  # the relay's polling, besides LISTEN/NOTIFY on PostgreSQL
+    outbox_batch_size: int = 100  # rows a relay claims at once
+    task_stream_maxlen: int = 100_000  # entries kept in the Redis task stream (MAXLEN ~)
+    # An unacknowledged stream entry is handed to another worker after this: longer than any task.
+    task_idle_timeout_seconds: int = 600
+    worker_concurrency: int = 20  # tasks one worker process runs at once
+    worker_processes: int = 1  # `skillswap worker` processes unless --workers says otherwise
+    worker_shutdown_timeout_seconds: int = 30  # on SIGTERM, running tasks get this long to finish
+    # The scheduler's jobs, each every so many seconds
+    order_deadlines_interval_seconds: int = 60  # order deadlines and review windows
+    idempotency_sweep_interval_seconds: int = 3600  # expired Idempotency-Key records
+    outbox_lease_check_interval_seconds: int = 30  # rows whose lease ran out, published again
+    ledger_check_interval_seconds: int = 24 * 3600  # every ledger invariant; violations logged
     # Realtime
     ws_allowed_origins: tuple[str, ...] = ()  # empty: only pages served from the same host
     ws_max_frame_bytes: int = 65_536  # a larger client frame closes the socket (1009)

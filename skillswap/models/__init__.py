@@ -14,6 +14,7 @@ from skillswap.models.ledger import (
 from skillswap.models.notifications import Notification
 from skillswap.models.oauth import OAuthState
 from skillswap.models.orders import Order, OrderTransition
+from skillswap.models.outbox import OutboxRow, OutboxStatus
 from skillswap.models.reviews import Review
 from skillswap.models.skills import Category, Skill, SkillImage
 from skillswap.models.users import OneTimeToken, RefreshToken, User
@@ -36,6 +37,8 @@ __all__ = [
     "OneTimeToken",
     "Order",
     "OrderTransition",
+    "OutboxRow",
+    "OutboxStatus",
     "PointsPackage",
     "RefreshToken",
     "Review",

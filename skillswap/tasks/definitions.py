@@ -1,0 +1,101 @@
+"""The task definitions: thin wrappers that run one outbox row through its kind's handler.
+
+Registered on a broker by `register_tasks` (nothing is registered at import). The task is
+idempotent on the row: a row already done, dead-lettered, or claimed again since the message
+was sent is left alone, so a duplicate delivery does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from taskiq import AsyncBroker, AsyncTaskiqDecoratedTask
+
+from skillswap.models import OutboxStatus
+from skillswap.tasks import outbox
+from skillswap.tasks.outbox import OutboxJob
+
+if TYPE_CHECKING:
+    from skillswap.deps import Deps
+
+log = logging.getLogger("skillswap.tasks")
+
+OutboxHandler = Callable[["Deps", OutboxJob], Awaitable[None]]
+OutboxHandlers = Mapping[str, OutboxHandler]
+
+RUN_OUTBOX_ROW = "skillswap.run_outbox_row"
+
+
+class PermanentTaskError(Exception):
+    """A failure no retry can mend (a malformed payload, a refused address): dead-letter now.
+
+    Any other exception is taken as transient and retried with backoff; one that carries a
+    `retry_after` (seconds, as an SMTP or FCM answer may ask) is retried no sooner than that.
+    """
+
+
+async def run_outbox_row(deps: Deps, handlers: OutboxHandlers, row_id: int, attempt: int) -> str:
+    """Run the row's handler and record the outcome; what happened, for the logs and tests."""
+    row = await outbox.load(deps.db, row_id)
+    if row is None or row.status != OutboxStatus.RUNNING or row.attempts != attempt:
+        return "skipped"  # done, failed, or claimed again since this message was sent
+    job = OutboxJob(row.id, row.kind, row.key, row.payload, row.attempts)
+    settings = deps.settings
+    handler = handlers.get(job.kind)
+    try:
+        if handler is None:
+            raise PermanentTaskError(f"no handler for outbox kind {job.kind!r}")
+        await handler(deps, job)
+    except PermanentTaskError as exc:
+        await outbox.mark_failed(
+            deps.db, row_id, error=str(exc), retry_at=None, max_attempts=settings.task_max_attempts
+        )
+        log.error("outbox row %d (%s) failed for good: %s", row_id, job.kind, exc)
+        return "failed"
+    except Exception as exc:
+        delay = outbox.retry_delay(
+            job.attempts,
+            base_seconds=settings.task_retry_base_seconds,
+            max_seconds=settings.task_retry_max_seconds,
+        )
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(retry_after, int | float) and retry_after > delay:
+            delay = int(retry_after)
+        status = await outbox.mark_failed(
+            deps.db,
+            row_id,
+            error=f"{type(exc).__name__}: {exc}",
+            retry_at=deps.clock() + timedelta(seconds=delay),
+            max_attempts=settings.task_max_attempts,
+        )
+        if status == OutboxStatus.FAILED:
+            log.error("outbox row %d (%s) is out of attempts: %r", row_id, job.kind, exc)
+            return "failed"
+        log.warning("outbox row %d (%s) failed, retried in %d s: %r", row_id, job.kind, delay, exc)
+        return "retry"
+    await outbox.mark_done(deps.db, row_id, now=deps.clock())
+    return "done"
+
+
+@dataclass(frozen=True)
+class Tasks:
+    """The tasks registered on one broker, and how the relay sends a claimed row."""
+
+    broker: AsyncBroker
+    run_row: AsyncTaskiqDecoratedTask[Any, Any]
+
+    async def publish(self, job: OutboxJob) -> None:
+        await self.run_row.kiq(job.id, job.attempts)
+
+
+def register_tasks(broker: AsyncBroker, deps: Deps, handlers: OutboxHandlers) -> Tasks:
+    """Register this process's tasks on `broker`, bound to its `deps` and outbox handlers."""
+
+    async def run_row(row_id: int, attempt: int) -> str:
+        return await run_outbox_row(deps, handlers, row_id, attempt)
+
+    return Tasks(broker, broker.register_task(run_row, task_name=RUN_OUTBOX_ROW))

@@ -1,0 +1,89 @@
+"""The scheduler's periodic jobs, each every so many seconds (a setting each).
+
+Every job is safe to run twice: a deadline sweep re-run finds nothing due, the idempotency
+sweep deletes nothing more, a released lease is released once. The scheduler's lock keeps
+two schedulers from doubling the work; these keep a doubled run harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from skillswap.idempotency import purge_expired
+from skillswap.orders.deadlines import run_order_deadlines
+from skillswap.points.services import audit_ledger
+from skillswap.settings import Settings
+from skillswap.tasks import outbox
+
+if TYPE_CHECKING:
+    from skillswap.deps import Deps
+
+log = logging.getLogger("skillswap.tasks.jobs")
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    interval_seconds: int
+    run: Callable[[Deps, datetime], Awaitable[None]]
+    at_start: bool = True  # run as soon as a scheduler starts (else one interval later)
+
+
+async def order_deadlines(deps: Deps, now: datetime) -> None:
+    """Orders whose deadline passed move on (expired and refunded, or completed and paid);
+    review windows that closed publish their reviews."""
+    report = await run_order_deadlines(deps, now=now)
+    if report.expired or report.completed or report.disputed or report.reviews_published:
+        log.info(
+            "order deadlines: %d expired, %d completed, %d disputed, %d reviews published",
+            report.expired,
+            report.completed,
+            report.disputed,
+            report.reviews_published,
+        )
+
+
+async def idempotency_sweep(deps: Deps, now: datetime) -> None:
+    """Idempotency-Key records past their replay window go."""
+    purged = await purge_expired(
+        deps.db, ttl_seconds=deps.settings.idempotency_ttl_seconds, now=now
+    )
+    if purged:
+        log.info("idempotency sweep: %d expired records deleted", purged)
+
+
+async def outbox_leases(deps: Deps, now: datetime) -> None:
+    """Outbox rows claimed but not finished within their lease are published again."""
+    released = await outbox.release_expired_leases(
+        deps.db, now=now, max_attempts=deps.settings.task_max_attempts
+    )
+    if released:
+        log.warning("outbox: %d rows outlived their lease and are published again", released)
+
+
+async def ledger_check(deps: Deps, _now: datetime) -> None:
+    """Every ledger invariant; each violation is logged as an error."""
+    report = await audit_ledger(deps.db)
+    for violation in report.violations:
+        log.error("ledger check: VIOLATION %s: %s", violation.invariant, violation.detail)
+    if report.ok:
+        log.info("ledger check ok: %d invariants hold", len(report.checked))
+
+
+def scheduled_jobs(settings: Settings) -> list[Job]:
+    """The periodic jobs of one deployment, at the configured intervals."""
+    return [
+        Job("order_deadlines", settings.order_deadlines_interval_seconds, order_deadlines),
+        Job("idempotency_sweep", settings.idempotency_sweep_interval_seconds, idempotency_sweep),
+        Job("outbox_leases", settings.outbox_lease_check_interval_seconds, outbox_leases),
+        Job(
+            "ledger_check",
+            settings.ledger_check_interval_seconds,
+            ledger_check,
+            at_start=False,
+        ),
+    ]

@@ -1,0 +1,250 @@
+"""The outbox's statements: enqueue in the caller's transaction, claim, finish, retry, dead-letter.
+
+A row moves pending -> running (claimed by a relay, published, leased) -> done; a failed run
+goes back to pending at a later `available_at` (backoff), or to `failed` (the dead letter)
+once it has been claimed `max_attempts` times. A running row whose lease runs out (its worker
+died, its message was lost) goes back to pending and is published again. The broker's
+message carries the row's id and the claim's attempt, so a stale duplicate is recognised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from skillswap.db import Database, UnitOfWork
+from skillswap.models import OutboxRow, OutboxStatus
+
+# LISTEN/NOTIFY channel the relays wait on (PostgreSQL delivers a NOTIFY at commit, never
+# for a transaction that rolls back).
+NOTIFY_CHANNEL = "skillswap_outbox"
+MAX_ERROR_LENGTH = 2000
+
+
+@dataclass(frozen=True)
+class OutboxJob:
+    """A claimed row: what its handler is given."""
+
+    id: int
+    kind: str
+    key: str
+    payload: dict[str, Any]
+    attempts: int  # claims so far, this one included
+
+
+def _is_postgresql(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+async def _notify(session: AsyncSession) -> None:
+    if _is_postgresql(session):
+        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+
+
+async def enqueue(
+    uow: UnitOfWork,
+    kind: str,
+    key: str,
+    payload: dict[str, Any],
+    available_at: datetime | None = None,
+    *,
+    now: datetime,
+) -> None:
+    """Write the work in the caller's transaction: it happens if and only if that commits.
+
+    `key` is the work's domain key: enqueueing the same key again (a retried request, a sweep
+    run twice) adds nothing.
+    """
+    session = uow.session
+    insert = pg_insert if _is_postgresql(session) else sqlite_insert
+    await session.execute(
+        insert(OutboxRow)
+        .values(
+            kind=kind,
+            key=key,
+            payload=payload,
+            status=OutboxStatus.PENDING,
+            attempts=0,
+            available_at=available_at or now,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["key"])
+    )
+    await _notify(session)
+
+
+async def claim_due(
+    db: Database, *, limit: int, lease_seconds: int, now: datetime
+) -> list[OutboxJob]:
+    """Take up to `limit` due pending rows: running, leased until now + `lease_seconds`.
+
+    On PostgreSQL `FOR UPDATE SKIP LOCKED` lets several relays share the table, each taking
+    rows no other is taking; on SQLite transactions are serialised and the conditional update
+    alone decides.
+    """
+    async with db.uow() as uow:
+        session = uow.session
+        due = (
+            select(OutboxRow.id)
+            .where(OutboxRow.status == OutboxStatus.PENDING, OutboxRow.available_at <= now)
+            .order_by(OutboxRow.available_at, OutboxRow.id)
+            .limit(limit)
+        )
+        if _is_postgresql(session):
+            due = due.with_for_update(skip_locked=True)
+        ids = list((await session.execute(due)).scalars())
+        if not ids:
+            return []
+        claimed = await session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.id.in_(ids), OutboxRow.status == OutboxStatus.PENDING)
+            .values(
+                status=OutboxStatus.RUNNING,
+                attempts=OutboxRow.attempts + 1,
+                leased_until=now + timedelta(seconds=lease_seconds),
+            )
+            .returning(
+                OutboxRow.id, OutboxRow.kind, OutboxRow.key, OutboxRow.payload, OutboxRow.attempts
+            )
+        )
+        jobs = [OutboxJob(r.id, r.kind, r.key, r.payload, r.attempts) for r in claimed]
+        await uow.commit()
+    return sorted(jobs, key=lambda job: ids.index(job.id))
+
+
+async def unclaim(db: Database, job: OutboxJob) -> None:
+    """Give back a claim that could not be published (the broker was away): pending again,
+    the attempt not counted."""
+    async with db.uow() as uow:
+        await uow.session.execute(
+            update(OutboxRow)
+            .where(
+                OutboxRow.id == job.id,
+                OutboxRow.status == OutboxStatus.RUNNING,
+                OutboxRow.attempts == job.attempts,
+            )
+            .values(
+                status=OutboxStatus.PENDING,
+                attempts=OutboxRow.attempts - 1,
+                leased_until=None,
+            )
+        )
+        await uow.commit()
+
+
+async def load(db: Database, row_id: int) -> OutboxRow | None:
+    async with db.read() as session:
+        return await session.get(OutboxRow, row_id)
+
+
+async def mark_done(db: Database, row_id: int, *, now: datetime) -> bool:
+    """Record that the row's work succeeded; False if it was already done or dead-lettered."""
+    async with db.uow() as uow:
+        result = await uow.session.execute(
+            update(OutboxRow)
+            .where(
+                OutboxRow.id == row_id,
+                OutboxRow.status.in_((OutboxStatus.PENDING, OutboxStatus.RUNNING)),
+            )
+            .values(status=OutboxStatus.DONE, done_at=now, leased_until=None)
+        )
+        await uow.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def retry_delay(attempts: int, *, base_seconds: int, max_seconds: int) -> int:
+    """The backoff after the `attempts`-th failed claim: base, 2 x base, 4 x base ... capped."""
+    return int(min(max_seconds, base_seconds * 2 ** max(0, attempts - 1)))
+
+
+async def mark_failed(
+    db: Database,
+    row_id: int,
+    *,
+    error: str,
+    retry_at: datetime | None,
+    max_attempts: int,
+) -> OutboxStatus | None:
+    """Record a failed run: pending again at `retry_at`, or `failed` when the row is out of
+    attempts or `retry_at` is None (a failure no retry can mend). The status it is left in;
+    None if it was no longer running (done meanwhile, or already failed)."""
+    status: Any = OutboxStatus.FAILED.value
+    if retry_at is not None:
+        status = case(
+            (OutboxRow.attempts >= max_attempts, OutboxStatus.FAILED.value),
+            else_=OutboxStatus.PENDING.value,
+        )
+    async with db.uow() as uow:
+        result = await uow.session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.id == row_id, OutboxRow.status == OutboxStatus.RUNNING)
+            .values(
+                status=status,
+                available_at=retry_at if retry_at is not None else OutboxRow.available_at,
+                leased_until=None,
+                last_error=error[:MAX_ERROR_LENGTH],
+            )
+            .returning(OutboxRow.status)
+        )
+        left_in = result.scalar_one_or_none()
+        await uow.commit()
+    return None if left_in is None else OutboxStatus(left_in)
+
+
+async def release_expired_leases(db: Database, *, now: datetime, max_attempts: int) -> int:
+    """Running rows whose lease ran out by `now`: pending again (published anew), or `failed`
+    when out of attempts. How many were released."""
+    async with db.uow() as uow:
+        session = uow.session
+        result = await session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.status == OutboxStatus.RUNNING, OutboxRow.leased_until < now)
+            .values(
+                status=case(
+                    (OutboxRow.attempts >= max_attempts, OutboxStatus.FAILED.value),
+                    else_=OutboxStatus.PENDING.value,
+                ),
+                available_at=now,
+                leased_until=None,
+                last_error="the lease ran out before the task reported",
+            )
+        )
+        released = int(result.rowcount or 0)  # type: ignore[attr-defined]
+        if released:
+            await _notify(session)
+        await uow.commit()
+    return released
+
+
+async def list_failed(db: Database, *, limit: int = 100) -> list[OutboxRow]:
+    """Dead-lettered rows, the newest first."""
+    async with db.read() as session:
+        rows = await session.scalars(
+            select(OutboxRow)
+            .where(OutboxRow.status == OutboxStatus.FAILED)
+            .order_by(OutboxRow.id.desc())
+            .limit(limit)
+        )
+        return list(rows)
+
+
+async def retry_failed(db: Database, row_id: int, *, now: datetime) -> bool:
+    """Give a dead-lettered row its attempts back and make it due now; False if not failed."""
+    async with db.uow() as uow:
+        session = uow.session
+        result = await session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.id == row_id, OutboxRow.status == OutboxStatus.FAILED)
+            .values(status=OutboxStatus.PENDING, attempts=0, available_at=now, leased_until=None)
+        )
+        retried = bool(result.rowcount)  # type: ignore[attr-defined]
+        if retried:
+            await _notify(session)
+        await uow.commit()
+    return retried

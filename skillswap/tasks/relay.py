@@ -1,0 +1,119 @@
+"""The outbox relay: claims due rows and publishes each to the broker.
+
+Woken by PostgreSQL's LISTEN/NOTIFY when a row is enqueued (the NOTIFY is sent at commit),
+and by polling every OUTBOX_POLL_SECONDS in any case: a lost notification, a row enqueued to
+run later, or the embedded SQLite database (which has no notifications) delay work by at most
+one poll. Several relays share the table (`FOR UPDATE SKIP LOCKED`). A row whose message
+cannot be sent goes back to pending; one sent but never finished is released by the lease job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from skillswap.tasks import outbox
+from skillswap.tasks.outbox import NOTIFY_CHANNEL, OutboxJob
+
+if TYPE_CHECKING:
+    from skillswap.deps import Deps
+
+log = logging.getLogger("skillswap.tasks.relay")
+
+Publish = Callable[[OutboxJob], Awaitable[None]]
+
+
+def listen_dsn(database_url: str) -> str:
+    """The plain `postgresql://` DSN asyncpg connects to, from SQLAlchemy's URL."""
+    url = make_url(database_url).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+class OutboxRelay:
+    """Publishes due outbox rows until `run`'s stop event is set."""
+
+    def __init__(self, deps: Deps, publish: Publish) -> None:
+        self.deps = deps
+        self.publish = publish
+        self._wake = asyncio.Event()
+        self._listener: asyncpg.Connection | None = None
+        self.published = 0
+
+    def wake(self) -> None:
+        """Look for due rows now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        settings = self.deps.settings
+        try:
+            while not stop.is_set():
+                await self._listen()
+                self._wake.clear()
+                try:
+                    full = await self.relay_once()
+                except Exception:
+                    log.exception("outbox relay failed; trying again at the next poll")
+                    full = False
+                if full:
+                    continue  # more may be due at once
+                await _first_of(stop, self._wake, within=settings.outbox_poll_seconds)
+        finally:
+            await self._unlisten()
+
+    async def relay_once(self) -> bool:
+        """Claim and publish one batch; whether the batch was full."""
+        settings = self.deps.settings
+        jobs = await outbox.claim_due(
+            self.deps.db,
+            limit=settings.outbox_batch_size,
+            lease_seconds=settings.outbox_lease_seconds,
+            now=self.deps.clock(),
+        )
+        for job in jobs:
+            try:
+                await self.publish(job)
+                self.published += 1
+            except Exception:
+                log.exception("could not publish outbox row %d; it stays pending", job.id)
+                await outbox.unclaim(self.deps.db, job)
+                return False  # the broker is away: wait for the next poll
+        return len(jobs) == settings.outbox_batch_size
+
+    async def _listen(self) -> None:
+        """LISTEN on PostgreSQL (again, if the connection was lost); nothing on SQLite."""
+        if not self.deps.db.on_driver:
+            return
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        try:
+            dsn = listen_dsn(self.deps.settings.effective_database_url)
+            self._listener = await asyncpg.connect(dsn)
+            await self._listener.add_listener(NOTIFY_CHANNEL, self._notified)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("outbox relay cannot LISTEN (%s); polling only", exc)
+            self._listener = None
+
+    def _notified(self, *_args: Any) -> None:
+        self._wake.set()
+
+    async def _unlisten(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close(timeout=2)
+            self._listener = None
+
+
+async def _first_of(*events: asyncio.Event, within: float) -> None:
+    """Wait until one of `events` is set, or `within` seconds."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
