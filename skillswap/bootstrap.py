@@ -25,6 +25,7 @@ from skillswap.db import Database, create_engine
 from skillswap.deps import Clock, Deps, EventHandlers, OpenOrders, Subscriber, system_clock
 from skillswap.i18n import Catalogs
 from skillswap.mail import ConsoleMailer, Mailer
+from skillswap.notifications.push import fcm_client
 from skillswap.orders import reactions as order_reactions
 from skillswap.orders.services import OpenOrdersOfSkills
 from skillswap.points import services as points
@@ -130,6 +131,7 @@ async def bootstrap(
             messages=realtime.writer,
             events=EVENT_HANDLERS if event_handlers is None else event_handlers,
             open_orders=open_orders or OpenOrdersOfSkills(),
+            push=fcm_client(settings, http),
             resources=stack,
         )
     except BaseException:

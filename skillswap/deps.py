@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from skillswap.accounts.oidc import OpenIDProvider
     from skillswap.chat.writer import SentMessage
     from skillswap.models import User
+    from skillswap.notifications.push import FcmClient
     from skillswap.realtime import Realtime
     from skillswap.skills.cache import ListingCache
 
@@ -104,6 +105,8 @@ class Deps:
     messages: MessageSink
     events: EventHandlers
     open_orders: OpenOrders
+    # FCM, when FCM_CREDENTIALS_FILE is set (None: no push is sent).
+    push: FcmClient | None = None
     # What bootstrap opened, closed in reverse order by `close`.
     resources: AsyncExitStack = field(default_factory=AsyncExitStack, repr=False)
 

@@ -143,6 +143,9 @@ class Settings:
     chat_message_max_chars: int = 4000
     realtime_stream_maxlen: int = 1000  # entries kept per room stream (MAXLEN ~)
     realtime_idle_seconds: int = 30  # a room actor with no local subscriber stops after this
+    # Push (FCM HTTP v1): the service account's JSON key file; empty: no push is sent.
+    fcm_credentials_file: str = ""
+    fcm_api_base: str = "https://fcm.googleapis.com"
     # Locale
     default_locale: str = "en"
 

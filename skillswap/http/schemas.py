@@ -12,8 +12,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.json_schema import SkipJsonSchema
+
+from skillswap.models.notifications import NotificationKind
 
 T = TypeVar("T")
 
@@ -375,6 +377,41 @@ class NotificationOut(Out):
 
 class Updated(Out):
     updated: int
+
+
+class DeviceOut(Out):
+    """A device push notifications go to."""
+
+    id: int
+    token: str = Field(description="The push token (FCM registration token)")
+    platform: Literal["android", "ios", "web"]
+    created_at: datetime
+
+
+class ChannelsOut(Out):
+    """Where one kind of notification goes besides the live stream."""
+
+    email: bool
+    push: bool
+
+
+def _per_kind(name: str, model: type[BaseModel], doc: str) -> type[Out]:
+    kinds = [kind.value for kind in NotificationKind]
+    fields: dict[str, Any] = {kind: (model, ...) for kind in kinds}
+    built: type[Out] = create_model(name, __base__=Out, __doc__=doc, **fields)
+    return built
+
+
+KindChannels = _per_kind("KindChannels", ChannelsOut, "The channels of every notification kind.")
+
+
+class PreferencesOut(Out):
+    """A user's channels for every notification kind (the WebSocket always gets everything)."""
+
+    preferences: KindChannels  # type: ignore[valid-type]
+    fixed: dict[str, ChannelsOut] = Field(
+        description="The kinds whose channels cannot be changed (security mails), and their value"
+    )
 
 
 # -- operations ----------------------------------------------------------------------------------

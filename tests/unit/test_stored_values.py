@@ -81,6 +81,8 @@ def test_every_enum_keeps_the_values_the_database_and_the_api_hold() -> None:
         "order_expired",
         "order_updated",
         "chat_message",
+        "email_verification",
+        "password_reset",
     ]
 
 
