@@ -198,6 +198,11 @@ def _fork_workers(count: int) -> bool:
 async def serve(settings: Settings, sockets: list[socket.socket]) -> None:
     """Run one node on already-bound sockets until SIGINT/SIGTERM, then shut down cleanly."""
     deps = await bootstrap(settings)
+    if settings.is_production and not settings.smtp_host:
+        log.warning(
+            "mail is off: SMTP_HOST is not set, so verification codes, password resets and "
+            "notifications are not emailed (each message is written to this log instead)"
+        )
     app = make_app(settings, deps)
     server = make_server(app, settings)
     # What start-up built (modules, models, routes: ~100k objects) lives as long as the process;

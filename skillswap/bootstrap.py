@@ -25,6 +25,7 @@ from skillswap.db import Database, create_engine
 from skillswap.deps import Clock, Deps, EventHandlers, OpenOrders, Subscriber, system_clock
 from skillswap.i18n import Catalogs
 from skillswap.mail import ConsoleMailer, Mailer
+from skillswap.mail.smtp import SmtpMailer
 from skillswap.notifications.push import fcm_client
 from skillswap.orders import reactions as order_reactions
 from skillswap.orders.services import OpenOrdersOfSkills
@@ -72,6 +73,13 @@ def _shared_counters(settings: Settings, redis: Any | None) -> tuple[TokenDenyli
     )
 
 
+def _mailer(settings: Settings) -> Mailer:
+    """SMTP when SMTP_HOST is set; otherwise each message is written to the log."""
+    if settings.smtp_host:
+        return SmtpMailer(settings)
+    return ConsoleMailer()
+
+
 async def bootstrap(
     settings: Settings,
     *,
@@ -117,7 +125,7 @@ async def bootstrap(
             denylist=denylist,
             hasher=hasher,
             keys=KeyRing(settings),
-            mailer=mailer or ConsoleMailer(),
+            mailer=mailer or _mailer(settings),
             catalogs=Catalogs(Path(settings.locales_dir) if settings.locales_dir else None),
             http=http,
             limiter=limiter,

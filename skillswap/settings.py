@@ -10,6 +10,7 @@ from typing import Any
 
 DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"
 DEFAULT_DATA_DIR = Path("var")
+SMTP_TLS_MODES = ("starttls", "tls", "none")
 
 
 class ConfigError(Exception):
@@ -132,6 +133,15 @@ class Settings:
     idempotency_sweep_interval_seconds: int = 3600  # expired Idempotency-Key records
     outbox_lease_check_interval_seconds: int = 30  # rows whose lease ran out, published again
     ledger_check_interval_seconds: int = 24 * 3600  # every ledger invariant; violations logged
+    # Email: SMTP when SMTP_HOST is set; otherwise every message is written to the log.
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_username: str = ""
+    smtp_password: str = field(default="", repr=False)
+    smtp_tls: str = "starttls"  # starttls (upgrade after connecting), tls (from the start), none
+    smtp_timeout_seconds: int = 30
+    email_from: str = "SkillSwap <no-reply@skillswap.invalid>"
+    email_reply_to: str = ""
     # Realtime
     ws_allowed_origins: tuple[str, ...] = ()  # empty: only pages served from the same host
     ws_max_frame_bytes: int = 65_536  # a larger client frame closes the socket (1009)
@@ -177,6 +187,8 @@ class Settings:
         if self.web_workers > 1 and (self.is_sqlite or not self.redis_url):
             # SQLite's writer lock and the in-process bridge hold within one process only.
             raise ConfigError("WEB_WORKERS above 1 needs DATABASE_URL (PostgreSQL) and REDIS_URL")
+        if self.smtp_tls not in SMTP_TLS_MODES:
+            raise ConfigError(f"SMTP_TLS must be one of: {', '.join(SMTP_TLS_MODES)}")
         if self.refresh_reuse_grace_seconds < 0:
             raise ConfigError("REFRESH_REUSE_GRACE_SECONDS must be 0 (no grace) or more")
         if self.is_production and self.secret_key == DEV_SECRET_KEY:

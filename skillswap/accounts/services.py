@@ -32,7 +32,7 @@ from skillswap.errors import (
     ValidationFailed,
 )
 from skillswap.i18n import N_, SUPPORTED_LOCALES, lazy, lazy_plural, one_of
-from skillswap.mail import OutgoingEmail
+from skillswap.mail.render import MailKind, links_base, render_email
 from skillswap.models import OneTimeToken, RefreshToken, User
 from skillswap.models.users import TokenPurpose
 
@@ -461,19 +461,19 @@ async def _new_one_time_token(
 def _queue_email(
     deps: Deps, uow: UnitOfWork, user: User, purpose: TokenPurpose, token: str
 ) -> None:
-    translator = deps.catalogs.get(user.locale)
-    if purpose == TokenPurpose.VERIFY_EMAIL:
-        subject = translator.gettext("Confirm your SkillSwap email address")
-        body = translator.gettext("Use this code to confirm your email address: {token}").format(
-            token=token
-        )
-    else:
-        subject = translator.gettext("Reset your SkillSwap password")
-        body = translator.gettext(
-            "Use this code to choose a new password: {token}. If you did not ask for it, ignore this email."
-        ).format(token=token)
-    message = OutgoingEmail(
-        to=user.email, subject=subject, body=body, kind=purpose, context={"token": token}
+    """Mail the code once the transaction commits, in the user's language."""
+    settings = deps.settings
+    ttl = (
+        settings.email_token_ttl_seconds
+        if purpose == TokenPurpose.VERIFY_EMAIL
+        else settings.password_reset_ttl_seconds
+    )
+    message = render_email(
+        MailKind(purpose),
+        to=user.email,
+        translator=deps.catalogs.get(user.locale),
+        base_url=links_base(settings),
+        context={"name": user.display_name or user.username, "token": token, "ttl_seconds": ttl},
     )
 
     async def send() -> None:

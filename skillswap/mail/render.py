@@ -1,0 +1,153 @@
+"""Mails from templates: a text and an HTML part in the recipient's language.
+
+Each kind has `templates/{kind}.txt` (which also sets the subject) and `templates/{kind}.html`
+(on `layout.html`, with `dir="rtl"` for Arabic). Templates translate with `_("...", name=value)`
+and `ngettext(singular, plural, n)`, through the same gettext catalogs as the API, so their
+strings are extracted with the rest (babel.cfg) and plurals follow each language's rules.
+Links are absolute, on PUBLIC_URL: the pages of the web app that client serves there.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+
+from skillswap.i18n import N_, Translator
+from skillswap.mail import OutgoingEmail
+from skillswap.models.orders import OrderAction, Resolution
+from skillswap.settings import Settings
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+
+
+class MailKind(StrEnum):
+    """Every mail the service sends (security mails are the emailed codes' purposes)."""
+
+    VERIFY_EMAIL = "verify_email"
+    PASSWORD_RESET = "password_reset"
+    ORDER_PLACED = "order_placed"  # to the seller
+    ORDER_TRANSITIONED = "order_transitioned"  # to the side that did not act
+    DISPUTE_RESOLVED = "dispute_resolved"  # to both sides
+    REVIEW_RECEIVED = "review_received"  # to the one reviewed
+
+
+# What each order transition tells the other side: the notification's own sentence.
+_TRANSITION_HEADLINES: dict[str, str] = {
+    OrderAction.ACCEPT: N_("Order #{order} was accepted."),
+    OrderAction.REJECT: N_("Order #{order} was rejected."),
+    OrderAction.DELIVER: N_("Order #{order} was delivered. Review the work."),
+    OrderAction.COMPLETE: N_("Order #{order} was completed."),
+    OrderAction.CANCEL: N_("Order #{order} was cancelled."),
+    OrderAction.REQUEST_CHANGES: N_("Changes were requested on order #{order}."),
+    OrderAction.DISPUTE: N_("Order #{order} is disputed. An administrator will review it."),
+    OrderAction.RESOLVE: N_("The dispute on order #{order} was resolved."),
+    OrderAction.EXPIRE: N_("Order #{order} expired."),
+}
+_OTHER_TRANSITION = N_("Order #{order} was updated.")
+
+_RESOLUTION_OUTCOMES: dict[str, str] = {
+    Resolution.REFUND: N_("The buyer's points were refunded."),
+    Resolution.RELEASE: N_("The points were released to the seller."),
+    Resolution.SPLIT: N_("The points were split between the buyer and the seller."),
+}
+
+# The web app's page each kind links to, filled from the mail's context.
+_LINKS: dict[MailKind, str] = {
+    MailKind.VERIFY_EMAIL: "/verify-email?token={token}",
+    MailKind.PASSWORD_RESET: "/reset-password?token={token}",
+    MailKind.ORDER_PLACED: "/orders/{order}",
+    MailKind.ORDER_TRANSITIONED: "/orders/{order}",
+    MailKind.DISPUTE_RESOLVED: "/orders/{order}",
+    MailKind.REVIEW_RECEIVED: "/orders/{order}",
+}
+
+
+def links_base(settings: Settings) -> str:
+    """Where the links in mails start: PUBLIC_URL, else the address `serve` listens on."""
+    return (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    # Built on first use, once per process; templates are compiled once and cached by jinja2.
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.StrictUndefined,  # a context missing a value fails, never sends blanks
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def _translation_functions(translator: Translator) -> dict[str, Callable[..., str]]:
+    def gettext(msgid: str, **params: Any) -> str:
+        text = translator.gettext(msgid)
+        return text.format(**params) if params else text
+
+    def ngettext(singular: str, plural: str, n: int, **params: Any) -> str:
+        return translator.ngettext(singular, plural, n).format(n=n, **params)
+
+    return {"_": gettext, "gettext": gettext, "ngettext": ngettext}
+
+
+def _derived(kind: MailKind, context: Mapping[str, Any], translator: Translator) -> dict[str, Any]:
+    """What the templates show that is computed from the context: the headline, the outcome."""
+    if kind == MailKind.ORDER_TRANSITIONED:
+        msgid = _TRANSITION_HEADLINES.get(context["action"], _OTHER_TRANSITION)
+        return {"headline": translator.gettext(msgid).format(order=context["order"])}
+    if kind == MailKind.DISPUTE_RESOLVED:
+        return {"outcome": translator.gettext(_RESOLUTION_OUTCOMES[context["resolution"]])}
+    return {}
+
+
+def render_email(
+    kind: MailKind,
+    *,
+    to: str,
+    translator: Translator,
+    base_url: str,
+    context: Mapping[str, Any],
+    message_id: str = "",
+) -> OutgoingEmail:
+    """The mail of `kind` to `to`, in the translator's language.
+
+    `context` holds what the kind's templates name: always `name` (the recipient's display
+    name); `token` and `ttl_seconds` for the emailed codes; `order` for the order mails, with
+    `skill`, `buyer` and `points` (placed), `action` and `note` (transitioned), `resolution` and
+    `note` (dispute), `reviewer` and `rating` (review; None while the review is hidden).
+    """
+    link_params = {key: quote(str(value), safe="") for key, value in context.items()}
+    link = base_url.rstrip("/") + _LINKS[kind].format(**link_params)
+    values: dict[str, Any] = {
+        **context,
+        **_derived(kind, context, translator),
+        **_translation_functions(translator),
+        "link": link,
+        "locale": translator.locale,
+        "direction": translator.direction,
+    }
+    environment = _environment()
+    text = environment.get_template(f"{kind}.txt").make_module(values)
+    subject = str(text.subject).strip()  # type: ignore[attr-defined]
+    html = environment.get_template(f"{kind}.html").render(values, subject=subject)
+    return OutgoingEmail(
+        to=to,
+        subject=subject,
+        body=str(text).strip() + "\n",
+        kind=kind,
+        context={
+            key: str(value)
+            for key, value in {**context, "link": link}.items()
+            if key in {"token", "link", "order"}
+        },
+        html=html,
+        locale=translator.locale,
+        message_id=message_id,
+    )
