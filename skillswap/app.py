@@ -20,12 +20,13 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from skillswap.bootstrap import bootstrap
+from skillswap.bootstrap import OUTBOX_HANDLERS, bootstrap
 from skillswap.deps import Deps
 from skillswap.http.base import NotFoundHandler
 from skillswap.http.docs import StaticFiles
 from skillswap.http.transport import HEADER_READ_CAP, GuardedApplication
 from skillswap.settings import Settings
+from skillswap.tasks.worker import InProcess
 
 HTTP_DIR = Path(__file__).resolve().parent / "http"
 
@@ -149,13 +150,13 @@ def run_nodes(settings: Settings, *, host: str, port: int, migrate_first: bool) 
         f"{workers} worker{'s' if workers > 1 else ''})",
         flush=True,
     )
-    if workers > 1 and not _fork_workers(workers):
+    if workers > 1 and not fork_processes(workers):
         return 0  # the supervisor, once every worker has stopped
     asyncio.run(serve(settings, sockets))
     return 0
 
 
-def _fork_workers(count: int) -> bool:
+def fork_processes(count: int) -> bool:
     """Fork `count` workers: True in a worker; the supervisor returns False when all stopped."""
     children: set[int] = set()
     stopping = False
@@ -203,6 +204,10 @@ async def serve(settings: Settings, sockets: list[socket.socket]) -> None:
             "mail is off: SMTP_HOST is not set, so verification codes, password resets and "
             "notifications are not emailed (each message is written to this log instead)"
         )
+    # Without Redis there is no broker to share: this process is its own worker and scheduler.
+    background = None if settings.redis_url else InProcess(deps, OUTBOX_HANDLERS)
+    if background is not None:
+        await background.start()
     app = make_app(settings, deps)
     server = make_server(app, settings)
     # What start-up built (modules, models, routes: ~100k objects) lives as long as the process;
@@ -223,4 +228,6 @@ async def serve(settings: Settings, sockets: list[socket.socket]) -> None:
     log.info("shutting down")
     server.stop()
     await server.close_all_connections()
+    if background is not None:
+        await background.close()  # running tasks finish; the relay and scheduler stop
     await deps.close()

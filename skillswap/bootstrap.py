@@ -34,6 +34,7 @@ from skillswap.realtime import Realtime
 from skillswap.settings import Settings
 from skillswap.skills.cache import build_listing_cache
 from skillswap.storage import Storage, local_storage
+from skillswap.tasks.definitions import OutboxHandlers
 
 # Who reacts to each event, in order; each runs inside the emitting transaction.
 EVENT_HANDLERS: Mapping[type, Sequence[Subscriber]] = {
@@ -44,6 +45,11 @@ EVENT_HANDLERS: Mapping[type, Sequence[Subscriber]] = {
     # Buyer and seller hear of every transition the other side made.
     events.OrderTransitioned: (order_reactions.tell_the_other_side,),
 }
+
+# Which handler runs each kind of outbox row (skillswap.tasks.outbox.enqueue writes them in the
+# transaction of the change that causes them; a worker runs them once it committed). A row of
+# a kind listed nowhere is dead-lettered with "no handler", never dropped in silence.
+OUTBOX_HANDLERS: OutboxHandlers = {}
 
 
 def _redis_client(settings: Settings) -> Any:

@@ -1,4 +1,4 @@
-"""The `skillswap` command: serve, migrate, createadmin, seed-demo, and what later capabilities add."""
+"""The `skillswap` command: serve, worker, scheduler, tasks, migrate, createadmin, seed-demo, ledger."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import getpass
 import logging
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -41,6 +42,22 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not migrate on start (the embedded default migrates by itself)",
     )
+
+    worker = sub.add_parser(
+        "worker",
+        help="run TaskIQ workers: the outbox relay and the tasks (needs REDIS_URL)",
+    )
+    worker.add_argument("--workers", type=int, help="processes (default WORKER_PROCESSES, 1)")
+    sub.add_parser(
+        "scheduler",
+        help="run the periodic jobs (order deadlines, sweeps, ledger check); one per deployment",
+    )
+    tasks = sub.add_parser("tasks", help="background work in the outbox")
+    tasks_sub = tasks.add_subparsers(dest="tasks_command", required=True)
+    failed = tasks_sub.add_parser("failed", help="list dead-lettered rows with their last error")
+    failed.add_argument("--limit", type=int, default=100)
+    retry = tasks_sub.add_parser("retry", help="give a dead-lettered row its attempts back")
+    retry.add_argument("id", type=int)
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
     migrate.add_argument(
@@ -149,6 +166,99 @@ async def _ledger(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT, in the running loop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+async def _worker_process(settings: Settings) -> int:
+    from skillswap.bootstrap import OUTBOX_HANDLERS, bootstrap
+    from skillswap.tasks.worker import run_worker
+
+    deps = await bootstrap(settings)
+    try:
+        await run_worker(deps, OUTBOX_HANDLERS, _stop_on_signals())
+    finally:
+        await deps.close()
+    return 0
+
+
+def _run_workers(settings: Settings, processes: int) -> int:
+    """`skillswap worker`: `processes` worker processes, each a relay and a TaskIQ receiver.
+
+    SIGTERM stops each from taking tasks; the running ones get WORKER_SHUTDOWN_TIMEOUT_SECONDS.
+    """
+    if not settings.redis_url:
+        raise ConfigError(
+            "skillswap worker needs REDIS_URL (the task stream); without it, "
+            "skillswap serve runs the tasks and the scheduler itself"
+        )
+    if processes < 1:
+        raise ConfigError("WORKER_PROCESSES (--workers) must be at least 1")
+    if settings.is_sqlite:
+        asyncio.run(_migrate_embedded(settings))
+    print(f"SkillSwap worker: {processes} process{'es' if processes > 1 else ''}", flush=True)
+    if processes > 1:
+        from skillswap.app import fork_processes
+
+        if not fork_processes(processes):
+            return 0  # the supervisor, once every worker has stopped
+    return asyncio.run(_worker_process(settings))
+
+
+async def _migrate_embedded(settings: Settings) -> None:
+    from skillswap.migrate import upgrade_to_head
+
+    await upgrade_to_head(settings)
+
+
+@command("scheduler")
+async def _scheduler(args: argparse.Namespace, settings: Settings) -> int:
+    from skillswap.bootstrap import bootstrap
+    from skillswap.tasks.jobs import scheduled_jobs
+    from skillswap.tasks.scheduler import Scheduler, scheduler_lock
+
+    if settings.is_sqlite:
+        await _migrate_embedded(settings)
+    deps = await bootstrap(settings)
+    try:
+        scheduler = Scheduler(deps, scheduled_jobs(settings), scheduler_lock(settings))
+        print("SkillSwap scheduler: running the periodic jobs while it holds the lock", flush=True)
+        await scheduler.run(_stop_on_signals())
+    finally:
+        await deps.close()
+    return 0
+
+
+@command("tasks")
+async def _tasks(args: argparse.Namespace, settings: Settings) -> int:
+    from skillswap.db import Database, create_engine
+    from skillswap.models.base import utcnow
+    from skillswap.tasks import outbox
+
+    if settings.is_sqlite:
+        await _migrate_embedded(settings)
+    db = Database(create_engine(settings))
+    try:
+        if args.tasks_command == "retry":
+            if not await outbox.retry_failed(db, args.id, now=utcnow()):
+                print(f"error: no failed outbox row {args.id}", file=sys.stderr)
+                return 1
+            print(f"outbox row {args.id} is pending again")
+            return 0
+        rows = await outbox.list_failed(db, limit=args.limit)
+    finally:
+        await db.dispose()
+    for row in rows:
+        print(f"{row.id}\t{row.kind}\t{row.key}\t{row.attempts} attempts\t{row.last_error or ''}")
+    print(f"{len(rows)} failed")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -162,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.workers is not None:
                 settings = settings.with_overrides(web_workers=args.workers)
             settings.validate_for_serving()
+        if args.command == "worker":
+            processes = settings.worker_processes if args.workers is None else args.workers
+            return _run_workers(settings, processes)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
@@ -27,8 +26,6 @@ def _column_length(name: str) -> int:
 # What the record's columns hold; whatever a client sends must fit them (or be fitted to them).
 MAX_KEY_LENGTH = _column_length("key")  # the longest Idempotency-Key accepted: 255
 MAX_SCOPE_LENGTH = _column_length("scope")
-# Expired records are swept by about one claim in a hundred, so the table stays small.
-PURGE_PROBABILITY = 0.01
 
 
 @dataclass(frozen=True)
@@ -87,8 +84,6 @@ async def claim_key(
     endpoints are themselves safe to run again (an order's hold has its own unique key).
     """
     deadline = asyncio.get_running_loop().time() + wait_seconds
-    if random.random() < PURGE_PROBABILITY:
-        await purge_expired(db, ttl_seconds=ttl_seconds, now=now)
     while True:
         async with db.uow() as uow:
             session = uow.session
@@ -184,7 +179,7 @@ def _replay_of(record: IdempotencyRecord, fingerprint: str) -> Claim | None:
 
 
 async def purge_expired(db: Database, *, ttl_seconds: int, now: datetime) -> int:
-    """Delete records older than the replay window; how many went."""
+    """Delete records older than the replay window; how many went (the scheduler's sweep)."""
     async with db.uow() as uow:
         result = await uow.session.execute(
             delete(IdempotencyRecord).where(
