@@ -15,21 +15,9 @@ import pytest
 from tests.chat_support import wait_for
 from tests.conftest import free_port, node_env, run_skillswap
 from tests.factories import unique_name
+from tests.processes import children_of
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def children_of(pid: int) -> set[int]:
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.add(int(entry))
-    return found
 
 
 def running(pid: int) -> bool:
