@@ -21,7 +21,8 @@ from skillswap.bootstrap import bootstrap
 from skillswap.deps import Deps
 from skillswap.models import User
 from skillswap.settings import Settings
-from tests.fakes.oidc_provider import FakeOIDCProvider, client_ssl_context
+from tests.fakes.oidc_provider import FakeOIDCProvider
+from tests.tls import client_ssl_context
 
 TOKEN_PATH = "/api/auth/oauth/google/token/"
 ANDROID = "skillswap-android.apps.googleusercontent.test"

@@ -29,7 +29,8 @@ from skillswap.deps import Deps
 from skillswap.models import OAuthState, User
 from skillswap.settings import Settings
 from tests.conftest import EVENT_LOG, extra_server
-from tests.fakes.oidc_provider import FakeOIDCProvider, client_ssl_context, s256
+from tests.fakes.oidc_provider import FakeOIDCProvider, s256
+from tests.tls import client_ssl_context
 
 CALLBACK = "/api/auth/oauth/google/callback/"
 

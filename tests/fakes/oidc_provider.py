@@ -2,7 +2,7 @@
 
 A real Tornado app on an unused port, over HTTPS with a certificate made for the run (oauthlib,
 like Google, insists on HTTPS endpoints; clients trust the certificate through
-`client_ssl_context()`). It serves discovery, an authorization endpoint that consents at once
+`tests.tls.client_ssl_context()`). It serves discovery, an authorization endpoint that consents at once
 for the configured identity, a token endpoint that checks the client, the redirect URI, the
 single use of each code and the PKCE S256 verifier, and a JWKS endpoint. ID tokens are RS256,
 signed with a generated key that has a `kid`.
@@ -15,17 +15,11 @@ Each misbehaviour a test needs is an attribute, put back by `reset()`:
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
-import ipaddress
 import json
 import secrets
-import ssl
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -33,11 +27,10 @@ import jwt
 import tornado.httpserver
 import tornado.testing
 import tornado.web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from jwt.algorithms import RSAAlgorithm
+
+from tests.tls import server_ssl_context
 
 GOOGLE_LIKE_SCOPE = (
     "openid https://www.googleapis.com/auth/userinfo.email "
@@ -83,56 +76,6 @@ class SigningKey:
         jwk: dict[str, Any] = RSAAlgorithm.to_jwk(self.private.public_key(), as_dict=True)
         jwk.pop("key_ops", None)
         return {**jwk, "kid": self.kid, "use": "sig", "alg": "RS256"}
-
-
-@lru_cache(maxsize=1)
-def _tls_material() -> tuple[bytes, bytes]:
-    """A self-signed certificate for 127.0.0.1 and localhost, and its key (PEM), made once."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "skillswap test provider")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return cert_pem, key_pem
-
-
-def client_ssl_context() -> ssl.SSLContext:
-    """An SSL context that trusts the fake provider's certificate (and nothing else)."""
-    cert_pem, _key = _tls_material()
-    return ssl.create_default_context(cadata=cert_pem.decode())
-
-
-def _server_ssl_context() -> ssl.SSLContext:
-    cert_pem, key_pem = _tls_material()
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    # load_cert_chain reads files only; the directory is gone once they are loaded.
-    with tempfile.TemporaryDirectory() as directory:
-        cert_file, key_file = Path(directory, "cert.pem"), Path(directory, "key.pem")
-        cert_file.write_bytes(cert_pem)
-        key_file.write_bytes(key_pem)
-        context.load_cert_chain(cert_file, key_file)
-    return context
 
 
 def s256(verifier: str) -> str:
@@ -201,7 +144,7 @@ class FakeOIDCProvider:
                 (r"/jwks", _JwksHandler, {"provider": self}),
             ]
         )
-        self._server = tornado.httpserver.HTTPServer(app, ssl_options=_server_ssl_context())
+        self._server = tornado.httpserver.HTTPServer(app, ssl_options=server_ssl_context())
         sock, self.port = tornado.testing.bind_unused_port()
         self._server.add_sockets([sock])
 
