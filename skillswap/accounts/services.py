@@ -484,7 +484,8 @@ def _queue_email(
 
 async def _consume_one_time_token(
     deps: Deps, session: AsyncSession, *, token: str, purpose: TokenPurpose
-) -> OneTimeToken:
+) -> User:
+    """Spend an emailed code (once, before it expires); the user it was sent to."""
     now = deps.clock()
     digest = hash_opaque_token(token)
     record = await session.get(OneTimeToken, digest)
@@ -497,7 +498,10 @@ async def _consume_one_time_token(
     )
     if used.rowcount != 1:  # type: ignore[attr-defined]
         raise InvalidCode()
-    return record
+    user = await session.get(User, record.user_id)
+    if user is None:
+        raise InvalidCode()
+    return user
 
 
 async def resend_verification(deps: Deps, *, actor: User) -> None:
@@ -512,12 +516,9 @@ async def resend_verification(deps: Deps, *, actor: User) -> None:
 
 async def verify_email(deps: Deps, *, token: str) -> User:
     async with deps.db.uow() as uow:
-        record = await _consume_one_time_token(
+        user = await _consume_one_time_token(
             deps, uow.session, token=token, purpose=TokenPurpose.VERIFY_EMAIL
         )
-        user = await uow.session.get(User, record.user_id)
-        if user is None:
-            raise InvalidCode()
         user.email_verified = True
         await uow.commit()
     deps.signed_in.forget(user.id)
@@ -544,12 +545,9 @@ async def request_password_reset(deps: Deps, *, email: str) -> None:
 async def confirm_password_reset(deps: Deps, *, token: str, new_password: str) -> None:
     """Set a new password with a reset code; every signed-in session is ended."""
     async with deps.db.uow() as uow:
-        record = await _consume_one_time_token(
+        user = await _consume_one_time_token(
             deps, uow.session, token=token, purpose=TokenPurpose.PASSWORD_RESET
         )
-        user = await uow.session.get(User, record.user_id)
-        if user is None:
-            raise InvalidCode()
         await _set_password(deps, uow, user, new_password)
         await uow.commit()
 
