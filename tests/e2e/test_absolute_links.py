@@ -16,7 +16,8 @@ from PIL import Image
 from skillswap.app import make_app, make_server
 from skillswap.bootstrap import bootstrap
 from tests.conftest import extra_server, media_folder
-from tests.fakes.oidc_provider import FakeOIDCProvider, client_ssl_context
+from tests.fakes.oidc_provider import FakeOIDCProvider
+from tests.tls import client_ssl_context
 
 PUBLIC = "https://api.skillswap.example"
 FORGED = {"Host": "evil.example"}
