@@ -185,7 +185,9 @@ async def test_two_scheduler_processes_one_runs_the_jobs_and_the_order_expires_o
                     ("signup_bonus", 100)
                 ]
         finally:
-            logs = [await _stop(first), await _stop(second)]
+            # Both told to stop at once: stopped one after the other, the waiting scheduler
+            # would rightly take the lock the first one released.
+            logs = list(await asyncio.gather(_stop(first), _stop(second)))
         assert [status for status, _ in logs] == [0, 0]
         leaders = [log for _, log in logs if "scheduler lock taken" in log]
         assert len(leaders) == 1, logs
