@@ -197,6 +197,22 @@ async def mark_failed(
     return None if left_in is None else OutboxStatus(left_in)
 
 
+async def record_progress(db: Database, job: OutboxJob, progress: dict[str, Any]) -> None:
+    """Keep what a partly done run achieved in the row's payload (e.g. the devices a push
+    reached), so that the retry does not do it again. Only while this claim holds the row."""
+    async with db.uow() as uow:
+        await uow.session.execute(
+            update(OutboxRow)
+            .where(
+                OutboxRow.id == job.id,
+                OutboxRow.status == OutboxStatus.RUNNING,
+                OutboxRow.attempts == job.attempts,
+            )
+            .values(payload={**job.payload, **progress})
+        )
+        await uow.commit()
+
+
 async def release_expired_leases(db: Database, *, now: datetime, max_attempts: int) -> int:
     """Running rows whose lease ran out by `now`: pending again (published anew), or `failed`
     when out of attempts. How many were released."""
