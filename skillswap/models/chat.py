@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -72,6 +73,11 @@ class ChatMember(Base):
     last_read_id: Mapped[int] = mapped_column(BigInteger, default=0)
     # The same position as a seq, so the unread count is `room.last_seq - last_read_seq`.
     last_read_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # The newest seq an unread-chat digest mail has covered, so no message is mailed twice
+    # (skillswap.chat.digest), and when that mail was decided (at most one an hour). A server
+    # default, not a Python one: the compiled insert of every new order's members stays as is.
+    digested_seq: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    digested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     joined_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
