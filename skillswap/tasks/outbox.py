@@ -9,11 +9,12 @@ message carries the row's id and the claim's attempt, so a stale duplicate is re
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, select, text, update
+from sqlalchemy import case, delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,6 +26,8 @@ from skillswap.models import OutboxRow, OutboxStatus
 # for a transaction that rolls back).
 NOTIFY_CHANNEL = "skillswap_outbox"
 MAX_ERROR_LENGTH = 2000
+# Done rows the sweep deletes per transaction: short transactions, however many have piled up.
+PURGE_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -61,18 +64,37 @@ async def enqueue(
     `key` is the work's domain key: enqueueing the same key again (a retried request, a sweep
     run twice) adds nothing.
     """
+    await enqueue_many(uow, kind, [(key, payload)], available_at, now=now)
+
+
+async def enqueue_many(
+    uow: UnitOfWork,
+    kind: str,
+    work: Sequence[tuple[str, dict[str, Any]]],
+    available_at: datetime | None = None,
+    *,
+    now: datetime,
+) -> None:
+    """`enqueue` for many (key, payload) pairs of one kind, in one statement (a job's batch)."""
+    if not work:
+        return
     session = uow.session
     insert = pg_insert if _is_postgresql(session) else sqlite_insert
     await session.execute(
         insert(OutboxRow)
         .values(
-            kind=kind,
-            key=key,
-            payload=payload,
-            status=OutboxStatus.PENDING,
-            attempts=0,
-            available_at=available_at or now,
-            created_at=now,
+            [
+                {
+                    "kind": kind,
+                    "key": key,
+                    "payload": payload,
+                    "status": OutboxStatus.PENDING,
+                    "attempts": 0,
+                    "available_at": available_at or now,
+                    "created_at": now,
+                }
+                for key, payload in work
+            ]
         )
         .on_conflict_do_nothing(index_elements=["key"])
     )
@@ -264,3 +286,30 @@ async def retry_failed(db: Database, row_id: int, *, now: datetime) -> bool:
             await _notify(session)
         await uow.commit()
     return retried
+
+
+async def purge_done(db: Database, *, older_than: datetime, batch: int = PURGE_BATCH) -> int:
+    """Delete done rows finished before `older_than`, `batch` at a time; how many went.
+
+    Dead-lettered rows stay, whatever their age: they wait for someone to read or retry them.
+    Each batch is its own transaction, so the sweep never holds many row locks at once.
+    """
+    purged = 0
+    while True:
+        async with db.uow() as uow:
+            oldest = (
+                select(OutboxRow.id)
+                .where(OutboxRow.status == OutboxStatus.DONE, OutboxRow.done_at < older_than)
+                .order_by(OutboxRow.id)
+                .limit(batch)
+            )
+            result = await uow.session.execute(
+                delete(OutboxRow)
+                .where(OutboxRow.id.in_(oldest.scalar_subquery()))
+                .execution_options(synchronize_session=False)
+            )
+            await uow.commit()
+        deleted = int(result.rowcount or 0)  # type: ignore[attr-defined]
+        purged += deleted
+        if deleted < batch:
+            return purged
