@@ -35,6 +35,8 @@ class MailKind(StrEnum):
     ORDER_TRANSITIONED = "order_transitioned"  # to the side that did not act
     DISPUTE_RESOLVED = "dispute_resolved"  # to both sides
     REVIEW_RECEIVED = "review_received"  # to the one reviewed
+    CHAT_DIGEST = "chat_digest"  # to a member who left a room's messages unread while away
+    LEDGER_ALERT = "ledger_alert"  # to every administrator, when the ledger check fails
 
 
 # What each order transition tells the other side: the notification's own sentence.
@@ -57,7 +59,8 @@ _RESOLUTION_OUTCOMES: dict[str, str] = {
     Resolution.SPLIT: N_("The points were split between the buyer and the seller."),
 }
 
-# The web app's page each kind links to, filled from the mail's context.
+# The web app's page each kind links to, filled from the mail's context. A kind left out has
+# no link (the ledger alert: its reader's next step is `skillswap ledger check`).
 _LINKS: dict[MailKind, str] = {
     MailKind.VERIFY_EMAIL: "/verify-email?token={token}",
     MailKind.PASSWORD_RESET: "/reset-password?token={token}",
@@ -65,6 +68,7 @@ _LINKS: dict[MailKind, str] = {
     MailKind.ORDER_TRANSITIONED: "/orders/{order}",
     MailKind.DISPUTE_RESOLVED: "/orders/{order}",
     MailKind.REVIEW_RECEIVED: "/orders/{order}",
+    MailKind.CHAT_DIGEST: "/chat/{room}",
 }
 
 
@@ -121,10 +125,16 @@ def render_email(
     `context` holds what the kind's templates name: always `name` (the recipient's display
     name); `token` and `ttl_seconds` for the emailed codes; `order` for the order mails, with
     `skill`, `buyer` and `points` (placed), `action` and `note` (transitioned), `resolution` and
-    `note` (dispute), `reviewer` and `rating` (review; None while the review is hidden).
+    `note` (dispute), `reviewer` and `rating` (review; None while the review is hidden); for the
+    chat digest `room`, `sender` (who wrote), `count` (unread) and `messages` (the latest few,
+    each a `sender` and a `text`); for the ledger alert `checked_at`, `total` and `violations`
+    (each an `invariant` and a `detail`).
     """
-    link_params = {key: quote(str(value), safe="") for key, value in context.items()}
-    link = base_url.rstrip("/") + _LINKS[kind].format(**link_params)
+    path = _LINKS.get(kind)
+    link = ""
+    if path is not None:
+        link_params = {key: quote(str(value), safe="") for key, value in context.items()}
+        link = base_url.rstrip("/") + path.format(**link_params)
     values: dict[str, Any] = {
         **context,
         **_derived(kind, context, translator),
