@@ -132,7 +132,16 @@ class Settings:
     order_deadlines_interval_seconds: int = 60  # order deadlines and review windows
     idempotency_sweep_interval_seconds: int = 3600  # expired Idempotency-Key records
     outbox_lease_check_interval_seconds: int = 30  # rows whose lease ran out, published again
-    ledger_check_interval_seconds: int = 24 * 3600  # every ledger invariant; violations logged
+    # Every ledger invariant; violations logged and mailed to the administrators.
+    ledger_check_interval_seconds: int = 24 * 3600
+    # The unread-chat digest: members away with messages unread for CHAT_DIGEST_DELAY_SECONDS
+    # get one mail per room (at most one an hour), at most CHAT_DIGEST_BATCH_SIZE per run.
+    chat_digest_interval_seconds: int = 300
+    chat_digest_delay_seconds: int = 600
+    chat_digest_batch_size: int = 500
+    # Done outbox rows older than this are deleted by the sweep; failed ones are kept.
+    outbox_retention_seconds: int = 7 * 24 * 3600
+    outbox_sweep_interval_seconds: int = 3600
     # Email: SMTP when SMTP_HOST is set; otherwise every message is written to the log.
     smtp_host: str = ""
     smtp_port: int = 587

@@ -1,7 +1,8 @@
 """The scheduler's periodic jobs, each every so many seconds (a setting each).
 
 Every job is safe to run twice: a deadline sweep re-run finds nothing due, the idempotency
-sweep deletes nothing more, a released lease is released once. The scheduler's lock keeps
+and outbox sweeps delete nothing more, a released lease is released once, and the mails the
+digest and the ledger check enqueue are keyed on their room and hour, or on their check. The scheduler's lock keeps
 two schedulers from doubling the work; these keep a doubled run harmless.
 """
 
@@ -10,11 +11,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from skillswap.chat.digest import enqueue_digests
 from skillswap.idempotency import purge_expired
 from skillswap.orders.deadlines import run_order_deadlines
+from skillswap.points.alerts import alert_administrators
 from skillswap.points.services import audit_ledger
 from skillswap.settings import Settings
 from skillswap.tasks import outbox
@@ -65,13 +68,42 @@ async def outbox_leases(deps: Deps, now: datetime) -> None:
         log.warning("outbox: %d rows outlived their lease and are published again", released)
 
 
-async def ledger_check(deps: Deps, _now: datetime) -> None:
-    """Every ledger invariant; each violation is logged as an error."""
+def _tick_start(now: datetime, interval_seconds: int) -> datetime:
+    """The start of the interval `now` falls in (midnight UTC for a daily job): a run's name."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    ticks = int((now - epoch).total_seconds()) // max(1, interval_seconds)
+    return epoch + timedelta(seconds=ticks * max(1, interval_seconds))
+
+
+async def ledger_check(deps: Deps, now: datetime) -> None:
+    """Every ledger invariant; each violation is logged as an error and the administrators
+    are mailed about them (once per check)."""
     report = await audit_ledger(deps.db)
     for violation in report.violations:
         log.error("ledger check: VIOLATION %s: %s", violation.invariant, violation.detail)
     if report.ok:
         log.info("ledger check ok: %d invariants hold", len(report.checked))
+        return
+    check = _tick_start(now, deps.settings.ledger_check_interval_seconds)
+    alerted = await alert_administrators(deps, report.violations, check=check, now=now)
+    if not alerted:
+        log.error("ledger check: no active administrator to alert")
+
+
+async def chat_digest(deps: Deps, now: datetime) -> None:
+    """Members away with messages unread for a while get one mail about them per room."""
+    enqueued = await enqueue_digests(deps, now=now)
+    if enqueued:
+        log.info("chat digest: %d mails enqueued", enqueued)
+
+
+async def outbox_sweep(deps: Deps, now: datetime) -> None:
+    """Done outbox rows past OUTBOX_RETENTION_SECONDS go; dead-lettered ones stay."""
+    purged = await outbox.purge_done(
+        deps.db, older_than=now - timedelta(seconds=deps.settings.outbox_retention_seconds)
+    )
+    if purged:
+        log.info("outbox sweep: %d done rows deleted", purged)
 
 
 def scheduled_jobs(settings: Settings) -> list[Job]:
@@ -86,4 +118,6 @@ def scheduled_jobs(settings: Settings) -> list[Job]:
             ledger_check,
             at_start=False,
         ),
+        Job("chat_digest", settings.chat_digest_interval_seconds, chat_digest),
+        Job("outbox_sweep", settings.outbox_sweep_interval_seconds, outbox_sweep),
     ]
