@@ -202,7 +202,7 @@ async def serve(settings: Settings, sockets: list[socket.socket]) -> None:
     if settings.is_production and not settings.smtp_host:
         log.warning(
             "mail is off: SMTP_HOST is not set, so verification codes, password resets and "
-            "notifications are not emailed (each message is written to this log instead)"
+            "notifications are not emailed"
         )
     # Without Redis there is no broker to share: this process is its own worker and scheduler.
     background = None if settings.redis_url else InProcess(deps, OUTBOX_HANDLERS)

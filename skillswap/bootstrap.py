@@ -24,8 +24,9 @@ from skillswap.auth.tokens import KeyRing, MemoryDenylist, RedisDenylist, TokenD
 from skillswap.db import Database, create_engine
 from skillswap.deps import Clock, Deps, EventHandlers, OpenOrders, Subscriber, system_clock
 from skillswap.i18n import Catalogs
-from skillswap.mail import ConsoleMailer, Mailer
+from skillswap.mail import ConsoleMailer, Mailer, MailOff
 from skillswap.mail.smtp import SmtpMailer
+from skillswap.notifications import delivery
 from skillswap.notifications.push import fcm_client
 from skillswap.orders import reactions as order_reactions
 from skillswap.orders.services import OpenOrdersOfSkills
@@ -49,7 +50,10 @@ EVENT_HANDLERS: Mapping[type, Sequence[Subscriber]] = {
 # Which handler runs each kind of outbox row (skillswap.tasks.outbox.enqueue writes them in the
 # transaction of the change that causes them; a worker runs them once it committed). A row of
 # a kind listed nowhere is dead-lettered with "no handler", never dropped in silence.
-OUTBOX_HANDLERS: OutboxHandlers = {}
+OUTBOX_HANDLERS: OutboxHandlers = {
+    # A notification's mail and push; an emailed code's mail.
+    **delivery.HANDLERS,
+}
 
 
 def _redis_client(settings: Settings) -> Any:
@@ -80,10 +84,11 @@ def _shared_counters(settings: Settings, redis: Any | None) -> tuple[TokenDenyli
 
 
 def _mailer(settings: Settings) -> Mailer:
-    """SMTP when SMTP_HOST is set; otherwise each message is written to the log."""
+    """SMTP when SMTP_HOST is set; otherwise each message is written to the log in development
+    and dropped in production (a code written to production logs could open an account)."""
     if settings.smtp_host:
         return SmtpMailer(settings)
-    return ConsoleMailer()
+    return MailOff() if settings.is_production else ConsoleMailer()
 
 
 async def bootstrap(

@@ -110,5 +110,10 @@ class Deps:
     # What bootstrap opened, closed in reverse order by `close`.
     resources: AsyncExitStack = field(default_factory=AsyncExitStack, repr=False)
 
+    @property
+    def pushes(self) -> bool:
+        """Whether push notifications are configured (FCM_CREDENTIALS_FILE)."""
+        return self.push is not None
+
     async def close(self) -> None:
         await self.resources.aclose()

@@ -8,6 +8,7 @@ which were used.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import secrets
 import socket
@@ -26,10 +27,12 @@ import tornado.httpserver
 import tornado.testing
 
 from skillswap.app import make_app, make_server
-from skillswap.bootstrap import EVENT_HANDLERS, bootstrap
+from skillswap.bootstrap import EVENT_HANDLERS, OUTBOX_HANDLERS, bootstrap
+from skillswap.db import Database, create_engine
 from skillswap.deps import Deps, EventHandlers
 from skillswap.settings import Settings
 from skillswap.storage import LocalStorage
+from skillswap.tasks.worker import InProcess
 from tests import factories
 from tests.clock import MovableClock
 from tests.factories import TestUser
@@ -251,17 +254,35 @@ async def mailer(deps: Deps) -> RecordingMailer:
 
 
 @contextlib.asynccontextmanager
+async def background_worker(deps: Deps) -> AsyncIterator[None]:
+    """The app's outbox relay and worker (production's `InProcess`, without the scheduler: tests
+    run the periodic jobs themselves). On a pool of its own, so that a test counting the
+    statements of a request (QueryRecorder) does not count the relay's polls too."""
+    pool = Database(create_engine(deps.settings))
+    worker = InProcess(dataclasses.replace(deps, db=pool), OUTBOX_HANDLERS, jobs=[])
+    await worker.start()
+    try:
+        yield
+    finally:
+        await worker.close()
+        await pool.dispose()
+
+
+@contextlib.asynccontextmanager
 async def serving(settings: Settings, deps: Deps) -> AsyncIterator[str]:
-    """The app on an unused port of this process; its base URL."""
+    """The app on an unused port of this process, with an outbox relay and worker beside it
+    (what leaves the server: mails, pushes); its base URL. Tests run the scheduler's jobs
+    themselves, when they want them."""
     app = make_app(settings, deps)
     http_server: tornado.httpserver.HTTPServer = make_server(app, settings)
     sock, port = tornado.testing.bind_unused_port()
     http_server.add_sockets([sock])
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        http_server.stop()
-        await http_server.close_all_connections()
+    async with background_worker(deps):
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            http_server.stop()
+            await http_server.close_all_connections()
 
 
 @pytest.fixture(scope="session")
@@ -416,12 +437,18 @@ def run_skillswap(*args: str, env: dict[str, str]) -> subprocess.CompletedProces
 
 @contextlib.asynccontextmanager
 async def extra_server(
-    settings: Settings, *, routes: list[Any] | None = None, **overrides: Any
+    settings: Settings,
+    *,
+    routes: list[Any] | None = None,
+    background: bool = False,
+    **overrides: Any,
 ) -> AsyncIterator[tuple[str, Deps]]:
     """Another app in this process with its own settings and deps, on an unused port.
 
     `overrides` go to `bootstrap` (a storage, a clock, an event table...); the mailer is a
-    RecordingMailer unless one is given."""
+    RecordingMailer unless one is given. Its outbox rows are run by the session's server
+    (another node of the same deployment), unless `background` gives it a relay and worker of
+    its own: for an app on a database of its own (`own_database`)."""
     overrides.setdefault("mailer", RecordingMailer())
     deps = await bootstrap(settings, **overrides)
     app = make_app(settings, deps)
@@ -431,7 +458,10 @@ async def extra_server(
     sock, port = tornado.testing.bind_unused_port()
     server.add_sockets([sock])
     try:
-        yield f"http://127.0.0.1:{port}", deps
+        async with contextlib.AsyncExitStack() as stack:
+            if background:
+                await stack.enter_async_context(background_worker(deps))
+            yield f"http://127.0.0.1:{port}", deps
     finally:
         server.stop()
         await deps.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 
 from skillswap.mail import OutgoingEmail
@@ -21,3 +22,19 @@ class RecordingMailer:
             if message.to == address and (kind is None or message.kind == kind):
                 return message
         return None
+
+    async def wait_for(
+        self, address: str, kind: str | None = None, *, count: int = 1, within: float = 10
+    ) -> OutgoingEmail:
+        """The newest message to `address` (of `kind`) once `count` of them were sent: mail
+        goes out from the outbox after the commit, a moment after the request answered."""
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            sent = [m for m in self.outbox if m.to == address and (kind is None or m.kind == kind)]
+            if len(sent) >= count:
+                return sent[-1]
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(
+                    f"{count} {kind or 'mail'} to {address} not sent in {within} s"
+                )
+            await asyncio.sleep(0.02)

@@ -32,9 +32,9 @@ from skillswap.errors import (
     ValidationFailed,
 )
 from skillswap.i18n import N_, SUPPORTED_LOCALES, lazy, lazy_plural, one_of
-from skillswap.mail.render import MailKind, links_base, render_email
 from skillswap.models import OneTimeToken, RefreshToken, User
 from skillswap.models.users import TokenPurpose
+from skillswap.notifications import outgoing
 
 if TYPE_CHECKING:
     from skillswap.deps import Deps
@@ -173,7 +173,7 @@ async def register(
         await events.emit(deps, uow, events.UserRegistered(user_id=user.id))
         tokens = await _issue_tokens(deps, session, user)
         verify_token = await _new_one_time_token(deps, session, user, TokenPurpose.VERIFY_EMAIL)
-        _queue_email(deps, uow, user, TokenPurpose.VERIFY_EMAIL, verify_token)
+        await _queue_email(deps, uow, user, TokenPurpose.VERIFY_EMAIL, verify_token)
         await uow.commit()
     return AuthResult(user=user, tokens=tokens)
 
@@ -458,28 +458,11 @@ async def _new_one_time_token(
     return token
 
 
-def _queue_email(
+async def _queue_email(
     deps: Deps, uow: UnitOfWork, user: User, purpose: TokenPurpose, token: str
 ) -> None:
-    """Mail the code once the transaction commits, in the user's language."""
-    settings = deps.settings
-    ttl = (
-        settings.email_token_ttl_seconds
-        if purpose == TokenPurpose.VERIFY_EMAIL
-        else settings.password_reset_ttl_seconds
-    )
-    message = render_email(
-        MailKind(purpose),
-        to=user.email,
-        translator=deps.catalogs.get(user.locale),
-        base_url=links_base(settings),
-        context={"name": user.display_name or user.username, "token": token, "ttl_seconds": ttl},
-    )
-
-    async def send() -> None:
-        await deps.mailer.send(message)
-
-    uow.after_commit(send)
+    """Mail the code once the transaction commits: an outbox row, run by a worker."""
+    await outgoing.enqueue_code_mail(deps, uow, user_id=user.id, purpose=purpose, token=token)
 
 
 async def _consume_one_time_token(
@@ -510,7 +493,7 @@ async def resend_verification(deps: Deps, *, actor: User) -> None:
         if user is None or user.email_verified:
             return
         token = await _new_one_time_token(deps, uow.session, user, TokenPurpose.VERIFY_EMAIL)
-        _queue_email(deps, uow, user, TokenPurpose.VERIFY_EMAIL, token)
+        await _queue_email(deps, uow, user, TokenPurpose.VERIFY_EMAIL, token)
         await uow.commit()
 
 
@@ -538,7 +521,7 @@ async def request_password_reset(deps: Deps, *, email: str) -> None:
         if user is None or not user.is_active:
             return
         token = await _new_one_time_token(deps, uow.session, user, TokenPurpose.PASSWORD_RESET)
-        _queue_email(deps, uow, user, TokenPurpose.PASSWORD_RESET, token)
+        await _queue_email(deps, uow, user, TokenPurpose.PASSWORD_RESET, token)
         await uow.commit()
 
 

@@ -81,6 +81,7 @@ class _Pending:
 class _Notifying:
     clock: Clock
     publisher: Publisher
+    pushes: bool
 
 
 def _number(rows: list[dict[str, Any]], last_seq: dict[int, int]) -> dict[int, int]:
@@ -149,12 +150,13 @@ class MessageWriter:
         clock: Clock,
         presence: Presence,
         publisher: Publisher,
+        pushes: bool = False,
         lanes: int | None = None,
     ) -> None:
         self._db = db
         self._presence = presence
         # What the away members' notifications need (the same shape `notify` takes from Deps).
-        self._notifying = _Notifying(clock, publisher)
+        self._notifying = _Notifying(clock, publisher, pushes)
         self._lanes = lanes or (1 if db.is_sqlite else 2)
         self._queues: list[asyncio.Queue[_Pending]] = [asyncio.Queue() for _ in range(self._lanes)]
         self._tasks: list[asyncio.Task[None] | None] = [None] * self._lanes

@@ -63,3 +63,11 @@ class ConsoleMailer:
             message.body,
             "".join(f"\n  {name}: {value}" for name, value in message.context.items()),
         )
+
+
+class MailOff:
+    """Production without SMTP_HOST: nothing is sent, and nothing of a message is logged but
+    its kind and recipient (`serve` says at start that mail is off)."""
+
+    async def send(self, message: OutgoingEmail) -> None:
+        log.warning("mail is off: %s to %s not sent", message.kind, message.to)

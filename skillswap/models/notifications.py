@@ -35,6 +35,7 @@ class NotificationKind(StrEnum):
     ORDER_EXPIRED = "order_expired"
     ORDER_UPDATED = "order_updated"  # a transition with no kind of its own
     CHAT_MESSAGE = "chat_message"
+    REVIEW_RECEIVED = "review_received"
     # Security mails: never stored as notifications, and never turned off (see preferences).
     EMAIL_VERIFICATION = "email_verification"
     PASSWORD_RESET = "password_reset"

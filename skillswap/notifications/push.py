@@ -73,6 +73,7 @@ TITLES: Mapping[NotificationKind, Message] = {
     NotificationKind.ORDER_EXPIRED: lazy("Order expired"),
     NotificationKind.ORDER_UPDATED: lazy("Order updated"),
     NotificationKind.CHAT_MESSAGE: lazy("New message"),
+    NotificationKind.REVIEW_RECEIVED: lazy("New review"),
 }
 DEFAULT_TITLE = "SkillSwap"
 

@@ -18,6 +18,7 @@ from skillswap.errors import NotFound
 from skillswap.i18n import Message, Translator, lazy
 from skillswap.models import Notification, User
 from skillswap.models.notifications import NotificationKind
+from skillswap.notifications.outgoing import enqueue_notification, needs_delivery
 
 if TYPE_CHECKING:
     from skillswap.deps import Clock, Deps, Publisher
@@ -70,6 +71,11 @@ class Notifying(Protocol):
     @property
     def publisher(self) -> Publisher: ...
 
+    @property
+    def pushes(self) -> bool:
+        """Whether push is configured (else a kind without a mail needs no delivery row)."""
+        ...
+
 
 async def notify(
     deps: Notifying,
@@ -81,7 +87,10 @@ async def notify(
     payload: dict[str, Any] | None = None,
     group_key: str | None = None,
 ) -> NotificationRecord:
-    """Store a notification in the caller's transaction; deliver it live once that commits."""
+    """Store a notification in the caller's transaction; deliver it live once that commits.
+
+    Its mail and push are an outbox row of the same transaction, run by a worker.
+    """
     now = deps.clock()
     values = {
         "user_id": user_id,
@@ -108,6 +117,9 @@ async def notify(
         "created_at": iso(now),
         "read_at": None,
     }
+
+    if needs_delivery(kind, pushes=deps.pushes):
+        await enqueue_notification(uow, notification_id, now=now)
 
     async def deliver() -> None:
         deps.publisher.publish_notification(user_id, record)

@@ -60,7 +60,14 @@ class Realtime:
             self.bridge = LocalBridge(self.node_id)
             self.presence = LocalPresence()
         self.hub = Hub(settings, db, self.bridge, self.presence)
-        self.writer = MessageWriter(db, clock=clock, presence=self.presence, publisher=self)
+        # Away members' notifications are pushed to their phones when push is configured.
+        self.writer = MessageWriter(
+            db,
+            clock=clock,
+            presence=self.presence,
+            publisher=self,
+            pushes=bool(settings.fcm_credentials_file),
+        )
 
     def _on_reconnect(self) -> None:
         self.hub.resync_all()

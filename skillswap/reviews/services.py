@@ -29,9 +29,11 @@ from sqlalchemy.orm import aliased
 from skillswap.errors import Conflict, NotFound, PermissionDenied
 from skillswap.i18n import lazy
 from skillswap.models import Order, Review, Skill, User
+from skillswap.models.notifications import NotificationKind
 from skillswap.models.orders import OrderStatus
 from skillswap.models.reviews import ReviewerRole
 from skillswap.models.skills import SkillStatus
+from skillswap.notifications import services as notifications
 
 if TYPE_CHECKING:
     from skillswap.deps import Deps
@@ -110,6 +112,18 @@ async def submit_review(
             if await _mark_counted(session, theirs.id, now=now):
                 newly_public.append(_Rating.of(theirs))
             await _count_ratings(session, newly_public)
+        await notifications.notify(
+            deps,
+            uow,
+            user_id=review.reviewee_id,
+            kind=NotificationKind.REVIEW_RECEIVED,
+            text=lazy(
+                "{reviewer} reviewed you on order #{order}.",
+                reviewer=actor.display_name or actor.username,
+                order=order.id,
+            ),
+            payload={"order_id": order.id, "review_id": review.id},
+        )
         await uow.commit()
     return review
 

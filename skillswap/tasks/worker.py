@@ -22,7 +22,7 @@ from taskiq.receiver import Receiver
 
 from skillswap.tasks.broker import make_broker
 from skillswap.tasks.definitions import OutboxHandlers, Tasks, register_tasks
-from skillswap.tasks.jobs import scheduled_jobs
+from skillswap.tasks.jobs import Job, scheduled_jobs
 from skillswap.tasks.relay import OutboxRelay
 from skillswap.tasks.scheduler import Scheduler, scheduler_lock
 
@@ -80,25 +80,30 @@ async def _until_stopped_or_failed(stop: asyncio.Event, *loops: asyncio.Task[Non
 
 
 class InProcess:
-    """The relay, an in-memory worker and the scheduler inside one process (embedded `serve`)."""
+    """The relay, an in-memory worker and the scheduler inside one process (embedded `serve`).
 
-    def __init__(self, deps: Deps, handlers: OutboxHandlers) -> None:
+    `jobs` are the scheduler's (the deployment's periodic jobs unless given; none: no scheduler).
+    """
+
+    def __init__(
+        self, deps: Deps, handlers: OutboxHandlers, *, jobs: list[Job] | None = None
+    ) -> None:
         self.deps = deps
         self.broker = InMemoryBroker(max_async_tasks=deps.settings.worker_concurrency)
         self.tasks: Tasks = register_tasks(self.broker, deps, handlers)
         self.relay = OutboxRelay(deps, self.tasks.publish)
-        self.scheduler = Scheduler(
-            deps, scheduled_jobs(deps.settings), scheduler_lock(deps.settings)
-        )
+        jobs = scheduled_jobs(deps.settings) if jobs is None else jobs
+        self.scheduler = Scheduler(deps, jobs, scheduler_lock(deps.settings)) if jobs else None
         self._stop = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         await self.broker.startup()
-        self._loops = [
-            asyncio.create_task(self.relay.run(self._stop), name="outbox relay"),
-            asyncio.create_task(self.scheduler.run(self._stop), name="scheduler"),
-        ]
+        self._loops = [asyncio.create_task(self.relay.run(self._stop), name="outbox relay")]
+        if self.scheduler is not None:
+            self._loops.append(
+                asyncio.create_task(self.scheduler.run(self._stop), name="scheduler")
+            )
 
     async def close(self) -> None:
         """Stop the relay and the scheduler; running tasks get the shutdown timeout."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.factories import unique_name
+from tests.outbox_support import outbox_settled
 
 
 async def test_register_login_profile_refresh_logout_flow(api, make_user):
@@ -272,9 +273,7 @@ async def test_public_profile_hides_private_fields(api, make_user):
 
 async def test_email_verification_token_is_single_use(api, make_user, mailer):
     user = await make_user()
-    message = mailer.last_to(user.email, "verify_email")
-    assert message is not None
-    token = message.context["token"]
+    token = (await mailer.wait_for(user.email, "verify_email")).context["token"]
     first = await api.post("/api/auth/verify-email/", json={"token": token})
     assert first.status_code == 200
     assert (await api.get("/api/auth/profile/", token=user.access)).json()["verified"] is True
@@ -289,7 +288,7 @@ async def test_password_reset_then_old_password_and_sessions_stop_working(api, m
     unknown = await api.post("/api/auth/password/reset/", json={"email": "nobody@example.com"})
     response = await api.post("/api/auth/password/reset/", json={"email": user.email})
     assert response.status_code == unknown.status_code == 202
-    token = mailer.last_to(user.email, "password_reset").context["token"]
+    token = (await mailer.wait_for(user.email, "password_reset")).context["token"]
     weak = await api.post(
         "/api/auth/password/reset/confirm/", json={"token": token, "new_password": "123456"}
     )
@@ -325,7 +324,7 @@ async def test_expired_reset_token_is_refused(api, make_user, mailer, deps):
 
     user = await make_user()
     await api.post("/api/auth/password/reset/", json={"email": user.email})
-    token = mailer.last_to(user.email, "password_reset").context["token"]
+    token = (await mailer.wait_for(user.email, "password_reset")).context["token"]
     async with deps.db.uow() as uow:
         await uow.session.execute(
             update(OneTimeToken)
@@ -440,6 +439,7 @@ async def test_password_reset_mails_are_capped_per_address(api, make_user, maile
     for _ in range(cap + 3):
         response = await api.post("/api/auth/password/reset/", json={"email": user.email})
         assert response.status_code == 202
+    await outbox_settled(deps)  # every mail the requests caused has gone out
     sent = [m for m in mailer.outbox if m.to == user.email and m.kind == "password_reset"]
     assert len(sent) == cap
 

@@ -23,7 +23,7 @@ from skillswap.mail import OutgoingEmail, PermanentMailError, TransientMailError
 from skillswap.mail.render import MailKind, render_email
 from skillswap.mail.smtp import SmtpMailer, message_id_for
 from skillswap.settings import Settings
-from tests.conftest import Api, api_client, extra_server, free_port, node_env
+from tests.conftest import Api, api_client, extra_server, free_port, node_env, own_database
 from tests.factories import unique_name
 from tests.smtp_server import SmtpServer, TestCertificate
 
@@ -59,9 +59,11 @@ def smtp() -> AsyncIterator[SmtpServer]:
 
 @pytest.fixture(scope="module")
 async def mail_api(settings: Settings, smtp: SmtpServer) -> AsyncIterator[Api]:
-    """The app with SMTP_HOST set: bootstrap's own choice of mailer, no test double."""
+    """The app with SMTP_HOST set: bootstrap's own choice of mailer, no test double. On a
+    database of its own, with its own worker: its mails go out through its SMTP mailer."""
     async with (
-        extra_server(smtp_settings(settings, smtp), mailer=None) as (url, deps),
+        own_database() as own,
+        extra_server(smtp_settings(own, smtp), mailer=None, background=True) as (url, deps),
         api_client(url) as api,
     ):
         assert isinstance(deps.mailer, SmtpMailer)

@@ -237,7 +237,7 @@ async def test_an_existing_account_is_linked_by_a_verified_email(
     node, browser, provider, make_user, mailer, api, registered_events
 ):
     person = await make_user()
-    token = mailer.last_to(person.email, "verify_email").context["token"]
+    token = (await mailer.wait_for(person.email, "verify_email")).context["token"]
     assert (await api.post("/api/auth/verify-email/", json={"token": token})).status_code == 200
     who = provider.set_identity(email=person.email.upper())
 

@@ -22,6 +22,7 @@ DEFAULTS = {
     "order_expired": BOTH,
     "order_updated": {"email": False, "push": True},
     "chat_message": BOTH,
+    "review_received": BOTH,
     "email_verification": MAIL_ONLY,
     "password_reset": MAIL_ONLY,
 }

@@ -81,6 +81,7 @@ def test_every_enum_keeps_the_values_the_database_and_the_api_hold() -> None:
         "order_expired",
         "order_updated",
         "chat_message",
+        "review_received",
         "email_verification",
         "password_reset",
     ]

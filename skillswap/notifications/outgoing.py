@@ -1,0 +1,77 @@
+"""The outbox rows that carry what leaves the server for a user, written in the caller's
+transaction: one `notification.deliver` per stored notification that can be mailed or pushed,
+one `mail.code` per emailed code. `skillswap.notifications.delivery` runs them in a worker.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from skillswap.auth.sealing import Sealer
+from skillswap.auth.tokens import hash_opaque_token
+from skillswap.mail.render import MailKind
+from skillswap.models.notifications import NotificationKind
+from skillswap.models.users import TokenPurpose
+from skillswap.tasks import outbox
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from skillswap.db import UnitOfWork
+    from skillswap.deps import Deps
+
+DELIVER_NOTIFICATION = "notification.deliver"
+MAIL_CODE = "mail.code"
+
+_TRANSITIONS = (
+    NotificationKind.ORDER_ACCEPTED,
+    NotificationKind.ORDER_REJECTED,
+    NotificationKind.ORDER_DELIVERED,
+    NotificationKind.ORDER_COMPLETED,
+    NotificationKind.ORDER_CANCELLED,
+    NotificationKind.ORDER_CHANGES_REQUESTED,
+    NotificationKind.ORDER_DISPUTED,
+    NotificationKind.ORDER_EXPIRED,
+    NotificationKind.ORDER_UPDATED,
+)
+# The mail each kind of notification sends. Chat messages have none of their own: members who
+# stay away get the hourly digest instead of a mail per message.
+MAIL_OF_KIND: dict[str, MailKind] = {
+    NotificationKind.ORDER_PLACED: MailKind.ORDER_PLACED,
+    **{kind: MailKind.ORDER_TRANSITIONED for kind in _TRANSITIONS},
+    NotificationKind.ORDER_RESOLVED: MailKind.DISPUTE_RESOLVED,
+    NotificationKind.REVIEW_RECEIVED: MailKind.REVIEW_RECEIVED,
+}
+
+
+# -- writing the rows (inside the caller's transaction) ---------------------------------------
+
+
+def needs_delivery(kind: str, *, pushes: bool) -> bool:
+    """Whether a notification of `kind` can leave the server at all (else no row is written)."""
+    return pushes or kind in MAIL_OF_KIND
+
+
+async def enqueue_notification(uow: UnitOfWork, notification_id: int, *, now: datetime) -> None:
+    await outbox.enqueue(
+        uow,
+        DELIVER_NOTIFICATION,
+        f"notification:{notification_id}",
+        {"notification_id": notification_id},
+        now=now,
+    )
+
+
+async def enqueue_code_mail(
+    deps: Deps, uow: UnitOfWork, *, user_id: int, purpose: TokenPurpose, token: str
+) -> None:
+    """Mail the emailed code `token` once the transaction commits (one row per code)."""
+    key = f"mail:code:{hash_opaque_token(token)}"
+    sealed = Sealer(deps.settings.secret_key).seal(token, bound_to=key)
+    await outbox.enqueue(
+        uow,
+        MAIL_CODE,
+        key,
+        {"user_id": user_id, "purpose": purpose.value, "code": sealed},
+        now=deps.clock(),
+    )
