@@ -10,10 +10,11 @@ runs inside `serve` and its own counts are the truth. (A separate `skillswap sch
 SQLite without Redis sees no one online and relies on the delay and the unread state alone.)
 
 For each member picked it moves `digested_seq` to the room's newest message and writes a
-"mail.chat_digest" outbox row, in one transaction: a message is covered by one digest at most,
-and what arrives afterwards goes in the next one. The row's key names the room, the member and
-the hour, so a doubled run adds nothing. The handler (`send_chat_digest`) reads what is still
-unread of what the digest covers when it runs, and sends nothing if the member read it all
+"mail.chat_digest" outbox row, in one transaction: a message is covered by one digest at most
+(it triggers and is quoted in that one only), and what arrives afterwards goes in the next one.
+The row's key names the room, the member and the hour, so a doubled run adds nothing. The
+handler (`send_chat_digest`) reads, when it runs, what is still unread of what the digest covers
+and how many messages are unread in all, and sends nothing if the member read the covered ones
 meanwhile (or turned chat mails off).
 
 One run reads its candidates a page at a time (one query, one presence lookup and one write
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, case, distinct, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, case, or_, select, update
 
 from skillswap.mail.render import MailKind, links_base, render_email
 from skillswap.models import ChatMember, ChatMessage, ChatRoom, NotificationPreference, User
@@ -66,6 +67,7 @@ class Candidate:
     room_id: int
     user_id: int
     last_seq: int  # the room's newest message: what this digest covers up to
+    covered_seq: int  # what earlier digests (or the member's reading) covered already
 
 
 def digest_key(room_id: int, user_id: int, now: datetime) -> str:
@@ -88,7 +90,7 @@ async def _candidates(
     if default_channels(NotificationKind.CHAT_MESSAGE).email:
         wants_email = or_(p.user_id.is_(None), wants_email)
     statement = (
-        select(m.room_id, m.user_id, r.last_seq)
+        select(m.room_id, m.user_id, r.last_seq, covered)
         .select_from(_members)
         .join(_rooms, r.id == m.room_id)
         # The oldest message not yet read nor digested (seqs are dense: it is the next one).
@@ -136,7 +138,12 @@ async def _enqueue(deps: Deps, due: list[Candidate], now: datetime) -> None:
             [
                 (
                     digest_key(c.room_id, c.user_id, now),
-                    {"room": c.room_id, "user": c.user_id, "upto_seq": c.last_seq},
+                    {
+                        "room": c.room_id,
+                        "user": c.user_id,
+                        "from_seq": c.covered_seq,
+                        "upto_seq": c.last_seq,
+                    },
                 )
                 for c in due
             ],
@@ -177,9 +184,9 @@ class Digest:
 
     user: User
     room_id: int
-    count: int  # covered messages still unread
-    senders: list[str]
-    messages: list[dict[str, str]]  # the latest few, oldest first: sender and text
+    count: int  # messages unread in the room, up to the newest this digest covers
+    senders: list[str]  # who wrote the messages this digest covers
+    messages: list[dict[str, str]]  # the latest few of those, oldest first: sender and text
 
 
 def _name(display_name: str, username: str) -> str:
@@ -191,9 +198,12 @@ def _preview(body: str) -> str:
     return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1].rstrip() + "…"
 
 
-async def read_digest(deps: Deps, *, room_id: int, user_id: int, upto_seq: int) -> Digest | None:
-    """The digest of room `room_id` for `user_id` up to `upto_seq`; None when nothing of it is
-    unread any more, the member or their account is gone, or they no longer want chat mails."""
+async def read_digest(
+    deps: Deps, *, room_id: int, user_id: int, from_seq: int, upto_seq: int
+) -> Digest | None:
+    """The digest of room `room_id` for `user_id` about messages `from_seq` < seq <= `upto_seq`
+    (those no earlier digest covered); None when none of them is unread any more, the member or
+    their account is gone, or they no longer want chat mails."""
     async with deps.db.read() as session:
         user = await session.get(User, user_id)
         last_read = await session.scalar(
@@ -201,13 +211,18 @@ async def read_digest(deps: Deps, *, room_id: int, user_id: int, upto_seq: int) 
                 ChatMember.room_id == room_id, ChatMember.user_id == user_id
             )
         )
-        if user is None or not user.is_active or last_read is None or last_read >= upto_seq:
+        if (
+            user is None
+            or not user.is_active
+            or last_read is None
+            or max(last_read, from_seq) >= upto_seq
+        ):
             return None
         if "email" not in await channels_for(session, user_id, NotificationKind.CHAT_MESSAGE):
             return None
         unread = and_(
             ChatMessage.room_id == room_id,
-            ChatMessage.seq > last_read,
+            ChatMessage.seq > max(last_read, from_seq),
             ChatMessage.seq <= upto_seq,
         )
         latest = (
@@ -222,7 +237,7 @@ async def read_digest(deps: Deps, *, room_id: int, user_id: int, upto_seq: int) 
         senders = (
             await session.execute(
                 select(User.display_name, User.username)
-                .where(User.id.in_(select(distinct(ChatMessage.sender_id)).where(unread)))
+                .where(User.id.in_(select(ChatMessage.sender_id).where(unread)))
                 .order_by(User.id)
                 .limit(MAX_SENDERS)
             )
@@ -230,7 +245,7 @@ async def read_digest(deps: Deps, *, room_id: int, user_id: int, upto_seq: int) 
     return Digest(
         user=user,
         room_id=room_id,
-        # Seqs are dense, so the unread covered messages are exactly the seqs between.
+        # Seqs are dense, so the unread messages are exactly the seqs between.
         count=upto_seq - last_read,
         senders=[_name(*row) for row in senders],
         messages=[
@@ -240,17 +255,25 @@ async def read_digest(deps: Deps, *, room_id: int, user_id: int, upto_seq: int) 
     )
 
 
-def _payload(job: OutboxJob) -> tuple[int, int, int]:
+def _payload(job: OutboxJob) -> tuple[int, int, int, int]:
+    payload = job.payload
     try:
-        return int(job.payload["room"]), int(job.payload["user"]), int(job.payload["upto_seq"])
+        return (
+            int(payload["room"]),
+            int(payload["user"]),
+            int(payload["from_seq"]),
+            int(payload["upto_seq"]),
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise PermanentTaskError(f"malformed chat digest payload: {job.payload!r}") from exc
 
 
 async def send_chat_digest(deps: Deps, job: OutboxJob) -> None:
     """The "mail.chat_digest" handler: mail what is still unread, in the member's language."""
-    room_id, user_id, upto_seq = _payload(job)
-    digest = await read_digest(deps, room_id=room_id, user_id=user_id, upto_seq=upto_seq)
+    room_id, user_id, from_seq, upto_seq = _payload(job)
+    digest = await read_digest(
+        deps, room_id=room_id, user_id=user_id, from_seq=from_seq, upto_seq=upto_seq
+    )
     if digest is None:
         return
     context: dict[str, Any] = {
