@@ -380,3 +380,48 @@ async def test_two_schedulers_run_each_tick_once_and_the_second_takes_over_when_
         await running_b
         first_b = next(t for name, t in runs if name == "b")
         assert first_b > by_a[-1]
+
+
+async def test_the_sweep_deletes_old_done_rows_in_batches_and_keeps_failed_and_recent_ones():
+    async with outbox_on_own_database(outbox_retention_seconds=3600) as box:
+        recorder = Recorder(failures=[PermanentTaskError("550 refused")])
+        await box.enqueue("old:failed")
+        (job,) = await box.claim()
+        assert await run_outbox_row(box.deps, recorder.handlers, job.id, 1) == "failed"
+        for n in range(5):
+            await box.enqueue(f"old:done:{n}")
+        await box.enqueue("old:pending", available_at=START + timedelta(days=30))
+        for job in await box.claim():
+            assert await run_outbox_row(box.deps, recorder.handlers, job.id, 1) == "done"
+        box.clock.advance(1800)
+        await box.enqueue("recent:done")
+        (job,) = await box.claim()
+        await run_outbox_row(box.deps, recorder.handlers, job.id, 1)
+        box.clock.advance(1801)  # the old rows are done 3601 s ago, the recent one 1801 s
+        cutoff = box.clock() - timedelta(seconds=3600)
+        assert await outbox.purge_done(box.deps.db, older_than=cutoff, batch=2) == 5
+        async with box.deps.db.read() as session:
+            left = (await session.execute(select(OutboxRow.key, OutboxRow.status))).all()
+        assert sorted(left) == [
+            ("old:failed", "failed"),
+            ("old:pending", "pending"),
+            ("recent:done", "done"),
+        ]
+        assert await outbox.purge_done(box.deps.db, older_than=cutoff) == 0  # a rerun: nothing
+
+
+async def test_the_outbox_sweep_job_keeps_rows_within_the_retention():
+    from skillswap.tasks.jobs import outbox_sweep
+
+    async with outbox_on_own_database(outbox_retention_seconds=600) as box:
+        recorder = Recorder()
+        await box.enqueue("done:early")
+        (job,) = await box.claim()
+        await run_outbox_row(box.deps, recorder.handlers, job.id, 1)
+        box.clock.advance(600)
+        await outbox_sweep(box.deps, box.clock())
+        assert (await box.row("done:early")).status == "done"  # exactly the retention: kept
+        box.clock.advance(1)
+        await outbox_sweep(box.deps, box.clock())
+        async with box.deps.db.read() as session:
+            assert await session.scalar(select(func.count()).select_from(OutboxRow)) == 0
