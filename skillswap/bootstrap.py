@@ -21,6 +21,7 @@ from skillswap.auth.current_user import SignedInUsers
 from skillswap.auth.passwords import PasswordHasher
 from skillswap.auth.throttles import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from skillswap.auth.tokens import KeyRing, MemoryDenylist, RedisDenylist, TokenDenylist
+from skillswap.chat import digest as chat_digest
 from skillswap.db import Database, create_engine
 from skillswap.deps import Clock, Deps, EventHandlers, OpenOrders, Subscriber, system_clock
 from skillswap.i18n import Catalogs
@@ -30,6 +31,7 @@ from skillswap.notifications import delivery
 from skillswap.notifications.push import fcm_client
 from skillswap.orders import reactions as order_reactions
 from skillswap.orders.services import OpenOrdersOfSkills
+from skillswap.points import alerts as ledger_alerts
 from skillswap.points import services as points
 from skillswap.realtime import Realtime
 from skillswap.settings import Settings
@@ -53,6 +55,10 @@ EVENT_HANDLERS: Mapping[type, Sequence[Subscriber]] = {
 OUTBOX_HANDLERS: OutboxHandlers = {
     # A notification's mail and push; an emailed code's mail.
     **delivery.HANDLERS,
+    # The hourly digest of unread chat messages, for members who stayed away.
+    **chat_digest.HANDLERS,
+    # A failed ledger check, mailed to every administrator.
+    **ledger_alerts.HANDLERS,
 }
 
 

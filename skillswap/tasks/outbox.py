@@ -9,17 +9,17 @@ message carries the row's id and the claim's attempt, so a stale duplicate is re
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, delete, select, text, update
+from sqlalchemy import Table, bindparam, case, delete, func, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from skillswap.db import Database, UnitOfWork
+from skillswap.db import CompiledStatement, Database, UnitOfWork
 from skillswap.models import OutboxRow, OutboxStatus
 
 # LISTEN/NOTIFY channel the relays wait on (PostgreSQL delivers a NOTIFY at commit, never
@@ -50,6 +50,21 @@ async def _notify(session: AsyncSession) -> None:
         await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
 
 
+# One row and its NOTIFY in one round trip, compiled once (it runs inside other features' hot
+# transactions: a sign-up, an order, a chat batch). The NOTIFY is sent only if the row is new.
+_outbox: Table = OutboxRow.__table__  # type: ignore[assignment]
+_ROW_COLUMNS = ("kind", "key", "payload", "status", "attempts", "available_at", "created_at")
+_ENQUEUE_ONE = CompiledStatement(
+    select(func.pg_notify(literal_column(f"'{NOTIFY_CHANNEL}'"), literal_column("''"))).select_from(
+        pg_insert(_outbox)
+        .values({name: bindparam(f"row_{name}") for name in _ROW_COLUMNS})
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(_outbox.c.id)
+        .cte("added")
+    )
+)
+
+
 async def enqueue(
     uow: UnitOfWork,
     kind: str,
@@ -64,7 +79,28 @@ async def enqueue(
     `key` is the work's domain key: enqueueing the same key again (a retried request, a sweep
     run twice) adds nothing.
     """
-    await enqueue_many(uow, kind, [(key, payload)], available_at, now=now)
+    session = uow.session
+    if not _is_postgresql(session):
+        await enqueue_many(uow, kind, [(key, payload)], available_at, now=now)
+        return
+    conn = await session.connection()
+    row = _row(kind, key, payload, available_at or now, now)
+    await _ENQUEUE_ONE.rows(conn, {f"row_{name}": value for name, value in row.items()})
+    _wake_local_relays(uow)
+
+
+def _row(
+    kind: str, key: str, payload: dict[str, Any], available_at: datetime, now: datetime
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "key": key,
+        "payload": payload,
+        "status": OutboxStatus.PENDING.value,
+        "attempts": 0,
+        "available_at": available_at,
+        "created_at": now,
+    }
 
 
 async def enqueue_many(
@@ -82,23 +118,35 @@ async def enqueue_many(
     insert = pg_insert if _is_postgresql(session) else sqlite_insert
     await session.execute(
         insert(OutboxRow)
-        .values(
-            [
-                {
-                    "kind": kind,
-                    "key": key,
-                    "payload": payload,
-                    "status": OutboxStatus.PENDING,
-                    "attempts": 0,
-                    "available_at": available_at or now,
-                    "created_at": now,
-                }
-                for key, payload in work
-            ]
-        )
+        .values([_row(kind, key, payload, available_at or now, now) for key, payload in work])
         .on_conflict_do_nothing(index_elements=["key"])
     )
     await _notify(session)
+    _wake_local_relays(uow)
+
+
+# The relays of this process, woken when a transaction that enqueued commits: on SQLite there is
+# no NOTIFY, and in-process work (the embedded `serve`) then starts at once, not at the next poll.
+_local_relays: list[Callable[[], None]] = []
+
+
+def wake_on_commit(wake: Callable[[], None]) -> Callable[[], None]:
+    """Have `wake` called after every commit that enqueued work in this process; the function
+    returned stops it."""
+    _local_relays.append(wake)
+    return lambda: _local_relays.remove(wake)
+
+
+def _wake_local_relays(uow: UnitOfWork) -> None:
+    if not _local_relays or uow.session.info.get("outbox.wakes"):
+        return
+    uow.session.info["outbox.wakes"] = True
+
+    async def wake() -> None:
+        for relay in tuple(_local_relays):
+            relay()
+
+    uow.after_commit(wake)
 
 
 async def claim_due(

@@ -51,6 +51,7 @@ class OutboxRelay:
 
     async def run(self, stop: asyncio.Event) -> None:
         settings = self.deps.settings
+        stop_waking = outbox.wake_on_commit(self.wake)
         try:
             while not stop.is_set():
                 await self._listen()
@@ -64,6 +65,7 @@ class OutboxRelay:
                     continue  # more may be due at once
                 await _first_of(stop, self._wake, within=settings.outbox_poll_seconds)
         finally:
+            stop_waking()
             await self._unlisten()
 
     async def relay_once(self) -> bool:
