@@ -90,12 +90,21 @@ async def mail_code(deps: Deps, job: OutboxJob) -> None:
     except SealBroken as exc:
         raise PermanentTaskError(f"{exc} (was SECRET_KEY changed?)") from exc
     async with deps.db.read() as session:
-        record = await session.get(OneTimeToken, hash_opaque_token(token))
-        user = await session.get(User, job.payload["user_id"])
-    if record is None or user is None or record.used_at is not None:
-        return
-    if record.expires_at <= deps.clock():
-        return
+        # The code and its user in one read (a worker does this per mail).
+        found = (
+            await session.execute(
+                select(User, OneTimeToken.expires_at)
+                .join(OneTimeToken, OneTimeToken.user_id == User.id)
+                .where(
+                    OneTimeToken.token_hash == hash_opaque_token(token),
+                    OneTimeToken.used_at.is_(None),
+                    User.id == job.payload["user_id"],
+                )
+            )
+        ).first()
+    if found is None or found.expires_at <= deps.clock():
+        return  # spent (or the account is gone) before the worker got to it, or expired
+    user = found.User
     settings = deps.settings
     ttl = (
         settings.email_token_ttl_seconds

@@ -208,13 +208,47 @@ async def unclaim(db: Database, job: OutboxJob) -> None:
         await uow.commit()
 
 
-async def load(db: Database, row_id: int) -> OutboxRow | None:
+@dataclass(frozen=True)
+class RowState:
+    """What a task reads of its row before running it."""
+
+    id: int
+    kind: str
+    key: str
+    payload: dict[str, Any]
+    status: str
+    attempts: int
+
+
+async def load(db: Database, row_id: int) -> RowState | None:
+    """The row's work and where it stands (one Core read: a worker does this per task)."""
     async with db.read() as session:
-        return await session.get(OutboxRow, row_id)
+        row = (
+            await session.execute(
+                select(
+                    OutboxRow.id,
+                    OutboxRow.kind,
+                    OutboxRow.key,
+                    OutboxRow.payload,
+                    OutboxRow.status,
+                    OutboxRow.attempts,
+                ).where(OutboxRow.id == row_id)
+            )
+        ).first()
+    return None if row is None else RowState(*row)
+
+
+_MARK_DONE = (
+    "UPDATE outbox SET status = 'done', done_at = $2, leased_until = NULL"
+    " WHERE id = $1 AND status IN ('pending', 'running')"
+)
 
 
 async def mark_done(db: Database, row_id: int, *, now: datetime) -> bool:
     """Record that the row's work succeeded; False if it was already done or dead-lettered."""
+    if db.on_driver:  # one statement, atomic on its own: no transaction around it
+        async with db.autocommit() as driver:
+            return bool(await driver.execute(_MARK_DONE, row_id, now) != "UPDATE 0")
     async with db.uow() as uow:
         result = await uow.session.execute(
             update(OutboxRow)
