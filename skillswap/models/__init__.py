@@ -15,6 +15,7 @@ from skillswap.models.notifications import Notification
 from skillswap.models.oauth import OAuthState
 from skillswap.models.orders import Order, OrderTransition
 from skillswap.models.outbox import OutboxRow, OutboxStatus
+from skillswap.models.payments import Payment, PaymentEvent, PaymentRefund, PaymentStatus
 from skillswap.models.reviews import Review
 from skillswap.models.skills import Category, Skill, SkillImage
 from skillswap.models.users import OneTimeToken, RefreshToken, User
@@ -39,6 +40,10 @@ __all__ = [
     "OrderTransition",
     "OutboxRow",
     "OutboxStatus",
+    "Payment",
+    "PaymentEvent",
+    "PaymentRefund",
+    "PaymentStatus",
     "PointsPackage",
     "RefreshToken",
     "Review",
