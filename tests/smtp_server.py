@@ -2,9 +2,12 @@
 
 It keeps every message it accepted, parsed, so a test reads what a user would receive. It can
 ask for a login (checked against its own users), speak TLS from the start or after STARTTLS,
-answer a failure to RCPT or DATA (`refuse_rcpt`, `refuse_data`) and hold each DATA a while
-(`data_delay`). Its loop runs on another thread: a client that blocked the test's loop would
-still be answered, late, so a test can tell.
+answer a failure to RCPT or DATA (`refuse_rcpt`, `refuse_data`), hold each DATA a while before
+taking the message (`data_delay`: a client cut off meanwhile sent nothing), or take the message
+and hold its answer (`answer_delay`: a client cut off meanwhile has delivered a mail it never
+heard was taken, the lost answer after which a sender rightly sends it again). Its loop runs on
+another thread: a client that blocked the test's loop would still be answered, late, so a test
+can tell.
 """
 
 from __future__ import annotations
@@ -49,6 +52,11 @@ class ReceivedMail:
     @property
     def subject(self) -> str:
         return str(self.message["Subject"])
+
+    @property
+    def message_id(self) -> str:
+        """The Message-ID header: the same on a mail sent again, so duplicates show."""
+        return str(self.message["Message-ID"])
 
     def part(self, subtype: str) -> str:
         """The decoded text of the `text/{subtype}` part."""
@@ -100,6 +108,12 @@ class _Handler:
                 message=message,
             )
         )
+        if self.server.answer_delay:
+            self.server.answering += 1
+            try:
+                await asyncio.sleep(self.server.answer_delay)
+            finally:
+                self.server.answering -= 1
         return "250 Message accepted"
 
 
@@ -120,6 +134,8 @@ class SmtpServer:
         self.refuse_rcpt: str | None = None  # e.g. "550 5.1.1 No such user"
         self.refuse_data: str | None = None  # e.g. "451 4.3.0 Try again later"
         self.data_delay = 0.0
+        self.answer_delay = 0.0
+        self.answering = 0  # messages taken whose answer is being held (answer_delay)
         kwargs: dict[str, Any] = {}
         if users is not None:
             kwargs.update(
