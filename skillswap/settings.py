@@ -165,6 +165,16 @@ class Settings:
     # Push (FCM HTTP v1): the service account's JSON key file; empty: no push is sent.
     fcm_credentials_file: str = ""
     fcm_api_base: str = "https://fcm.googleapis.com"
+    # Payments. A gateway is offered only when it is configured (Stripe: STRIPE_SECRET_KEY and
+    # STRIPE_WEBHOOK_SECRET); the buyer comes back to PAYMENT_RETURN_URL (the web app's page,
+    # with ?payment={id}&outcome=success|cancel added); empty: {PUBLIC_URL}/.
+    payment_return_url: str = ""
+    stripe_secret_key: str = field(default="", repr=False)
+    stripe_webhook_secret: str = field(default="", repr=False)
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_currencies: tuple[str, ...] = ()  # the currencies offered through Stripe; empty: any
+    # A Stripe-Signature whose timestamp is older than this is refused (a replay).
+    stripe_webhook_tolerance_seconds: int = 300
     # Locale
     default_locale: str = "en"
 
