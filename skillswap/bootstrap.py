@@ -31,6 +31,7 @@ from skillswap.notifications import delivery
 from skillswap.notifications.push import fcm_client
 from skillswap.orders import reactions as order_reactions
 from skillswap.orders.services import OpenOrdersOfSkills
+from skillswap.payments import settlement as payment_settlement
 from skillswap.points import alerts as ledger_alerts
 from skillswap.points import services as points
 from skillswap.realtime import Realtime
@@ -59,6 +60,8 @@ OUTBOX_HANDLERS: OutboxHandlers = {
     **chat_digest.HANDLERS,
     # A failed ledger check, mailed to every administrator.
     **ledger_alerts.HANDLERS,
+    # A gateway's stored webhook event, applied to its payment (credit, close, refund) once.
+    **payment_settlement.HANDLERS,
 }
 
 
