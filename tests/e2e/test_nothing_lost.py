@@ -155,7 +155,11 @@ class RedisServer:
             finally:
                 await client.aclose()
 
-        await wait_for(pongs, within=10, every=0.05)
+        try:
+            await wait_for(pongs, within=10, every=0.05)
+        except BaseException:
+            await self.child.kill()  # never left running behind a failed test
+            raise
 
     async def stop(self) -> None:
         """SIGTERM: with nothing to save, Redis exits and its stream is gone with it."""
@@ -357,8 +361,8 @@ async def test_redis_restarted_during_a_burst_of_sign_ups_loses_no_verification_
 ) -> None:
     started = time.monotonic()
     redis = RedisServer(tmp_path)
-    await redis.start()
     try:
+        await redis.start()
         with SmtpServer() as smtp:
             smtp.answer_delay = 0.05
             async with (
@@ -422,10 +426,10 @@ async def test_the_stream_broker_reads_on_after_redis_restarts_empty(tmp_path: P
     redis = RedisServer(tmp_path)
     await redis.start()
     broker = make_broker(make_settings(redis_url=redis.url, redis_prefix=f"{unique_name()}:"))
-    await broker.startup()
     messages = broker.listen()
     reading: asyncio.Future[bytes | AckableMessage] | None = None
     try:
+        await broker.startup()
         await broker.kick(a_message(b"before"))
         before = await asyncio.wait_for(anext(messages), timeout=5)
         assert isinstance(before, AckableMessage) and before.data == b"before"
