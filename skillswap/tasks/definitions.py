@@ -40,11 +40,16 @@ class PermanentTaskError(Exception):
 
 async def run_outbox_row(deps: Deps, handlers: OutboxHandlers, row_id: int, attempt: int) -> str:
     """Run the row's handler and record the outcome; what happened, for the logs and tests."""
-    row = await outbox.load(deps.db, row_id)
-    if row is None or row.status != OutboxStatus.RUNNING or row.attempts != attempt:
-        return "skipped"  # done, failed, or claimed again since this message was sent
-    job = OutboxJob(row.id, row.kind, row.key, row.payload, row.attempts)
     settings = deps.settings
+    job = await outbox.start(
+        deps.db,
+        row_id,
+        attempt,
+        lease_seconds=settings.outbox_lease_seconds,
+        now=deps.clock(),
+    )
+    if job is None:
+        return "skipped"  # done, failed, or claimed again since this message was sent
     handler = handlers.get(job.kind)
     try:
         if handler is None:

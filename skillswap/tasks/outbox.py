@@ -9,6 +9,7 @@ message carries the row's id and the claim's attempt, so a stale duplicate is re
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -188,6 +189,17 @@ async def claim_due(
     return sorted(jobs, key=lambda job: ids.index(job.id))
 
 
+async def running(db: Database) -> int:
+    """How many rows are claimed and not yet finished (published, or running in a worker)."""
+    async with db.read() as session:
+        count = await session.scalar(
+            select(func.count())
+            .select_from(OutboxRow)
+            .where(OutboxRow.status == OutboxStatus.RUNNING)
+        )
+    return int(count or 0)
+
+
 async def unclaim(db: Database, job: OutboxJob) -> None:
     """Give back a claim that could not be published (the broker was away): pending again,
     the attempt not counted."""
@@ -208,34 +220,44 @@ async def unclaim(db: Database, job: OutboxJob) -> None:
         await uow.commit()
 
 
-@dataclass(frozen=True)
-class RowState:
-    """What a task reads of its row before running it."""
-
-    id: int
-    kind: str
-    key: str
-    payload: dict[str, Any]
-    status: str
-    attempts: int
+_START = (
+    "UPDATE outbox SET leased_until = $3 WHERE id = $1 AND status = 'running' AND attempts = $2"
+    " RETURNING kind, key, payload::text"
+)
 
 
-async def load(db: Database, row_id: int) -> RowState | None:
-    """The row's work and where it stands (one Core read: a worker does this per task)."""
-    async with db.read() as session:
-        row = (
-            await session.execute(
-                select(
-                    OutboxRow.id,
-                    OutboxRow.kind,
-                    OutboxRow.key,
-                    OutboxRow.payload,
-                    OutboxRow.status,
-                    OutboxRow.attempts,
-                ).where(OutboxRow.id == row_id)
+async def start(
+    db: Database, row_id: int, attempt: int, *, lease_seconds: int, now: datetime
+) -> OutboxJob | None:
+    """Begin running a claimed row: its work, with its lease renewed from now; None if it is
+    no longer this claim's (done, dead-lettered, or claimed again since the message was sent).
+
+    Checking and renewing are one statement, so a message that waited in the stream does not
+    start with a lease about to run out (which would let a second claim run it alongside).
+    """
+    leased_until = now + timedelta(seconds=lease_seconds)
+    if db.on_driver:  # atomic on its own: no transaction around it
+        async with db.autocommit() as driver:
+            row = await driver.fetchrow(_START, row_id, attempt, leased_until)
+        if row is None:
+            return None
+        return OutboxJob(row_id, row["kind"], row["key"], json.loads(row["payload"]), attempt)
+    async with db.uow() as uow:
+        result = await uow.session.execute(
+            update(OutboxRow)
+            .where(
+                OutboxRow.id == row_id,
+                OutboxRow.status == OutboxStatus.RUNNING,
+                OutboxRow.attempts == attempt,
             )
-        ).first()
-    return None if row is None else RowState(*row)
+            .values(leased_until=leased_until)
+            .returning(OutboxRow.kind, OutboxRow.key, OutboxRow.payload)
+        )
+        found = result.first()
+        await uow.commit()
+    return (
+        None if found is None else OutboxJob(row_id, found.kind, found.key, found.payload, attempt)
+    )
 
 
 _MARK_DONE = (

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("skillswap.tasks.relay")
 
 Publish = Callable[[OutboxJob], Awaitable[None]]
+# Rows a relay lets be claimed and unfinished at once, in batches (OUTBOX_BATCH_SIZE each).
+MAX_BATCHES_IN_FLIGHT = 10
 
 
 def listen_dsn(database_url: str) -> str:
@@ -44,6 +46,8 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
         self.published = 0
+        self._broker_away = False
+        self._broker_retry_at = 0.0
 
     def wake(self) -> None:
         """Look for due rows now rather than at the next poll."""
@@ -69,23 +73,43 @@ class OutboxRelay:
             await self._unlisten()
 
     async def relay_once(self) -> bool:
-        """Claim and publish one batch; whether the batch was full."""
+        """Claim and publish one batch; whether more may be due at once."""
         settings = self.deps.settings
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._broker_retry_at:
+            return False  # the broker was away a moment ago: wait for the poll, not each wake
+        # Claim no more than the workers have in hand: a lease runs from the claim, so rows
+        # claimed far ahead of the workers would outlive their leases (and spend attempts)
+        # while they wait in the stream.
+        room = MAX_BATCHES_IN_FLIGHT * settings.outbox_batch_size - await outbox.running(
+            self.deps.db
+        )
+        if room <= 0:
+            return False
+        limit = min(settings.outbox_batch_size, room)
         jobs = await outbox.claim_due(
             self.deps.db,
-            limit=settings.outbox_batch_size,
+            limit=limit,
             lease_seconds=settings.outbox_lease_seconds,
             now=self.deps.clock(),
         )
-        for job in jobs:
+        for index, job in enumerate(jobs):
             try:
                 await self.publish(job)
-                self.published += 1
-            except Exception:
-                log.exception("could not publish outbox row %d; it stays pending", job.id)
-                await outbox.unclaim(self.deps.db, job)
-                return False  # the broker is away: wait for the next poll
-        return len(jobs) == settings.outbox_batch_size
+            except Exception as exc:
+                # The broker is away: this row and the rest of the batch go back to pending.
+                for unsent in jobs[index:]:
+                    await outbox.unclaim(self.deps.db, unsent)
+                if not self._broker_away:
+                    log.warning("the task broker is unreachable; outbox rows wait: %r", exc)
+                self._broker_away = True
+                self._broker_retry_at = loop.time() + settings.outbox_poll_seconds
+                return False
+            self.published += 1
+        if self._broker_away and jobs:
+            log.warning("the task broker is back; outbox rows are published again")
+            self._broker_away = False
+        return len(jobs) == limit
 
     async def _listen(self) -> None:
         """LISTEN on PostgreSQL (again, if the connection was lost); nothing on SQLite."""

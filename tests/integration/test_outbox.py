@@ -20,6 +20,7 @@ from skillswap.models import OutboxRow, OutboxStatus
 from skillswap.tasks import outbox
 from skillswap.tasks.definitions import PermanentTaskError, run_outbox_row
 from skillswap.tasks.outbox import OutboxJob
+from skillswap.tasks.relay import OutboxRelay
 from skillswap.tasks.worker import InProcess, run_worker
 from tests.chat_support import wait_for
 from tests.conftest import own_database
@@ -425,3 +426,67 @@ async def test_the_outbox_sweep_job_keeps_rows_within_the_retention():
         await outbox_sweep(box.deps, box.clock())
         async with box.deps.db.read() as session:
             assert await session.scalar(select(func.count()).select_from(OutboxRow)) == 0
+
+
+async def test_a_row_starting_late_has_its_lease_renewed_from_its_start():
+    async with outbox_on_own_database(outbox_lease_seconds=60) as box:
+        seen: list[datetime | None] = []
+
+        async def handler(deps: Deps, job: OutboxJob) -> None:
+            seen.append((await box.row(job.key)).leased_until)
+
+        await box.enqueue("mail:waited")
+        (job,) = await box.claim()
+        box.clock.advance(50)  # the message waited in the stream behind others
+        assert await run_outbox_row(box.deps, {"test.record": handler}, job.id, 1) == "done"
+        # Renewed from its start: the claim's lease had 10 s left, too little to send a mail.
+        assert seen == [box.clock() + timedelta(seconds=60)]
+
+
+class Broker:
+    """A publish function that fails while told to, and counts its calls."""
+
+    def __init__(self) -> None:
+        self.away = False
+        self.calls = 0
+        self.sent: list[int] = []
+
+    async def __call__(self, job: OutboxJob) -> None:
+        self.calls += 1
+        if self.away:
+            raise ConnectionError("Redis is away")
+        self.sent.append(job.id)
+
+
+async def test_a_relay_claims_no_more_than_ten_batches_ahead_of_the_workers():
+    async with outbox_on_own_database(outbox_batch_size=5) as box:
+        for n in range(60):
+            await box.enqueue(f"mail:{n}")
+        broker = Broker()
+        relay = OutboxRelay(box.deps, broker)
+        while await relay.relay_once():
+            pass
+        assert len(broker.sent) == 50  # 10 batches of 5 in flight, none finished yet
+        assert await outbox.running(box.deps.db) == 50
+        assert await outbox.mark_done(box.deps.db, broker.sent[0], now=box.clock())
+        assert await relay.relay_once() is True
+        assert len(broker.sent) == 51
+
+
+async def test_while_the_broker_is_away_the_batch_goes_back_and_wakes_do_not_retry_at_once():
+    async with outbox_on_own_database(outbox_poll_seconds=1) as box:
+        for n in range(3):
+            await box.enqueue(f"mail:{n}")
+        broker = Broker()
+        broker.away = True
+        relay = OutboxRelay(box.deps, broker)
+        assert await relay.relay_once() is False
+        assert [(await box.row(f"mail:{n}")).status for n in range(3)] == ["pending"] * 3
+        assert [(await box.row(f"mail:{n}")).attempts for n in range(3)] == [0, 0, 0]
+        for _ in range(5):  # each new row wakes the relay: it waits for the poll instead
+            assert await relay.relay_once() is False
+        assert broker.calls == 1
+        broker.away = False
+        await asyncio.sleep(1.05)
+        assert await relay.relay_once() is False  # a batch of 3 is not full
+        assert len(broker.sent) == 3
