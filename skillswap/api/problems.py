@@ -12,6 +12,8 @@ import re
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import redis.exceptions
+import sqlalchemy.exc
 import tornado.httputil
 import tornado.web
 
@@ -24,6 +26,7 @@ from skillswap.errors import (
     PayloadTooLarge,
     PermissionDenied,
     RequestHeadersTooLarge,
+    ServiceUnavailable,
     problem_document,
 )
 from skillswap.i18n import N_, lazy, negotiate_locale
@@ -54,11 +57,43 @@ def error_for(status_code: int, exc: BaseException | None) -> AppError:
         error = _GENERIC_BY_STATUS.get(status_code, BadRequest)()
         error.status = status_code
         return error
+    if exc is not None and is_outage(exc):
+        return outage_error()
     error = AppError(lazy("Something went wrong on our side. The error was logged."))
     error.status = 500
     error.code = "internal_error"
     error.title = N_("Internal server error")
     return error
+
+
+# What a store that cannot be reached raises: the request failed through no fault of its own and
+# may well work in a moment (Redis restarting, the database failing over).
+_OUTAGES: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    sqlalchemy.exc.TimeoutError,  # no pooled connection came free
+    ConnectionError,
+    TimeoutError,
+)
+OUTAGE_RETRY_AFTER_SECONDS = 5
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether `exc` means a store this node needs (Redis, the database) could not be reached."""
+    if isinstance(exc, _OUTAGES):
+        return True
+    if isinstance(exc, sqlalchemy.exc.DBAPIError):
+        return bool(exc.connection_invalidated) or isinstance(exc.orig, ConnectionError | OSError)
+    return False
+
+
+def outage_error() -> AppError:
+    """A 503 with `Retry-After`: the client may try again shortly, and the operator is told."""
+    return ServiceUnavailable(
+        lazy("A service this request needs is unreachable for a moment. Try again shortly."),
+        code="dependency_unavailable",
+        headers={"Retry-After": str(OUTAGE_RETRY_AFTER_SECONDS)},
+    )
 
 
 def request_id_for(request: tornado.httputil.HTTPServerRequest) -> str:

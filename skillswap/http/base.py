@@ -31,6 +31,7 @@ from skillswap.api.problems import (
     allowed_methods,
     error_for,
     implements,
+    is_outage,
     request_id_for,
 )
 from skillswap.api.problems import ProblemAnswers as ProblemAnswers  # where http modules find it
@@ -485,6 +486,17 @@ class BaseHandler(tornado.web.RequestHandler):
         self.finish(dumpb(self.problem_document(error)))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if is_outage(value):
+            # Redis or the database unreachable: one line per request, not a traceback each.
+            log.warning(
+                "request %s answered 503: a store is unreachable (%s: %s) for %s %s",
+                self.request_id,
+                typ.__name__,
+                value,
+                self.request.method,
+                self.request.uri,
+            )
+            return
         if isinstance(value, AppError):
             # Expected refusals; a 5xx among them (a dependency down, a feature not configured)
             # is logged with the request id but without a traceback, which would say nothing.
