@@ -175,6 +175,17 @@ class Settings:
     stripe_currencies: tuple[str, ...] = ()  # the currencies offered through Stripe; empty: any
     # A Stripe-Signature whose timestamp is older than this is refused (a replay).
     stripe_webhook_tolerance_seconds: int = 300
+    # PayPal is offered when its REST app's client id and secret and the id of the webhook
+    # registered for /api/payments/paypal/webhook/ are set. Sandbox: https://api-m.sandbox.paypal.com
+    paypal_client_id: str = ""
+    paypal_client_secret: str = field(default="", repr=False)
+    paypal_webhook_id: str = ""
+    paypal_api_base: str = "https://api-m.paypal.com"
+    # The currencies PayPal takes (its REST API's list); a package in another is refused.
+    paypal_currencies: tuple[str, ...] = (
+        "AUD", "BRL", "CAD", "CHF", "CNY", "CZK", "DKK", "EUR", "GBP", "HKD", "HUF", "ILS", "JPY",
+        "MXN", "MYR", "NOK", "NZD", "PHP", "PLN", "SEK", "SGD", "THB", "TWD", "USD",
+    )  # fmt: skip
     # Locale
     default_locale: str = "en"
 
