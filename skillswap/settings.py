@@ -181,10 +181,11 @@ class Settings:
     paypal_client_secret: str = field(default="", repr=False)
     paypal_webhook_id: str = ""
     paypal_api_base: str = "https://api-m.paypal.com"
-    # The currencies PayPal takes (its REST API's list); a package in another is refused.
+    # The currencies offered through PayPal (those its REST API takes; HUF and TWD are left out,
+    # PayPal taking no decimals in them); a package in another is refused.
     paypal_currencies: tuple[str, ...] = (
-        "AUD", "BRL", "CAD", "CHF", "CNY", "CZK", "DKK", "EUR", "GBP", "HKD", "HUF", "ILS", "JPY",
-        "MXN", "MYR", "NOK", "NZD", "PHP", "PLN", "SEK", "SGD", "THB", "TWD", "USD",
+        "AUD", "BRL", "CAD", "CHF", "CNY", "CZK", "DKK", "EUR", "GBP", "HKD", "ILS", "JPY", "MXN",
+        "MYR", "NOK", "NZD", "PHP", "PLN", "SEK", "SGD", "THB", "USD",
     )  # fmt: skip
     # Locale
     default_locale: str = "en"
