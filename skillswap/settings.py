@@ -187,6 +187,15 @@ class Settings:
         "AUD", "BRL", "CAD", "CHF", "CNY", "CZK", "DKK", "EUR", "GBP", "HKD", "ILS", "JPY", "MXN",
         "MYR", "NOK", "NZD", "PHP", "PLN", "SEK", "SGD", "THB", "USD",
     )  # fmt: skip
+    # Paymob (Egypt: cards and wallets) is offered when its secret key, public key, HMAC secret
+    # and at least one integration id (the payment methods its checkout shows: the dashboard's
+    # Developers > Payment Integrations, in the mode of the keys) are set.
+    paymob_secret_key: str = field(default="", repr=False)
+    paymob_public_key: str = ""
+    paymob_hmac_secret: str = field(default="", repr=False)
+    paymob_integration_ids: tuple[str, ...] = ()
+    paymob_api_base: str = "https://accept.paymob.com"  # KSA: ksa.paymob.com, UAE: uae.paymob.com
+    paymob_currencies: tuple[str, ...] = ("EGP",)
     # Locale
     default_locale: str = "en"
 
