@@ -9,7 +9,7 @@ against what the payment stored at creation.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -22,6 +22,9 @@ class SignalKind(StrEnum):
     CANCELLED = "cancelled"
     EXPIRED = "expired"
     REFUNDED = "refunded"  # a refund of part or all of it succeeded at the gateway
+    # The buyer approved; the money is taken only when the gateway is asked (PayPal's capture):
+    # the worker asks `fetch_status`, and applies what it answers instead.
+    APPROVED = "approved"
     IGNORED = "ignored"  # an event that changes nothing here (a session still open, ...)
 
 
@@ -96,8 +99,12 @@ class Gateway(Protocol):
 
     def verify_webhook(
         self, body: bytes, headers: Mapping[str, str], *, now: datetime
-    ) -> VerifiedEvent:
-        """Check the notification is the gateway's, on the raw bytes, before reading anything."""
+    ) -> VerifiedEvent | Awaitable[VerifiedEvent]:
+        """Check the notification is the gateway's, on the raw bytes, before reading anything.
+
+        A signature checked here answers at once; a gateway that must be asked whether the
+        notification is its own (PayPal) answers an awaitable.
+        """
         ...
 
     def read_event(self, body: bytes) -> list[Signal]:

@@ -9,6 +9,7 @@ outbox row that has it processed, so a delivery is answered at once and a duplic
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -195,11 +196,20 @@ async def receive_webhook(
     now = deps.clock()
     try:
         verified = gateway.verify_webhook(body, headers, now=now)
+        if inspect.isawaitable(verified):  # the gateway is asked (PayPal)
+            verified = await verified
     except WebhookRefused as exc:
         log.warning("%s webhook refused: %s", gateway.name, exc)
         raise BadRequest(
             lazy("This notification could not be verified."), code="invalid_webhook"
         ) from None
+    except GatewayError as exc:
+        # Not stored and not a 2xx: the gateway delivers it again later.
+        log.warning("%s webhook not verified, the gateway is unreachable: %s", gateway.name, exc)
+        raise ServiceUnavailable(
+            lazy("The payment gateway could not be reached. Try again shortly."),
+            code="gateway_unavailable",
+        ) from exc
     async with deps.db.uow() as uow:
         session = uow.session
         insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
