@@ -25,13 +25,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from skillswap import ledger
 from skillswap.db import UnitOfWork
-from skillswap.errors import AppError
+from skillswap.errors import AppError, NotFound
+from skillswap.i18n import lazy
 from skillswap.idempotency import fitted
 from skillswap.ledger import SystemAccount, TransferKind, TransferRequest
 from skillswap.ledger.transfers import MAX_KEY_LENGTH
 from skillswap.models import LedgerAccount, Payment, PaymentEvent, PaymentRefund, PaymentStatus
 from skillswap.models.payments import PaymentEventOutcome as Outcome
-from skillswap.payments.gateway import Signal, SignalKind
+from skillswap.payments.gateway import Gateway, GatewayError, Signal, SignalKind
 from skillswap.payments.gateways import gateway_for
 from skillswap.payments.services import EVENT_KIND
 from skillswap.tasks.definitions import OutboxHandler, PermanentTaskError
@@ -89,7 +90,12 @@ async def process_payment_event(deps: Deps, job: OutboxJob) -> None:
         gateway = gateway_for(deps, event.gateway)
     except AppError as exc:
         raise PermanentTaskError(f"the {event.gateway} gateway is not configured") from exc
-    signals = gateway.read_event(event.body)
+    try:
+        signals = [await resolve_approval(deps, gateway, s) for s in gateway.read_event(event.body)]
+    except GatewayError as exc:
+        if exc.retryable:
+            raise
+        raise PermanentTaskError(f"{event.gateway} refused the capture: {exc}") from exc
     # On its last attempt a refund stops waiting for a payment that never came: recorded.
     last_attempt = job.attempts >= deps.settings.task_max_attempts
     await apply_event(deps, event, signals, wait_for_payment=not last_attempt)
@@ -149,6 +155,8 @@ async def apply_signal(
     """One signal's effect on its payment, inside the caller's transaction."""
     if signal.kind == SignalKind.IGNORED:
         return Applied(Outcome.IGNORED, None, signal.reason)
+    if signal.kind == SignalKind.APPROVED:  # what its capture answers is applied, not this
+        return Applied(Outcome.IGNORED, None, "an approval, not yet captured")
     payment = await _find_payment(uow.session, gateway, signal)
     refund = signal.kind == SignalKind.REFUNDED
     # A refund names the gateway's payment, which is known here once its confirmation was
@@ -163,6 +171,67 @@ async def apply_signal(
     if signal.kind in CLOSING:
         return await _close(uow.session, payment, signal, CLOSING[signal.kind], now=now)
     return await _refund(uow, payment, signal, now=now)
+
+
+async def resolve_approval(deps: Deps, gateway: Gateway, signal: Signal) -> Signal:
+    """An approval replaced by what the gateway answers once asked to take the money (PayPal's
+    capture, idempotent there); any other signal as it is.
+
+    Only a pending payment's checkout is captured: money taken for a payment closed here would
+    be credited to nobody.
+    """
+    if signal.kind != SignalKind.APPROVED:
+        return signal
+    if signal.reference is None:
+        return Signal(SignalKind.IGNORED, reason="an approval naming no checkout")
+    async with deps.db.read() as session:
+        status = await session.scalar(
+            select(Payment.status).where(
+                Payment.gateway == gateway.name, Payment.reference == signal.reference
+            )
+        )
+    if status != PaymentStatus.PENDING:
+        return Signal(SignalKind.IGNORED, reason=f"approval of a {status or 'unknown'} payment")
+    return await gateway.fetch_status(signal.reference)
+
+
+async def settle_from_gateway(deps: Deps, *, gateway_name: str, reference: str) -> Payment:
+    """The buyer is back from the gateway's checkout `reference`: settle it now if it is paid.
+
+    The gateway is asked (capturing an approval), and its answer goes through the same
+    settlement as a webhook's, so this racing the gateway's own events still credits once. An
+    unreachable gateway leaves the payment pending for its webhook (or reconciliation).
+    """
+    gateway = gateway_for(deps, gateway_name)
+    async with deps.db.read() as session:
+        payment = await session.scalar(
+            select(Payment).where(Payment.gateway == gateway.name, Payment.reference == reference)
+        )
+    if payment is None:
+        raise NotFound(lazy("This payment does not exist."), code="payment_not_found")
+    if payment.status != PaymentStatus.PENDING:
+        return payment
+    try:
+        signal = await resolve_approval(
+            deps, gateway, Signal(SignalKind.APPROVED, reference=reference)
+        )
+    except GatewayError as exc:
+        log.warning("payment %d: asking %s failed: %s", payment.id, gateway.name, exc)
+        return payment
+    now = deps.clock()
+    async with deps.db.uow() as uow:
+        applied = await apply_signal(uow, gateway.name, signal, now=now, wait_for_payment=False)
+        settled = (
+            await uow.session.execute(
+                select(Payment)
+                .where(Payment.id == payment.id)
+                .execution_options(populate_existing=True)
+            )
+        ).scalar_one()
+        await uow.commit()
+    if applied.outcome == Outcome.MISMATCH:
+        log.warning("payment %d at %s: %s", payment.id, gateway.name, applied.detail)
+    return settled
 
 
 async def _find_payment(session: AsyncSession, gateway: str, signal: Signal) -> Payment | None:
