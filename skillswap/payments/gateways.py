@@ -7,20 +7,32 @@ their own (they borrow the process's httpx client), so one is made where it is n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+import httpx
 
 from skillswap.errors import BadRequest
 from skillswap.i18n import lazy
-from skillswap.payments import stripe_gateway
+from skillswap.payments import paypal_gateway, stripe_gateway
 from skillswap.payments.gateway import Gateway
 from skillswap.settings import Settings
 
 if TYPE_CHECKING:
     from skillswap.deps import Deps
 
+# Each gateway, in the API's order: whether its settings are complete, and its adapter.
+GATEWAYS: dict[
+    str, tuple[Callable[[Settings], bool], Callable[[Settings, httpx.AsyncClient], Gateway]]
+] = {
+    stripe_gateway.NAME: (stripe_gateway.configured, stripe_gateway.StripeGateway),
+    paypal_gateway.NAME: (paypal_gateway.configured, paypal_gateway.PaypalGateway),
+}
+
+
 def configured_gateways(settings: Settings) -> list[str]:
     """The gateways this deployment offers, in the API's order."""
-    return [stripe_gateway.NAME] if stripe_gateway.configured(settings) else []
+    return [name for name, (configured, _) in GATEWAYS.items() if configured(settings)]
 
 
 def unknown_gateway(settings: Settings) -> BadRequest:
@@ -38,4 +50,5 @@ def gateway_for(deps: Deps, name: str) -> Gateway:
     """The adapter for `name`, or the 400 of `unknown_gateway`."""
     if name not in configured_gateways(deps.settings):
         raise unknown_gateway(deps.settings)
-    return stripe_gateway.StripeGateway(deps.settings, deps.http)
+    _, adapter = GATEWAYS[name]
+    return adapter(deps.settings, deps.http)
