@@ -61,6 +61,9 @@ class CheckoutRequest:
     buyer_email: str
     success_url: str
     cancel_url: str
+    # The buyer's profile, for gateways that ask who pays (Paymob's billing data).
+    buyer_name: str = ""
+    buyer_phone: str = ""
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,8 @@ async def create_payment(
         buyer_email=actor.email,
         success_url=success_url,
         cancel_url=cancel_url,
+        buyer_name=actor.display_name or actor.username,
+        buyer_phone=actor.phone,
     )
     try:
         checkout = await gateway.create_checkout(request)
