@@ -169,6 +169,12 @@ class Settings:
     # STRIPE_WEBHOOK_SECRET); the buyer comes back to PAYMENT_RETURN_URL (the web app's page,
     # with ?payment={id}&outcome=success|cancel added); empty: {PUBLIC_URL}/.
     payment_return_url: str = ""
+    # Reconciliation (a scheduled job, and `skillswap payments reconcile`): every so often the
+    # gateways are asked about payments still pending this long after their creation (a webhook
+    # lost or never sent), at most PAYMENTS_RECONCILE_BATCH_SIZE of them per run, oldest first.
+    payments_reconcile_interval_seconds: int = 300
+    payments_reconcile_after_seconds: int = 900
+    payments_reconcile_batch_size: int = 100
     stripe_secret_key: str = field(default="", repr=False)
     stripe_webhook_secret: str = field(default="", repr=False)
     stripe_api_base: str = "https://api.stripe.com"
