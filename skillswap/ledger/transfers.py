@@ -48,6 +48,8 @@ class TransferKind(StrEnum):
     ORDER_PAYMENT = "order_payment"  # buyer's wallet -> escrow, when an order's hold is posted
     ORDER_EARNINGS = "order_earnings"  # escrow -> seller
     PLATFORM_FEE = "platform_fee"  # escrow -> platform fees
+    PURCHASE_REFUND = "purchase_refund"  # buyer's wallet -> purchased points, on a refund
+    PAYMENT_LOSS = "payment_loss"  # payment losses -> purchased points: refunded points spent
     ADJUSTMENT = "adjustment"  # a correction between any two accounts
 
 

@@ -12,12 +12,17 @@ from skillswap.ledger.stores import LedgerStore, store_for
 
 
 class SystemAccount(IntEnum):
-    """The system accounts; migration 0004 creates them at exactly these ids.
+    """The system accounts; migrations create them at exactly these ids (0004: 1 to 4).
 
     They may go negative: points enter circulation by leaving one of them, which keeps the sum
-    of all balances at zero. Their low ids also put them first in the fixed lock order.
+    of all balances at zero. Their low ids also put them first in the fixed lock order. Ids
+    from 5 on were wallets in every database before 0013, so accounts added later count down
+    from 0, which no sequence ever hands out.
     """
 
+    # Refunded points the buyer had already spent: they stay in circulation, unpaid for, and
+    # come from here (0013). Its balance is minus the points lost to refunds.
+    PAYMENT_LOSSES = 0
     SIGNUP_BONUS = 1  # where signup bonuses come from
     PURCHASED_POINTS = 2  # where points bought with money come from
     ESCROW = 3  # clearing account: an order's payment passes through it to the seller and fee
