@@ -10,8 +10,12 @@ the payment, which fails, and is never credited.
 
 A refund reverses the points in proportion to the money refunded, under
 `payment:{id}:refund:{refund id}`, never taking a wallet below zero: what the buyer already
-spent is recorded on the refund as unrecovered. A refund that arrives before the payment's
-confirmation (events come out of order) waits: the outbox retries it after the confirmation.
+spent is recorded on the refund as unrecovered, and moved from `payment_losses` to
+`purchased_points` (so that `purchased_points` counts only points paid for). A refund is
+applied once per gateway refund id, whether its webhook or the administrator's request that
+made it (skillswap.payments.refunds) records it first. A refund that arrives before the
+payment's confirmation (events come out of order) waits: the outbox retries it after the
+confirmation.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from skillswap.ledger import SystemAccount, TransferKind, TransferRequest
 from skillswap.ledger.transfers import MAX_KEY_LENGTH
 from skillswap.models import LedgerAccount, Payment, PaymentEvent, PaymentRefund, PaymentStatus
 from skillswap.models.payments import PaymentEventOutcome as Outcome
-from skillswap.payments.gateway import Gateway, GatewayError, Signal, SignalKind
+from skillswap.payments.gateway import Gateway, GatewayError, GatewayRefund, Signal, SignalKind
 from skillswap.payments.gateways import gateway_for
 from skillswap.payments.services import EVENT_KIND
 from skillswap.tasks.definitions import OutboxHandler, PermanentTaskError
@@ -61,6 +65,20 @@ def credit_key(payment_id: int) -> str:
 def refund_key(payment_id: int, refund_id: str) -> str:
     """The ledger key of one refund's reversal."""
     return fitted(f"payment:{payment_id}:refund:{refund_id}", MAX_KEY_LENGTH)
+
+
+def loss_key(payment_id: int, refund_id: str) -> str:
+    """The ledger key of what one refund could not take back (the buyer had spent it)."""
+    return fitted(f"payment:{payment_id}:refund:{refund_id}:loss", MAX_KEY_LENGTH)
+
+
+def points_due(payment: Payment, amount_minor: int) -> int:
+    """The points a refund of `amount_minor` more takes back: proportional, and exact in
+    total (the refunds of a whole payment take back every point it credited)."""
+    refunded = payment.refunded_minor + amount_minor
+    return (payment.points * refunded) // payment.amount_minor - (
+        payment.points * payment.refunded_minor
+    ) // payment.amount_minor
 
 
 class PaymentNotSettledYet(Exception):
@@ -332,9 +350,20 @@ async def _close(
 
 async def _refund(uow: UnitOfWork, payment: Payment, signal: Signal, *, now: datetime) -> Applied:
     session = uow.session
+    refund_id, amount = signal.refund_id, signal.refund_minor
+    # Before anything else: the same refund comes again in its other events, and from the
+    # administrator's request that made it, after the payment may have been refunded in full.
+    if refund_id is not None:
+        seen = await session.scalar(
+            select(PaymentRefund.id).where(
+                PaymentRefund.payment_id == payment.id,
+                PaymentRefund.gateway_refund_id == refund_id,
+            )
+        )
+        if seen is not None:
+            return Applied(Outcome.ALREADY_SETTLED, payment.id, f"refund {refund_id} applied")
     if payment.status not in REFUNDABLE:
         return Applied(Outcome.IGNORED, payment.id, f"refund of a {payment.status} payment")
-    refund_id, amount = signal.refund_id, signal.refund_minor
     if (
         refund_id is None
         or amount is None
@@ -348,19 +377,8 @@ async def _refund(uow: UnitOfWork, payment: Payment, signal: Signal, *, now: dat
             f"{payment.currency} refunded)"
         )
         return Applied(Outcome.MISMATCH, payment.id, detail)
-    seen = await session.scalar(
-        select(PaymentRefund.id).where(
-            PaymentRefund.payment_id == payment.id, PaymentRefund.gateway_refund_id == refund_id
-        )
-    )
-    if seen is not None:
-        return Applied(Outcome.ALREADY_SETTLED, payment.id, f"refund {refund_id} applied")
-    refunded = payment.refunded_minor + amount
-    # Proportional, and exact in total: a full refund takes back every point credited.
-    due = (payment.points * refunded) // payment.amount_minor - (
-        payment.points * payment.refunded_minor
-    ) // payment.amount_minor
-    taken = await _take_back(uow, payment, refund_id, due, now=now)
+    due = points_due(payment, amount)
+    taken = await _reverse_points(uow, payment, refund_id, due, now=now)
     session.add(
         PaymentRefund(
             payment_id=payment.id,
@@ -372,6 +390,7 @@ async def _refund(uow: UnitOfWork, payment: Payment, signal: Signal, *, now: dat
             created_at=now,
         )
     )
+    refunded = payment.refunded_minor + amount
     status = (
         PaymentStatus.REFUNDED
         if refunded == payment.amount_minor
@@ -385,10 +404,11 @@ async def _refund(uow: UnitOfWork, payment: Payment, signal: Signal, *, now: dat
     return Applied(Outcome.REFUNDED, payment.id)
 
 
-async def _take_back(
+async def _reverse_points(
     uow: UnitOfWork, payment: Payment, refund_id: str, due: int, *, now: datetime
 ) -> int:
-    """Move up to `due` points from the buyer's wallet back to purchased points; how many."""
+    """Move up to `due` points from the buyer's wallet back to purchased points, and the rest
+    (spent already) from payment losses; how many came from the wallet."""
     if due <= 0:
         return 0
     session = uow.session
@@ -397,26 +417,61 @@ async def _take_back(
     # stays so until the transfer: a refusal would be its key's outcome for good.
     accounts = await session.execute(
         select(LedgerAccount.id, LedgerAccount.balance, LedgerAccount.held)
-        .where(LedgerAccount.id.in_((SystemAccount.PURCHASED_POINTS, wallet)))
+        .where(
+            LedgerAccount.id.in_(
+                (SystemAccount.PAYMENT_LOSSES, SystemAccount.PURCHASED_POINTS, wallet)
+            )
+        )
         .order_by(LedgerAccount.id)
         .with_for_update(key_share=True)
     )
     available = next(row.balance - row.held for row in accounts if row.id == wallet)
     taken = max(0, min(due, available))
-    if taken:
-        await ledger.transfer(
-            session,
-            TransferRequest(
-                key=refund_key(payment.id, refund_id),
-                kind=TransferKind.ADJUSTMENT,
-                debit_account_id=wallet,
-                credit_account_id=SystemAccount.PURCHASED_POINTS,
-                amount=taken,
-                payment_id=payment.id,
-            ),
-            now=now,
-        )
+    moves = [
+        (refund_key(payment.id, refund_id), TransferKind.PURCHASE_REFUND, wallet, taken),
+        (
+            loss_key(payment.id, refund_id),
+            TransferKind.PAYMENT_LOSS,
+            SystemAccount.PAYMENT_LOSSES,
+            due - taken,
+        ),
+    ]
+    for key, kind, debit, amount in moves:
+        if amount:
+            await ledger.transfer(
+                session,
+                TransferRequest(
+                    key=key,
+                    kind=kind,
+                    debit_account_id=debit,
+                    credit_account_id=SystemAccount.PURCHASED_POINTS,
+                    amount=amount,
+                    payment_id=payment.id,
+                ),
+                now=now,
+            )
     return taken
+
+
+async def record_refund(
+    deps: Deps, payment: Payment, refund: GatewayRefund, *, reason: str
+) -> Applied:
+    """Apply a refund just made at the gateway (by an administrator), as its webhook would:
+    the first of the two to arrive reverses the points, the other finds it applied."""
+    signal = Signal(
+        SignalKind.REFUNDED,
+        payment_id=payment.id,
+        currency=payment.currency,
+        refund_id=refund.refund_id,
+        refund_minor=refund.amount_minor,
+        reason=reason,
+    )
+    async with deps.db.uow() as uow:
+        applied = await apply_signal(
+            uow, payment.gateway, signal, now=deps.clock(), wait_for_payment=False
+        )
+        await uow.commit()
+    return applied
 
 
 HANDLERS: dict[str, OutboxHandler] = {EVENT_KIND: process_payment_event}

@@ -67,6 +67,8 @@ def describe_entry(kind: str, order_id: int | None) -> Message:
         return lazy("Signup bonus")
     if kind == TransferKind.PURCHASE:
         return lazy("Points purchase")
+    if kind == TransferKind.PURCHASE_REFUND:
+        return lazy("Points purchase refunded")
     return lazy("Balance adjustment")
 
 
