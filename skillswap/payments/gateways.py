@@ -14,7 +14,7 @@ import httpx
 
 from skillswap.errors import BadRequest
 from skillswap.i18n import lazy
-from skillswap.payments import paypal_gateway, stripe_gateway
+from skillswap.payments import paymob_gateway, paypal_gateway, stripe_gateway
 from skillswap.payments.gateway import Gateway
 from skillswap.settings import Settings
 
@@ -27,6 +27,7 @@ GATEWAYS: dict[
 ] = {
     stripe_gateway.NAME: (stripe_gateway.configured, stripe_gateway.StripeGateway),
     paypal_gateway.NAME: (paypal_gateway.configured, paypal_gateway.PaypalGateway),
+    paymob_gateway.NAME: (paymob_gateway.configured, paymob_gateway.PaymobGateway),
 }
 
 
