@@ -4,7 +4,8 @@
 at once (the worker processes it). `GET /api/payments/paypal/return/?token=ORDER_ID` is where
 the buyer lands after approving: the order is captured and settled (once, however it races the
 `CHECKOUT.ORDER.APPROVED` webhook), then the browser goes on to the web app's page
-(PAYMENT_RETURN_URL) with `?payment={id}&outcome=success`, or `cancel` when PayPal declined.
+(PAYMENT_RETURN_URL) with `?payment={id}&outcome=success`, or `cancel` when PayPal declined;
+a client that asks for `application/json` gets the payment instead.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from skillswap.http.base import BaseHandler, public, route, takes_query
 from skillswap.http.operations import operation
-from skillswap.http.payments import WebhookReceived
+from skillswap.http.payments import PaymentOut, WebhookReceived, payment_json
 from skillswap.models.payments import PaymentStatus
 from skillswap.payments import services as payments
 from skillswap.payments import settlement
@@ -21,6 +22,12 @@ from skillswap.payments.paypal_gateway import NAME, RETURN_PATH
 
 # Where the buyer is sent on as having paid: PayPal took the money, or is still deciding.
 PAID_OR_PENDING = (PaymentStatus.SUCCEEDED, PaymentStatus.PENDING)
+
+
+def _accepts_json(accept: str) -> bool:
+    return any(
+        part.split(";")[0].strip().lower() == "application/json" for part in accept.split(",")
+    )
 
 
 class PaypalReturnQuery(BaseModel):
@@ -46,15 +53,19 @@ class PaypalWebhookHandler(BaseHandler):
 
 
 class PaypalReturnHandler(BaseHandler):
-    @operation("paypalReturn", tag="Points", status=302, problems=(404,))
+    @operation("paypalReturn", tag="Points", response=PaymentOut, also={302: None}, problems=(404,))
     @public
     @takes_query(PaypalReturnQuery)
     async def get(self) -> None:
-        """The buyer is back from PayPal: the order is captured, then a 302 to the web app."""
+        """The buyer is back from PayPal: the order is captured, then a 302 to the web app (or,
+        with `Accept: application/json`, the payment)."""
         query = self.query(PaypalReturnQuery)
         payment = await settlement.settle_from_gateway(
             self.deps, gateway_name=NAME, reference=query.token
         )
+        if _accepts_json(self.request.headers.get("Accept", "")):
+            self.send(payment_json(payment))
+            return
         base = self.deps.settings.payment_return_url or self.absolute_url("/")
         success, cancel = payments.return_urls(base, payment.id)
         self.redirect(success if payment.status in PAID_OR_PENDING else cancel, status=302)
