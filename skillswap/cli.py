@@ -1,4 +1,5 @@
-"""The `skillswap` command: serve, worker, scheduler, tasks, migrate, createadmin, seed-demo, ledger."""
+"""The `skillswap` command: serve, worker, scheduler, tasks, migrate, createadmin, seed-demo, ledger,
+payments."""
 
 from __future__ import annotations
 
@@ -83,6 +84,20 @@ def _parser() -> argparse.ArgumentParser:
         "check", help="verify every ledger invariant; exits 1 naming each violation"
     )
 
+    payments_parser = sub.add_parser("payments", help="payments through the gateways")
+    payments_sub = payments_parser.add_subparsers(dest="payments_command", required=True)
+    reconcile = payments_sub.add_parser(
+        "reconcile",
+        help="ask the gateways about payments still pending and settle what they answer "
+        "(what the payments_reconcile job does)",
+    )
+    reconcile.add_argument(
+        "--after",
+        type=int,
+        metavar="SECONDS",
+        help="only payments pending this long (default PAYMENTS_RECONCILE_AFTER_SECONDS)",
+    )
+
     return parser
 
 
@@ -163,6 +178,29 @@ async def _ledger(args: argparse.Namespace, settings: Settings) -> int:
         print(f"ledger check FAILED: {len(report.violations)} violations ({counts})")
         return 1
     print(f"ledger check ok: {len(report.checked)} invariants hold ({counts})")
+    return 0
+
+
+@command("payments")
+async def _payments(args: argparse.Namespace, settings: Settings) -> int:
+    from skillswap.bootstrap import bootstrap
+    from skillswap.payments.reconcile import reconcile_payments
+
+    if args.after is not None:
+        settings = settings.with_overrides(payments_reconcile_after_seconds=max(0, args.after))
+    if settings.is_sqlite:
+        await _migrate_embedded(settings)
+    deps = await bootstrap(settings)
+    try:
+        report = await reconcile_payments(deps, now=deps.clock())
+    finally:
+        await deps.close()
+    for reconciled in report.asked:
+        print(f"payment {reconciled.payment_id} ({reconciled.gateway}): {reconciled.status}")
+    print(
+        f"{len(report.asked)} pending payments asked about, {len(report.settled)} settled, "
+        f"{len(report.asked) - len(report.settled)} still pending"
+    )
     return 0
 
 

@@ -2,7 +2,8 @@
 
 Every job is safe to run twice: a deadline sweep re-run finds nothing due, the idempotency
 and outbox sweeps delete nothing more, a released lease is released once, and the mails the
-digest and the ledger check enqueue are keyed on their room and hour, or on their check. The scheduler's lock keeps
+digest and the ledger check enqueue are keyed on their room and hour, or on their check. Payment reconciliation settles a payment through the same conditional update as its
+webhook, so a second run finds it settled. The scheduler's lock keeps
 two schedulers from doubling the work; these keep a doubled run harmless.
 """
 
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 from skillswap.chat.digest import enqueue_digests
 from skillswap.idempotency import purge_expired
 from skillswap.orders.deadlines import run_order_deadlines
+from skillswap.payments.reconcile import reconcile_payments
 from skillswap.points.alerts import alert_administrators
 from skillswap.points.services import audit_ledger
 from skillswap.settings import Settings
@@ -106,6 +108,20 @@ async def outbox_sweep(deps: Deps, now: datetime) -> None:
         log.info("outbox sweep: %d done rows deleted", purged)
 
 
+async def payments_reconcile(deps: Deps, now: datetime) -> None:
+    """Payments pending past PAYMENTS_RECONCILE_AFTER_SECONDS: their gateway is asked, and
+    what it answers is settled (once, whatever the webhooks do meanwhile)."""
+    report = await reconcile_payments(deps, now=now)
+    if report.settled:
+        log.warning(
+            "payments reconcile: %d of %d pending payments settled by asking the gateway "
+            "(their webhook did not come): %s",
+            len(report.settled),
+            len(report.asked),
+            ", ".join(f"{r.payment_id} {r.status}" for r in report.settled),
+        )
+
+
 def scheduled_jobs(settings: Settings) -> list[Job]:
     """The periodic jobs of one deployment, at the configured intervals."""
     return [
@@ -120,4 +136,9 @@ def scheduled_jobs(settings: Settings) -> list[Job]:
         ),
         Job("chat_digest", settings.chat_digest_interval_seconds, chat_digest),
         Job("outbox_sweep", settings.outbox_sweep_interval_seconds, outbox_sweep),
+        Job(
+            "payments_reconcile",
+            settings.payments_reconcile_interval_seconds,
+            payments_reconcile,
+        ),
     ]
