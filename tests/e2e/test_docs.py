@@ -58,7 +58,6 @@ def _operations(document):  # type: ignore[no-untyped-def]
 async def test_every_operation_is_named_typed_and_lists_its_problems(api):
     document = (await api.get("/api/schema/")).json()
     from skillswap.app import collect_routes
-
     from skillswap.http.operations import declared_operation
 
     routes = collect_routes()
