@@ -16,6 +16,7 @@ from tornado.httputil import HTTPHeaders
 from skillswap.http.base import BaseHandler, public, route, takes_query
 from skillswap.http.operations import operation
 from skillswap.http.payments import WebhookReceived
+from skillswap.http.schemas import Out
 from skillswap.payments import services as payments
 from skillswap.payments.paymob_gateway import HMAC_HEADER, NAME, RETURN_PATH, WEBHOOK_PATH
 from skillswap.payments.paymob_return import paymob_return
@@ -29,6 +30,20 @@ class PaymobCallbackQuery(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
     hmac: str | None = Field(default=None, max_length=HMAC_MAX, description="HMAC-SHA512, hex")
+
+
+class PaymobReturned(Out):
+    """Where a buyer back from Paymob is sent, for apps that ask for JSON."""
+
+    payment_id: int
+    outcome: str = Field(json_schema_extra={"enum": ["success", "cancel"]})
+    redirect_url: str = Field(description="The web app's page (PAYMENT_RETURN_URL) for it")
+
+
+def _accepts_json(accept: str) -> bool:
+    return any(
+        part.split(";")[0].strip().lower() == "application/json" for part in accept.split(",")
+    )
 
 
 class PaymobWebhookHandler(BaseHandler):
@@ -49,11 +64,17 @@ class PaymobWebhookHandler(BaseHandler):
 
 
 class PaymobReturnHandler(BaseHandler):
-    @operation("paymobReturn", tag="Points", status=302, problems=(404,))
+    @operation(
+        "paymobReturn", tag="Points", response=PaymobReturned, also={302: None}, problems=(404,)
+    )
     @public
     @takes_query(PaymobCallbackQuery)
     async def get(self) -> None:
-        """The buyer is back from Paymob: the result is checked and shown (a 302), never settled."""
+        """The buyer is back from Paymob: the result is checked and shown, never settled.
+
+        A browser gets a 302 to the web app's page; an app that sends `Accept:
+        application/json` gets where that would be.
+        """
         query = {
             name: values[-1].decode("utf-8", "replace")
             for name, values in self.request.query_arguments.items()
@@ -61,7 +82,11 @@ class PaymobReturnHandler(BaseHandler):
         returned = await paymob_return(self.deps, query=query)
         base = self.deps.settings.payment_return_url or self.absolute_url("/")
         success, cancel = payments.return_urls(base, returned.payment_id)
-        self.redirect(success if returned.paid_or_pending else cancel, status=302)
+        outcome, page = ("success", success) if returned.paid_or_pending else ("cancel", cancel)
+        if _accepts_json(self.request.headers.get("Accept", "")):
+            self.send({"payment_id": returned.payment_id, "outcome": outcome, "redirect_url": page})
+            return
+        self.redirect(page, status=302)
 
 
 routes = [

@@ -320,6 +320,13 @@ async def test_the_return_url_shows_the_result_and_never_credits(shop):
         assert shown.headers["Location"] == (
             f"{RETURN_PAGE}?payment={payment['id']}&outcome=success"
         )
+    async with httpx.AsyncClient(timeout=30) as app:
+        asked = await app.get(shop.paymob.return_url(tx), headers={"Accept": "application/json"})
+    assert asked.json() == {
+        "payment_id": payment["id"],
+        "outcome": "success",
+        "redirect_url": f"{RETURN_PAGE}?payment={payment['id']}&outcome=success",
+    }
     await outbox_settled(shop.deps)
     assert await shop.event_count() == events_before
     assert (await shop.payment(payment["id"])).status == "pending"
