@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -157,13 +158,12 @@ def _order_signal(order: Mapping[str, Any]) -> Signal:
     ]
     if status == "COMPLETED" and captures:
         capture = captures[0]
-        kind = CAPTURE_STATUSES.get(str(capture.get("status")), SignalKind.IGNORED)
-        signal = _capture_signal(
+        kind = CAPTURE_STATUSES.get(str(capture.get("status")))
+        if kind is None:  # PENDING (held for review, an eCheck): its webhook decides
+            return Signal(SignalKind.IGNORED, reason=f"capture {capture.get('status')}")
+        return _capture_signal(
             kind, capture, order_id=_text(order.get("id")), custom_id=unit.get("custom_id")
         )
-        if kind == SignalKind.IGNORED:
-            return Signal(SignalKind.IGNORED, reason=f"capture {capture.get('status')}")
-        return signal
     if status == "VOIDED":
         return Signal(
             SignalKind.CANCELLED,
@@ -275,10 +275,13 @@ class PaypalGateway:
         if response.status_code != 200:
             raise _refused(response, "token")
         answer = response.json()
+        if not isinstance(answer, dict) or not isinstance(answer.get("access_token"), str):
+            raise GatewayError("PayPal answered no access token", retryable=True)
+        lifetime = answer.get("expires_in")
         token = _Token(
-            value=str(answer["access_token"]),
+            value=answer["access_token"],
             renew_at=time.monotonic()
-            + float(answer.get("expires_in", 0))
+            + (lifetime if isinstance(lifetime, int) else 0)
             - TOKEN_REFRESH_MARGIN_SECONDS,
         )
         cache[key] = token
@@ -437,7 +440,7 @@ class PaypalGateway:
         """Take the approved order's money, once: `ORDER_ALREADY_CAPTURED` reads the capture."""
         response = await self._send(
             "POST",
-            f"/v2/checkout/orders/{reference}/capture",
+            f"/v2/checkout/orders/{quote(reference, safe='')}/capture",
             {},
             request_id=f"skillswap-order-{reference}-capture",
             prefer="return=representation",
@@ -456,7 +459,7 @@ class PaypalGateway:
         raise _refused(response, "capture")
 
     async def _order(self, reference: str) -> dict[str, Any]:
-        response = await self._send("GET", f"/v2/checkout/orders/{reference}")
+        response = await self._send("GET", f"/v2/checkout/orders/{quote(reference, safe='')}")
         if response.status_code != 200:
             raise _refused(response, "order lookup")
         order: dict[str, Any] = response.json()
@@ -464,7 +467,8 @@ class PaypalGateway:
 
     async def refund(self, payment_ref: str, amount_minor: int, *, key: str) -> GatewayRefund:
         """Refund part or all of the capture `payment_ref` (in the capture's currency)."""
-        found = await self._send("GET", f"/v2/payments/captures/{payment_ref}")
+        capture = quote(payment_ref, safe="")
+        found = await self._send("GET", f"/v2/payments/captures/{capture}")
         if found.status_code != 200:
             raise _refused(found, "capture lookup")
         _, currency = _amount(found.json())
@@ -472,7 +476,7 @@ class PaypalGateway:
             raise GatewayError("PayPal answered a capture without its amount", retryable=False)
         response = await self._send(
             "POST",
-            f"/v2/payments/captures/{payment_ref}/refund",
+            f"/v2/payments/captures/{capture}/refund",
             {"amount": {"currency_code": currency, "value": price_text(amount_minor, currency)}},
             request_id=key,
             prefer="return=representation",
