@@ -135,6 +135,8 @@ async def shop() -> AsyncIterator[PaypalShop]:
 async def clean_ledger_after(shop: PaypalShop) -> AsyncIterator[None]:
     shop.paypal.capture_delay = 0.0
     shop.paypal.honour_request_ids = True
+    shop.paypal.verification_down = False
+    shop.paypal.token_lifetime = 32400
     yield
     await shop.assert_ledger_clean()
 
@@ -422,6 +424,27 @@ async def test_the_token_is_fetched_once_and_renewed_when_paypal_refuses_it(shop
     shop.paypal.revoke_tokens()
     await shop.buy_with_paypal(buyer, package_id)
     assert shop.paypal.token_requests == fetched + 1
+    # A token about to expire (within five minutes) is not used again.
+    shop.paypal.token_lifetime = 240
+    shop.paypal.revoke_tokens()
+    await shop.buy_with_paypal(buyer, package_id)
+    await shop.buy_with_paypal(buyer, package_id)
+    assert shop.paypal.token_requests == fetched + 3
+
+
+async def test_a_webhook_paypal_cannot_verify_now_is_answered_503_and_not_stored(shop):
+    buyer = await shop.user()
+    payment = await shop.buy_with_paypal(buyer, await shop.package())
+    order_id = (await shop.payment(payment["id"])).reference
+    shop.paypal.approve(order_id)
+    approved = shop.paypal.order_approved_event(order_id)
+    shop.paypal.verification_down = True
+    response = await shop.paypal.deliver(shop.url + WEBHOOK, approved)
+    assert response.status_code == 503 and response.json()["code"] == "gateway_unavailable"
+    assert await shop.events_of(approved["id"]) == []
+    shop.paypal.verification_down = False
+    await shop.notify(approved)  # PayPal delivers it again
+    assert await shop.balance(buyer) == SIGNUP_BONUS + 250
 
 
 async def test_both_gateways_are_offered_and_a_currency_paypal_does_not_take_is_refused(shop):

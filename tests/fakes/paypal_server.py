@@ -101,6 +101,7 @@ class FakePaypal:
     token_lifetime: int = 32400  # seconds, as PayPal gives them
     capture_delay: float = 0.0  # how long a capture takes to answer
     honour_request_ids: bool = True
+    verification_down: bool = False  # verify-webhook-signature answers 503
     tokens: set[str] = field(default_factory=set)
     token_requests: int = 0
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -498,7 +499,9 @@ class _Refund(_Api):
 
 class _Verify(_Api):
     def post(self) -> None:
-        if self._authorised():
+        if self.paypal.verification_down:
+            self._refuse(PaypalRefusal(503, "SERVICE_UNAVAILABLE", "SERVICE_UNAVAILABLE"))
+        elif self._authorised():
             self.finish({"verification_status": self.paypal.verify(self.request.body or b"")})
 
 
