@@ -258,7 +258,9 @@ async def background_worker(deps: Deps) -> AsyncIterator[None]:
     """The app's outbox relay and worker (production's `InProcess`, without the scheduler: tests
     run the periodic jobs themselves). On a pool of its own, so that a test counting the
     statements of a request (QueryRecorder) does not count the relay's polls too."""
-    pool = Database(create_engine(deps.settings))
+    # A small pool: beside every test app's own, the suite must stay under PostgreSQL's
+    # max_connections (100 here), apps on databases of their own included.
+    pool = Database(create_engine(deps.settings.with_overrides(db_pool_size=2, db_max_overflow=3)))
     worker = InProcess(dataclasses.replace(deps, db=pool), OUTBOX_HANDLERS, jobs=[])
     await worker.start()
     try:

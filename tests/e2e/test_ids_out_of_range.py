@@ -306,8 +306,10 @@ async def test_a_websocket_handshake_with_the_database_down_is_a_problem_without
         with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
             await ws_connect(base, user.access)
     response = refused.value.response
-    assert response is not None and response.code == 500
+    # The database cannot be reached: a 503 the client may retry, not a 500.
+    assert response is not None and response.code == 503
     assert response.headers["Content-Type"].startswith("application/problem+json")
+    assert response.headers["Retry-After"] == "5"
     body = json.loads(response.body)
-    assert body["code"] == "internal_error" and body["status"] == 500
+    assert body["code"] == "dependency_unavailable" and body["status"] == 503
     assert b"Traceback" not in response.body and b"<html" not in response.body
