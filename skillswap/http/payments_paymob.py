@@ -17,6 +17,7 @@ from skillswap.http.base import BaseHandler, public, route, takes_query
 from skillswap.http.operations import operation
 from skillswap.http.payments import WebhookReceived
 from skillswap.http.schemas import Out
+from skillswap.http.validation import Body
 from skillswap.payments import services as payments
 from skillswap.payments.paymob_gateway import HMAC_HEADER, NAME, RETURN_PATH, WEBHOOK_PATH
 from skillswap.payments.paymob_return import paymob_return
@@ -24,8 +25,14 @@ from skillswap.payments.paymob_return import paymob_return
 HMAC_MAX = 256  # a hex SHA-512 is 128
 
 
-class PaymobCallbackQuery(BaseModel):
-    """The callback's signature; other parameters Paymob adds are ignored."""
+class PaymobWebhookQuery(Body):
+    """What Paymob adds to the notification URL: the callback's signature, nothing else."""
+
+    hmac: str | None = Field(default=None, max_length=HMAC_MAX, description="HMAC-SHA512, hex")
+
+
+class PaymobReturnQuery(BaseModel):
+    """The transaction and its signature; Paymob adds many more, all signed or ignored."""
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
@@ -49,12 +56,12 @@ def _accepts_json(accept: str) -> bool:
 class PaymobWebhookHandler(BaseHandler):
     @operation("paymobWebhook", tag="Points", response=WebhookReceived)
     @public
-    @takes_query(PaymobCallbackQuery)
+    @takes_query(PaymobWebhookQuery)
     async def post(self) -> None:
         """Paymob's transaction callbacks: verified by their hmac, stored, processed by the worker."""
         headers = HTTPHeaders(self.request.headers)
         headers.pop(HMAC_HEADER, None)  # only the query's hmac is Paymob's
-        signature = self.query(PaymobCallbackQuery).hmac
+        signature = self.query(PaymobWebhookQuery).hmac
         if signature:
             headers[HMAC_HEADER] = signature
         stored = await payments.receive_webhook(
@@ -68,7 +75,7 @@ class PaymobReturnHandler(BaseHandler):
         "paymobReturn", tag="Points", response=PaymobReturned, also={302: None}, problems=(404,)
     )
     @public
-    @takes_query(PaymobCallbackQuery)
+    @takes_query(PaymobReturnQuery)
     async def get(self) -> None:
         """The buyer is back from Paymob: the result is checked and shown, never settled.
 
