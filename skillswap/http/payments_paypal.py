@@ -10,11 +10,14 @@ a client that asks for `application/json` gets the payment instead.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from skillswap.errors import ValidationFailed
 from skillswap.http.base import BaseHandler, public, route, takes_query
 from skillswap.http.operations import operation
 from skillswap.http.payments import PaymentOut, WebhookReceived, payment_json
+from skillswap.http.validation import Body
+from skillswap.i18n import lazy
 from skillswap.models.payments import PaymentStatus
 from skillswap.payments import services as payments
 from skillswap.payments import settlement
@@ -30,12 +33,16 @@ def _accepts_json(accept: str) -> bool:
     )
 
 
-class PaypalReturnQuery(BaseModel):
-    """What PayPal appends to the return URL; other parameters it adds are ignored."""
+class PaypalReturnQuery(Body):
+    """What PayPal appends to the return URL (Orders v2 adds these two, nothing else)."""
 
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
-
-    token: str = Field(min_length=1, max_length=64, description="The PayPal order's id")
+    # Optional here so that an unknown argument is named alone; the handler requires it.
+    token: str | None = Field(
+        default=None, min_length=1, max_length=64, description="The PayPal order's id"
+    )
+    PayerID: str | None = Field(
+        default=None, max_length=64, description="The payer's PayPal id (not read)"
+    )
 
 
 class PaypalWebhookHandler(BaseHandler):
@@ -59,9 +66,11 @@ class PaypalReturnHandler(BaseHandler):
     async def get(self) -> None:
         """The buyer is back from PayPal: the order is captured, then a 302 to the web app (or,
         with `Accept: application/json`, the payment)."""
-        query = self.query(PaypalReturnQuery)
+        token = self.query(PaypalReturnQuery).token
+        if token is None:
+            raise ValidationFailed(errors={"token": [lazy("This field is required.")]})
         payment = await settlement.settle_from_gateway(
-            self.deps, gateway_name=NAME, reference=query.token
+            self.deps, gateway_name=NAME, reference=token
         )
         if _accepts_json(self.request.headers.get("Accept", "")):
             self.send(payment_json(payment))

@@ -467,3 +467,7 @@ async def test_a_return_naming_no_order_of_ours_is_not_found(shop):
     assert response.status_code == 404 and response.json()["code"] == "payment_not_found"
     missing = await shop.api.get(RETURN)
     assert missing.status_code == 400
+    assert missing.json()["errors"] == {"token": ["This field is required."]}
+    unknown = await shop.api.get(RETURN + "?token=NOTANORDER123&bogus=1")
+    assert unknown.status_code == 400
+    assert unknown.json()["errors"] == {"bogus": ["Unknown field."]}
