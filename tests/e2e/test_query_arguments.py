@@ -10,7 +10,13 @@ import pytest
 PARAMETER = re.compile(r"\{([^}]+)\}")
 # Google adds arguments of its own to the redirect (scope, authuser, prompt, hd): its callback
 # alone ignores what it does not read.
-TAKES_ANY_ARGUMENT = {"/api/auth/oauth/google/callback/"}
+# Where a provider sends the browser back with arguments of its own (Google's, PayPal's PayerID,
+# Paymob's ~35 transaction fields), unknown ones are ignored rather than refused.
+TAKES_ANY_ARGUMENT = {
+    "/api/auth/oauth/google/callback/",
+    "/api/payments/paypal/return/",
+    "/api/payments/paymob/return/",
+}
 
 
 async def _operations(api) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
