@@ -65,7 +65,7 @@ def _refundable_amount(payment: Payment, amount_minor: int | None) -> int:
                 status=payment.status,
             ),
             code="payment_not_refundable",
-            extra={"status": payment.status},
+            extra={"payment_status": payment.status},
         )
     remaining = payment.amount_minor - payment.refunded_minor
     if amount_minor is None:
