@@ -10,14 +10,11 @@ a client that asks for `application/json` gets the payment instead.
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from skillswap.errors import ValidationFailed
 from skillswap.http.base import BaseHandler, public, route, takes_query
 from skillswap.http.operations import operation
 from skillswap.http.payments import PaymentOut, WebhookReceived, payment_json
-from skillswap.http.validation import Body
-from skillswap.i18n import lazy
 from skillswap.models.payments import PaymentStatus
 from skillswap.payments import services as payments
 from skillswap.payments import settlement
@@ -33,16 +30,13 @@ def _accepts_json(accept: str) -> bool:
     )
 
 
-class PaypalReturnQuery(Body):
-    """What PayPal appends to the return URL (Orders v2 adds these two, nothing else)."""
+class PaypalReturnQuery(BaseModel):
+    """What PayPal appends to the return URL (`token`, `PayerID`); any other argument is
+    PayPal's to add and ignored here."""
 
-    # Optional here so that an unknown argument is named alone; the handler requires it.
-    token: str | None = Field(
-        default=None, min_length=1, max_length=64, description="The PayPal order's id"
-    )
-    PayerID: str | None = Field(
-        default=None, max_length=64, description="The payer's PayPal id (not read)"
-    )
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    token: str = Field(min_length=1, max_length=64, description="The PayPal order's id")
 
 
 class PaypalWebhookHandler(BaseHandler):
@@ -67,8 +61,6 @@ class PaypalReturnHandler(BaseHandler):
         """The buyer is back from PayPal: the order is captured, then a 302 to the web app (or,
         with `Accept: application/json`, the payment)."""
         token = self.query(PaypalReturnQuery).token
-        if token is None:
-            raise ValidationFailed(errors={"token": [lazy("This field is required.")]})
         payment = await settlement.settle_from_gateway(
             self.deps, gateway_name=NAME, reference=token
         )
