@@ -63,6 +63,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("SkillDetailHandler", "patch"): {"json": {"title_en": "Guitar"}},
     ("SkillImagesHandler", "post"): {"content": PNG, "headers": {"Content-Type": "image/png"}},
     ("AdminCategoryHandler", "patch"): {"json": {"icon": "x"}},
+    ("AdminRefundHandler", "post"): {"json": {"reason": "a refund"}},
     ("AdminPackageHandler", "put"): {"json": PACKAGE},
     ("AdminPackageHandler", "patch"): {"json": {"points": 5}},
     ("OrderHandler", "put"): {"json": {"action": "cancel"}},
