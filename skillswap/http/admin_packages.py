@@ -15,6 +15,12 @@ from skillswap.http.validation import Body
 from skillswap.payments import packages as points_packages
 
 CURRENCY = r"^[A-Z]{3}$"
+MAX_PRICES = 50  # far more currencies than any gateway takes
+
+
+class PriceBody(Body):
+    currency: str = Field(pattern=CURRENCY)
+    amount_minor: int = Field(ge=1, le=1_000_000_000)
 
 
 class PackageBody(Body):
@@ -25,6 +31,11 @@ class PackageBody(Body):
     currency: str = Field(pattern=CURRENCY)
     is_active: bool = True
     sort_order: int = Field(default=0, ge=-1_000_000, le=1_000_000)
+    prices: list[PriceBody] = Field(
+        default_factory=list,
+        max_length=MAX_PRICES,
+        description="Its prices in other currencies (`price_minor`/`currency` is the default)",
+    )
 
 
 class PackagePatchBody(Body):
@@ -35,6 +46,11 @@ class PackagePatchBody(Body):
     currency: str | None = Field(default=None, pattern=CURRENCY)
     is_active: bool | None = None
     sort_order: int | None = Field(default=None, ge=-1_000_000, le=1_000_000)
+    prices: list[PriceBody] | None = Field(
+        default=None,
+        max_length=MAX_PRICES,
+        description="Replaces its prices in other currencies (`[]` leaves only the default)",
+    )
 
 
 class AdminPackagesHandler(BaseHandler):

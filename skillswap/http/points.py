@@ -27,6 +27,14 @@ def package_json(
         "price": points_packages.price_text(package.price_minor, package.currency),
         "price_minor": package.price_minor,
         "currency": package.currency,
+        "prices": [
+            {
+                "currency": price.currency,
+                "amount_minor": price.amount_minor,
+                "amount": points_packages.price_text(price.amount_minor, price.currency),
+            }
+            for price in points_packages.package_prices(package)
+        ],
     }
     if admin:
         document.update(

@@ -347,15 +347,26 @@ class TransactionOut(Out):
     created_at: datetime
 
 
+class PackagePriceOut(Out):
+    """One of a package's prices."""
+
+    currency: str = Field(description="ISO 4217")
+    amount_minor: int
+    amount: str = Field(description="Exact decimal string in major units, e.g. `4.99`")
+
+
 class PackageOut(Out):
     id: int
     name: str = Field(description="In the reader's language")
     name_en: str
     name_ar: str
     points: int
-    price: str = Field(description="Formatted, e.g. `$4.99`")
+    price: str = Field(description="The default price, exact decimal string, e.g. `4.99`")
     price_minor: int
     currency: str
+    prices: list[PackagePriceOut] = Field(
+        description="Every price, the default (`price_minor`/`currency`) first"
+    )
 
 
 class AdminPackageOut(PackageOut):

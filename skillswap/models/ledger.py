@@ -21,7 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from skillswap.models.base import Base, BigIntPK, UTCDateTime, sql_values, utcnow
 
@@ -187,7 +187,11 @@ class LedgerEntry(Base):
 
 
 class PointsPackage(Base):
-    """A bundle of points for sale, named in both languages; the price is in minor units."""
+    """A bundle of points for sale, named in both languages; the price is in minor units.
+
+    `price_minor`/`currency` is the default price; `extra_prices` are the package's prices in
+    other currencies (never in the default's own currency: see skillswap.payments.packages).
+    """
 
     __tablename__ = "points_packages"
     __table_args__ = (
@@ -206,3 +210,31 @@ class PointsPackage(Base):
     sort_order: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Loaded with the package wherever it is read: a package is never shown without its prices.
+    extra_prices: Mapped[list[PointsPackagePrice]] = relationship(
+        lazy="selectin",
+        cascade="all, delete-orphan",
+        order_by="PointsPackagePrice.currency",
+    )
+
+
+CURRENCY_CHECK = "length(currency) = 3 AND upper(currency) = currency AND " + " AND ".join(
+    f"lower(substr(currency, {i}, 1)) <> substr(currency, {i}, 1)" for i in (1, 2, 3)
+)
+
+
+class PointsPackagePrice(Base):
+    """A package's price in one more currency, in that currency's minor units."""
+
+    __tablename__ = "points_package_prices"
+    __table_args__ = (
+        UniqueConstraint("package_id", "currency", name="uq_points_package_prices_currency"),
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+        # Three capital letters, said in SQL both backends speak (no regular expressions).
+        CheckConstraint(CURRENCY_CHECK, name="currency_iso_4217"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    package_id: Mapped[int] = mapped_column(ForeignKey("points_packages.id", ondelete="CASCADE"))
+    currency: Mapped[str] = mapped_column(String(3))  # ISO 4217, upper case
+    amount_minor: Mapped[int] = mapped_column(Integer)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
-from skillswap.errors import NotFound, PermissionDenied
+from skillswap.errors import FieldErrors, NotFound, PermissionDenied, ValidationFailed
 from skillswap.i18n import lazy
 from skillswap.models import PointsPackage, User
+from skillswap.models.ledger import PointsPackagePrice
 
 if TYPE_CHECKING:
     from skillswap.deps import Deps
@@ -35,6 +38,22 @@ EDITABLE_FIELDS = (
     "is_active",
     "sort_order",
 )
+
+
+@dataclass(frozen=True)
+class Price:
+    """One of a package's prices: an amount in a currency's minor units."""
+
+    currency: str
+    amount_minor: int
+
+
+def package_prices(package: PointsPackage) -> list[Price]:
+    """Every price of the package: its default first, then the others by currency."""
+    others = sorted(package.extra_prices, key=lambda price: price.currency)
+    return [Price(package.currency, package.price_minor)] + [
+        Price(price.currency, price.amount_minor) for price in others
+    ]
 
 
 def price_text(price_minor: int, currency: str) -> str:
@@ -106,9 +125,11 @@ async def create_package(deps: Deps, *, actor: User, fields: dict[str, Any]) -> 
     async with deps.db.uow() as uow:
         package = PointsPackage(
             **{name: fields[name] for name in EDITABLE_FIELDS if name in fields},
+            extra_prices=[],
             created_at=now,
             updated_at=now,
         )
+        _set_prices(package, fields.get("prices", []))
         uow.session.add(package)
         await uow.session.flush()
         await uow.commit()
@@ -127,10 +148,60 @@ async def update_package(
         for name in EDITABLE_FIELDS:
             if name in changes:
                 setattr(package, name, changes[name])
+        if "prices" in changes:
+            _set_prices(package, changes["prices"])
+        else:
+            _refuse_second_default(package)
         package.updated_at = deps.clock()
         await uow.session.flush()
         await uow.commit()
     return package
+
+
+def _set_prices(package: PointsPackage, prices: Sequence[dict[str, Any]]) -> None:
+    """Make the package's other prices those given (`prices.N.` fields); an entry in the
+    package's own currency must repeat its default price and adds nothing."""
+    errors: FieldErrors = {}
+    wanted: dict[str, int] = {}
+    for index, price in enumerate(prices):
+        currency, amount = price["currency"], price["amount_minor"]
+        if currency in wanted:
+            errors[f"prices.{index}.currency"] = [lazy("This currency is priced twice.")]
+        elif currency == package.currency and amount != package.price_minor:
+            errors[f"prices.{index}.amount_minor"] = [
+                lazy(
+                    "The price in the package's own currency is its price_minor ({price_minor}).",
+                    price_minor=package.price_minor,
+                )
+            ]
+        wanted.setdefault(currency, amount)
+    if errors:
+        raise ValidationFailed(errors=errors)
+    wanted.pop(package.currency, None)
+    # Changed in place, so that a currency kept is an UPDATE of its row, never a DELETE and an
+    # INSERT that the UNIQUE (package, currency) could see in the wrong order.
+    kept = []
+    for existing in package.extra_prices:
+        if existing.currency in wanted:
+            existing.amount_minor = wanted.pop(existing.currency)
+            kept.append(existing)
+    kept += [PointsPackagePrice(currency=c, amount_minor=a) for c, a in sorted(wanted.items())]
+    package.extra_prices = kept
+
+
+def _refuse_second_default(package: PointsPackage) -> None:
+    """A new default currency the package already has another price in is ambiguous."""
+    if any(price.currency == package.currency for price in package.extra_prices):
+        raise ValidationFailed(
+            errors={
+                "currency": [
+                    lazy(
+                        "This package has another price in {currency}; send prices too.",
+                        currency=package.currency,
+                    )
+                ]
+            }
+        )
 
 
 async def delete_package(deps: Deps, *, actor: User, package_id: int) -> None:

@@ -19,11 +19,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from skillswap.errors import BadRequest, NotFound, ServiceUnavailable, ValidationFailed
+from skillswap.errors import BadRequest, NotFound, ServiceUnavailable
 from skillswap.i18n import lazy
 from skillswap.models import Payment, PaymentEvent, PaymentStatus, PointsPackage, User
 from skillswap.payments.gateway import CheckoutRequest, GatewayError, WebhookRefused
 from skillswap.payments.gateways import gateway_for
+from skillswap.payments.packages import Price, package_prices
 from skillswap.tasks import outbox
 
 if TYPE_CHECKING:
@@ -57,6 +58,43 @@ def return_urls(base: str, payment_id: int) -> tuple[str, str]:
     return url("success"), url("cancel")
 
 
+def choose_price(
+    prices: list[Price], *, requested: str | None, gateway_name: str, accepted: tuple[str, ...]
+) -> Price:
+    """The price to charge: the one in the requested currency, else the default (first) price
+    if the gateway takes it, else the first one it takes. A gateway that names no currencies
+    takes any; none to be had is a 400 naming what the package has and the gateway takes."""
+    possible = [price for price in prices if not accepted or price.currency in accepted]
+    chosen = next(
+        (price for price in possible if requested is None or price.currency == requested), None
+    )
+    if chosen is not None:
+        return chosen
+    package_currencies = [price.currency for price in prices]
+    extra = {
+        "package_currencies": package_currencies,
+        "gateway_currencies": list(accepted),
+        "possible_currencies": [price.currency for price in possible],
+    }
+    if possible:
+        detail = lazy(
+            "This package cannot be paid in {currency} through {gateway}; it can be paid in"
+            " {currencies}.",
+            currency=requested,
+            gateway=gateway_name,
+            currencies=", ".join(extra["possible_currencies"]),
+        )
+    else:
+        detail = lazy(
+            "This package cannot be paid through {gateway}: it is priced in {package_currencies}"
+            " and {gateway} takes {gateway_currencies}.",
+            gateway=gateway_name,
+            package_currencies=", ".join(package_currencies),
+            gateway_currencies=", ".join(accepted),
+        )
+    raise BadRequest(detail, code="currency_not_offered", extra=extra)
+
+
 async def create_payment(
     deps: Deps,
     *,
@@ -73,31 +111,20 @@ async def create_payment(
         package = await uow.session.get(PointsPackage, package_id)
         if package is None or not package.is_active:
             raise _package_not_found()
-        if currency is not None and currency != package.currency:
-            raise ValidationFailed(
-                errors={
-                    "currency": [
-                        lazy("This package is sold in {currency}.", currency=package.currency)
-                    ]
-                }
-            )
-        if gateway.currencies and package.currency not in gateway.currencies:
-            raise BadRequest(
-                lazy(
-                    "This gateway does not take {currency}; it takes {currencies}.",
-                    currency=package.currency,
-                    currencies=", ".join(gateway.currencies),
-                ),
-                code="currency_not_offered",
-            )
+        price = choose_price(
+            package_prices(package),
+            requested=currency,
+            gateway_name=gateway.name,
+            accepted=gateway.currencies,
+        )
         payment = Payment(
             user_id=actor.id,
             package_id=package.id,
             gateway=gateway.name,
             status=PaymentStatus.PENDING,
             points=package.points,
-            amount_minor=package.price_minor,
-            currency=package.currency,
+            amount_minor=price.amount_minor,
+            currency=price.currency,
             refunded_minor=0,
             created_at=now,
             updated_at=now,
