@@ -20,7 +20,7 @@ from skillswap.models import LedgerTransfer, Payment, PaymentEvent
 from skillswap.models.payments import PaymentEventOutcome
 from skillswap.payments import settlement
 from skillswap.payments.gateways import gateway_for
-from skillswap.payments.reconcile import stale_pending_payments
+from skillswap.payments.reconcile import reconcile_payments, stale_pending_payments
 from skillswap.tasks.jobs import payments_reconcile, scheduled_jobs
 from tests.payments_support import SIGNUP_BONUS, Shop, stripe_shop
 
@@ -149,6 +149,25 @@ async def test_a_run_asks_about_one_batch_oldest_first():
         await payments_reconcile(batch_of_two, _past_the_window(shop))
         assert (await shop.payment(payments[2]["id"])).status == "succeeded"
         assert await shop.balance(buyer) == SIGNUP_BONUS + 30
+        await shop.assert_ledger_clean()
+
+
+async def test_checkouts_left_open_go_to_the_back_and_hold_no_newer_payment_back():
+    async with stripe_shop() as shop:
+        buyer = await shop.user()
+        package_id = await shop.package(points=10, price_minor=100)
+        abandoned = [await shop.buy(buyer, package_id) for _ in range(2)]  # never paid
+        paid = await shop.buy(buyer, package_id)
+        shop.stripe.pay(await shop.session_of(paid["id"]))
+        settings = shop.deps.settings.with_overrides(payments_reconcile_batch_size=2)
+        batch_of_two = dataclasses.replace(shop.deps, settings=settings)
+        first = await reconcile_payments(batch_of_two, now=_past_the_window(shop))
+        assert [r.payment_id for r in first.asked] == [p["id"] for p in abandoned]
+        assert first.settled == []
+        second = await reconcile_payments(batch_of_two, now=_past_the_window(shop))
+        assert second.asked[0].payment_id == paid["id"]
+        assert [r.payment_id for r in second.settled] == [paid["id"]]
+        assert await shop.balance(buyer) == SIGNUP_BONUS + 10
         await shop.assert_ledger_clean()
 
 
