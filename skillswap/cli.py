@@ -327,12 +327,15 @@ def main(argv: list[str] | None = None) -> int:
         # Not inside an event loop: with several workers, the processes fork before any starts.
         # The embedded default always migrates itself; a production node migrates unless told not to.
         migrate_first = settings.is_sqlite or not args.no_migrate
+        # What the command line says is what the settings say from here on: links in mails
+        # (without PUBLIC_URL) name the address actually served.
+        settings = settings.with_overrides(
+            host=args.host or settings.host,
+            port=settings.port if args.port is None else args.port,
+        )
         try:
             return run_nodes(
-                settings,
-                host=args.host or settings.host,
-                port=settings.port if args.port is None else args.port,
-                migrate_first=migrate_first,
+                settings, host=settings.host, port=settings.port, migrate_first=migrate_first
             )
         except KeyboardInterrupt:
             return 130

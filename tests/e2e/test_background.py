@@ -46,7 +46,10 @@ async def _stop(process: asyncio.subprocess.Process) -> tuple[int, str]:
 
 
 @contextlib.asynccontextmanager
-async def serving(env: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+async def serving(
+    env: dict[str, str], logs: list[str] | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """`skillswap serve` as a process on a free port; what it logged goes to `logs`."""
     port = free_port()
     process = await _start("serve", "--port", str(port), env=env)
     try:
@@ -64,6 +67,8 @@ async def serving(env: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
             yield client
     finally:
         status, log = await _stop(process)
+        if logs is not None:
+            logs.append(log)
         assert status == 0, log
 
 
@@ -147,6 +152,25 @@ async def test_the_embedded_serve_expires_a_pending_order_by_itself_and_refunds_
 
         await wait_for(expired, within=15, every=0.25)
         assert await _balance(client, buyer) == {"balance": 100, "held": 0, "available": 100}
+
+
+async def test_the_embedded_serve_mails_at_once_with_links_to_the_port_it_serves(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "PORT"}}
+    # A poll far longer than the test: the mail goes out because the commit wakes the relay.
+    env |= {"DATA_DIR": str(tmp_path / "data"), "LOG_LEVEL": "INFO", "OUTBOX_POLL_SECONDS": "60"}
+    logs: list[str] = []
+    async with serving(env, logs) as client:
+        name = unique_name()
+        response = await client.post(
+            "/api/auth/register/",
+            json={"email": f"{name}@example.com", "username": name, "password": "correct horse"},
+        )
+        assert response.status_code == 201, response.text
+        port = client.base_url.port
+        await asyncio.sleep(1.5)
+    (log,) = logs
+    assert f"email verify_email to {name}@example.com" in log
+    assert f"link: http://127.0.0.1:{port}/verify-email?token=" in log
 
 
 @pytest.mark.postgres
