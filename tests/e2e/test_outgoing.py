@@ -193,6 +193,7 @@ async def test_an_emailed_code_waits_sealed_and_a_spent_code_is_not_mailed(app: 
     user = await app.user()
     mail = await app.mailer.wait_for(user.email, "verify_email")
     code = mail.context["token"]
+    await outbox_settled(app.deps)  # sent, then marked done a moment later
     (row,) = await app.rows("mail.code")
     assert row.status == OutboxStatus.DONE
     assert code not in str(row.payload)
