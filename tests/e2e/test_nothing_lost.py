@@ -17,7 +17,6 @@ import contextlib
 import os
 import re
 import signal
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -40,11 +39,11 @@ from skillswap.tasks.broker import make_broker
 from tests.chat_support import wait_for
 from tests.conftest import free_port, make_settings, node_env, own_database
 from tests.factories import unique_name
+from tests.processes import Child, skillswap
 from tests.smtp_server import ReceivedMail, SmtpServer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
-ROOT = Path(__file__).resolve().parents[2]
 SENDER = "SkillSwap <no-reply@skillswap.test>"
 # token_urlsafe: letters, digits, "-" and "_"
 VERIFY_CODE = re.compile(r"confirm your email address: ([\w-]+)$", re.MULTILINE)
@@ -78,47 +77,6 @@ def fast_outbox_env(
         "ARGON2_TIME_COST": "1",
         "ARGON2_MEMORY_KIB": "1024",
     }
-
-
-class Child:
-    """A `python -m skillswap ...` (or any) process, its output in a file: a pipe nobody reads
-    while the test runs would fill up and stall the process."""
-
-    def __init__(self, name: str, process: asyncio.subprocess.Process, log_path: Path) -> None:
-        self.name = name
-        self.process = process
-        self.log_path = log_path
-
-    @classmethod
-    async def start(cls, name: str, *argv: str, env: dict[str, str], logs: Path) -> Child:
-        log_path = logs / f"{name}.log"
-        with log_path.open("ab") as output:
-            process = await asyncio.create_subprocess_exec(
-                *argv, env=env, cwd=ROOT, stdout=output, stderr=output
-            )
-        return cls(name, process, log_path)
-
-    @property
-    def running(self) -> bool:
-        return self.process.returncode is None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    async def kill(self) -> None:
-        """SIGKILL: no handler runs, nothing is finished or given back."""
-        self.process.kill()
-        await self.process.wait()
-
-    async def stop(self) -> int:
-        """SIGTERM, then its exit status."""
-        if self.running:
-            self.process.send_signal(signal.SIGTERM)
-        return await asyncio.wait_for(self.process.wait(), timeout=45)
-
-
-async def skillswap(name: str, *args: str, env: dict[str, str], logs: Path) -> Child:
-    return await Child.start(name, sys.executable, "-m", "skillswap", *args, env=env, logs=logs)
 
 
 class RedisServer:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,10 +32,10 @@ from tests.chat_support import wait_for
 from tests.conftest import free_port, node_env, own_database
 from tests.factories import unique_name
 from tests.fakes.stripe_server import FakeStripe, running_stripe
+from tests.processes import Child, skillswap
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
-ROOT = Path(__file__).resolve().parents[2]
 SIGNUP_BONUS = 100
 POINTS, PRICE_MINOR = 250, 999
 WEBHOOK = "/api/payments/stripe/webhook/"
@@ -70,44 +69,6 @@ def payments_env(own: Settings, stripe: FakeStripe) -> dict[str, str]:
     }
 
 
-class Child:
-    """A `python -m skillswap ...` process, its output in a file: a pipe nobody reads while the
-    test runs would fill up and stall the process."""
-
-    def __init__(self, name: str, process: asyncio.subprocess.Process, log_path: Path) -> None:
-        self.name = name
-        self.process = process
-        self.log_path = log_path
-
-    @classmethod
-    async def start(cls, name: str, *args: str, env: dict[str, str], logs: Path) -> Child:
-        log_path = logs / f"{name}.log"
-        with log_path.open("ab") as output:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "skillswap", *args,
-                env=env, cwd=ROOT, stdout=output, stderr=output,
-            )  # fmt: skip
-        return cls(name, process, log_path)
-
-    @property
-    def running(self) -> bool:
-        return self.process.returncode is None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    async def kill(self) -> None:
-        """SIGKILL: no handler runs, nothing is finished or given back."""
-        self.process.kill()
-        await self.process.wait()
-
-    async def stop(self) -> int:
-        """SIGTERM, then its exit status."""
-        if self.running:
-            self.process.send_signal(signal.SIGTERM)
-        return await asyncio.wait_for(self.process.wait(), timeout=45)
-
-
 @dataclass
 class Deployment:
     """serve + scheduler (and workers when the test starts them) on one database; `client`
@@ -121,7 +82,7 @@ class Deployment:
     children: dict[str, Child] = field(default_factory=dict)
 
     async def start(self, name: str, *args: str) -> Child:
-        child = await Child.start(name, *args, env=self.env, logs=self.logs)
+        child = await skillswap(name, *args, env=self.env, logs=self.logs)
         self.children[name] = child
         return child
 
