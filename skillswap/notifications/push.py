@@ -31,10 +31,11 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import jwt
 
-from skillswap.i18n import Message, Translator, lazy, negotiate_locale
+from skillswap.i18n import Message, lazy
 from skillswap.models import Notification, User
 from skillswap.models.notifications import NotificationKind
 from skillswap.notifications import devices as device_store
+from skillswap.notifications.mailing import translator_for
 from skillswap.notifications.preferences import channels_for
 from skillswap.notifications.services import notification_record
 from skillswap.settings import ConfigError, Settings
@@ -398,14 +399,6 @@ class PushReport:
     skipped: str | None = None  # "push_off", "not_wanted", "no_devices"
 
 
-def _translator(deps: Deps, user: User) -> Translator:
-    return deps.catalogs.get(
-        negotiate_locale(
-            user_locale=user.locale, accept_language=None, default=deps.settings.default_locale
-        )
-    )
-
-
 async def push_to_user(
     deps: Deps,
     *,
@@ -435,7 +428,7 @@ async def push_to_user(
         ]
     if user is None or not targets:
         return PushReport(skipped="no_devices")
-    translator = _translator(deps, user)
+    translator = translator_for(deps, user)
     title = TITLES[kind].render(translator) if kind in TITLES else DEFAULT_TITLE
     message = fit_message(title, text.render(translator), {"kind": kind.value, **(data or {})})
     sent: list[int] = []
