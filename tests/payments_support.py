@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import tornado.testing
@@ -35,6 +36,34 @@ SIGNUP_BONUS = 100  # what a new test user starts with
 WEBHOOK = "/api/payments/stripe/webhook/"
 
 
+async def insert_package(
+    db: Database,
+    *,
+    points: int,
+    price_minor: int,
+    currency: str,
+    active: bool = True,
+    now: datetime | None = None,
+) -> int:
+    """A points package written straight to the database (the admin API has its own tests)."""
+    stamps = {} if now is None else {"created_at": now, "updated_at": now}
+    async with db.uow() as uow:
+        package = PointsPackage(
+            name_en="Learner",
+            name_ar="باقة المتعلّم",
+            points=points,
+            price_minor=price_minor,
+            currency=currency,
+            is_active=active,
+            sort_order=0,
+            **stamps,
+        )
+        uow.session.add(package)
+        await uow.session.flush()
+        await uow.commit()
+        return package.id
+
+
 @dataclass
 class Shop:
     api: Api
@@ -57,23 +86,14 @@ class Shop:
         currency: str = "USD",
         active: bool = True,
     ) -> int:
-        async with self.deps.db.uow() as uow:
-            now = self.deps.clock()
-            package = PointsPackage(
-                name_en="Learner",
-                name_ar="باقة المتعلّم",
-                points=points,
-                price_minor=price_minor,
-                currency=currency,
-                is_active=active,
-                sort_order=0,
-                created_at=now,
-                updated_at=now,
-            )
-            uow.session.add(package)
-            await uow.session.flush()
-            await uow.commit()
-            return package.id
+        return await insert_package(
+            self.deps.db,
+            points=points,
+            price_minor=price_minor,
+            currency=currency,
+            active=active,
+            now=self.deps.clock(),
+        )
 
     async def buy(self, buyer: TestUser, package_id: int, **headers: str) -> dict[str, Any]:
         response = await self.api.post(

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from skillswap.app import make_app, make_server
 from skillswap.db import Database, create_engine
 from skillswap.deps import Deps
-from skillswap.models import Payment, PaymentEvent, PointsPackage
+from skillswap.models import Payment, PaymentEvent
 from skillswap.models.payments import PaymentEventOutcome
 from skillswap.payments.gateways import gateway_for
 from skillswap.points.services import audit_ledger
@@ -31,7 +31,7 @@ from tests.conftest import Api, api_client, build_test_deps, own_database
 from tests.factories import TestUser
 from tests.fakes.paymob_server import FakePaymob, running_paymob
 from tests.outbox_support import outbox_settled
-from tests.payments_support import HANDLERS, SIGNUP_BONUS
+from tests.payments_support import HANDLERS, SIGNUP_BONUS, insert_package
 
 RETURN_PAGE = "https://app.skillswap.test/payments/done"
 
@@ -47,23 +47,13 @@ class PaymobShop:
         return await factories.make_user(self.api, self.deps, **options)
 
     async def package(self, *, points: int = 500, price_minor: int = 10000) -> int:
-        async with self.deps.db.uow() as uow:
-            now = self.deps.clock()
-            package = PointsPackage(
-                name_en="Learner",
-                name_ar="باقة المتعلّم",
-                points=points,
-                price_minor=price_minor,
-                currency="EGP",
-                is_active=True,
-                sort_order=0,
-                created_at=now,
-                updated_at=now,
-            )
-            uow.session.add(package)
-            await uow.session.flush()
-            await uow.commit()
-            return package.id
+        return await insert_package(
+            self.deps.db,
+            points=points,
+            price_minor=price_minor,
+            currency="EGP",
+            now=self.deps.clock(),
+        )
 
     async def buy(self, buyer: TestUser, package_id: int) -> dict[str, Any]:
         response = await self.api.post(

@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import select, text
 
 from skillswap.db import Database, create_engine
-from skillswap.models import LedgerTransfer, OutboxRow, Payment, PaymentEvent, PointsPackage
+from skillswap.models import LedgerTransfer, OutboxRow, Payment, PaymentEvent
 from skillswap.payments.services import EVENT_KIND
 from skillswap.payments.settlement import credit_key
 from skillswap.settings import Settings
@@ -32,6 +32,7 @@ from tests.chat_support import wait_for
 from tests.conftest import free_port, node_env, own_database
 from tests.factories import unique_name
 from tests.fakes.stripe_server import FakeStripe, running_stripe
+from tests.payments_support import insert_package
 from tests.processes import Child, skillswap
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -110,20 +111,7 @@ class Deployment:
         return access
 
     async def package(self) -> int:
-        async with self.db.uow() as uow:
-            package = PointsPackage(
-                name_en="Learner",
-                name_ar="باقة المتعلّم",
-                points=POINTS,
-                price_minor=PRICE_MINOR,
-                currency="USD",
-                is_active=True,
-                sort_order=0,
-            )
-            uow.session.add(package)
-            await uow.session.flush()
-            await uow.commit()
-            return package.id
+        return await insert_package(self.db, points=POINTS, price_minor=PRICE_MINOR, currency="USD")
 
     async def paid_purchase(self, access: str) -> tuple[int, dict[str, Any]]:
         """A purchase through serve, paid at Stripe: the payment's id and Stripe's event."""
