@@ -15,6 +15,7 @@ import tornado.web
 from pydantic import BaseModel
 
 from skillswap import idempotency
+from skillswap.admin import audit
 from skillswap.api.encoding import dumpb
 from skillswap.api.input_rules import (
     MAX_JSON_DEPTH,
@@ -279,6 +280,8 @@ class BaseHandler(tornado.web.RequestHandler):
 
     async def prepare(self) -> None:
         self.set_header("X-Request-ID", self.request_id)
+        # Each request runs in a task of its own, so this is seen by its audit rows only.
+        audit.REQUEST_ID.set(self.request_id)
         self.current_user = None
         allowed_hosts = self.deps.settings.allowed_hosts
         if allowed_hosts and self.request.host_name not in allowed_hosts:

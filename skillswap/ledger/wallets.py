@@ -23,6 +23,8 @@ class SystemAccount(IntEnum):
     # Refunded points the buyer had already spent: they stay in circulation, unpaid for, and
     # come from here (0013). Its balance is minus the points lost to refunds.
     PAYMENT_LOSSES = 0
+    # Administrators' corrections (0015): a credit to a wallet leaves it, a debit comes back.
+    ADJUSTMENTS = -1
     SIGNUP_BONUS = 1  # where signup bonuses come from
     PURCHASED_POINTS = 2  # where points bought with money come from
     ESCROW = 3  # clearing account: an order's payment passes through it to the seller and fee

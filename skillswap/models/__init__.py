@@ -1,5 +1,6 @@
 """All ORM models; importing this package registers every table on `Base.metadata`."""
 
+from skillswap.models.admin import AuditEntry, Report
 from skillswap.models.base import Base
 from skillswap.models.chat import ChatMember, ChatMessage, ChatRoom
 from skillswap.models.delivery import Device, NotificationPreference
@@ -21,6 +22,7 @@ from skillswap.models.skills import Category, Skill, SkillImage
 from skillswap.models.users import OneTimeToken, RefreshToken, User
 
 __all__ = [
+    "AuditEntry",
     "Base",
     "Category",
     "ChatMember",
@@ -46,6 +48,7 @@ __all__ = [
     "PaymentStatus",
     "PointsPackage",
     "RefreshToken",
+    "Report",
     "Review",
     "Skill",
     "SkillImage",

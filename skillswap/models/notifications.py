@@ -36,6 +36,12 @@ class NotificationKind(StrEnum):
     ORDER_UPDATED = "order_updated"  # a transition with no kind of its own
     CHAT_MESSAGE = "chat_message"
     REVIEW_RECEIVED = "review_received"
+    # Administrators' actions the person must know of.
+    SKILL_HIDDEN = "skill_hidden"
+    SKILL_RESTORED = "skill_restored"
+    ORDER_PAUSED = "order_paused"
+    ORDER_RESUMED = "order_resumed"
+    POINTS_ADJUSTED = "points_adjusted"
     # Security mails: never stored as notifications, and never turned off (see preferences).
     EMAIL_VERIFICATION = "email_verification"
     PASSWORD_RESET = "password_reset"

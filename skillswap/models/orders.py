@@ -23,6 +23,9 @@ class OrderStatus(StrEnum):
     EXPIRED = "expired"
     DISPUTED = "disputed"
     RESOLVED = "resolved"
+    # A party was banned: the order waits for an administrator, who resolves it (or the
+    # unban resumes it in the status it had).
+    PAUSED = "paused"
 
 
 class OrderAction(StrEnum):
@@ -38,6 +41,8 @@ class OrderAction(StrEnum):
     DISPUTE = "dispute"
     RESOLVE = "resolve"
     EXPIRE = "expire"
+    PAUSE = "pause"  # an administrator banned a party
+    RESUME = "resume"  # ... and lifted the ban
 
 
 class Resolution(StrEnum):

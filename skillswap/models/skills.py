@@ -32,6 +32,9 @@ class SkillStatus(StrEnum):
     ACTIVE = "active"  # listed, takes orders
     PAUSED = "paused"  # shown to its owner only, takes no orders
     DELETED = "deleted"  # gone for everyone (the row stays: orders refer to it)
+    # Taken off the marketplace by an administrator (`moderation_note` says why): shown to its
+    # owner only, takes no orders, and only an administrator puts it back.
+    HIDDEN = "hidden"
 
 
 class SkillLevel(StrEnum):
@@ -124,6 +127,7 @@ class Skill(Base):
     tags: Mapped[list[str]] = mapped_column(JSONList, default=list)
     delivery_days: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default=SkillStatus.ACTIVE)
+    moderation_note: Mapped[str] = mapped_column(Text, default="")  # why it is hidden
     rating_sum: Mapped[int] = mapped_column(Integer, default=0)
     rating_count: Mapped[int] = mapped_column(Integer, default=0)
     orders_completed: Mapped[int] = mapped_column(Integer, default=0)

@@ -35,7 +35,10 @@ class User(Base):
     phone: Mapped[str] = mapped_column(String(32), default="")
     locale: Mapped[str] = mapped_column(String(8), default="en")
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
-    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)  # False: banned
+    # The trust badge on the public profile, given by an administrator (not the email check).
+    is_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    banned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     google_sub: Mapped[str | None] = mapped_column(String(255), unique=True)
     # Ratings are kept as an exact sum and count, updated atomically; the average is derived.
     rating_sum: Mapped[int] = mapped_column(Integer, default=0)
