@@ -85,6 +85,10 @@ class Settings:
     login_max_failures: int = 10  # per account (email/username) and window
     login_max_failures_per_ip: int = 100  # per client address and window
     login_failure_window_seconds: int = 900
+    # The operators' dashboard (/admin/): a session ends after this long unused, and at the latest
+    # this long after signing in.
+    admin_session_idle_seconds: int = 1800
+    admin_session_max_seconds: int = 12 * 3600
     password_reset_max_per_hour: int = 5  # reset emails per address
     argon2_time_cost: int = 2
     argon2_memory_kib: int = 19_456
