@@ -37,6 +37,7 @@ def collect_routes() -> list[Any]:
     """Every capability's route list, in one place."""
     from skillswap.http import (
         accounts,
+        admin_audit,
         admin_categories,
         admin_packages,
         admin_payments,
@@ -74,6 +75,7 @@ def collect_routes() -> list[Any]:
         *payments_paymob.routes,
         *admin_packages.routes,
         *admin_payments.routes,
+        *admin_audit.routes,
         *chat.routes,
         *notifications.routes,
         *ws.routes,
