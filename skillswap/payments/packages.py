@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
+from skillswap.admin import audit
 from skillswap.errors import FieldErrors, NotFound, PermissionDenied, ValidationFailed
 from skillswap.i18n import lazy
 from skillswap.models import PointsPackage, User
+from skillswap.models.admin import AuditTarget
 from skillswap.models.ledger import PointsPackagePrice
 
 if TYPE_CHECKING:
@@ -67,6 +69,16 @@ def _require_admin(actor: User) -> None:
         raise PermissionDenied(
             lazy("Only administrators can manage points packages."), code="admin_only"
         )
+
+
+def _audited(package: PointsPackage) -> dict[str, Any]:
+    """What an audit row keeps of a package: its fields and its other prices."""
+    fields: dict[str, Any] = {name: getattr(package, name) for name in EDITABLE_FIELDS}
+    fields["prices"] = [
+        {"currency": price.currency, "amount_minor": price.amount_minor}
+        for price in sorted(package.extra_prices, key=lambda price: price.currency)
+    ]
+    return fields
 
 
 def _not_found() -> NotFound:
@@ -132,6 +144,15 @@ async def create_package(deps: Deps, *, actor: User, fields: dict[str, Any]) -> 
         _set_prices(package, fields.get("prices", []))
         uow.session.add(package)
         await uow.session.flush()
+        await audit.record(
+            uow.session,
+            actor,
+            "package.create",
+            AuditTarget.PACKAGE,
+            package.id,
+            after=_audited(package),
+            now=now,
+        )
         await uow.commit()
     return package
 
@@ -145,6 +166,7 @@ async def update_package(
         package = await uow.session.get(PointsPackage, package_id)
         if package is None:
             raise _not_found()
+        before = _audited(package)
         for name in EDITABLE_FIELDS:
             if name in changes:
                 setattr(package, name, changes[name])
@@ -152,8 +174,20 @@ async def update_package(
             _set_prices(package, changes["prices"])
         else:
             _refuse_second_default(package)
-        package.updated_at = deps.clock()
+        now = deps.clock()
+        package.updated_at = now
         await uow.session.flush()
+        was, now_is = audit.changed(before, _audited(package))
+        await audit.record(
+            uow.session,
+            actor,
+            "package.update",
+            AuditTarget.PACKAGE,
+            package.id,
+            before=was,
+            after=now_is,
+            now=now,
+        )
         await uow.commit()
     return package
 
@@ -211,5 +245,14 @@ async def delete_package(deps: Deps, *, actor: User, package_id: int) -> None:
         package = await uow.session.get(PointsPackage, package_id)
         if package is None:
             raise _not_found()
+        await audit.record(
+            uow.session,
+            actor,
+            "package.delete",
+            AuditTarget.PACKAGE,
+            package.id,
+            before=_audited(package),
+            now=deps.clock(),
+        )
         await uow.session.delete(package)
         await uow.commit()

@@ -11,7 +11,8 @@ derived from the payment's refunded total and the amount, so a request retried a
 answer gets the same refund back instead of a second one; concurrent requests for the same
 amount, too. The refund is then recorded through the settlement's own path, under the gateway's
 refund id: whichever of this request and the gateway's refund webhook comes first reverses the
-points, the other changes nothing.
+points, the other changes nothing. The administrator's audit row ("payment.refund") is written
+in that same transaction, once per gateway refund, whichever of the two applied it.
 """
 
 from __future__ import annotations
@@ -21,15 +22,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from skillswap import ledger
+from skillswap.admin import audit
 from skillswap.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from skillswap.i18n import lazy
-from skillswap.models import Payment, PaymentRefund, User
+from skillswap.models import AuditEntry, Payment, PaymentRefund, User
+from skillswap.models.admin import AuditTarget
 from skillswap.models.payments import PaymentEventOutcome
 from skillswap.payments import settlement
 from skillswap.payments.admin import require_admin
-from skillswap.payments.gateway import GatewayError
+from skillswap.payments.gateway import GatewayError, GatewayRefund, Signal, SignalKind
 from skillswap.payments.gateways import gateway_for
 from skillswap.payments.packages import price_text
 
@@ -134,15 +138,7 @@ async def refund_payment(
         raise Conflict(
             lazy("The payment gateway refused this refund."), code="refund_refused"
         ) from exc
-    applied = await settlement.record_refund(deps, payment, made, reason=reason)
-    async with deps.db.read() as session:
-        refunded = await session.get(Payment, payment.id)
-        record = await session.scalar(
-            select(PaymentRefund).where(
-                PaymentRefund.payment_id == payment.id,
-                PaymentRefund.gateway_refund_id == made.refund_id,
-            )
-        )
+    applied, refunded, record = await _record_refund(deps, actor, payment, made, reason=reason)
     if record is None or refunded is None:
         # The gateway made a refund this payment cannot hold (it says another amount or
         # currency): nothing was reversed, and an operator has to look.
@@ -171,3 +167,73 @@ async def refund_payment(
             record.points_unrecovered,
         )
     return RefundDone(refunded, record)
+
+
+async def _record_refund(
+    deps: Deps, actor: User, payment: Payment, made: GatewayRefund, *, reason: str
+) -> tuple[settlement.Applied, Payment | None, PaymentRefund | None]:
+    """Apply the gateway's refund as its webhook would, and audit it, in one transaction.
+
+    `payment` is the payment as the administrator found it, before the gateway's call: the
+    audit row's "before". Returns what applying did, the payment after it and its refund record
+    (None when the refund does not fit the payment: nothing was applied, nothing audited).
+    """
+    signal = Signal(
+        SignalKind.REFUNDED,
+        payment_id=payment.id,
+        currency=payment.currency,
+        refund_id=made.refund_id,
+        refund_minor=made.amount_minor,
+        reason=reason,
+    )
+    now = deps.clock()
+    async with deps.db.uow() as uow:
+        applied = await settlement.apply_signal(
+            uow, payment.gateway, signal, now=now, wait_for_payment=False
+        )
+        session = uow.session
+        await session.flush()  # the refund record applying added
+        refunded = await session.get(Payment, payment.id, populate_existing=True)
+        record = await session.scalar(
+            select(PaymentRefund).where(
+                PaymentRefund.payment_id == payment.id,
+                PaymentRefund.gateway_refund_id == made.refund_id,
+            )
+        )
+        if (
+            record is not None
+            and refunded is not None
+            and not await _audited_before(session, payment.id, made.refund_id)
+        ):
+            await audit.record(
+                session,
+                actor,
+                "payment.refund",
+                AuditTarget.PAYMENT,
+                payment.id,
+                before={"status": payment.status, "refunded_minor": payment.refunded_minor},
+                after={
+                    "status": refunded.status,
+                    "refunded_minor": refunded.refunded_minor,
+                    "gateway_refund_id": record.gateway_refund_id,
+                    "amount_minor": record.amount_minor,
+                    "points_reversed": record.points_reversed,
+                    "points_unrecovered": record.points_unrecovered,
+                },
+                reason=reason,
+                now=now,
+            )
+        await uow.commit()
+    return applied, refunded, record
+
+
+async def _audited_before(session: AsyncSession, payment_id: int, refund_id: str) -> bool:
+    """Whether an earlier request (retried after a lost answer) already audited this refund."""
+    earlier = await session.scalars(
+        select(AuditEntry.after).where(
+            AuditEntry.action == "payment.refund",
+            AuditEntry.target_type == AuditTarget.PAYMENT,
+            AuditEntry.target_id == payment_id,
+        )
+    )
+    return any((after or {}).get("gateway_refund_id") == refund_id for after in earlier)

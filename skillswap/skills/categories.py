@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from skillswap.admin import audit
 from skillswap.db import UnitOfWork
 from skillswap.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from skillswap.i18n import all_of, lazy
 from skillswap.models import Category, User
+from skillswap.models.admin import AuditTarget
 from skillswap.models.skills import SkillStatus
 from skillswap.skills.queries import AnyRow, categories, skills, users
 
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
     from skillswap.deps import Deps
 
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+# What an audit row keeps of a category (before and after a change).
+AUDITED_FIELDS = ("slug", "name_en", "name_ar", "icon", "parent_id", "position", "is_active")
 
 
 def _require_admin(actor: User) -> None:
@@ -32,6 +36,10 @@ def _require_admin(actor: User) -> None:
         raise PermissionDenied(
             lazy("Only administrators can manage categories."), code="admin_only"
         )
+
+
+def _audited(category: Category) -> dict[str, Any]:
+    return {name: getattr(category, name) for name in AUDITED_FIELDS}
 
 
 def _not_found() -> NotFound:
@@ -178,17 +186,26 @@ async def create_category(
             updated_at=now,
         )
         uow.session.add(category)
-        await _save(uow, category)
+        await _flush(uow)
+        await audit.record(
+            uow.session,
+            actor,
+            "category.create",
+            AuditTarget.CATEGORY,
+            category.id,
+            after=_audited(category),
+            now=now,
+        )
+        await uow.commit()
     return {**category_view(category, locale=locale), "is_active": category.is_active}
 
 
-async def _save(uow: UnitOfWork, category: Category) -> None:
-    """Flush and commit a created or changed category; a duplicate slug is a clear 409."""
+async def _flush(uow: UnitOfWork) -> None:
+    """Flush a created or changed category; a duplicate slug is a clear 409."""
     try:
         await uow.session.flush()
     except IntegrityError:
         raise _slug_taken() from None
-    await uow.commit()
 
 
 async def update_category(
@@ -204,11 +221,27 @@ async def update_category(
             raise _not_found()
         if "parent_id" in changes and changes["parent_id"] != category.parent_id:
             await _check_parent(uow, changes["parent_id"], moving=category)
+        before = _audited(category)
         for name in ("slug", "name_en", "name_ar", "icon", "position", "is_active", "parent_id"):
             if name in changes:
                 setattr(category, name, changes[name] if name != "icon" else changes[name] or "")
-        category.updated_at = deps.clock()
-        await _save(uow, category)
+        now = deps.clock()
+        category.updated_at = now
+        await _flush(uow)
+        was, now_is = audit.changed(before, _audited(category))
+        # Deactivating is the DELETE of the API (categories are never removed).
+        action = "category.delete" if now_is == {"is_active": False} else "category.update"
+        await audit.record(
+            uow.session,
+            actor,
+            action,
+            AuditTarget.CATEGORY,
+            category.id,
+            before=was,
+            after=now_is,
+            now=now,
+        )
+        await uow.commit()
     return {**category_view(category, locale=locale), "is_active": category.is_active}
 
 
@@ -240,9 +273,21 @@ async def reorder_categories(
                 }
             )
         now = deps.clock()
+        before = sorted(ordered_ids, key=lambda i: (found[i].position, i))
         for position, category_id in enumerate(ordered_ids, start=1):
             found[category_id].position = position
             found[category_id].updated_at = now
+        # One action, one row: about the first category listed, naming the whole order.
+        await audit.record(
+            uow.session,
+            actor,
+            "category.reorder",
+            AuditTarget.CATEGORY,
+            ordered_ids[0],
+            before={"ids": before},
+            after={"ids": list(ordered_ids)},
+            now=now,
+        )
         await uow.commit()
     return [
         {**category_view(found[i], locale=locale), "is_active": found[i].is_active}
