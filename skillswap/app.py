@@ -41,6 +41,7 @@ def collect_routes() -> list[Any]:
         admin_categories,
         admin_packages,
         admin_payments,
+        admin_users,
         chat,
         docs,
         health,
@@ -56,6 +57,7 @@ def collect_routes() -> list[Any]:
         reviews,
         skills,
     )
+    from skillswap.http.dashboard import dashboard_routes
     from skillswap.realtime import ws
 
     return [
@@ -76,9 +78,11 @@ def collect_routes() -> list[Any]:
         *admin_packages.routes,
         *admin_payments.routes,
         *admin_audit.routes,
+        *admin_users.routes,
         *chat.routes,
         *notifications.routes,
         *ws.routes,
+        *dashboard_routes(),
     ]
 
 
