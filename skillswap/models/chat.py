@@ -88,6 +88,8 @@ class ChatMessage(Base):
     __table_args__ = (
         UniqueConstraint("room_id", "seq"),
         UniqueConstraint("room_id", "sender_id", "client_id"),
+        # Messages and their senders per period (the statistics).
+        Index("ix_chat_messages_created_sender", "created_at", "sender_id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)

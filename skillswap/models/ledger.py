@@ -148,6 +148,13 @@ class LedgerTransfer(Base):
             )
             for column in ("order_id", "payment_id", "hold_id")
         ),
+        # Adjustments per period (the statistics); the other kinds write nothing to it.
+        Index(
+            "ix_ledger_transfers_adjustments",
+            "created_at",
+            postgresql_where=text("kind = 'adjustment'"),
+            sqlite_where=text("kind = 'adjustment'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)

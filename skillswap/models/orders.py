@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from skillswap.models.base import Base, BigIntPK, UTCDateTime, sql_values, utcnow
@@ -86,6 +86,17 @@ class Order(Base):
         Index("ix_orders_status_deadline", "status", "deadline_at"),
         Index("ix_orders_buyer_created", "buyer_id", "id"),
         Index("ix_orders_seller_created", "seller_id", "id"),
+        # The statistics: orders placed per period with their parties (active users), and
+        # completed ones with what completing them took and paid, read from the index alone.
+        Index("ix_orders_created_parties", "created_at", "buyer_id", "seller_id"),
+        Index(
+            "ix_orders_completed",
+            "completed_at",
+            "created_at",
+            "seller_points",
+            postgresql_where=text("completed_at IS NOT NULL"),
+            sqlite_where=text("completed_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -115,7 +126,10 @@ class OrderTransition(Base):
     """One step of an order's history: who (NULL for a deadline), when, from, to, and a note."""
 
     __tablename__ = "order_transitions"
-    __table_args__ = (Index("ix_order_transitions_order", "order_id", "id"),)
+    __table_args__ = (
+        Index("ix_order_transitions_order", "order_id", "id"),
+        Index("ix_order_transitions_to_status", "to_status", "created_at"),  # disputes per period
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"))

@@ -20,6 +20,8 @@ class TokenPurpose(StrEnum):
 
 class User(Base):
     __tablename__ = "users"
+    # New users per period (the statistics).
+    __table_args__ = (Index("ix_users_created_at", "created_at"),)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)  # stored lower-cased

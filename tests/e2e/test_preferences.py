@@ -23,6 +23,11 @@ DEFAULTS = {
     "order_updated": {"email": False, "push": True},
     "chat_message": BOTH,
     "review_received": BOTH,
+    "skill_hidden": BOTH,
+    "skill_restored": BOTH,
+    "order_paused": BOTH,
+    "order_resumed": BOTH,
+    "points_adjusted": BOTH,
     "email_verification": MAIL_ONLY,
     "password_reset": MAIL_ONLY,
 }
