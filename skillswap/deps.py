@@ -56,6 +56,10 @@ class Publisher(Protocol):
 
     def publish_notification(self, user_id: int, record: dict[str, Any]) -> None: ...
 
+    def end_user_connections(self, user_id: int) -> None:
+        """Close the user's open connections on every node (their sessions were ended)."""
+        ...
+
 
 class Presence(Protocol):
     """Which users have a connection open on some node."""

@@ -34,6 +34,7 @@ def user_public(user: User) -> dict[str, Any]:
         "avatar_url": user.avatar_url,
         "bio": user.bio,
         "verified": user.email_verified,
+        "is_verified": user.is_verified,
         "rating_average": user.rating_average,
         "rating_count": user.rating_count,
         "joined_at": user.created_at,

@@ -56,7 +56,8 @@ class UserPublic(Out):
     display_name: str
     avatar_url: str
     bio: str
-    verified: bool
+    verified: bool = Field(description="The email address was confirmed")
+    is_verified: bool = Field(description="The trust badge an administrator gave")
     rating_average: float | None
     rating_count: int
     joined_at: datetime
@@ -135,6 +136,7 @@ class SkillOwner(Out):
     username: str
     display_name: str
     avatar_url: str
+    is_verified: bool = Field(description="The trust badge an administrator gave")
     rating_average: float | None
     rating_count: int
 

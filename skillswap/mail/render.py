@@ -37,6 +37,7 @@ class MailKind(StrEnum):
     REVIEW_RECEIVED = "review_received"  # to the one reviewed
     CHAT_DIGEST = "chat_digest"  # to a member who left a room's messages unread while away
     LEDGER_ALERT = "ledger_alert"  # to every administrator, when the ledger check fails
+    ACCOUNT_SUSPENDED = "account_suspended"  # to a user an administrator banned, with the reason
 
 
 # What each order transition tells the other side: the notification's own sentence.
@@ -50,6 +51,8 @@ _TRANSITION_HEADLINES: dict[str, str] = {
     OrderAction.DISPUTE: N_("Order #{order} is disputed. An administrator will review it."),
     OrderAction.RESOLVE: N_("The dispute on order #{order} was resolved."),
     OrderAction.EXPIRE: N_("Order #{order} expired."),
+    OrderAction.PAUSE: N_("Order #{order} is paused while an administrator reviews it."),
+    OrderAction.RESUME: N_("Order #{order} was resumed."),
 }
 _OTHER_TRANSITION = N_("Order #{order} was updated.")
 
@@ -128,7 +131,7 @@ def render_email(
     `note` (dispute), `reviewer` and `rating` (review; None while the review is hidden); for the
     chat digest `room`, `sender` (who wrote), `count` (unread) and `messages` (the latest few,
     each a `sender` and a `text`); for the ledger alert `checked_at`, `total` and `violations`
-    (each an `invariant` and a `detail`).
+    (each an `invariant` and a `detail`); for a suspended account `reason`.
     """
     path = _LINKS.get(kind)
     link = ""

@@ -27,7 +27,12 @@ from skillswap.models import Notification, OneTimeToken, Order, Review, Skill, U
 from skillswap.models.notifications import NotificationKind
 from skillswap.models.users import TokenPurpose
 from skillswap.notifications.mailing import deliver_mail, mail_id, translator_for
-from skillswap.notifications.outgoing import DELIVER_NOTIFICATION, MAIL_CODE, MAIL_OF_KIND
+from skillswap.notifications.outgoing import (
+    DELIVER_NOTIFICATION,
+    MAIL_ACCOUNT_SUSPENDED,
+    MAIL_CODE,
+    MAIL_OF_KIND,
+)
 from skillswap.notifications.preferences import channels_for
 from skillswap.notifications.push import PushRetryable, push_notification
 from skillswap.tasks import outbox
@@ -122,6 +127,26 @@ async def mail_code(deps: Deps, job: OutboxJob) -> None:
     await deliver_mail(deps, job, message)
 
 
+async def mail_suspension(deps: Deps, job: OutboxJob) -> None:
+    """Mail a banned user that their account is suspended, with the administrator's reason.
+
+    Not sent if the ban was lifted before the worker got to it.
+    """
+    async with deps.db.read() as session:
+        user = await session.get(User, job.payload["user_id"])
+    if user is None or user.is_active:
+        return
+    message = render_email(
+        MailKind.ACCOUNT_SUSPENDED,
+        to=user.email,
+        translator=translator_for(deps, user),
+        base_url=links_base(deps.settings),
+        context={"name": _name(user), "reason": str(job.payload.get("reason") or "")},
+        message_id=mail_id(deps, job),
+    )
+    await deliver_mail(deps, job, message)
+
+
 def _name(user: User) -> str:
     return user.display_name or user.username
 
@@ -177,4 +202,5 @@ def _skill_title(skill: Skill | None, locale: str) -> str:
 HANDLERS: dict[str, OutboxHandler] = {
     DELIVER_NOTIFICATION: deliver_notification,
     MAIL_CODE: mail_code,
+    MAIL_ACCOUNT_SUSPENDED: mail_suspension,
 }

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 DELIVER_NOTIFICATION = "notification.deliver"
 MAIL_CODE = "mail.code"
+# Not a notification: a banned user's notifications are never delivered (they cannot sign in).
+MAIL_ACCOUNT_SUSPENDED = "mail.account_suspended"
 
 _TRANSITIONS = (
     NotificationKind.ORDER_ACCEPTED,
@@ -33,6 +35,8 @@ _TRANSITIONS = (
     NotificationKind.ORDER_DISPUTED,
     NotificationKind.ORDER_EXPIRED,
     NotificationKind.ORDER_UPDATED,
+    NotificationKind.ORDER_PAUSED,
+    NotificationKind.ORDER_RESUMED,
 )
 # The mail each kind of notification sends. Chat messages have none of their own: members who
 # stay away get the hourly digest instead of a mail per message.
@@ -74,4 +78,17 @@ async def enqueue_code_mail(
         key,
         {"user_id": user_id, "purpose": purpose.value, "code": sealed},
         now=deps.clock(),
+    )
+
+
+async def enqueue_suspension_mail(
+    uow: UnitOfWork, *, user_id: int, reason: str, banned_at: datetime, now: datetime
+) -> None:
+    """Tell a banned user, once the ban commits, that their account was suspended and why."""
+    await outbox.enqueue(
+        uow,
+        MAIL_ACCOUNT_SUSPENDED,
+        f"mail:suspended:{user_id}:{banned_at.isoformat()}",
+        {"user_id": user_id, "reason": reason},
+        now=now,
     )

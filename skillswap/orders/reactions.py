@@ -41,6 +41,11 @@ _TRANSITIONS: dict[str, tuple[NotificationKind, Message]] = {
         lazy("The dispute on order #{order} was resolved."),
     ),
     OrderAction.EXPIRE: (NotificationKind.ORDER_EXPIRED, lazy("Order #{order} expired.")),
+    OrderAction.PAUSE: (
+        NotificationKind.ORDER_PAUSED,
+        lazy("Order #{order} is paused while an administrator reviews it."),
+    ),
+    OrderAction.RESUME: (NotificationKind.ORDER_RESUMED, lazy("Order #{order} was resumed.")),
 }
 _OTHER = (NotificationKind.ORDER_UPDATED, lazy("Order #{order} was updated."))
 _ROOMS_OPENED = "order_chat.rooms_opened"

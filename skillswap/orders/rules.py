@@ -10,8 +10,11 @@
 | complete        | buyer  | delivered           | completed | post (seller paid, minus fee)  |
 | request_changes | buyer  | delivered           | accepted  | -                              |
 | dispute         | buyer  | accepted, delivered | disputed  | -                              |
-| resolve         | admin  | disputed            | resolved  | refund: void; release: post;   |
+| resolve         | admin  | disputed, paused    | resolved  | refund: void; release: post;   |
 |                 |        |                     |           | split: post the seller's part  |
+| pause           | ban    | pending, accepted,  | paused    | - (an administrator decides)   |
+|                 |        | delivered           |           |                                |
+| resume          | unban  | paused              | the status before the pause, with a fresh deadline |
 | expire          | clock  | pending, accepted*  | expired   | void (buyer refunded)          |
 | dispute         | clock  | accepted**          | disputed  | - (an administrator decides)   |
 | complete        | clock  | delivered           | completed | post (seller paid, minus fee)  |
@@ -25,6 +28,11 @@ after that the buyer may only complete or dispute the delivery (409 `change_requ
 Every other combination is refused: 403 when the actor's role never may, 409 (naming the status
 and what the actor may do now) when the role may but not from this status. An administrator
 who is the buyer or the seller of an order has only that role in it (never resolves it).
+
+`pause` and `resume` are no person's actions: banning a party pauses the order (its deadline
+cleared, the escrow kept) and lifting the ban resumes it (skillswap.orders.services
+`pause_orders_of`, `resume_orders_of`). While it is paused the buyer and the seller may do
+nothing (409 `order_paused`); an administrator may resolve it as they would a dispute.
 """
 
 from __future__ import annotations
@@ -69,8 +77,13 @@ RULES: tuple[Rule, ...] = (
     Rule(A.COMPLETE, Role.BUYER, (S.DELIVERED,), S.COMPLETED, Escrow.POST),
     Rule(A.REQUEST_CHANGES, Role.BUYER, (S.DELIVERED,), S.ACCEPTED, Escrow.KEEP),
     Rule(A.DISPUTE, Role.BUYER, (S.ACCEPTED, S.DELIVERED), S.DISPUTED, Escrow.KEEP),
-    Rule(A.RESOLVE, Role.ADMIN, (S.DISPUTED,), S.RESOLVED, Escrow.RESOLVE),
+    Rule(A.RESOLVE, Role.ADMIN, (S.DISPUTED, S.PAUSED), S.RESOLVED, Escrow.RESOLVE),
 )
+
+# A ban pauses its user's orders that are still running (a dispute already waits for an
+# administrator, so it stays as it is); lifting the ban resumes them where they were.
+PAUSABLE_STATUSES: tuple[OrderStatus, ...] = (S.PENDING, S.ACCEPTED, S.DELIVERED)
+PAUSE_RULE = Rule(A.PAUSE, Role.ADMIN, PAUSABLE_STATUSES, S.PAUSED, Escrow.KEEP)
 
 # What a deadline does when a status runs out (the actor is the clock: actor_id NULL).
 DEADLINE_RULES: dict[str, Rule] = {
@@ -82,6 +95,17 @@ DEADLINE_RULES: dict[str, Rule] = {
 # otherwise a buyer could keep the work, ask for changes, and wait for the clock to refund them.
 REDELIVERY_DEADLINE_RULE = Rule(A.DISPUTE, Role.ADMIN, (S.ACCEPTED,), S.DISPUTED, Escrow.KEEP)
 del S, A
+
+
+def resume_rule(status_before: str) -> Rule:
+    """The rule that moves a paused order back to `status_before`, the status it was paused in."""
+    return Rule(
+        OrderAction.RESUME,
+        Role.ADMIN,
+        (OrderStatus.PAUSED,),
+        OrderStatus(status_before),
+        Escrow.KEEP,
+    )
 
 
 def deadline_rule(status: str, *, change_requests: int) -> Rule:
@@ -106,6 +130,7 @@ OPEN_STATUSES: tuple[OrderStatus, ...] = (
     OrderStatus.ACCEPTED,
     OrderStatus.DELIVERED,
     OrderStatus.DISPUTED,
+    OrderStatus.PAUSED,  # its price stays held until it resumes or is resolved
 )
 
 
@@ -139,6 +164,7 @@ STATUS_LABELS: dict[str, Message] = {
     OrderStatus.EXPIRED: lazy("expired"),
     OrderStatus.DISPUTED: lazy("disputed"),
     OrderStatus.RESOLVED: lazy("resolved"),
+    OrderStatus.PAUSED: lazy("paused"),
 }
 ACTION_LABELS: dict[str, Message] = {
     OrderAction.ACCEPT: lazy("accept"),
@@ -150,6 +176,8 @@ ACTION_LABELS: dict[str, Message] = {
     OrderAction.DISPUTE: lazy("dispute"),
     OrderAction.RESOLVE: lazy("resolve"),
     OrderAction.EXPIRE: lazy("expire"),
+    OrderAction.PAUSE: lazy("pause"),
+    OrderAction.RESUME: lazy("resume"),
 }
 
 

@@ -12,16 +12,18 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Row, Table, Update, bindparam, insert, select, update
+from sqlalchemy import Row, Table, Update, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from skillswap import events, idempotency, ledger
+from skillswap.admin import audit
 from skillswap.db import CompiledStatement, UnitOfWork
 from skillswap.errors import Conflict, NotFound, PaymentRequired, PermissionDenied
 from skillswap.i18n import lazy, lazy_plural
 from skillswap.ledger import Payout, SystemAccount, TransferKind
 from skillswap.ledger.transfers import MAX_KEY_LENGTH as LEDGER_KEY_LENGTH
 from skillswap.models import LedgerAccount, Order, OrderTransition, Skill, User
+from skillswap.models.admin import AuditTarget
 from skillswap.models.orders import OrderAction, OrderStatus
 from skillswap.models.skills import SkillStatus
 from skillswap.orders import reactions as order_chat
@@ -36,6 +38,8 @@ from skillswap.orders.queries import (
 )
 from skillswap.orders.rules import (
     OPEN_STATUSES,
+    PAUSABLE_STATUSES,
+    PAUSE_RULE,
     Escrow,
     Refusal,
     Role,
@@ -43,6 +47,7 @@ from skillswap.orders.rules import (
     action_label,
     allowed_actions,
     find_rule,
+    resume_rule,
     status_label,
 )
 from skillswap.orders.settlement import Settlement, deadline_after, settlement_for
@@ -223,6 +228,7 @@ _SELLER_FIELDS = (
     "avatar_url",
     "bio",
     "email_verified",
+    "is_verified",
     "rating_sum",
     "rating_count",
     "created_at",
@@ -282,7 +288,10 @@ async def transition_order(
     resolution: str | None = None,
     buyer_points: int | None = None,
 ) -> OrderView:
-    """Take `action` on an order as `actor`, settling escrow when the action ends the order."""
+    """Take `action` on an order as `actor`, settling escrow when the action ends the order.
+
+    An administrator's `resolve` writes its audit row ("order.resolve") in the same unit of work.
+    """
     now = deps.clock()
     async with deps.db.uow() as uow:
         session = uow.session
@@ -298,18 +307,55 @@ async def transition_order(
             resolution=resolution,
             buyer_points=buyer_points,
         )
+        status_before = order.status
         moved = await apply_transition(
             deps, uow, order, found, actor_id=actor.id, note=note, settlement=settlement, now=now
         )
         if not moved:
             raise await _lost_race(deps, session, order_id, found, roles)
+        if found.action == OrderAction.RESOLVE:
+            await _audit_resolution(
+                session, actor, order, status_before, settlement, note=note, now=now
+            )
         view = await order_view(deps, session, order, actor)
         await uow.commit()
     return view
 
 
+async def _audit_resolution(
+    session: AsyncSession,
+    actor: User,
+    order: Order,
+    status_before: str,
+    settlement: Settlement,
+    *,
+    note: str,
+    now: datetime,
+) -> None:
+    """The audit row of an administrator's resolution: the status it had, where the points went."""
+    await audit.record(
+        session,
+        actor,
+        "order.resolve",
+        AuditTarget.ORDER,
+        order.id,
+        before={"status": status_before},
+        after={
+            "status": order.status,
+            "resolution": settlement.resolution,
+            "seller_points": settlement.seller_points,
+            "fee_points": settlement.fee_points,
+            "refunded_points": settlement.refunded_points,
+        },
+        reason=note,
+        now=now,
+    )
+
+
 def _rule_for(deps: Deps, order: Order, action: str, roles: frozenset[Role]) -> Rule:
     """The rule that lets `roles` take `action` on the order as it was read, or the refusal."""
+    if order.status == OrderStatus.PAUSED and Role.ADMIN not in roles:
+        raise _order_paused()
     found = find_rule(action, roles, order.status)
     if found is Refusal.NOT_YOUR_ROLE:
         raise PermissionDenied(
@@ -339,6 +385,8 @@ async def _lost_race(
         )
     ).one()
     left = now_changes < deps.settings.order_max_change_requests
+    if now_status == OrderStatus.PAUSED and Role.ADMIN not in roles:
+        return _order_paused()
     if (
         rule.action == OrderAction.REQUEST_CHANGES
         and now_status == OrderStatus.DELIVERED
@@ -360,6 +408,17 @@ def _invalid_transition(
         ),
         code="invalid_transition",
         extra={"order_status": status, "action": action, "allowed_actions": allowed},
+    )
+
+
+def _order_paused() -> Conflict:
+    return Conflict(
+        lazy(
+            "This order is paused while an administrator reviews an account in it: "
+            "nothing can be done to it for now."
+        ),
+        code="order_paused",
+        extra={"order_status": OrderStatus.PAUSED, "allowed_actions": []},
     )
 
 
@@ -490,6 +549,92 @@ async def _settle_escrow(
         await ledger.post_hold(
             session, hold_id=order.hold_id, payouts=payouts, order_id=order.id, now=now
         )
+
+
+# -- pausing and resuming (a ban and its lifting) -----------------------------------------------
+
+
+async def pause_orders_of(
+    deps: Deps, uow: UnitOfWork, *, actor: User, user_id: int, now: datetime
+) -> list[int]:
+    """Pause every running order `user_id` is the buyer or the seller of (the ban's part).
+
+    Each gets a `pause` step (from the status it had, which `resume_orders_of` returns it to)
+    with `actor` as its actor and its deadline cleared; the escrow stays held. Both sides are
+    told (the banned one's notification is stored, never mailed: delivery skips inactive users).
+    A dispute is left as it is (it already waits for an administrator), and so is an order
+    already paused by the other side's ban: an order is paused once. The ids paused.
+    """
+    found = await uow.session.scalars(
+        select(Order)
+        .where(
+            or_(Order.buyer_id == user_id, Order.seller_id == user_id),
+            Order.status.in_(PAUSABLE_STATUSES),
+        )
+        .order_by(Order.id)
+    )
+    paused: list[int] = []
+    for order in list(found):
+        if await apply_transition(
+            deps,
+            uow,
+            order,
+            PAUSE_RULE,
+            actor_id=actor.id,
+            note="",
+            settlement=Settlement(Escrow.KEEP),
+            now=now,
+        ):
+            paused.append(order.id)
+    return paused
+
+
+async def resume_orders_of(
+    deps: Deps, uow: UnitOfWork, *, actor: User, user_id: int, now: datetime
+) -> list[int]:
+    """Resume the paused orders of `user_id` whose other side is active (the unban's part).
+
+    Each goes back to the status it was paused in, with a fresh deadline for that status (as
+    any transition into it sets). One an administrator resolved meanwhile is no longer paused
+    and stays as it is; one whose other side is still banned stays paused. The ids resumed.
+    """
+    session = uow.session
+    found = await session.scalars(
+        select(Order)
+        .where(
+            or_(Order.buyer_id == user_id, Order.seller_id == user_id),
+            Order.status == OrderStatus.PAUSED,
+        )
+        .order_by(Order.id)
+    )
+    resumed: list[int] = []
+    for order in list(found):
+        other_id = order.seller_id if order.buyer_id == user_id else order.buyer_id
+        if not await session.scalar(select(User.is_active).where(User.id == other_id)):
+            continue
+        status_before = await session.scalar(
+            select(OrderTransition.from_status)
+            .where(
+                OrderTransition.order_id == order.id,
+                OrderTransition.action == OrderAction.PAUSE,
+            )
+            .order_by(OrderTransition.id.desc())
+            .limit(1)
+        )
+        if status_before is None:
+            continue  # never paused by a ban: not the unban's to resume
+        if await apply_transition(
+            deps,
+            uow,
+            order,
+            resume_rule(status_before),
+            actor_id=actor.id,
+            note="",
+            settlement=Settlement(Escrow.KEEP),
+            now=now,
+        ):
+            resumed.append(order.id)
+    return resumed
 
 
 async def has_open_orders(session: AsyncSession, skill_id: int) -> bool:

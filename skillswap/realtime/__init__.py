@@ -84,6 +84,10 @@ class Realtime:
         """Deliver a committed notification to the user's connections, on every node."""
         self.hub.publish_notification(user_id, record)
 
+    def end_user_connections(self, user_id: int) -> None:
+        """Close the user's open connections, on every node (their sessions were ended)."""
+        self.hub.end_user_connections(user_id)
+
     async def close(self) -> None:
         """Finish queued writes, close connections with 1001, stop actors, release Redis."""
         await self.writer.close()

@@ -81,6 +81,8 @@ class Connection(Protocol):
 
     def going_away(self) -> None: ...
 
+    def session_ended(self) -> None: ...
+
 
 class RoomActor:
     """Owns one room on this node: its local subscribers and the order they hear things in."""
@@ -369,6 +371,8 @@ class UserActor:
             self.put(("note", event["n"]))
         elif kind == "a":
             self.put(("activity", event["a"]))
+        elif kind == "x":
+            self.put(("end",))
 
     async def _run(self) -> None:
         try:
@@ -390,6 +394,11 @@ class UserActor:
                     self._note_activity(command[1])
                 elif kind == "resync":
                     await self._resync()
+                elif kind == "end":
+                    # The user's sessions ended (a ban): each connection closes itself,
+                    # which removes it here.
+                    for conn in list(self.conns):
+                        conn.session_ended()
                 if self._activity and self.inbox.empty():
                     await self._send_activity()
         except asyncio.CancelledError:

@@ -195,6 +195,14 @@ class Hub:
             actor.put(("note", record))
         self.bridge.publish(f"user:{user_id}", {"t": "n", "n": record}, maxlen=USER_STREAM_MAXLEN)
 
+    def end_user_connections(self, user_id: int) -> None:
+        """Close the user's connections here, then on the other nodes (through the user's
+        channel, which every node with a connection of theirs follows)."""
+        actor = self.users.get(user_id)
+        if actor is not None:
+            actor.put(("end",))
+        self.bridge.publish(f"user:{user_id}", {"t": "x"}, maxlen=USER_STREAM_MAXLEN)
+
     def resync_all(self) -> None:
         """Redis is back: every actor re-anchors on its stream and fills gaps from the DB."""
         for room_actor in list(self.rooms.values()):

@@ -29,6 +29,8 @@ CLOSE_TOKEN_EXPIRED = 4001  # the access token expired and no fresh one was sent
 CLOSE_SLOW_CONSUMER = 4008  # the client did not read fast enough; reconnect and resume
 CLOSE_RATE_LIMITED = 4029  # more frames than WS_RATE_PER_SECOND / WS_RATE_BURST allow
 CLOSE_UNRESPONSIVE = 4002  # no answer to the server's pings
+CLOSE_SESSION_ENDED = 4003  # the account's sessions were ended (e.g. it was suspended): the
+# token is refused from now on, so reconnecting with it fails; sign in again
 
 
 class FrameError(Exception):

@@ -42,6 +42,7 @@ from skillswap.realtime import Realtime
 from skillswap.realtime.protocol import (
     CLOSE_GOING_AWAY,
     CLOSE_RATE_LIMITED,
+    CLOSE_SESSION_ENDED,
     CLOSE_SLOW_CONSUMER,
     CLOSE_TOKEN_EXPIRED,
     CLOSE_UNRESPONSIVE,
@@ -416,6 +417,13 @@ class RealtimeSocket(ProblemAnswers, tornado.websocket.WebSocketHandler):
     def going_away(self) -> None:
         """The node is shutting down: the client should reconnect, to any node, and resume."""
         self._leave(CLOSE_GOING_AWAY, "server shutting down")
+
+    def session_ended(self) -> None:
+        """The user's sessions were ended (a ban): forget the user on this node and close."""
+        # This node's copy of the user would otherwise let a fresh handshake in until it
+        # expired (AUTH_USER_CACHE_SECONDS); the tokens themselves are denied everywhere.
+        self.deps.signed_in.forget(self.user_id)
+        self._leave(CLOSE_SESSION_ENDED, "session ended")
 
     def _leave(self, code: int | None, reason: str | None) -> None:
         if self._gone:

@@ -47,6 +47,7 @@ USER_FIELDS_SHOWN = (
     "display_name",
     "avatar_url",
     "is_active",
+    "is_verified",
     "rating_sum",
     "rating_count",
 )

@@ -109,6 +109,7 @@ async def test_the_owner_is_shown_as_a_public_profile_only(api, make_user, make_
         "username",
         "display_name",
         "avatar_url",
+        "is_verified",
         "rating_average",
         "rating_count",
     }

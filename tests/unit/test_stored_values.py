@@ -98,7 +98,7 @@ def test_a_person_takes_eight_actions_and_open_and_terminal_statuses_split_the_r
         "dispute",
         "resolve",
     ]
-    assert list(OPEN_STATUSES) == ["pending", "accepted", "delivered", "disputed"]
+    assert list(OPEN_STATUSES) == ["pending", "accepted", "delivered", "disputed", "paused"]
     assert list(TERMINAL_STATUSES) == ["completed", "rejected", "cancelled", "expired", "resolved"]
 
 
