@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, text
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from skillswap.models.base import Base, BigIntPK, UTCDateTime, sql_values, utcnow
@@ -127,3 +127,22 @@ class Report(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     note: Mapped[str] = mapped_column(Text, default="")  # the administrator's, on closing
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LedgerCheck(Base):
+    """One run of the scheduler's nightly ledger check: when, whether every invariant held, and
+    what broke (at most 20 violations named per invariant, as `skillswap ledger check` lists
+    them), for the administrators' ledger page. Rows are only ever added; the newest is the
+    last check."""
+
+    __tablename__ = "ledger_checks"
+    __table_args__ = (Index("ix_ledger_checks_checked_at", "checked_at", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    passed: Mapped[bool] = mapped_column(Boolean)
+    invariants: Mapped[list[str]] = mapped_column(JSONDocument)  # the names checked
+    problem_count: Mapped[int] = mapped_column(Integer, default=0)
+    problems: Mapped[list[dict[str, str]]] = mapped_column(JSONDocument)  # {invariant, detail}
+    counts: Mapped[dict[str, int]] = mapped_column(JSONDocument)  # rows per ledger table
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)

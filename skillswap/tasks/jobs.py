@@ -10,11 +10,13 @@ two schedulers from doubling the work; these keep a doubled run harmless.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from skillswap.admin.ledger import record_ledger_check
 from skillswap.chat.digest import enqueue_digests
 from skillswap.idempotency import purge_expired
 from skillswap.orders.deadlines import run_order_deadlines
@@ -79,8 +81,15 @@ def _tick_start(now: datetime, interval_seconds: int) -> datetime:
 
 async def ledger_check(deps: Deps, now: datetime) -> None:
     """Every ledger invariant; each violation is logged as an error and the administrators
-    are mailed about them (once per check)."""
+    are mailed about them (once per check). The outcome is kept for the ledger admin page."""
+    started = time.perf_counter()
     report = await audit_ledger(deps.db)
+    await record_ledger_check(
+        deps,
+        report,
+        checked_at=now,
+        duration_ms=round((time.perf_counter() - started) * 1000),
+    )
     for violation in report.violations:
         log.error("ledger check: VIOLATION %s: %s", violation.invariant, violation.detail)
     if report.ok:
