@@ -11,10 +11,13 @@ from typing import Any
 
 def dashboard_routes() -> list[Any]:
     """Every dashboard page, sign-in first."""
-    from skillswap.http.dashboard import catalogue, overview, signin
+    from skillswap.http.dashboard import audit, catalogue, orders, overview, payments, signin
 
     return [
         *signin.routes,
         *overview.routes,
+        *orders.routes,
+        *payments.routes,
+        *audit.routes,
         *catalogue.routes,
     ]

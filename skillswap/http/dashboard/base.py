@@ -23,6 +23,7 @@ from skillswap.errors import AppError
 from skillswap.http.base import decode_argument_text
 from skillswap.http.dashboard import session as sessions
 from skillswap.http.dashboard.formatting import Formats
+from skillswap.http.dashboard.labels import Labels
 from skillswap.i18n import N_, SUPPORTED_LOCALES, Translator, negotiate_locale
 from skillswap.models import User
 
@@ -229,6 +230,7 @@ class DashboardHandler(tornado.web.RequestHandler):
                 gettext=translator.gettext,
                 ngettext=translator.ngettext,
                 fmt=self.fmt,
+                labels=Labels(translator),
                 locale=translator.locale,
                 direction=translator.direction,
                 admin=self.admin,
