@@ -231,6 +231,9 @@ async def test_a_post_without_its_xsrf_token_is_refused(signed_in):
 
 PAGES = [
     "/admin/",
+    "/admin/users/",
+    "/admin/skills/",
+    "/admin/ledger/",
     "/admin/orders/",
     "/admin/disputes/",
     "/admin/payments/",
@@ -480,3 +483,94 @@ def test_template_text_has_no_inline_script_or_style():
     for template in folder.glob("*.html"):
         text = template.read_text()
         assert not re.search(r'<script|style=|<style|\son[a-z]+="', text), template.name
+
+
+async def test_a_ban_and_an_unban_from_the_dashboard_reach_the_api_and_the_audit(
+    signed_in, api, admin, make_user
+):
+    member = await make_user()
+    refused = await signed_in.post(
+        "/admin/users/", {"action": "ban", "user_id": member.id, "reason": ""}
+    )
+    assert refused.status_code == 400 and 'class="problem"' in refused.text
+    banned = await signed_in.post(
+        "/admin/users/", {"action": "ban", "user_id": member.id, "reason": "spam"}
+    )
+    assert banned.status_code == 303, banned.text
+    assert (await api.get("/api/auth/profile/", token=member.access)).status_code == 401
+    detail = (await api.get(f"/api/admin/users/{member.id}/", token=admin.access)).json()
+    assert detail["user"]["is_active"] is False
+    listed = await signed_in.get(f"/admin/users/?search={member.username}&status=banned")
+    assert f'id="user-{member.id}"' in listed.text and "The user is banned." in listed.text
+    unbanned = await signed_in.post(
+        "/admin/users/", {"action": "unban", "user_id": member.id, "reason": "appeal"}
+    )
+    assert unbanned.status_code == 303
+    verified = await signed_in.post("/admin/users/", {"action": "verify", "user_id": member.id})
+    assert verified.status_code == 303
+    detail = (await api.get(f"/api/admin/users/{member.id}/", token=admin.access)).json()
+    assert (detail["user"]["is_active"], detail["user"]["is_verified"]) == (True, True)
+    rows = await _audit(api, admin, actor=admin.id, target_type="user", target_id=member.id)
+    assert len(rows) == 3
+    assert {r["reason"] for r in rows} >= {"spam", "appeal"}
+
+
+async def test_a_banned_administrator_is_signed_out_of_the_dashboard(server, signed_in, make_user):
+    other = await make_user(admin=True)
+    async with dashboard(server) as theirs:
+        assert (await theirs.sign_in(other.email, other.password)).status_code == 303
+        banned = await signed_in.post(
+            "/admin/users/", {"action": "ban", "user_id": other.id, "reason": "stolen account"}
+        )
+        assert banned.status_code == 303, banned.text
+        assert (await theirs.get("/admin/")).status_code == 302
+
+
+async def test_a_skill_is_hidden_and_listed_again_from_the_dashboard(
+    signed_in, api, admin, make_user, make_skill
+):
+    owner = await make_user()
+    skill = await make_skill(owner)
+    hidden = await signed_in.post(
+        "/admin/skills/", {"action": "hide", "skill_id": skill["id"], "note": "copied text"}
+    )
+    assert hidden.status_code == 303, hidden.text
+    assert (await api.get(f"/api/skills/{skill['id']}/")).status_code == 404
+    page = await signed_in.get(f"/admin/skills/?owner={owner.id}")
+    assert "copied text" in page.text and "The skill is hidden." in page.text
+    restored = await signed_in.post(
+        "/admin/skills/", {"action": "restore", "skill_id": skill["id"]}
+    )
+    assert restored.status_code == 303
+    assert (await api.get(f"/api/skills/{skill['id']}/")).status_code == 200
+    rows = await _audit(api, admin, actor=admin.id, target_type="skill", target_id=skill["id"])
+    assert len(rows) == 2
+
+
+async def test_an_adjustment_is_made_once_per_form_and_shows_on_the_statement(
+    signed_in, api, admin, make_user
+):
+    member = await make_user()
+    before = (await api.get("/api/points/balance/", token=member.access)).json()["balance"]
+    form = {"user_id": member.id, "amount": "25", "reason": "goodwill", "idempotency_key": "k-1"}
+    first = await signed_in.post("/admin/ledger/", form)
+    assert first.status_code == 303, first.text
+    assert first.headers["Location"] == f"/admin/ledger/?user={member.id}"
+    again = await signed_in.post("/admin/ledger/", form)  # a double click
+    assert again.status_code == 303
+    after = (await api.get("/api/points/balance/", token=member.access)).json()["balance"]
+    assert after == before + 25
+    statement = await signed_in.get(f"/admin/ledger/?user={member.id}")
+    assert f'<strong id="balance">{after}</strong>' in statement.text
+    overdraw = await signed_in.post(
+        "/admin/ledger/",
+        {
+            "user_id": member.id,
+            "amount": str(-(after + 1)),
+            "reason": "too much",
+            "idempotency_key": "k-2",
+        },
+    )
+    assert overdraw.status_code == 409 and 'class="problem"' in overdraw.text
+    rows = await _audit(api, admin, actor=admin.id, target_type="wallet")
+    assert sum(1 for r in rows if r["reason"] == "goodwill") == 1

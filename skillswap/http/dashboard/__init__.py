@@ -11,13 +11,24 @@ from typing import Any
 
 def dashboard_routes() -> list[Any]:
     """Every dashboard page, sign-in first."""
-    from skillswap.http.dashboard import audit, catalogue, orders, overview, payments, signin
+    from skillswap.http.dashboard import (
+        audit,
+        catalogue,
+        ledger,
+        orders,
+        overview,
+        payments,
+        people,
+        signin,
+    )
 
     return [
         *signin.routes,
         *overview.routes,
+        *people.routes,
         *orders.routes,
         *payments.routes,
+        *ledger.routes,
         *audit.routes,
         *catalogue.routes,
     ]

@@ -231,6 +231,7 @@ class DashboardHandler(tornado.web.RequestHandler):
                 ngettext=translator.ngettext,
                 fmt=self.fmt,
                 labels=Labels(translator),
+                render=translator.text,
                 locale=translator.locale,
                 direction=translator.direction,
                 admin=self.admin,
