@@ -1,44 +1,26 @@
 """Administrators and users: `GET /api/admin/users/`, `GET|PATCH /api/admin/users/{id}/`.
 
-`AdminHandler` is the base of every moderation endpoint: it refuses anyone but an
-administrator (403 `admin_only`) before reading the query or the body, so that a non-admin
-learns nothing of what the endpoint takes; the services check again, first thing.
+Non-administrators are refused (403 `admin_only`) before their query or body is read
+(`AdminHandler`); the services check again, first thing.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from skillswap.admin import audit
 from skillswap.admin import users as admin_users
+from skillswap.http.admin_audit import AdminHandler
 from skillswap.http.admin_payments import AdminPaymentOut, admin_payment_json
-from skillswap.http.base import BaseHandler, path_id, route, takes_query
+from skillswap.http.base import path_id, route, takes_query
 from skillswap.http.operations import operation
 from skillswap.http.query import PageQuery
 from skillswap.http.schemas import Out, Page
 from skillswap.http.skills import PlainText
 from skillswap.http.validation import Body
 from skillswap.models import Order, Report, User
-
-M = TypeVar("M", bound=BaseModel)
-
-
-class AdminHandler(BaseHandler):
-    """An administrators' endpoint: others are refused before their input is read."""
-
-    def parse_query(self, model: type[M]) -> M:
-        # Called by `prepare` once the caller is known (anonymous callers got their 401).
-        if self.current_user is not None:
-            audit.require_admin(self.current_user)
-        return super().parse_query(model)
-
-    def parse_body(self, model: type[M]) -> M:
-        audit.require_admin(self.user)
-        return super().parse_body(model)
-
 
 # -- response models -----------------------------------------------------------------------------
 

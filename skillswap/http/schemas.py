@@ -158,7 +158,10 @@ class SkillOut(Out):
     languages: list[str]
     tags: list[str]
     delivery_days: int
-    status: str
+    status: str = Field(json_schema_extra={"enum": ["active", "paused", "hidden"]})
+    moderation_note: str | None = Field(
+        description="Why an administrator hid it (`status: hidden`, seen by its owner only)"
+    )
     rating_average: float | None
     rating_count: int
     orders_completed: int

@@ -334,7 +334,7 @@ class MySkillsHandler(SkillsBaseHandler):
     @operation("listMySkills", tag="Skills", response=Page[SkillOut], paged=True)
     @takes_query(OwnerSkillsQuery)
     async def get(self) -> None:
-        """Your own skills, active and paused."""
+        """Your own skills: active, paused, and hidden by an administrator (with the note)."""
         params = self.page_params()
         query = self.query(OwnerSkillsQuery)
         page = await browse.browse_skills(
@@ -345,7 +345,7 @@ class MySkillsHandler(SkillsBaseHandler):
                 cursor=query.cursor,
                 page=params.page,
                 page_size=params.page_size,
-                statuses=("active", "paused"),
+                statuses=("active", "paused", "hidden"),
             ),
         )
         self.send(self.page_document(params, page))

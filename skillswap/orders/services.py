@@ -122,6 +122,9 @@ def _hold_key(actor: User, idempotency_key: str | None) -> str:
     return f"order:{uuid.uuid4().hex}"
 
 
+_UNORDERABLE = (SkillStatus.DELETED, SkillStatus.HIDDEN)
+
+
 async def _orderable_skill(conn: AsyncConnection, skill_id: int, actor: User) -> Row[Any]:
     """The skill, its seller and the actor's wallet, if the actor may order the skill now.
 
@@ -131,7 +134,8 @@ async def _orderable_skill(conn: AsyncConnection, skill_id: int, actor: User) ->
     found = (
         await conn.execute(_SKILL_SELLER_AND_WALLET, {"skill_id": skill_id, "buyer": actor.id})
     ).first()
-    if found is None or found.status == SkillStatus.DELETED or not found.is_active:
+    # A hidden skill (an administrator's decision) is as unknown to buyers as a deleted one.
+    if found is None or found.status in _UNORDERABLE or not found.is_active:
         raise NotFound(lazy("This skill does not exist."), code="skill_not_found")
     if found.owner_id == actor.id:
         raise PermissionDenied(lazy("You cannot order your own skill."), code="own_skill")

@@ -3,6 +3,8 @@
 Only a skill's owner changes it (others get 403, unknown or deleted skills 404). A skill is
 never removed from the database, because orders and reviews refer to it: deleting marks it
 `deleted`, or, while it has open orders, pauses it instead so those orders can finish.
+A skill an administrator hid stays hidden whatever its owner does (409 `skill_hidden` to a
+status change; its text may still be edited) until an administrator restores it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import select
 
 from skillswap.db import UnitOfWork
-from skillswap.errors import NotFound, PermissionDenied, ValidationFailed
+from skillswap.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from skillswap.i18n import lazy
 from skillswap.models import Category, Skill, User
 from skillswap.models.skills import SkillStatus
@@ -63,6 +65,17 @@ async def load_skill_for_owner(
     if skill.owner_id != actor.id:
         raise PermissionDenied(lazy("Only the owner can change this skill."), code="not_owner")
     return skill
+
+
+def _hidden(skill: Skill) -> Conflict:
+    return Conflict(
+        lazy(
+            "An administrator hid this skill: only an administrator can list it again. "
+            "You may still edit its text."
+        ),
+        code="skill_hidden",
+        extra={"moderation_note": skill.moderation_note},
+    )
 
 
 async def _check_category(uow: UnitOfWork, category_id: int) -> None:
@@ -161,6 +174,8 @@ async def update_skill(
         for name, value in values.items():
             setattr(skill, name, value)
         status = changes.get("status")
+        if status is not None and skill.status == SkillStatus.HIDDEN:
+            raise _hidden(skill)
         if status is not None and status != skill.status:
             skill.status = status
             changed = True
@@ -182,7 +197,8 @@ async def delete_skill(deps: Deps, *, actor: User, skill_id: int) -> DeleteOutco
         # Asked with the skill row locked (SELECT ... FOR UPDATE on PostgreSQL), so an order
         # placed concurrently must lock the same row (or re-check `status = 'active'`) to be seen.
         if await deps.open_orders.skill_has_open_orders(uow.session, skill.id):
-            if skill.status != SkillStatus.PAUSED:
+            # A hidden skill stays hidden (pausing it would let its owner reactivate it).
+            if skill.status not in (SkillStatus.PAUSED, SkillStatus.HIDDEN):
                 skill.status = SkillStatus.PAUSED
                 skill.updated_at = deps.clock()
             await uow.commit()

@@ -41,6 +41,7 @@ SKILL_COLUMNS = (
     skills.c.tags,
     skills.c.delivery_days,
     skills.c.status,
+    skills.c.moderation_note,
     skills.c.rating_sum,
     skills.c.rating_count,
     skills.c.orders_completed,
@@ -135,6 +136,8 @@ def skill_view(
         "tags": row.tags,
         "delivery_days": row.delivery_days,
         "status": row.status,
+        # Why an administrator hid it (only its owner and administrators see a hidden skill).
+        "moderation_note": row.moderation_note if row.status == "hidden" else None,
         "rating_average": _average(row.rating_sum, row.rating_count),
         "rating_count": row.rating_count,
         "orders_completed": row.orders_completed,
