@@ -11,6 +11,9 @@ from typing import Any
 DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"
 DEFAULT_DATA_DIR = Path("var")
 SMTP_TLS_MODES = ("starttls", "tls", "none")
+STORAGE_BACKENDS = ("local", "s3")
+S3_PRESIGN_MIN_SECONDS = 300
+S3_PRESIGN_MAX_SECONDS = 302_400  # signed for twice as long: S3's limit is 7 days
 
 
 class ConfigError(Exception):
@@ -67,6 +70,19 @@ class Settings:
     max_body_bytes: int = 1_048_576
     max_upload_bytes: int = 5_242_880
     media_dir: str = ""  # uploaded images; empty: {data_dir}/media, served under /media/
+    # Object storage: `local` (MEDIA_DIR, served at /media/) or `s3` (any S3-compatible store:
+    # AWS, MinIO, R2...). Images are then served from S3_PUBLIC_BASE_URL + key when it is set
+    # (a public bucket or a CDN in front of it: recommended in production, the URLs never
+    # expire and are cached by browsers), otherwise by presigned GET URLs that stay valid at
+    # least S3_PRESIGN_SECONDS after the API hands them out.
+    storage_backend: str = "local"
+    s3_endpoint_url: str = ""  # empty: AWS itself; otherwise e.g. http://minio:9000
+    s3_bucket: str = ""
+    s3_access_key_id: str = ""  # empty: the AWS default credential chain (then no presigning)
+    s3_secret_access_key: str = field(default="", repr=False)
+    s3_region: str = "us-east-1"
+    s3_public_base_url: str = ""
+    s3_presign_seconds: int = 3600
     default_page_size: int = 20
     max_page_size: int = 100
     # Auth
@@ -90,6 +106,7 @@ class Settings:
     admin_session_idle_seconds: int = 1800
     admin_session_max_seconds: int = 12 * 3600
     password_reset_max_per_hour: int = 5  # reset emails per address
+    reports_per_day: int = 20  # reports one user may file in 24 hours (then 429)
     argon2_time_cost: int = 2
     argon2_memory_kib: int = 19_456
     argon2_parallelism: int = 1
@@ -241,12 +258,38 @@ class Settings:
             raise ConfigError(f"SMTP_TLS must be one of: {', '.join(SMTP_TLS_MODES)}")
         if self.refresh_reuse_grace_seconds < 0:
             raise ConfigError("REFRESH_REUSE_GRACE_SECONDS must be 0 (no grace) or more")
+        self.validate_storage()
         if self.is_production and self.secret_key == DEV_SECRET_KEY:
             raise ConfigError(
                 "SECRET_KEY is the development key; set a secret of your own when DATABASE_URL is set"
             )
         if self.is_production and len(self.secret_key) < 32 and self.jwt_algorithm == "HS256":
             raise ConfigError("SECRET_KEY must be at least 32 characters in production")
+
+    def validate_storage(self) -> None:
+        """Refuse an object storage configuration that could not store or serve an image."""
+        if self.storage_backend not in STORAGE_BACKENDS:
+            raise ConfigError(f"STORAGE_BACKEND must be one of: {', '.join(STORAGE_BACKENDS)}")
+        if self.storage_backend != "s3":
+            return
+        if not self.s3_bucket:
+            raise ConfigError("STORAGE_BACKEND=s3 needs S3_BUCKET")
+        if bool(self.s3_access_key_id) != bool(self.s3_secret_access_key):
+            raise ConfigError("S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY go together")
+        if self.s3_public_base_url:
+            return
+        if not self.s3_access_key_id:
+            raise ConfigError(
+                "STORAGE_BACKEND=s3 without S3_PUBLIC_BASE_URL serves presigned URLs, which need"
+                " S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY"
+            )
+        # A URL is signed for twice this (S3 takes at most 7 days), and cached listings keep
+        # their URLs for a minute: below 5 minutes a client could get one about to expire.
+        if not S3_PRESIGN_MIN_SECONDS <= self.s3_presign_seconds <= S3_PRESIGN_MAX_SECONDS:
+            raise ConfigError(
+                f"S3_PRESIGN_SECONDS must be between {S3_PRESIGN_MIN_SECONDS} and"
+                f" {S3_PRESIGN_MAX_SECONDS}"
+            )
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)
