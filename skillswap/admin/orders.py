@@ -1,0 +1,161 @@
+"""Orders as administrators see them: every order, filtered and searched, and one order's case
+(the order, its whole history with who acted, both parties, the skill, and its chat).
+
+Administrators are not members of an order's chat room: they read it here, read-only, newest
+messages first with a cursor (`before`, a message's `seq`) to page back. Settling a dispute
+stays the order's own `resolve` action (skillswap.orders.services).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy.orm import aliased
+
+from skillswap.admin import audit
+from skillswap.chat.services import MessageRecord, message_record
+from skillswap.models import ChatMessage, Order, Skill, User
+from skillswap.orders import queries
+from skillswap.orders.queries import OrderView, SkillRef
+from skillswap.orders.rules import allowed_actions
+
+if TYPE_CHECKING:
+    from skillswap.deps import Deps
+
+MAX_MESSAGES = 100
+
+
+@dataclass(frozen=True)
+class OrderCase:
+    """One order for an administrator: the view with its history, and its chat."""
+
+    view: OrderView
+    actors: dict[int, User]  # who acted in its history (deadlines act as nobody)
+    messages: list[MessageRecord]  # oldest first: the newest `limit` before the cursor
+    senders: dict[int, User]
+    has_more: bool  # older messages exist (ask with before = the oldest seq shown)
+
+
+def _search(term: str) -> ColumnElement[bool]:
+    """An order id, a party's username or email, or the skill's title (either language)."""
+    like = f"%{term.lower()}%"
+    parties = select(User.id).where(or_(User.username_key.like(like), User.email.like(like)))
+    matches: list[ColumnElement[bool]] = [
+        Order.buyer_id.in_(parties),
+        Order.seller_id.in_(parties),
+        Order.skill_id.in_(
+            select(Skill.id).where(
+                or_(func.lower(Skill.title_en).like(like), Skill.title_ar.like(like))
+            )
+        ),
+    ]
+    if term.isdecimal() and len(term) < 19:
+        matches.append(Order.id == int(term))
+    return or_(*matches)
+
+
+def _page(
+    conditions: list[ColumnElement[bool]], *, offset: int, limit: int
+) -> Select[Order, User, User, int, str, str, int]:
+    buyer, seller = aliased(User), aliased(User)
+    return (
+        select(
+            Order,
+            buyer,
+            seller,
+            Skill.id,
+            Skill.title_en,
+            Skill.title_ar,
+            queries.room_of(Order.id),
+        )
+        .join(buyer, buyer.id == Order.buyer_id)
+        .join(seller, seller.id == Order.seller_id)
+        .join(Skill, Skill.id == Order.skill_id)
+        .where(*conditions)
+        .order_by(Order.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+
+
+async def list_orders(
+    deps: Deps,
+    *,
+    actor: User,
+    status: str | None,
+    search: str | None,
+    buyer_id: int | None = None,
+    seller_id: int | None = None,
+    offset: int,
+    limit: int,
+) -> tuple[int, list[OrderView]]:
+    """Every order, newest first, by status, party and a search (administrators)."""
+    audit.require_admin(actor)
+    conditions: list[ColumnElement[bool]] = []
+    if status is not None:
+        conditions.append(Order.status == status)
+    if buyer_id is not None:
+        conditions.append(Order.buyer_id == buyer_id)
+    if seller_id is not None:
+        conditions.append(Order.seller_id == seller_id)
+    if search:
+        conditions.append(_search(search))
+    async with deps.db.read() as session:
+        count = await session.scalar(select(func.count()).select_from(Order).where(*conditions))
+        rows = (await session.execute(_page(conditions, offset=offset, limit=limit))).all()
+    views = []
+    for order, buyer, seller, skill_id, title_en, title_ar, room_id in rows:
+        roles = queries.roles_of(order, actor)
+        views.append(
+            OrderView(
+                order=order,
+                buyer=buyer,
+                seller=seller,
+                skill=SkillRef(skill_id, title_en, title_ar),
+                roles=roles,
+                allowed_actions=allowed_actions(
+                    roles, order.status, changes_left=queries.changes_left(order, deps.settings)
+                ),
+                room_id=room_id,
+            )
+        )
+    return int(count or 0), views
+
+
+async def order_case(
+    deps: Deps, *, actor: User, order_id: int, before: int | None = None, limit: int = 50
+) -> OrderCase:
+    """The order in full, its history's actors, and its chat's newest `limit` messages
+    before the message numbered `before` (administrators, read-only)."""
+    audit.require_admin(actor)
+    limit = max(1, min(limit, MAX_MESSAGES))
+    async with deps.db.read() as session:
+        order = await session.get(Order, order_id)
+        if order is None:
+            raise queries.order_not_found()
+        view = await queries.order_view(deps, session, order, actor)
+        actor_ids = {t.actor_id for t in view.history or [] if t.actor_id is not None}
+        messages: list[MessageRecord] = []
+        has_more = False
+        if view.room_id is not None:
+            query = select(ChatMessage).where(ChatMessage.room_id == view.room_id)
+            if before is not None:
+                query = query.where(ChatMessage.seq < before)
+            rows = list(
+                await session.scalars(query.order_by(ChatMessage.seq.desc()).limit(limit + 1))
+            )
+            has_more = len(rows) > limit
+            messages = [message_record(m) for m in reversed(rows[:limit])]
+        people_ids = actor_ids | {m["sender"] for m in messages}
+        people = {
+            u.id: u for u in await session.scalars(select(User).where(User.id.in_(people_ids)))
+        }
+    return OrderCase(
+        view=view,
+        actors={i: people[i] for i in actor_ids if i in people},
+        messages=messages,
+        senders={m["sender"]: people[m["sender"]] for m in messages if m["sender"] in people},
+        has_more=has_more,
+    )
