@@ -37,7 +37,7 @@ from skillswap.points import services as points
 from skillswap.realtime import Realtime
 from skillswap.settings import Settings
 from skillswap.skills.cache import build_listing_cache
-from skillswap.storage import Storage, local_storage
+from skillswap.storage import Storage, open_storage
 from skillswap.tasks.definitions import OutboxHandlers
 
 # Who reacts to each event, in order; each runs inside the emitting transaction.
@@ -135,6 +135,8 @@ async def bootstrap(
         stack.push_async_callback(http.aclose)
         # Every process that writes must invalidate cached listings on all nodes.
         listing_cache = build_listing_cache(settings, redis, db)
+        # STORAGE_BACKEND: the local disk, or an S3 client closed with the rest.
+        storage = storage or await open_storage(settings, stack, clock=clock)
         # Built from the platform pieces; closed first (queued writes finish, sockets get 1001).
         realtime = Realtime(settings, db, clock)
         stack.push_async_callback(realtime.close)
@@ -151,7 +153,7 @@ async def bootstrap(
             limiter=limiter,
             signed_in=SignedInUsers(settings.auth_user_cache_seconds),
             clock=clock,
-            storage=storage or local_storage(settings),
+            storage=storage,
             listing_cache=listing_cache,
             oidc_providers={},
             realtime=realtime,

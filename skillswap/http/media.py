@@ -1,4 +1,5 @@
-"""Uploaded files from the local storage, served at /media/."""
+"""Uploaded files from the local storage, served at /media/ (with S3, clients fetch them from
+the store and every path here is a 404)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class MediaHandler(ProblemAnswers, tornado.web.StaticFileHandler):
     def initialize(self, **_kwargs: Any) -> None:  # type: ignore[override]
         deps: Deps = self.application.settings["deps"]
         storage = deps.storage
+        self.serves_files = isinstance(storage, LocalStorage)
         root = storage.root if isinstance(storage, LocalStorage) else media_root(deps.settings)
         super().initialize(path=str(root))
 
@@ -30,7 +32,7 @@ class MediaHandler(ProblemAnswers, tornado.web.StaticFileHandler):
     def validate_absolute_path(self, root: str, absolute_path: str) -> str | None:
         # A folder (the root itself included) is not a file anyone uploaded: the same 404 as
         # a missing file, whether or not the folder exists yet on this node.
-        if os.path.isdir(absolute_path):
+        if not self.serves_files or os.path.isdir(absolute_path):
             raise tornado.web.HTTPError(404)
         return super().validate_absolute_path(root, absolute_path)
 
