@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from skillswap.admin import orders as admin_orders
 from skillswap.errors import ValidationFailed
 from skillswap.http.base import route
 from skillswap.http.dashboard.base import PAGE_SIZE, DashboardHandler
@@ -116,11 +117,16 @@ class CaseHandler(DashboardHandler):
 
     async def show(self) -> None:
         """One order: its parties, its history and what an administrator may do with it."""
-        view = await queries.get_order(self.deps, actor=self.actor, order_id=self.order_id())
-        self.render_page("admin/case.html", view=view, chat=await self._chat(), actions=OrderAction)
-
-    async def _chat(self) -> list[Any] | None:
-        return None
+        case = await admin_orders.order_case(self.deps, actor=self.actor, order_id=self.order_id())
+        chat = [
+            {
+                "sender": _name(case.senders.get(m["sender"]), m["sender"]),
+                "body": m["body"],
+                "created_at": m["created_at"],
+            }
+            for m in case.messages
+        ]
+        self.render_page("admin/case.html", view=case.view, chat=chat, actions=OrderAction)
 
     async def post(self) -> None:
         """Resolve the dispute (refund, release or split), or take another allowed action."""
@@ -152,6 +158,10 @@ class CaseHandler(DashboardHandler):
             raise ValidationFailed(errors={"seller_points": [lazy("Must be a whole number.")]})
         view = await queries.get_order(self.deps, actor=self.actor, order_id=self.order_id())
         return view.order.price_points - int(raw)
+
+
+def _name(user: Any, user_id: int) -> str:
+    return str(user.username) if user is not None else f"#{user_id}"
 
 
 routes = [
