@@ -28,7 +28,12 @@ UTC_DATETIME = sa.DateTime(timezone=True)
 # (table, name, columns, partial condition or None)
 INDEXES: tuple[tuple[str, str, list[str], str | None], ...] = (
     ("users", "ix_users_created_at", ["created_at"], None),
-    ("orders", "ix_orders_created_parties", ["created_at", "buyer_id", "seller_id"], None),
+    (
+        "orders",
+        "ix_orders_created_parties",
+        ["created_at", "status", "buyer_id", "seller_id"],
+        None,
+    ),
     (
         "orders",
         "ix_orders_completed",

@@ -88,7 +88,7 @@ class Order(Base):
         Index("ix_orders_seller_created", "seller_id", "id"),
         # The statistics: orders placed per period with their parties (active users), and
         # completed ones with what completing them took and paid, read from the index alone.
-        Index("ix_orders_created_parties", "created_at", "buyer_id", "seller_id"),
+        Index("ix_orders_created_parties", "created_at", "status", "buyer_id", "seller_id"),
         Index(
             "ix_orders_completed",
             "completed_at",
