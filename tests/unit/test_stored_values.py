@@ -17,6 +17,15 @@ from skillswap.models import (
     Review,
     Skill,
 )
+from skillswap.models.admin import (
+    AuditEntry,
+    AuditTarget,
+    Report,
+    ReportOutcome,
+    ReportReason,
+    ReportStatus,
+    ReportTarget,
+)
 from skillswap.models.chat import RoomKind
 from skillswap.models.ledger import AccountKind, HoldStatus, TransferStatus
 from skillswap.models.notifications import NotificationKind
@@ -47,6 +56,7 @@ def test_every_enum_keeps_the_values_the_database_and_the_api_hold() -> None:
         "expired",
         "disputed",
         "resolved",
+        "paused",
     ]
     assert [a.value for a in OrderAction] == [
         "place",
@@ -59,13 +69,15 @@ def test_every_enum_keeps_the_values_the_database_and_the_api_hold() -> None:
         "dispute",
         "resolve",
         "expire",
+        "pause",
+        "resume",
     ]
     assert [r.value for r in Resolution] == ["refund", "release", "split"]
     assert [k.value for k in AccountKind] == ["user", "system"]
     assert [s.value for s in TransferStatus] == ["posted", "rejected"]
     assert [s.value for s in HoldStatus] == ["pending", "posted", "voided", "rejected"]
     assert [k.value for k in RoomKind] == ["order", "direct"]
-    assert [s.value for s in SkillStatus] == ["active", "paused", "deleted"]
+    assert [s.value for s in SkillStatus] == ["active", "paused", "deleted", "hidden"]
     assert [lv.value for lv in SkillLevel] == ["beginner", "intermediate", "advanced", "expert"]
     assert [r.value for r in ReviewerRole] == ["buyer", "seller"]
     assert [k.value for k in NotificationKind] == [
@@ -82,6 +94,11 @@ def test_every_enum_keeps_the_values_the_database_and_the_api_hold() -> None:
         "order_updated",
         "chat_message",
         "review_received",
+        "skill_hidden",
+        "skill_restored",
+        "order_paused",
+        "order_resumed",
+        "points_adjusted",
         "email_verification",
         "password_reset",
     ]
@@ -105,7 +122,7 @@ def test_a_person_takes_eight_actions_and_open_and_terminal_statuses_split_the_r
 def test_check_constraints_list_the_enum_values_as_the_migrations_wrote_them() -> None:
     assert _check(Order, "status_known") == (
         "status IN ('pending', 'accepted', 'delivered', 'completed', 'rejected',"
-        " 'cancelled', 'expired', 'disputed', 'resolved')"
+        " 'cancelled', 'expired', 'disputed', 'resolved', 'paused')"
     )
     assert _check(Order, "resolution_known") == (
         "resolution IS NULL OR resolution IN ('refund', 'release', 'split')"
@@ -116,8 +133,51 @@ def test_check_constraints_list_the_enum_values_as_the_migrations_wrote_them() -
     )
     assert _check(LedgerTransfer, "status_known") == "status IN ('posted', 'rejected')"
     assert _check(ChatRoom, "kind") == "kind IN ('order', 'direct')"
-    assert _check(Skill, "status_known") == "status IN ('active', 'paused', 'deleted')"
+    assert _check(Skill, "status_known") == "status IN ('active', 'paused', 'deleted', 'hidden')"
     assert _check(Review, "reviewer_role_known") == "reviewer_role IN ('buyer', 'seller')"
+    assert _check(AuditEntry, "target_known") == (
+        "target_type IN ('user', 'skill', 'order', 'payment', 'report', 'category', 'package',"
+        " 'wallet')"
+    )
+    assert _check(Report, "target_known") == (
+        "target_type IN ('skill', 'user', 'review', 'message')"
+    )
+    assert _check(Report, "reason_known") == (
+        "reason IN ('spam', 'fraud', 'abuse', 'inappropriate', 'copyright', 'other')"
+    )
+    assert _check(Report, "status_known") == "status IN ('open', 'closed')"
+    assert _check(Report, "outcome_known") == (
+        "outcome IS NULL OR outcome IN ('dismissed', 'skill_hidden', 'user_banned', 'warned')"
+    )
+
+
+def test_the_admin_enums_keep_the_values_the_database_holds() -> None:
+    assert [t.value for t in AuditTarget] == [
+        "user",
+        "skill",
+        "order",
+        "payment",
+        "report",
+        "category",
+        "package",
+        "wallet",
+    ]
+    assert [t.value for t in ReportTarget] == ["skill", "user", "review", "message"]
+    assert [r.value for r in ReportReason] == [
+        "spam",
+        "fraud",
+        "abuse",
+        "inappropriate",
+        "copyright",
+        "other",
+    ]
+    assert [s.value for s in ReportStatus] == ["open", "closed"]
+    assert [o.value for o in ReportOutcome] == [
+        "dismissed",
+        "skill_hidden",
+        "user_banned",
+        "warned",
+    ]
 
 
 def test_an_enum_is_sent_as_its_value() -> None:
