@@ -1,13 +1,27 @@
-"""Skill images: recognised by their bytes (never by name or declared type), stored, listed."""
+"""Skill images: recognised by their bytes (never by name or declared type), re-encoded
+without their metadata, stored, listed.
+
+Every upload is decoded and encoded again by Pillow, in its own format, before it is stored:
+what is served is pixels written by Pillow, never the bytes someone sent. That drops whatever
+rides along in the file (EXIF with its GPS position and camera serial, XMP, ICC profiles, PNG
+text chunks, GIF comments, trailing data) and makes a file crafted for some other decoder
+harmless. The EXIF orientation is applied to the pixels first, so photos stay upright, and an
+embedded colour profile is converted to sRGB before it is dropped. The pixel caps are checked
+on the header before anything is decoded, and again on Pillow's own reading of it.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import secrets
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from PIL import ExifTags, Image, ImageCms, ImageSequence
 from sqlalchemy import func, select
 
 from skillswap.errors import (
@@ -132,22 +146,161 @@ def check_image(data: bytes, *, max_bytes: int) -> ImageFormat:
         raise UnsupportedMediaType(
             lazy("Upload a PNG, JPEG, WebP or GIF image."), code="unsupported_image"
         )
-    if not (1 <= found.width <= MAX_SIDE_PIXELS and 1 <= found.height <= MAX_SIDE_PIXELS) or (
-        found.width * found.height > MAX_PIXELS
-    ):
-        raise ValidationFailed(
-            errors={
-                "image": [
-                    lazy(
-                        "Images may be at most {side} pixels on a side and {mp} megapixels.",
-                        side=MAX_SIDE_PIXELS,
-                        mp=MAX_PIXELS // 1_000_000,
-                    )
-                ]
-            },
-            code="image_dimensions",
-        )
+    check_dimensions(found.width, found.height)
     return found
+
+
+def check_dimensions(width: int, height: int) -> None:
+    """Refuse an image too large to decode, from the size its header declares."""
+    if not (1 <= width <= MAX_SIDE_PIXELS and 1 <= height <= MAX_SIDE_PIXELS) or (
+        width * height > MAX_PIXELS
+    ):
+        raise _too_large()
+
+
+def _too_large() -> ValidationFailed:
+    return ValidationFailed(
+        errors={
+            "image": [
+                lazy(
+                    "Images may be at most {side} pixels on a side and {mp} megapixels.",
+                    side=MAX_SIDE_PIXELS,
+                    mp=MAX_PIXELS // 1_000_000,
+                )
+            ]
+        },
+        code="image_dimensions",
+    )
+
+
+# -- re-encoding ----------------------------------------------------------------------------
+
+_PILLOW_FORMATS = {"png": "PNG", "jpg": "JPEG", "gif": "GIF", "webp": "WEBP"}
+# What rendering needs of a frame's `info`; everything else there is metadata and is dropped.
+_KEPT_INFO = frozenset({"transparency", "duration", "loop", "background"})
+# EXIF orientation -> the transposition that makes the pixels upright (1: already upright).
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+@dataclass(frozen=True)
+class CleanImage:
+    """An upload as it is stored: re-encoded, metadata-free, upright."""
+
+    data: bytes
+    content_type: str
+    extension: str
+    width: int
+    height: int
+
+
+def _unreadable() -> UnsupportedMediaType:
+    return UnsupportedMediaType(
+        lazy("Upload a PNG, JPEG, WebP or GIF image."), code="unsupported_image"
+    )
+
+
+def _too_many_pixels_in_frames() -> ValidationFailed:
+    return ValidationFailed(
+        errors={
+            "image": [
+                lazy(
+                    "An animated image may have at most {mp} megapixels in all its frames.",
+                    mp=MAX_PIXELS // 1_000_000,
+                )
+            ]
+        },
+        code="image_dimensions",
+    )
+
+
+def reencode_image(data: bytes, found: ImageFormat) -> CleanImage:
+    """Decode `data` (already sniffed as `found`) and encode it again without metadata.
+
+    Blocking and CPU-bound: call it off the event loop (`asyncio.to_thread`).
+    """
+    pillow_format = _PILLOW_FORMATS[found.extension]
+    try:
+        # Only the decoder of the sniffed format may read the bytes.
+        with Image.open(io.BytesIO(data), formats=[pillow_format]) as source:
+            check_dimensions(*source.size)  # Pillow's reading of the header, before decoding
+            upright = _UPRIGHT.get(int(source.getexif().get(ExifTags.Base.Orientation, 1) or 1))
+            options = _save_options(source, pillow_format, data)
+            frames = list(_clean_frames(source, upright))
+        first = frames[0]
+        if len(frames) > 1:
+            options.update(
+                save_all=True,
+                append_images=frames[1:],
+                duration=[frame.info.get("duration", 100) for frame in frames],
+            )
+        output = io.BytesIO()
+        first.save(output, pillow_format, **options)
+    except (ValidationFailed, UnsupportedMediaType):
+        raise
+    except Image.DecompressionBombError as exc:  # Pillow's own cap, above ours: unreachable
+        raise _too_large() from exc
+    except Exception as exc:  # a file that sniffs right but does not decode (truncated...)
+        raise _unreadable() from exc
+    return CleanImage(
+        output.getvalue(), found.content_type, found.extension, first.width, first.height
+    )
+
+
+def _clean_frames(source: Image.Image, upright: Image.Transpose | None) -> Iterator[Image.Image]:
+    """Every frame decoded, upright, in sRGB, with only the `info` rendering needs."""
+    decoded = 0
+    for frame in ImageSequence.Iterator(source):
+        decoded += frame.width * frame.height
+        if decoded > MAX_PIXELS:
+            raise _too_many_pixels_in_frames()
+        frame.load()
+        icc = frame.info.get("icc_profile")
+        clean = _to_srgb(frame, icc) if icc else frame.copy()
+        if upright is not None:
+            clean = clean.transpose(upright)
+        clean.info = {key: value for key, value in frame.info.items() if key in _KEPT_INFO}
+        yield clean
+
+
+def _to_srgb(frame: Image.Image, icc: bytes) -> Image.Image:
+    """`frame` converted from its embedded profile to sRGB (unchanged if that cannot be done:
+    an odd or broken profile is dropped rather than refused)."""
+    if frame.mode not in ("RGB", "RGBA", "CMYK"):
+        return frame.copy()
+    try:
+        converted = ImageCms.profileToProfile(
+            frame,
+            ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+            ImageCms.createProfile("sRGB"),
+            outputMode="RGBA" if frame.mode == "RGBA" else "RGB",
+        )
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return frame.copy()
+    return converted if converted is not None else frame.copy()
+
+
+def _save_options(source: Image.Image, pillow_format: str, data: bytes) -> dict[str, Any]:
+    """Encoder options that keep the upload's look: its JPEG quantisation, lossless WebP, the
+    animation's looping."""
+    options: dict[str, Any] = {}
+    if pillow_format == "JPEG":
+        qtables = getattr(source, "quantization", None)
+        options.update({"qtables": qtables} if qtables else {"quality": 90})
+    elif pillow_format == "WEBP":
+        # Lossless WebP is a VP8L chunk (after the VP8X header and any ICC/animation chunks).
+        lossless = data[12:16] == b"VP8L" or b"VP8L" in data[30:4096]
+        options.update({"lossless": True} if lossless else {"quality": 90})
+    if "loop" in source.info:
+        options["loop"] = source.info["loop"]
+    return options
 
 
 def image_view(image: SkillImage | Any, url: str) -> dict[str, Any]:
@@ -162,10 +315,12 @@ def image_view(image: SkillImage | Any, url: str) -> dict[str, Any]:
 
 
 async def add_image(deps: Deps, *, actor: User, skill_id: int, data: bytes) -> dict[str, Any]:
-    """Store an image for the actor's own skill; the file is written before the row commits."""
+    """Store an image for the actor's own skill, re-encoded without its metadata; the file is
+    written before the row commits."""
     found = check_image(data, max_bytes=deps.settings.max_upload_bytes)
+    clean = await asyncio.to_thread(reencode_image, data, found)
     storage = deps.storage
-    key = f"skills/{skill_id}/{secrets.token_hex(12)}.{found.extension}"
+    key = f"skills/{skill_id}/{secrets.token_hex(12)}.{clean.extension}"
     async with deps.db.uow() as uow:
         await load_skill_for_owner(uow, actor=actor, skill_id=skill_id, lock=True)
         count = await uow.session.scalar(
@@ -184,15 +339,15 @@ async def add_image(deps: Deps, *, actor: User, skill_id: int, data: bytes) -> d
         image = SkillImage(
             skill_id=skill_id,
             storage_key=key,
-            content_type=found.content_type,
-            width=found.width,
-            height=found.height,
-            size_bytes=len(data),
+            content_type=clean.content_type,
+            width=clean.width,
+            height=clean.height,
+            size_bytes=len(clean.data),
             position=int(position or 0),
             created_at=deps.clock(),
         )
         uow.session.add(image)
-        await storage.save(key, data, content_type=found.content_type)
+        await storage.save(key, clean.data, content_type=clean.content_type)
         try:
             await uow.session.flush()
             await uow.commit()
