@@ -357,7 +357,14 @@ async def _revoke_family(
 async def _end_access_tokens(deps: Deps, families: set[str]) -> None:
     """Deny every access token issued to these sessions, until the newest would expire."""
     for family_id in families:
-        await deps.denylist.revoke_session(family_id, ttl=deps.settings.access_token_ttl_seconds)
+        await deps.denylist.revoke_session(family_id, ttl=session_denial_seconds(deps))
+
+
+def session_denial_seconds(deps: Deps) -> int:
+    """How long an ended sign-in stays denied: as long as anything it issued could be used, an
+    access token or a dashboard session (which outlives a token when the admin keeps using it)."""
+    settings = deps.settings
+    return max(settings.access_token_ttl_seconds, settings.admin_session_max_seconds)
 
 
 async def logout(deps: Deps, *, actor: User, access: AccessClaims, refresh: str | None) -> None:
@@ -587,7 +594,7 @@ async def end_every_session(deps: Deps, uow: UnitOfWork, user_id: int) -> None:
         await deps.denylist.revoke_user_tokens(
             user_id,
             issued_before=int(now.timestamp()),
-            ttl=deps.settings.access_token_ttl_seconds,
+            ttl=session_denial_seconds(deps),
         )
 
     uow.after_commit(end_access_tokens)

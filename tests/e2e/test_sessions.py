@@ -18,7 +18,10 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from skillswap.auth.tokens import AccessClaims
+from skillswap.models import RefreshToken
 from skillswap.settings import Settings
 from tests.conftest import extra_server
 from tests.factories import unique_name
@@ -279,3 +282,48 @@ async def test_a_new_password_ends_access_tokens_issued_the_same_second(node_on,
             assert_refused(await node.profile(access), "invalid_token")
         for refresh in (user["refresh"], other["refresh"]):
             assert_refused(await node.refresh(refresh), "invalid_token")
+
+
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+async def test_an_ended_sign_in_stays_denied_as_long_as_a_dashboard_session_could_live(
+    settings, embedded_url, backend
+):
+    """A new password ends every sign-in; the dashboard's cookie names its sign-in and lives up
+    to ADMIN_SESSION_MAX_SECONDS, longer than an access token, so the denial must too."""
+    overrides: dict[str, Any] = {"access_token_ttl_seconds": 1, "admin_session_max_seconds": 30}
+    if backend == "embedded":
+        overrides |= {"database_url": embedded_url, "redis_url": ""}
+    async with (
+        extra_server(settings.with_overrides(**overrides)) as (url, deps),
+        httpx.AsyncClient(base_url=url, timeout=30) as client,
+    ):
+        node = Node(client, deps.settings)
+        user = await node.sign_up()
+        async with deps.db.read() as session:
+            family = await session.scalar(
+                select(RefreshToken.family_id).where(RefreshToken.user_id == user["user"]["id"])
+            )
+        assert family
+        signed_in_at = int(deps.clock().timestamp()) - 1
+        changed = await client.post(
+            "/api/auth/password/change/",
+            headers={"Authorization": f"Bearer {user['access']}"},
+            json={"current_password": PASSWORD, "new_password": "a brand new secret"},
+        )
+        assert changed.status_code == 200, changed.text
+        await asyncio.sleep(2.5)  # past the access token's lifetime (and the denial's old one)
+        by_session = AccessClaims(
+            user_id=user["user"]["id"],
+            jti="dashboard",
+            expires_at=signed_in_at + 30,
+            issued_at=signed_in_at + 1,
+            session_id=family,
+        )
+        by_time = AccessClaims(
+            user_id=user["user"]["id"],
+            jti="dashboard",
+            expires_at=signed_in_at + 30,
+            issued_at=signed_in_at,
+        )
+        assert await deps.denylist.is_revoked(by_session)
+        assert await deps.denylist.is_revoked(by_time)
