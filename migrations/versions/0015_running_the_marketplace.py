@@ -137,6 +137,7 @@ def upgrade() -> None:
     with op.batch_alter_table("reports", schema=None) as batch_op:
         batch_op.create_index("ix_reports_status_id", ["status", "id"], unique=False)
         batch_op.create_index("ix_reports_target", ["target_type", "target_id"], unique=False)
+        batch_op.create_index("ix_reports_reporter", ["reporter_id", "id"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_reports_subject_user_id"), ["subject_user_id"], unique=False
         )
@@ -211,6 +212,7 @@ def downgrade() -> None:
     with op.batch_alter_table("reports", schema=None) as batch_op:
         batch_op.drop_index("uq_reports_open_per_reporter")
         batch_op.drop_index(batch_op.f("ix_reports_subject_user_id"))
+        batch_op.drop_index("ix_reports_reporter")
         batch_op.drop_index("ix_reports_target")
         batch_op.drop_index("ix_reports_status_id")
     op.drop_table("reports")

@@ -184,6 +184,28 @@ async def _visible_subject(
     return subject
 
 
+async def own_reports(
+    deps: Deps, *, actor: User, offset: int, limit: int
+) -> tuple[int, list[Report]]:
+    """The reports `actor` filed, newest first: each one's status, never who handled it."""
+    async with deps.db.read() as session:
+        mine = Report.reporter_id == actor.id
+        count = await session.scalar(select(func.count()).select_from(Report).where(mine))
+        rows = await session.scalars(
+            select(Report).where(mine).order_by(Report.id.desc()).offset(offset).limit(limit)
+        )
+        return int(count or 0), list(rows)
+
+
+async def own_report(deps: Deps, *, actor: User, report_id: int) -> Report:
+    """One report `actor` filed; anyone else's is 404, as if it did not exist."""
+    async with deps.db.read() as session:
+        report = await session.get(Report, report_id)
+    if report is None or report.reporter_id != actor.id:
+        raise report_not_found()
+    return report
+
+
 async def list_reports(
     deps: Deps,
     *,

@@ -104,6 +104,24 @@ class ReportsHandler(BaseHandler):
     def location_of(self, created: Any) -> str:
         return f"/api/reports/{created['id']}/"
 
+    @operation("listOwnReports", tag="Accounts", response=Page[ReportOut], paged=True)
+    @takes_query(PageQuery)
+    async def get(self) -> None:
+        """The reports you filed, newest first, with whether they are still open."""
+        page = self.page_params()
+        count, rows = await reports.own_reports(
+            self.deps, actor=self.user, offset=page.offset, limit=page.page_size
+        )
+        self.send_page(page, count=count, results=[report_json(r) for r in rows])
+
+
+class ReportHandler(BaseHandler):
+    @operation("getOwnReport", tag="Accounts", response=ReportOut, problems=(404,))
+    async def get(self, report_id: str) -> None:
+        """One report you filed (anyone else's is 404)."""
+        found = await reports.own_report(self.deps, actor=self.user, report_id=path_id(report_id))
+        self.send(report_json(found))
+
 
 class AdminReportsHandler(AdminHandler):
     @operation(
@@ -153,6 +171,7 @@ class AdminCloseReportHandler(AdminHandler):
 
 routes = [
     route("/api/reports/", ReportsHandler),
+    route(r"/api/reports/(?P<report_id>\d+)/", ReportHandler),
     route("/api/admin/reports/", AdminReportsHandler),
     route(r"/api/admin/reports/(?P<report_id>\d+)/close/", AdminCloseReportHandler),
 ]

@@ -100,6 +100,7 @@ class Report(Base):
         # The queue: open reports, oldest first; and every report about one target.
         Index("ix_reports_status_id", "status", "id"),
         Index("ix_reports_target", "target_type", "target_id"),
+        Index("ix_reports_reporter", "reporter_id", "id"),  # a reporter's own, newest first
         # One open report per reporter and target: reporting again while it waits changes nothing.
         Index(
             "uq_reports_open_per_reporter",

@@ -246,3 +246,48 @@ async def test_closing_with_user_banned_bans_the_subject(api, deps, server, mail
     page = (await api.get(f"/api/admin/users/{sender.id}/", token=admin.access)).json()
     assert [r["id"] for r in page["reports"]] == [filed["id"]]
     assert page["reports"][0]["outcome"] == "user_banned"
+
+
+async def test_a_reporter_reads_their_own_reports_and_nobody_elses(api, make_user):
+    admin, reporter, other, subject = (
+        await make_user(admin=True),
+        await make_user(),
+        await make_user(),
+        await make_user(),
+    )
+    first = (await report(api, reporter, "user", subject.id, detail="spam in chat")).json()
+    second = (await report(api, reporter, "user", admin.id)).json()
+    await report(api, other, "user", subject.id)
+    closed = await api.post(
+        close_path(first["id"]), token=admin.access, json={"outcome": "warned", "note": "mailed"}
+    )
+    assert closed.status_code == 200, closed.text
+
+    mine = await api.get(REPORTS, token=reporter.access)
+    assert mine.status_code == 200, mine.text
+    body = mine.json()
+    assert body["count"] == 2
+    assert [(r["id"], r["status"]) for r in body["results"]] == [
+        (second["id"], "open"),
+        (first["id"], "closed"),
+    ]
+    # The reporter never learns who handled it, nor the administrator's note.
+    assert set(body["results"][1]) == {
+        "id",
+        "target_type",
+        "target_id",
+        "reason",
+        "detail",
+        "status",
+        "created_at",
+    }
+    one = await api.get(f"{REPORTS}{first['id']}/", token=reporter.access)
+    assert (one.status_code, one.json()["detail"], one.json()["status"]) == (
+        200,
+        "spam in chat",
+        "closed",
+    )
+    for who in (other, admin):
+        refused = await api.get(f"{REPORTS}{first['id']}/", token=who.access)
+        assert (refused.status_code, refused.json()["code"]) == (404, "report_not_found")
+    assert (await api.get(REPORTS)).status_code == 401
