@@ -172,9 +172,10 @@ class SkillOut(Out):
 
 
 class SkillPaused(Out):
-    """A delete refused because of open orders: the skill was paused instead."""
+    """A delete refused because of open orders: the skill was paused instead (or stays hidden,
+    if an administrator hid it)."""
 
-    status: Literal["paused"]
+    status: Literal["paused", "hidden"]
     open_orders: bool
     detail: str
 

@@ -315,16 +315,22 @@ class SkillDetailHandler(SkillsBaseHandler):
         if outcome.status == "deleted":
             self.set_status(204)
             return
+        detail = (
+            lazy(
+                "This skill has open orders, so it was not deleted and stays hidden. "
+                "Delete it again once they are finished."
+            )
+            if outcome.status == "hidden"
+            else lazy(
+                "This skill has open orders, so it was paused instead of deleted. "
+                "Delete it again once they are finished."
+            )
+        )
         self.send(
             {
                 "status": outcome.status,
                 "open_orders": outcome.open_orders,
-                "detail": self.translator.text(
-                    lazy(
-                        "This skill has open orders, so it was paused instead of deleted. "
-                        "Delete it again once they are finished."
-                    )
-                ),
+                "detail": self.translator.text(detail),
             },
             status=200,
         )

@@ -42,9 +42,10 @@ SkillRecord = tuple[AnyRow, list[AnyRow]]
 
 @dataclass(frozen=True)
 class DeleteOutcome:
-    """What deleting did: `deleted`, or `paused` because open orders still need the skill."""
+    """What deleting did: `deleted`, or `paused` because open orders still need the skill (or
+    `hidden`: a hidden skill with open orders stays hidden, as an administrator left it)."""
 
-    status: Literal[SkillStatus.DELETED, SkillStatus.PAUSED]
+    status: Literal[SkillStatus.DELETED, SkillStatus.PAUSED, SkillStatus.HIDDEN]
     open_orders: bool
 
 
@@ -201,8 +202,9 @@ async def delete_skill(deps: Deps, *, actor: User, skill_id: int) -> DeleteOutco
             if skill.status not in (SkillStatus.PAUSED, SkillStatus.HIDDEN):
                 skill.status = SkillStatus.PAUSED
                 skill.updated_at = deps.clock()
+            kept = SkillStatus.HIDDEN if skill.status == SkillStatus.HIDDEN else SkillStatus.PAUSED
             await uow.commit()
-            return DeleteOutcome(status=SkillStatus.PAUSED, open_orders=True)
+            return DeleteOutcome(status=kept, open_orders=True)
         now = deps.clock()
         skill.status = SkillStatus.DELETED
         skill.deleted_at = now

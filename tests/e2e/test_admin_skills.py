@@ -193,6 +193,8 @@ async def test_deleting_a_hidden_skill_with_open_orders_keeps_it_hidden(api, dep
     await hide(api, admin, skill_id)
     kept = await api.delete(f"/api/skills/{skill_id}/", token=owner.access)
     assert kept.status_code == 200 and kept.json()["open_orders"] is True
+    assert kept.json()["status"] == "hidden"
+    assert "stays hidden" in kept.json()["detail"]
     assert (await api.get(f"/api/skills/{skill_id}/", token=owner.access)).json()[
         "status"
     ] == "hidden"
