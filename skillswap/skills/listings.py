@@ -202,9 +202,11 @@ async def delete_skill(deps: Deps, *, actor: User, skill_id: int) -> DeleteOutco
             if skill.status not in (SkillStatus.PAUSED, SkillStatus.HIDDEN):
                 skill.status = SkillStatus.PAUSED
                 skill.updated_at = deps.clock()
-            kept = SkillStatus.HIDDEN if skill.status == SkillStatus.HIDDEN else SkillStatus.PAUSED
+            hidden = skill.status == SkillStatus.HIDDEN
             await uow.commit()
-            return DeleteOutcome(status=kept, open_orders=True)
+            return DeleteOutcome(
+                status=SkillStatus.HIDDEN if hidden else SkillStatus.PAUSED, open_orders=True
+            )
         now = deps.clock()
         skill.status = SkillStatus.DELETED
         skill.deleted_at = now
