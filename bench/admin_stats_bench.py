@@ -67,7 +67,7 @@ SELECT b, CASE WHEN s = b THEN s + 1 ELSE s END, k, g, st, 20, '', 0,
        CASE WHEN st = 'completed' THEN c + (g % 240) * interval '1 hour' END
 FROM (
   SELECT g, (SELECT min(id) FROM users) + g % ($2::int - 1) AS b,
-         (SELECT min(id) FROM users) + (g * 7919) % ($2::int - 1) AS s,
+         (SELECT min(id) FROM users) + (g::bigint * 7919) % ($2::int - 1) AS s,
          (SELECT min(id) FROM skills) + g % 2000 AS k,
          CASE WHEN g % 100 < 70 THEN 'completed' WHEN g % 100 < 73 THEN 'disputed'
               WHEN g % 100 < 80 THEN 'cancelled' WHEN g % 100 < 85 THEN 'expired'
