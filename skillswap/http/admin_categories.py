@@ -6,7 +6,8 @@ from typing import Annotated
 
 from pydantic import Field
 
-from skillswap.http.base import BaseHandler, path_id, route
+from skillswap.http.admin_audit import AdminHandler
+from skillswap.http.base import path_id, route
 from skillswap.http.operations import operation
 from skillswap.http.schemas import AdminCategoryOut, Page
 from skillswap.http.skills import PlainText
@@ -37,7 +38,7 @@ class ReorderBody(Body):
     ids: list[Id] = Field(min_length=1, max_length=200)
 
 
-class AdminCategoriesHandler(BaseHandler):
+class AdminCategoriesHandler(AdminHandler):
     @operation("adminListCategories", tag="Admin", response=Page[AdminCategoryOut], problems=(403,))
     async def get(self) -> None:
         """Every category, active or not."""
@@ -63,7 +64,7 @@ class AdminCategoriesHandler(BaseHandler):
         self.send(created, status=201, location=f"/api/admin/categories/{created['id']}/")
 
 
-class AdminCategoryHandler(BaseHandler):
+class AdminCategoryHandler(AdminHandler):
     @operation(
         "updateCategory",
         tag="Admin",
@@ -96,7 +97,7 @@ class AdminCategoryHandler(BaseHandler):
         self.send(updated)
 
 
-class AdminCategoryReorderHandler(BaseHandler):
+class AdminCategoryReorderHandler(AdminHandler):
     @operation(
         "reorderCategories",
         tag="Admin",

@@ -6,7 +6,8 @@ from typing import Any
 
 from pydantic import Field
 
-from skillswap.http.base import BaseHandler, idempotent, path_id, route, takes_query
+from skillswap.http.admin_audit import AdminHandler
+from skillswap.http.base import idempotent, path_id, route, takes_query
 from skillswap.http.operations import operation
 from skillswap.http.points import package_json
 from skillswap.http.query import PageQuery
@@ -53,7 +54,7 @@ class PackagePatchBody(Body):
     )
 
 
-class AdminPackagesHandler(BaseHandler):
+class AdminPackagesHandler(AdminHandler):
     @operation(
         "adminListPackages",
         tag="Admin",
@@ -95,7 +96,7 @@ class AdminPackagesHandler(BaseHandler):
         return f"/api/admin/packages/{created['id']}/"
 
 
-class AdminPackageHandler(BaseHandler):
+class AdminPackageHandler(AdminHandler):
     @operation("getPackage", tag="Admin", response=AdminPackageOut, problems=(403, 404))
     async def get(self, package_id: str) -> None:
         """One package."""

@@ -56,6 +56,9 @@ async def test_admins_manage_packages_and_everyone_sees_those_on_sale(api, make_
     }
     refused = await api.post(PACKAGES, token=user.access, json=body)
     assert (refused.status_code, refused.json()["code"]) == (403, "admin_only")
+    # Refused before the body is read: a member learns nothing of its rules.
+    invalid = await api.post(PACKAGES, token=user.access, json={"points": "many"})
+    assert (invalid.status_code, invalid.json()["code"]) == (403, "admin_only")
     assert (await api.get(PACKAGES, token=user.access)).status_code == 403
     created = await api.post(PACKAGES, token=admin.access, json=body)
     assert created.status_code == 201, created.text
