@@ -20,6 +20,7 @@ import jinja2
 
 from skillswap.i18n import N_, Translator
 from skillswap.mail import OutgoingEmail
+from skillswap.models.notifications import NotificationKind
 from skillswap.models.orders import OrderAction, Resolution
 from skillswap.settings import Settings
 
@@ -38,6 +39,8 @@ class MailKind(StrEnum):
     CHAT_DIGEST = "chat_digest"  # to a member who left a room's messages unread while away
     LEDGER_ALERT = "ledger_alert"  # to every administrator, when the ledger check fails
     ACCOUNT_SUSPENDED = "account_suspended"  # to a user an administrator banned, with the reason
+    SKILL_MODERATED = "skill_moderated"  # to a skill's owner an administrator hid or restored
+    POINTS_ADJUSTED = "points_adjusted"  # to a wallet's owner, when an administrator adjusted it
 
 
 # What each order transition tells the other side: the notification's own sentence.
@@ -56,6 +59,14 @@ _TRANSITION_HEADLINES: dict[str, str] = {
 }
 _OTHER_TRANSITION = N_("Order #{order} was updated.")
 
+# What an administrator did to a skill, by the kind of the owner's notification.
+_MODERATION_HEADLINES: dict[str, str] = {
+    NotificationKind.SKILL_HIDDEN: N_(
+        'An administrator hid your skill "{title}" from the marketplace.'
+    ),
+    NotificationKind.SKILL_RESTORED: N_('Your skill "{title}" is listed again.'),
+}
+
 _RESOLUTION_OUTCOMES: dict[str, str] = {
     Resolution.REFUND: N_("The buyer's points were refunded."),
     Resolution.RELEASE: N_("The points were released to the seller."),
@@ -72,6 +83,8 @@ _LINKS: dict[MailKind, str] = {
     MailKind.DISPUTE_RESOLVED: "/orders/{order}",
     MailKind.REVIEW_RECEIVED: "/orders/{order}",
     MailKind.CHAT_DIGEST: "/chat/{room}",
+    MailKind.SKILL_MODERATED: "/skills/{skill}",
+    MailKind.POINTS_ADJUSTED: "/points/transactions",
 }
 
 
@@ -111,6 +124,9 @@ def _derived(kind: MailKind, context: Mapping[str, Any], translator: Translator)
         return {"headline": translator.gettext(msgid).format(order=context["order"])}
     if kind == MailKind.DISPUTE_RESOLVED:
         return {"outcome": translator.gettext(_RESOLUTION_OUTCOMES[context["resolution"]])}
+    if kind == MailKind.SKILL_MODERATED:
+        msgid = _MODERATION_HEADLINES[context["change"]]
+        return {"headline": translator.gettext(msgid).format(title=context["title"])}
     return {}
 
 
@@ -131,7 +147,10 @@ def render_email(
     `note` (dispute), `reviewer` and `rating` (review; None while the review is hidden); for the
     chat digest `room`, `sender` (who wrote), `count` (unread) and `messages` (the latest few,
     each a `sender` and a `text`); for the ledger alert `checked_at`, `total` and `violations`
-    (each an `invariant` and a `detail`); for a suspended account `reason`.
+    (each an `invariant` and a `detail`); for a suspended account `reason`; for a moderated
+    skill `skill` (its id), `title` (in the reader's language), `change` (the notification's
+    kind: `skill_hidden` or `skill_restored`) and `note`; for an adjusted wallet `amount`
+    (signed: positive was credited), `reason` and `balance` (after it; None when unknown).
     """
     path = _LINKS.get(kind)
     link = ""

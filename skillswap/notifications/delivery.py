@@ -25,6 +25,7 @@ from skillswap.auth.tokens import hash_opaque_token
 from skillswap.mail.render import MailKind, links_base, render_email
 from skillswap.models import Notification, OneTimeToken, Order, Review, Skill, User
 from skillswap.models.notifications import NotificationKind
+from skillswap.models.skills import SkillStatus
 from skillswap.models.users import TokenPurpose
 from skillswap.notifications.mailing import deliver_mail, mail_id, translator_for
 from skillswap.notifications.outgoing import (
@@ -62,14 +63,15 @@ async def deliver_notification(deps: Deps, job: OutboxJob) -> None:
         if mail_kind is not None and "email" in wanted and not job.payload.get("mailed"):
             translator = translator_for(deps, user)
             context = await _mail_context(session, mail_kind, notification, user, translator)
-            message = render_email(
-                mail_kind,
-                to=user.email,
-                translator=translator,
-                base_url=links_base(deps.settings),
-                context=context,
-                message_id=mail_id(deps, job),
-            )
+            if context is not None:
+                message = render_email(
+                    mail_kind,
+                    to=user.email,
+                    translator=translator,
+                    base_url=links_base(deps.settings),
+                    context=context,
+                    message_id=mail_id(deps, job),
+                )
     pushing = deps.push is not None and "push" in wanted
     if message is not None:
         await deliver_mail(deps, job, message)
@@ -157,13 +159,49 @@ async def _mail_context(
     notification: Notification,
     user: User,
     translator: Translator,
-) -> dict[str, Any]:
-    """What the kind's templates show, read now: the order, its skill, the other side."""
+) -> dict[str, Any] | None:
+    """What the kind's templates show, read now from what the notification names; None when
+    there is nothing left to tell (the moderated skill was deleted meanwhile)."""
     payload = notification.payload or {}
+    context: dict[str, Any] = {"name": _name(user)}
+    if kind == MailKind.SKILL_MODERATED:
+        moderated = await _moderation_context(session, notification, translator)
+        return None if moderated is None else context | moderated
+    if kind == MailKind.POINTS_ADJUSTED:
+        # The payload is the adjustment as it was made: nothing to read again.
+        return context | {
+            "amount": int(payload["amount"]),
+            "reason": payload.get("reason") or "",
+            "balance": payload.get("balance"),
+        }
+    return context | await _order_context(session, kind, payload, translator)
+
+
+async def _moderation_context(
+    session: AsyncSession, notification: Notification, translator: Translator
+) -> dict[str, Any] | None:
+    """The hidden or restored skill's title in the reader's language, and the note written
+    then (a skill restored since still gets the mail of its hiding: it says what happened)."""
+    payload = notification.payload or {}
+    skill = await session.get(Skill, payload["skill_id"])
+    if skill is None or skill.status == SkillStatus.DELETED:
+        return None  # its owner deleted it: telling them it was hidden or listed is noise
+    return {
+        "skill": skill.id,
+        "title": _skill_title(skill, translator.locale),
+        "change": notification.kind,
+        "note": payload.get("note") or "",
+    }
+
+
+async def _order_context(
+    session: AsyncSession, kind: MailKind, payload: dict[str, Any], translator: Translator
+) -> dict[str, Any]:
+    """The order mails' values: the order, its skill, the other side, the review."""
     order = await session.get(Order, payload["order_id"])
     if order is None:
         raise PermanentTaskError(f"order {payload['order_id']} of the notification is gone")
-    context: dict[str, Any] = {"name": _name(user), "order": order.id}
+    context: dict[str, Any] = {"order": order.id}
     if kind == MailKind.ORDER_PLACED:
         skill = await session.get(Skill, order.skill_id)
         buyer = await session.get(User, order.buyer_id)

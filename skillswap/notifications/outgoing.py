@@ -45,6 +45,9 @@ MAIL_OF_KIND: dict[str, MailKind] = {
     **{kind: MailKind.ORDER_TRANSITIONED for kind in _TRANSITIONS},
     NotificationKind.ORDER_RESOLVED: MailKind.DISPUTE_RESOLVED,
     NotificationKind.REVIEW_RECEIVED: MailKind.REVIEW_RECEIVED,
+    NotificationKind.SKILL_HIDDEN: MailKind.SKILL_MODERATED,
+    NotificationKind.SKILL_RESTORED: MailKind.SKILL_MODERATED,
+    NotificationKind.POINTS_ADJUSTED: MailKind.POINTS_ADJUSTED,
 }
 
 
