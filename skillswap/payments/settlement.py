@@ -36,7 +36,7 @@ from skillswap.ledger import SystemAccount, TransferKind, TransferRequest
 from skillswap.ledger.transfers import MAX_KEY_LENGTH
 from skillswap.models import LedgerAccount, Payment, PaymentEvent, PaymentRefund, PaymentStatus
 from skillswap.models.payments import PaymentEventOutcome as Outcome
-from skillswap.payments.gateway import Gateway, GatewayError, GatewayRefund, Signal, SignalKind
+from skillswap.payments.gateway import Gateway, GatewayError, Signal, SignalKind
 from skillswap.payments.gateways import gateway_for
 from skillswap.payments.services import EVENT_KIND
 from skillswap.tasks.definitions import OutboxHandler, PermanentTaskError
@@ -451,27 +451,6 @@ async def _reverse_points(
                 now=now,
             )
     return taken
-
-
-async def record_refund(
-    deps: Deps, payment: Payment, refund: GatewayRefund, *, reason: str
-) -> Applied:
-    """Apply a refund just made at the gateway (by an administrator), as its webhook would:
-    the first of the two to arrive reverses the points, the other finds it applied."""
-    signal = Signal(
-        SignalKind.REFUNDED,
-        payment_id=payment.id,
-        currency=payment.currency,
-        refund_id=refund.refund_id,
-        refund_minor=refund.amount_minor,
-        reason=reason,
-    )
-    async with deps.db.uow() as uow:
-        applied = await apply_signal(
-            uow, payment.gateway, signal, now=deps.clock(), wait_for_payment=False
-        )
-        await uow.commit()
-    return applied
 
 
 HANDLERS: dict[str, OutboxHandler] = {EVENT_KIND: process_payment_event}
