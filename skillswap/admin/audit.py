@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from skillswap.errors import PermissionDenied
-from skillswap.i18n import Message, lazy
+from skillswap.errors import PermissionDenied, ValidationFailed
+from skillswap.i18n import Message, lazy, one_of
 from skillswap.models import AuditEntry, User
 from skillswap.models.admin import AuditTarget
 
@@ -77,6 +77,19 @@ def _plain(values: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in values.items()}
 
 
+# The columns the trail may be sorted by: `column` ascending, `-column` descending; ties (and
+# the default, newest first) by id.
+AUDIT_SORTS: dict[str, Any] = {
+    "id": AuditEntry.id,
+    "created_at": AuditEntry.created_at,
+    "actor": AuditEntry.actor_id,
+    "action": AuditEntry.action,
+    "target_type": AuditEntry.target_type,
+}
+DEFAULT_AUDIT_SORT = "-id"
+AUDIT_SORT_KEYS = tuple(k for name in AUDIT_SORTS for k in (name, "-" + name))
+
+
 @dataclass(frozen=True)
 class AuditFilter:
     actor_id: int | None = None
@@ -86,10 +99,18 @@ class AuditFilter:
 
 
 async def list_entries(
-    deps: Deps, *, actor: User, where: AuditFilter, offset: int, limit: int
+    deps: Deps,
+    *,
+    actor: User,
+    where: AuditFilter,
+    offset: int,
+    limit: int,
+    sort: str | None = None,
 ) -> tuple[int, list[AuditEntry]]:
-    """The audit trail, newest first, filtered by actor, target and action (administrators)."""
+    """The audit trail, newest first unless `sort` (one of AUDIT_SORT_KEYS) says, filtered by
+    actor, target and action (administrators)."""
     require_admin(actor)
+    order = _order_by(sort or DEFAULT_AUDIT_SORT)
     conditions = []
     if where.actor_id is not None:
         conditions.append(AuditEntry.actor_id == where.actor_id)
@@ -104,10 +125,18 @@ async def list_entries(
             select(func.count()).select_from(AuditEntry).where(*conditions)
         )
         rows = await session.scalars(
-            select(AuditEntry)
-            .where(*conditions)
-            .order_by(AuditEntry.id.desc())
-            .offset(offset)
-            .limit(limit)
+            select(AuditEntry).where(*conditions).order_by(*order).offset(offset).limit(limit)
         )
         return int(count or 0), list(rows)
+
+
+def _order_by(sort: str) -> list[Any]:
+    """The ORDER BY of a sort key (400 naming `sort` for any other)."""
+    if sort not in AUDIT_SORT_KEYS:
+        raise ValidationFailed(
+            errors={"sort": [lazy("Must be one of: {choices}.", choices=one_of(AUDIT_SORT_KEYS))]}
+        )
+    descending = sort.startswith("-")
+    column = AUDIT_SORTS[sort.removeprefix("-")]
+    tie = AuditEntry.id.desc() if descending else AuditEntry.id.asc()
+    return [column.desc() if descending else column.asc(), tie]

@@ -1,4 +1,4 @@
-"""The audit trail, read by administrators: `GET /api/admin/audit/?actor=&target_type=&target_id=&action=`.
+"""The audit trail, read by administrators: `GET /api/admin/audit/?actor=&target_type=&target_id=&action=&sort=`.
 
 Also `AdminHandler`, the base of the admin API's handlers that refuses anyone but an
 administrator (403 `admin_only`) before their query string or body is read, so that a
@@ -63,6 +63,12 @@ class AuditQuery(PageQuery):
     action: str | None = Field(
         default=None, min_length=1, max_length=40, description="Only this action"
     )
+    sort: str | None = Field(
+        default=None,
+        pattern="^(" + "|".join(audit.AUDIT_SORT_KEYS) + ")$",
+        json_schema_extra={"enum": list(audit.AUDIT_SORT_KEYS)},
+        description="A column, `-column` for descending (default: `-id`, newest first)",
+    )
 
 
 def audit_entry_json(entry: AuditEntry) -> dict[str, Any]:
@@ -100,6 +106,7 @@ class AdminAuditHandler(AdminHandler):
             ),
             offset=page.offset,
             limit=page.page_size,
+            sort=query.sort,
         )
         self.send_page(page, count=count, results=[audit_entry_json(e) for e in rows])
 

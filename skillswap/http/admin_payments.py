@@ -1,5 +1,5 @@
-"""Administrators and payments: every payment (`GET /api/admin/payments/?status=&gateway=`) and
-refunds (`POST /api/admin/payments/{id}/refund/`). The services check who is asking."""
+"""Administrators and payments: every payment (`GET /api/admin/payments/?status=&gateway=&sort=`)
+and refunds (`POST /api/admin/payments/{id}/refund/`). The services check who is asking."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import Field
 
+from skillswap.http.admin_audit import AdminHandler
 from skillswap.http.base import BaseHandler, idempotent, path_id, route, takes_query
 from skillswap.http.operations import operation
 from skillswap.http.payments import PaymentOut, payment_json
@@ -60,6 +61,12 @@ class AdminPaymentsQuery(PageQuery):
     gateway: str | None = Field(
         default=None, min_length=1, max_length=16, description="Only payments through it"
     )
+    sort: str | None = Field(
+        default=None,
+        pattern="^(" + "|".join(admin.PAYMENT_SORT_KEYS) + ")$",
+        json_schema_extra={"enum": list(admin.PAYMENT_SORT_KEYS)},
+        description="A column, `-column` for descending (default: `-id`, newest first)",
+    )
 
 
 class RefundBody(Body):
@@ -97,7 +104,7 @@ def refund_json(refund: PaymentRefund, currency: str) -> dict[str, Any]:
     }
 
 
-class AdminPaymentsHandler(BaseHandler):
+class AdminPaymentsHandler(AdminHandler):
     @operation(
         "adminListPayments",
         tag="Admin",
@@ -107,7 +114,7 @@ class AdminPaymentsHandler(BaseHandler):
     )
     @takes_query(AdminPaymentsQuery)
     async def get(self) -> None:
-        """Every payment, newest first (`?status=`, `?gateway=` to filter)."""
+        """Every payment, newest first (`?status=`, `?gateway=` to filter, `?sort=` to order)."""
         query = self.query(AdminPaymentsQuery)
         page = self.page_params()
         count, rows = await admin.list_all_payments(
@@ -117,6 +124,7 @@ class AdminPaymentsHandler(BaseHandler):
             gateway=query.gateway,
             offset=page.offset,
             limit=page.page_size,
+            sort=query.sort,
         )
         self.send_page(page, count=count, results=[admin_payment_json(p) for p in rows])
 
