@@ -19,6 +19,7 @@ def dashboard_routes() -> list[Any]:
         overview,
         payments,
         people,
+        reports,
         signin,
     )
 
@@ -26,6 +27,7 @@ def dashboard_routes() -> list[Any]:
         *signin.routes,
         *overview.routes,
         *people.routes,
+        *reports.routes,
         *orders.routes,
         *payments.routes,
         *ledger.routes,

@@ -25,13 +25,22 @@ class AuditHandler(DashboardHandler):
             action=action[:40] if action else None,
         )
 
+    def _sort(self) -> str | None:
+        sort = self.query_text("sort")
+        return sort if sort in audit.AUDIT_SORT_KEYS else None
+
     async def _page(self, offset: int, limit: int) -> tuple[int, list[Any]]:
         return await audit.list_entries(
-            self.deps, actor=self.actor, where=self._filter(), offset=offset, limit=limit
+            self.deps,
+            actor=self.actor,
+            where=self._filter(),
+            offset=offset,
+            limit=limit,
+            sort=self._sort(),
         )
 
     async def show(self) -> None:
-        """Every administrator action, newest first."""
+        """Every administrator action, newest first or as sorted, filtered."""
         if self.get_query_argument("format", None) == "csv":
             await stream_csv(
                 self,
@@ -70,6 +79,7 @@ class AuditHandler(DashboardHandler):
             entries=rows,
             where=self._filter(),
             targets=list(AuditTarget),
+            sort=self._sort() or audit.DEFAULT_AUDIT_SORT,
         )
 
 

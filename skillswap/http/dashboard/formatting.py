@@ -6,7 +6,7 @@ import datetime as dt
 from datetime import UTC
 from decimal import Decimal
 
-from babel.dates import format_date, format_datetime
+from babel.dates import format_date, format_datetime, format_skeleton, format_timedelta
 from babel.numbers import format_currency, format_decimal, format_percent
 
 from skillswap.payments.packages import price_text
@@ -58,3 +58,16 @@ class Formats:
         if isinstance(value, str):
             value = dt.datetime.fromisoformat(value)
         return format_date(value, "medium", locale=self.locale)
+
+    def bucket(self, value: dt.date | str, interval: str) -> str:
+        """A statistics period by its first day: `11 Mar` for a day or a week, `Mar 2026` for
+        a month, in the reader's own order of day and month."""
+        if isinstance(value, str):
+            value = dt.date.fromisoformat(value[:10])
+        return format_skeleton("yMMM" if interval == "month" else "MMMd", value, locale=self.locale)
+
+    def duration(self, seconds: float | None) -> str:
+        """A length of time, roughly (`1 day`, `3 hours`), as the reader says it."""
+        if seconds is None:
+            return "—"
+        return format_timedelta(dt.timedelta(seconds=seconds), locale=self.locale)

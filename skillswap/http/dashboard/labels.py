@@ -20,6 +20,28 @@ RESOLUTION_LABELS = {
     "split": N_("Split"),
 }
 
+REPORT_TARGET_LABELS = {
+    "skill": N_("skill"),
+    "user": N_("user"),
+    "review": N_("review"),
+    "message": N_("chat message"),
+}
+REPORT_REASON_LABELS = {
+    "spam": N_("spam"),
+    "fraud": N_("fraud"),
+    "abuse": N_("abuse"),
+    "inappropriate": N_("inappropriate"),
+    "copyright": N_("copyright"),
+    "other": N_("other"),
+}
+REPORT_OUTCOME_LABELS = {
+    "dismissed": N_("Dismiss: nothing wrong"),
+    "warned": N_("Warned (outside the product)"),
+    "skill_hidden": N_("Hide the skill"),
+    "user_banned": N_("Ban the user"),
+}
+REPORT_STATUS_LABELS = {"open": N_("open"), "closed": N_("closed")}
+
 
 class Labels:
     """Label lookups for templates, bound to one translator; unknown codes show as they are."""
@@ -43,4 +65,20 @@ class Labels:
         if code is None:
             return "—"
         label = RESOLUTION_LABELS.get(code)
+        return self._t.gettext(label) if label else code
+
+    def report_target(self, code: str) -> str:
+        return self._known(REPORT_TARGET_LABELS, code)
+
+    def report_reason(self, code: str) -> str:
+        return self._known(REPORT_REASON_LABELS, code)
+
+    def report_outcome(self, code: str | None) -> str:
+        return "—" if code is None else self._known(REPORT_OUTCOME_LABELS, code)
+
+    def report_status(self, code: str) -> str:
+        return self._known(REPORT_STATUS_LABELS, code)
+
+    def _known(self, labels: dict[str, str], code: str) -> str:
+        label = labels.get(code)
         return self._t.gettext(label) if label else code

@@ -82,6 +82,7 @@ class _OrderList(DashboardHandler):
             orders=rows,
             statuses=list(OrderStatus),
             status=self.query_text("status"),
+            search=self.query_text("search") or "",
         )
 
 
@@ -92,8 +93,20 @@ class OrdersHandler(_OrderList):
         status = self.query_text("status")
         return [status] if status in set(OrderStatus) else []
 
+    async def _page(self, offset: int, limit: int) -> tuple[int, list[Any]]:
+        """The admin API's list: by status, and searched by id, party or skill."""
+        statuses = self.statuses()
+        return await admin_orders.list_orders(
+            self.deps,
+            actor=self.actor,
+            status=statuses[0] if statuses else None,
+            search=(self.query_text("search") or "")[:100] or None,
+            offset=offset,
+            limit=limit,
+        )
+
     async def get(self, *args: str) -> None:
-        """Every order, newest first, by status."""
+        """Every order, newest first, by status and a search."""
         await self.show()
 
 

@@ -22,9 +22,11 @@ class PaymentsHandler(DashboardHandler):
     def _filters(self) -> dict[str, str | None]:
         status = self.query_text("status")
         gateway = self.query_text("gateway")
+        sort = self.query_text("sort")
         return {
             "status": status if status in set(PaymentStatus) else None,
             "gateway": gateway if gateway in GATEWAYS else None,
+            "sort": sort if sort in admin.PAYMENT_SORT_KEYS else None,
         }
 
     async def _page(self, offset: int, limit: int) -> tuple[int, list[Any]]:
@@ -33,7 +35,8 @@ class PaymentsHandler(DashboardHandler):
         )
 
     async def show(self) -> None:
-        """Every payment, newest first, by gateway and status, with a refund form on paid ones."""
+        """Every payment, newest first or as sorted, by gateway and status, with a refund form
+        on paid ones."""
         if self.get_query_argument("format", None) == "csv":
             await stream_csv(
                 self,
@@ -74,6 +77,7 @@ class PaymentsHandler(DashboardHandler):
             statuses=list(PaymentStatus),
             gateways=list(GATEWAYS),
             refundable=REFUNDABLE,
+            sort=self._filters()["sort"] or admin.DEFAULT_PAYMENT_SORT,
         )
 
     async def post(self) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from skillswap.admin import skills as admin_skills
 from skillswap.admin import users as admin_users
-from skillswap.http.base import route
+from skillswap.http.base import path_id, route
 from skillswap.http.dashboard.base import PAGE_SIZE, DashboardHandler
 from skillswap.http.dashboard.export import stream_csv
 from skillswap.models.skills import SkillStatus
@@ -87,22 +87,44 @@ class UsersHandler(DashboardHandler):
 
     async def post(self) -> None:
         """Ban or unban (with a reason), give or take the trust badge or admin rights."""
-        change = USER_CHANGES.get(self.get_body_argument("action", "") or "")
-        if change is None:
-            self.set_status(400)
-            await self.show()
-            return
-        field, value, done = change
-        await self.act(
-            admin_users.update_user(
-                self.deps,
-                actor=self.actor,
-                user_id=self.form_id("user_id"),
-                reason=(self.get_body_argument("reason", "") or "").strip(),
-                **{field: value},
-            ),
-            done=done,
-        )
+        await change_user(self, self.form_id("user_id"))
+
+
+async def change_user(handler: DashboardHandler, user_id: int) -> None:
+    """The user forms' one action (`update_user`), from the list or from the user's page."""
+    change = USER_CHANGES.get(handler.get_body_argument("action", "") or "")
+    if change is None:
+        handler.set_status(400)
+        await handler.show()
+        return
+    field, value, done = change
+    await handler.act(
+        admin_users.update_user(
+            handler.deps,
+            actor=handler.actor,
+            user_id=user_id,
+            reason=(handler.get_body_argument("reason", "") or "").strip(),
+            **{field: value},
+        ),
+        done=done,
+    )
+
+
+class UserHandler(DashboardHandler):
+    nav = "users"
+
+    def user_id(self) -> int:
+        return path_id(self.path_args[0])
+
+    async def show(self) -> None:
+        """One user whole: profile, badge, wallet, their orders, payments and the reports
+        against them, with the forms that change them."""
+        detail = await admin_users.user_detail(self.deps, actor=self.actor, user_id=self.user_id())
+        self.render_page("admin/user.html", detail=detail, u=detail.user)
+
+    async def post(self, *args: str) -> None:
+        """Ban or unban, the badge, admin rights: the users list's forms, on this page."""
+        await change_user(self, self.user_id())
 
 
 class SkillsHandler(DashboardHandler):
@@ -179,5 +201,6 @@ class SkillsHandler(DashboardHandler):
 
 routes = [
     route("/admin/users/", UsersHandler),
+    route(r"/admin/users/(\d+)/", UserHandler),
     route("/admin/skills/", SkillsHandler),
 ]
