@@ -12,6 +12,7 @@ DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"
 DEFAULT_DATA_DIR = Path("var")
 SMTP_TLS_MODES = ("starttls", "tls", "none")
 STORAGE_BACKENDS = ("local", "s3")
+LOG_FORMATS = ("text", "json")
 S3_PRESIGN_MIN_SECONDS = 300
 S3_PRESIGN_MAX_SECONDS = 302_400  # signed for twice as long: S3's limit is 7 days
 
@@ -60,6 +61,11 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
+    # `text` (readable lines) or `json` (one JSON object per line, for a log collector)
+    log_format: str = "text"
+    # /metrics (Prometheus) asks for `Authorization: Bearer <METRICS_TOKEN>` when this is set;
+    # empty: it answers anyone who can reach it (keep it on a private network then).
+    metrics_token: str = field(default="", repr=False)
     # The gettext catalogs; empty: `locales/` beside the package
     locales_dir: str = field(default="", metadata={"env": "SKILLSWAP_LOCALES_DIR"})
     # `createadmin` without --password and without a terminal to ask on
