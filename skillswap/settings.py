@@ -12,6 +12,7 @@ DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"
 DEFAULT_DATA_DIR = Path("var")
 SMTP_TLS_MODES = ("starttls", "tls", "none")
 STORAGE_BACKENDS = ("local", "s3")
+SIGNUP_BONUS_MOMENTS = ("verified", "signup")
 LOG_FORMATS = ("text", "json")
 S3_PRESIGN_MIN_SECONDS = 300
 S3_PRESIGN_MAX_SECONDS = 302_400  # signed for twice as long: S3's limit is 7 days
@@ -104,9 +105,15 @@ class Settings:
     jwt_issuer: str = "skillswap"
     password_min_length: int = 10
     auth_user_cache_seconds: int = 5  # how long a node reuses a signed-in user's row (0: never)
-    login_max_failures: int = 10  # per account (email/username) and window
-    login_max_failures_per_ip: int = 100  # per client address and window
+    # Failed sign-ins are slowed, never locked: LOGIN_MAX_FAILURES failures of one account from
+    # one address (LOGIN_MAX_FAILURES_PER_IP from one address, whatever the accounts) are free;
+    # then each further attempt waits LOGIN_DELAY_BASE_SECONDS, doubled at each failure, up to
+    # LOGIN_DELAY_MAX_SECONDS. Failures are forgotten LOGIN_FAILURE_WINDOW_SECONDS after the last.
+    login_max_failures: int = 10
+    login_max_failures_per_ip: int = 100
     login_failure_window_seconds: int = 900
+    login_delay_base_seconds: int = 2
+    login_delay_max_seconds: int = 900
     # The operators' dashboard (/admin/): a session ends after this long unused, and at the latest
     # this long after signing in.
     admin_session_idle_seconds: int = 1800
@@ -132,6 +139,13 @@ class Settings:
     oauth_web_redirect_url: str = ""
     # Economy
     signup_bonus_points: int = 100
+    # When the bonus is granted: `verified` (once the email is verified, at most once per email
+    # address ever) or `signup` (at registration, once per account).
+    signup_bonus_on: str = "verified"
+    # Placing orders and writing reviews need a verified email.
+    require_verified_email: bool = True
+    # Reviews from one person about another count once per period of this many days in ratings.
+    review_pair_period_days: int = 30
     platform_fee_percent: int = 0
     # Order deadlines: a pending order expires (refunded) unless accepted in time, an accepted
     # one expires (refunded) unless delivered in time, a delivered one completes by itself.
@@ -262,6 +276,10 @@ class Settings:
             raise ConfigError("WEB_WORKERS above 1 needs DATABASE_URL (PostgreSQL) and REDIS_URL")
         if self.smtp_tls not in SMTP_TLS_MODES:
             raise ConfigError(f"SMTP_TLS must be one of: {', '.join(SMTP_TLS_MODES)}")
+        if self.signup_bonus_on not in SIGNUP_BONUS_MOMENTS:
+            raise ConfigError(f"SIGNUP_BONUS_ON must be one of: {', '.join(SIGNUP_BONUS_MOMENTS)}")
+        if self.review_pair_period_days < 1:
+            raise ConfigError("REVIEW_PAIR_PERIOD_DAYS must be at least 1")
         if self.refresh_reuse_grace_seconds < 0:
             raise ConfigError("REFRESH_REUSE_GRACE_SECONDS must be 0 (no grace) or more")
         self.validate_storage()
