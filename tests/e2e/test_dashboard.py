@@ -233,6 +233,8 @@ PAGES = [
     "/admin/",
     "/admin/users/",
     "/admin/skills/",
+    "/admin/reports/",
+    "/admin/reports/?status=all",
     "/admin/ledger/",
     "/admin/orders/",
     "/admin/disputes/",
@@ -243,8 +245,9 @@ PAGES = [
 ]
 
 
-async def test_every_page_sends_the_strict_security_headers(signed_in):
-    for path in [*PAGES, "/admin/login", "/admin/disputes/case?order=0"]:
+async def test_every_page_sends_the_strict_security_headers(signed_in, admin):
+    extra = ["/admin/login", "/admin/disputes/case?order=0", f"/admin/users/{admin.id}/"]
+    for path in [*PAGES, *extra]:
         response = await signed_in.get(path)
         assert response.status_code in (200, 302, 404), path
         assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY, path
@@ -574,3 +577,365 @@ async def test_an_adjustment_is_made_once_per_form_and_shows_on_the_statement(
     assert overdraw.status_code == 409 and 'class="problem"' in overdraw.text
     rows = await _audit(api, admin, actor=admin.id, target_type="wallet")
     assert sum(1 for r in rows if r["reason"] == "goodwill") == 1
+
+
+# -- the overview --------------------------------------------------------------------------------
+
+
+def _figure(page: httpx.Response, key: str) -> str:
+    found = re.search(rf'id="figure-{key}"><span class="value">([^<]*)</span>', page.text)
+    assert found, key
+    return found.group(1)
+
+
+async def test_the_overview_shows_the_api_s_numbers_and_draws_them(
+    signed_in, api, deps, admin, make_user
+):
+    from babel.numbers import format_decimal, format_percent
+
+    await _disputed_order(api, deps, make_user)
+    member = await make_user()
+    taken = await api.post(  # a negative day of adjustments draws a bar below the axis
+        "/api/admin/ledger/adjustments/",
+        token=admin.access,
+        json={"user_id": member.id, "amount": -3, "reason": "duplicate bonus"},
+    )
+    assert taken.status_code == 201, taken.text
+    figures = (await api.get("/api/admin/stats/", token=admin.access)).json()
+    page = await signed_in.get("/admin/?lang=en")
+    assert page.status_code == 200
+
+    def n(value: int) -> str:
+        return format_decimal(value, locale="en")
+
+    today = {k: v for k, v in figures["orders"]["series"][-1].items()}
+    expected = {
+        "orders-placed": n(today["placed"]),
+        "orders-disputed": n(today["disputed"]),
+        "new-users": n(figures["users"]["series"][-1]["new"]),
+        "messages": n(figures["chat"]["series"][-1]["messages"]),
+        "in-circulation": n(figures["points"]["in_circulation"]),
+        "held-in-escrow": n(figures["points"]["held_in_escrow"]),
+        "range-orders-placed": n(figures["orders"]["totals"]["placed"]),
+        "range-new-users": n(figures["users"]["totals"]["new"]),
+        "users-total": n(figures["users"]["totals"]["total"]),
+        "users-verified": n(figures["users"]["totals"]["verified"]),
+        "skills-active": n(figures["skills"]["totals"]["active"]),
+        "points-bought": n(figures["points"]["totals"]["bought"]),
+        "points-adjusted": n(figures["points"]["totals"]["adjusted"]),
+        "completion-rate": format_percent(
+            figures["orders"]["totals"]["completion_rate"], format="#,##0.#%", locale="en"
+        ),
+    }
+    assert {key: _figure(page, key) for key in expected} == expected
+    assert today["placed"] >= 1 and today["disputed"] >= 1
+    assert figures["points"]["totals"]["adjusted"] != 0
+    for chart in ("orders", "new-users", "success-rate", "points", "messages"):
+        svg = re.search(rf'id="chart-{chart}">.*?(<svg .*?</svg>)', page.text, re.S)
+        assert svg, chart
+        assert re.match(r'<svg [^>]*role="img"[^>]*><title>[^<]+</title>', svg.group(1)), chart
+        assert 'height="-' not in svg.group(1) and "style=" not in svg.group(1)
+    orders_chart = re.search(r'id="chart-orders">.*?</svg>', page.text, re.S)
+    assert orders_chart and f"{n(today['placed'])}</title></circle>" in orders_chart.group(0)
+    adjusted = figures["points"]["series"][-1]["adjusted"]
+    points_chart = re.search(r'id="chart-points">.*?</svg>', page.text, re.S)
+    assert points_chart and f": {n(adjusted)}</title></circle>" in points_chart.group(0)
+
+
+def test_charts_draw_negative_values_below_the_axis_and_escape_their_text():
+    from skillswap.http.dashboard import charts
+
+    bars = str(charts.bar_chart([("<a>", -2), ("b", 3)], title="Points & more"))
+    assert bars.startswith('<svg xmlns="http://www.w3.org/2000/svg"')
+    assert "<title>Points &amp; more</title>" in bars and "&lt;a&gt;: -2" in bars
+    assert 'class="bar negative"' in bars and 'height="-' not in bars
+    heights = [float(h) for h in re.findall(r'<rect class="bar[^"]*" [^>]*height="([\d.]+)"', bars)]
+    assert len(heights) == 2 and heights[1] == pytest.approx(heights[0] * 1.5, rel=0.01)
+    gap = str(
+        charts.lines_chart(
+            ["a", "b", "c"],
+            [charts.Series("rate", [0.5, None, 1]), charts.Series("other", [0, 0, 0])],
+            title="t",
+            high=1,
+        )
+    )
+    assert gap.count("<polyline") == 1  # the rate's line breaks where it has no value
+    assert gap.count('class="key series-') == 2  # a legend for two series
+
+
+async def test_the_overview_takes_a_range_and_refuses_a_bad_one_on_its_page(signed_in, admin, api):
+    week = await signed_in.get("/admin/?from=2026-01-05&to=2026-02-01&interval=week")
+    assert week.status_code == 200
+    figures = (
+        await api.get(
+            "/api/admin/stats/?from=2026-01-05&to=2026-02-01&interval=week", token=admin.access
+        )
+    ).json()
+    assert len(figures["buckets"]) == 4
+    orders_chart = re.search(r'id="chart-orders">.*?</svg>', week.text, re.S)
+    assert orders_chart and orders_chart.group(0).count('<circle class="dot series-0"') == 4
+    assert 'value="2026-01-05"' in week.text and 'value="week" selected' in week.text
+    assert _figure(week, "range-orders-placed") == str(figures["orders"]["totals"]["placed"])
+    assert 'id="figure-new-users"' in week.text  # today's figures are still shown
+    bad = await signed_in.get("/admin/?from=soon")
+    assert bad.status_code == 400 and "<code>from</code>" in bad.text
+    wide = await signed_in.get("/admin/?from=2000-01-01&to=2026-01-01&interval=day")
+    assert wide.status_code == 400 and "<code>interval</code>" in wide.text
+    arabic = await signed_in.get("/admin/?lang=ar&from=2026-03-01&to=2026-03-31&interval=month")
+    assert '<html lang="ar" dir="rtl">' in arabic.text and "مارس" in arabic.text
+    await signed_in.get("/admin/?lang=en")
+
+
+# -- reports -------------------------------------------------------------------------------------
+
+
+async def _report(api, who, target_type: str, target_id: int, reason: str = "spam") -> int:  # type: ignore[no-untyped-def]
+    filed = await api.post(
+        "/api/reports/",
+        token=who.access,
+        json={"target_type": target_type, "target_id": target_id, "reason": reason},
+    )
+    assert filed.status_code == 201, filed.text
+    return int(filed.json()["id"])
+
+
+async def test_reports_are_closed_from_the_queue_with_their_action_done(
+    signed_in, api, admin, make_user, make_skill
+):
+    owner, reporter = await make_user(), await make_user()
+    skill = await make_skill(owner, title_en="Copied lessons")
+    skill_report = await _report(api, reporter, "skill", skill["id"])
+    user_report = await _report(api, reporter, "user", owner.id, reason="fraud")
+    queue = await signed_in.get("/admin/reports/?target_type=skill")
+    assert f'id="report-{skill_report}"' in queue.text and "Copied lessons" in queue.text
+    assert f'id="report-{user_report}"' not in queue.text
+    assert '<option value="skill_hidden">' in queue.text
+
+    wrong = await signed_in.post(
+        "/admin/reports/", {"report_id": user_report, "outcome": "skill_hidden", "note": "x"}
+    )
+    assert wrong.status_code == 400 and "Only a report of a skill can hide a skill." in wrong.text
+    unknown = await signed_in.post("/admin/reports/", {"report_id": user_report, "outcome": "?"})
+    assert unknown.status_code == 400 and "<code>outcome</code>" in unknown.text
+    hidden = await signed_in.post(
+        "/admin/reports/",
+        {"report_id": skill_report, "outcome": "skill_hidden", "note": "copied text"},
+    )
+    assert hidden.status_code == 303, hidden.text
+    assert (await api.get(f"/api/skills/{skill['id']}/")).status_code == 404
+    closed = (
+        await api.get("/api/admin/reports/?status=closed&page_size=100", token=admin.access)
+    ).json()["results"]
+    mine = next(r for r in closed if r["id"] == skill_report)
+    assert (mine["outcome"], mine["closed_by"], mine["note"]) == (
+        "skill_hidden",
+        admin.id,
+        "copied text",
+    )
+    again = await signed_in.post(
+        "/admin/reports/", {"report_id": skill_report, "outcome": "dismissed"}
+    )
+    assert again.status_code == 409 and "This report is already closed." in again.text
+
+    no_note = await signed_in.post(
+        "/admin/reports/", {"report_id": user_report, "outcome": "user_banned", "note": ""}
+    )
+    assert no_note.status_code == 400 and "<code>note</code>" in no_note.text
+    banned = await signed_in.post(
+        "/admin/reports/",
+        {"report_id": user_report, "outcome": "user_banned", "note": "stolen cards"},
+    )
+    assert banned.status_code == 303
+    profile = (await api.get(f"/api/admin/users/{owner.id}/", token=admin.access)).json()
+    assert profile["user"]["is_active"] is False
+    page = await signed_in.get("/admin/reports/?status=all")
+    assert "The report is closed." in page.text
+    assert f'id="report-{user_report}"' in page.text
+    open_queue = await signed_in.get("/admin/reports/")
+    assert f'id="report-{user_report}"' not in open_queue.text
+
+    rows = await _audit(api, admin, actor=admin.id, target_type="report")
+    assert {(r["target_id"], r["after"]["outcome"]) for r in rows} >= {
+        (skill_report, "skill_hidden"),
+        (user_report, "user_banned"),
+    }
+    [hide] = await _audit(api, admin, target_type="skill", target_id=skill["id"])
+    assert (hide["action"], hide["reason"]) == ("skill.hide", "copied text")
+    [ban] = await _audit(api, admin, target_type="user", target_id=owner.id)
+    assert (ban["action"], ban["reason"]) == ("user.ban", "stolen cards")
+
+    export = await signed_in.get("/admin/reports/?status=all&target_type=skill&format=csv")
+    assert 'filename="reports.csv"' in export.headers["content-disposition"]
+    lines = export.text.lstrip("\ufeff").splitlines()
+    assert lines[0].startswith("id,created_at,status,target_type,target_id,target,")
+    line = next(row for row in lines if row.startswith(f"{skill_report},"))
+    assert ",closed,skill," in line and "skill_hidden,copied text" in line
+    assert not any(row.startswith(f"{user_report},") for row in lines)
+
+
+# -- a user's page -------------------------------------------------------------------------------
+
+
+async def test_a_user_s_page_shows_them_whole_and_changes_them(
+    signed_in, api, deps, admin, make_user
+):
+    from skillswap.models import Payment
+
+    buyer, seller, order_id = await _disputed_order(api, deps, make_user)
+    async with deps.db.uow() as uow:
+        payment = Payment(
+            user_id=buyer.id,
+            gateway="stripe",
+            status="failed",
+            points=50,
+            amount_minor=250,
+            currency="USD",
+            failure_reason="card declined",
+        )
+        uow.session.add(payment)
+        await uow.session.flush()
+        payment_id = payment.id
+        await uow.commit()
+    report_id = await _report(api, seller, "user", buyer.id, reason="abuse")
+    listed = await signed_in.get(f"/admin/users/?search={buyer.username}")
+    assert f'href="/admin/users/{buyer.id}/"' in listed.text
+    balance = (await api.get("/api/points/balance/", token=buyer.access)).json()
+
+    page = await signed_in.get(f"/admin/users/{buyer.id}/")
+    assert page.status_code == 200
+    assert buyer.email in page.text and buyer.username in page.text
+    assert f'<dd id="user-balance">{balance["balance"]}</dd>' in page.text
+    buying = page.text.split('id="orders-as-buyer"')[1].split('id="orders-as-seller"')[0]
+    assert f'id="order-{order_id}"' in buying and f"/admin/users/{seller.id}/" in buying
+    assert f'id="payment-{payment_id}"' in page.text and "$2.50" in page.text
+    assert f'id="report-{report_id}"' in page.text and "abuse" in page.text
+    for link in (
+        f"/admin/ledger/?user={buyer.id}",
+        f"/admin/audit/?target_type=user&amp;target_id={buyer.id}",
+        f"/admin/skills/?owner={buyer.id}",
+    ):
+        assert f'href="{link}"' in page.text, link
+
+    banned = await signed_in.post(
+        f"/admin/users/{buyer.id}/", {"action": "ban", "reason": "abusive chat"}
+    )
+    assert banned.status_code == 303 and banned.headers["Location"] == f"/admin/users/{buyer.id}/"
+    after = await signed_in.get(f"/admin/users/{buyer.id}/")
+    assert "The user is banned." in after.text and 'value="unban"' in after.text
+    verified = await signed_in.post(f"/admin/users/{buyer.id}/", {"action": "verify"})
+    assert verified.status_code == 303
+    detail = (await api.get(f"/api/admin/users/{buyer.id}/", token=admin.access)).json()
+    assert (detail["user"]["is_active"], detail["user"]["is_verified"]) == (False, True)
+    assert [o["id"] for o in detail["orders_as_buyer"]] == [order_id]
+    rows = await _audit(api, admin, target_type="user", target_id=buyer.id)
+    assert [r["action"] for r in rows] == ["user.verify", "user.ban"]
+    own = await signed_in.post(f"/admin/users/{admin.id}/", {"action": "revoke_admin"})
+    assert own.status_code == 409 and 'class="problem"' in own.text
+
+    missing = await signed_in.get("/admin/users/99999999999/")
+    assert missing.status_code == 404 and "This user does not exist." in missing.text
+    arabic = await signed_in.get(f"/admin/users/{buyer.id}/?lang=ar")
+    assert '<html lang="ar" dir="rtl">' in arabic.text
+    await signed_in.get("/admin/?lang=en")
+
+
+# -- sorting -------------------------------------------------------------------------------------
+
+
+async def _payments(deps, user_id: int, amounts: list[int]) -> list[int]:  # type: ignore[no-untyped-def]
+    """Payments that never reached a gateway (failed), which move no points."""
+    from skillswap.models import Payment
+
+    async with deps.db.uow() as uow:
+        made = [
+            Payment(
+                user_id=user_id,
+                gateway="paypal",
+                status="failed",
+                points=1,
+                amount_minor=amount,
+                currency="USD",
+            )
+            for amount in amounts
+        ]
+        uow.session.add_all(made)
+        await uow.session.flush()
+        ids = [p.id for p in made]
+        await uow.commit()
+    return ids
+
+
+async def test_payments_sort_by_a_column_in_the_api_and_on_the_page(
+    signed_in, api, deps, admin, make_user
+):
+    member = await make_user()
+    base = 10**11
+    ids = await _payments(deps, member.id, [base + 2, base + 9, base + 5])
+    top = await api.get(
+        "/api/admin/payments/?sort=-amount&status=failed&page_size=3", token=admin.access
+    )
+    assert top.status_code == 200, top.text
+    assert [p["id"] for p in top.json()["results"]] == [ids[1], ids[2], ids[0]]
+    rising = await api.get("/api/admin/payments/?sort=amount&page_size=50", token=admin.access)
+    amounts = [p["amount_minor"] for p in rising.json()["results"]]
+    assert amounts == sorted(amounts)
+    by_id = await api.get("/api/admin/payments/?sort=id&page_size=50", token=admin.access)
+    ids_up = [p["id"] for p in by_id.json()["results"]]
+    assert ids_up == sorted(ids_up)
+    bad = await api.get("/api/admin/payments/?sort=password", token=admin.access)
+    assert bad.status_code == 400 and set(bad.json()["errors"]) == {"sort"}
+    refused = await api.get("/api/admin/payments/?sort=password", token=member.access)
+    assert refused.status_code == 403 and refused.json()["code"] == "admin_only"
+
+    page = await signed_in.get("/admin/payments/?sort=-amount&status=failed")
+    shown = [int(i) for i in re.findall(r'<tr id="payment-(\d+)">', page.text)]
+    assert shown[:3] == [ids[1], ids[2], ids[0]]
+    assert 'aria-sort="descending"' in page.text
+    assert 'href="/admin/payments/?sort=amount&amp;status=failed"' in page.text  # flips
+    assert '<input type="hidden" name="sort" value="-amount">' in page.text
+    export = await signed_in.get("/admin/payments/?sort=-amount&status=failed&format=csv")
+    rows = export.text.lstrip("\ufeff").splitlines()[1:4]
+    assert [int(r.split(",")[0]) for r in rows] == [ids[1], ids[2], ids[0]]
+    schema = (await api.get("/api/schema/")).json()
+    params = schema["paths"]["/api/admin/payments/"]["get"]["parameters"]
+    sort = next(p for p in params if p["name"] == "sort")
+    assert "-amount" in sort["schema"]["enum"] or any(
+        "-amount" in (s.get("enum") or []) for s in sort["schema"].get("anyOf", [])
+    )
+
+
+async def test_the_audit_trail_sorts_by_a_column_in_the_api_and_on_the_page(
+    signed_in, api, admin, make_user
+):
+    member = await make_user()
+    for action in ("verify", "ban", "unban"):
+        done = await signed_in.post(
+            "/admin/users/", {"action": action, "user_id": member.id, "reason": "sorting"}
+        )
+        assert done.status_code == 303, done.text
+    rows = await _audit(api, admin, target_type="user", target_id=member.id, sort="action")
+    assert [r["action"] for r in rows] == ["user.ban", "user.unban", "user.verify"]
+    rows = await _audit(api, admin, target_type="user", target_id=member.id, sort="-action")
+    assert [r["action"] for r in rows] == ["user.verify", "user.unban", "user.ban"]
+    rows = await _audit(api, admin, target_type="user", target_id=member.id, sort="id")
+    assert [r["action"] for r in rows] == ["user.verify", "user.ban", "user.unban"]
+    bad = await api.get("/api/admin/audit/?sort=reason", token=admin.access)
+    assert bad.status_code == 400 and set(bad.json()["errors"]) == {"sort"}
+    page = await signed_in.get(f"/admin/audit/?target_type=user&target_id={member.id}&sort=action")
+    shown = re.findall(r"<td><code>(user\.[a-z_]+)</code></td>", page.text)
+    assert shown == ["user.ban", "user.unban", "user.verify"]
+    assert 'aria-sort="ascending"' in page.text
+
+
+async def test_users_and_orders_lists_sort_and_search_as_their_services_do(
+    signed_in, api, deps, admin, make_user
+):
+    _, seller, order_id = await _disputed_order(api, deps, make_user)
+    by_email = (
+        await api.get("/api/admin/users/?sort=email&page_size=25", token=admin.access)
+    ).json()["results"]
+    page = await signed_in.get("/admin/users/?sort=email")
+    shown = [int(i) for i in re.findall(r'<tr id="user-(\d+)">', page.text)]
+    assert shown == [u["id"] for u in by_email]
+    found = await signed_in.get(f"/admin/orders/?search={seller.username}")
+    assert [int(i) for i in re.findall(r'<tr id="order-(\d+)">', found.text)] == [order_id]
