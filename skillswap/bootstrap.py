@@ -19,6 +19,7 @@ import httpx
 from skillswap import events
 from skillswap.auth.current_user import SignedInUsers
 from skillswap.auth.passwords import PasswordHasher
+from skillswap.auth.ratelimits import build_limits
 from skillswap.auth.throttles import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from skillswap.auth.tokens import KeyRing, MemoryDenylist, RedisDenylist, TokenDenylist
 from skillswap.chat import digest as chat_digest
@@ -162,6 +163,7 @@ async def bootstrap(
             events=EVENT_HANDLERS if event_handlers is None else event_handlers,
             open_orders=open_orders or OpenOrdersOfSkills(),
             push=fcm_client(settings, http),
+            rate_limits=build_limits(settings, redis),
             resources=stack,
         )
     except BaseException:

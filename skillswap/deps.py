@@ -21,6 +21,7 @@ import httpx
 
 from skillswap.auth.current_user import SignedInUsers
 from skillswap.auth.passwords import PasswordHasher
+from skillswap.auth.ratelimits import Limits, no_limits
 from skillswap.auth.throttles import RateLimiter
 from skillswap.auth.tokens import KeyRing, TokenDenylist
 from skillswap.db import Database, UnitOfWork
@@ -111,6 +112,8 @@ class Deps:
     open_orders: OpenOrders
     # FCM, when FCM_CREDENTIALS_FILE is set (None: no push is sent).
     push: FcmClient | None = None
+    # RATE_LIMITS: the named policies, in Redis when configured (skillswap.auth.ratelimits).
+    rate_limits: Limits = field(default_factory=no_limits)
     # What bootstrap opened, closed in reverse order by `close`.
     resources: AsyncExitStack = field(default_factory=AsyncExitStack, repr=False)
 

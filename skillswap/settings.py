@@ -120,6 +120,10 @@ class Settings:
     admin_session_max_seconds: int = 12 * 3600
     password_reset_max_per_hour: int = 5  # reset emails per address
     reports_per_day: int = 20  # reports one user may file in 24 hours (then 429)
+    # Named rate limits, "name=N/period" comma separated (period: second, minute, hour, day, or
+    # e.g. 15minutes); policies left out keep their defaults (skillswap/auth/ratelimits.py),
+    # "off" turns every limit off (load tests, benchmarks). Per user, else per client address.
+    rate_limits: str = ""
     argon2_time_cost: int = 2
     argon2_memory_kib: int = 19_456
     argon2_parallelism: int = 1
@@ -200,6 +204,7 @@ class Settings:
     ws_outbound_max_bytes: int = 1_048_576  # unsent bytes before a client is too slow (4008)
     ws_ping_interval_seconds: int = 30  # 0 disables server pings
     ws_max_subscriptions: int = 500  # rooms one connection may follow
+    ws_max_connections_per_user: int = 10  # open sockets per user on all nodes; more: 429
     chat_message_max_chars: int = 4000
     realtime_stream_maxlen: int = 1000  # entries kept per room stream (MAXLEN ~)
     realtime_idle_seconds: int = 30  # a room actor with no local subscriber stops after this
@@ -283,12 +288,21 @@ class Settings:
         if self.refresh_reuse_grace_seconds < 0:
             raise ConfigError("REFRESH_REUSE_GRACE_SECONDS must be 0 (no grace) or more")
         self.validate_storage()
+        self.validate_rate_limits()
         if self.is_production and self.secret_key == DEV_SECRET_KEY:
             raise ConfigError(
                 "SECRET_KEY is the development key; set a secret of your own when DATABASE_URL is set"
             )
         if self.is_production and len(self.secret_key) < 32 and self.jwt_algorithm == "HS256":
             raise ConfigError("SECRET_KEY must be at least 32 characters in production")
+
+    def validate_rate_limits(self) -> None:
+        """Refuse RATE_LIMITS naming a policy that does not exist or a rate that is not one."""
+        from skillswap.auth.ratelimits import parse_policies  # the policies live beside it
+
+        parse_policies(self.rate_limits)
+        if self.ws_max_connections_per_user < 1:
+            raise ConfigError("WS_MAX_CONNECTIONS_PER_USER must be at least 1")
 
     def validate_storage(self) -> None:
         """Refuse an object storage configuration that could not store or serve an image."""

@@ -145,6 +145,8 @@ def make_settings(**overrides: Any) -> Settings:
         argon2_memory_kib=1024,
         # Every test client shares 127.0.0.1; the per-address limit has its own test.
         login_max_failures_per_ip=10_000,
+        # ... and the named rate limits too: tests/e2e/test_rate_limits.py turns them on.
+        rate_limits="off",
         db_pool_size=10,
         db_max_overflow=20,
         redis_prefix=REDIS_PREFIX,
