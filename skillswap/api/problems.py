@@ -34,7 +34,9 @@ from skillswap.i18n import N_, lazy, negotiate_locale
 if TYPE_CHECKING:
     from skillswap.deps import Deps
 
-CORS_EXPOSED_HEADERS = "X-Request-ID, Idempotent-Replayed, Retry-After, Location"
+CORS_EXPOSED_HEADERS = (
+    "X-Request-ID, Idempotent-Replayed, Retry-After, Location, RateLimit, RateLimit-Policy"
+)
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 _GENERIC_BY_STATUS: dict[int, type[AppError]] = {

@@ -25,6 +25,8 @@ from typing import Any, Protocol
 
 import redis.exceptions
 
+from skillswap.errors import TooManyRequests
+from skillswap.i18n import N_, lazy, lazy_plural
 from skillswap.settings import ConfigError, Settings
 
 log = logging.getLogger("skillswap.ratelimits")
@@ -55,6 +57,19 @@ DEFAULT_POLICIES: Mapping[str, Rate] = {
     "skill": Rate(20, 3600),  # skills listed by one user
     "resend": Rate(3, 3600),  # verification and password-reset mails asked for
     "report": Rate(10, 3600),  # reports filed by one user (REPORTS_PER_DAY caps the day)
+}
+
+
+# What each policy counts, as a refused client is told it.
+_COUNTED = {
+    "register": N_("sign-ups"),
+    "login": N_("sign-ins"),
+    "order": N_("orders"),
+    "message": N_("messages"),
+    "purchase": N_("payments"),
+    "skill": N_("new skills"),
+    "resend": N_("emails asked for"),
+    "report": N_("reports"),
 }
 
 
@@ -124,8 +139,27 @@ class Decision:
             "RateLimit": f'"{self.policy}";r={self.remaining};t={math.ceil(self.reset)}',
         }
         if not self.allowed:
-            fields["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
+            fields["Retry-After"] = str(self.retry_after_seconds)
         return fields
+
+    @property
+    def retry_after_seconds(self) -> int:
+        return max(1, math.ceil(self.retry_after))
+
+    def refusal(self) -> TooManyRequests:
+        """The 429 `rate_limited` a refused request answers, naming its policy."""
+        seconds = self.retry_after_seconds
+        return TooManyRequests(
+            lazy_plural(
+                "Too many {what} for now. Try again in {n} second.",
+                "Too many {what} for now. Try again in {n} seconds.",
+                seconds,
+                what=lazy(_COUNTED[self.policy]),
+            ),
+            code="rate_limited",
+            headers=self.headers(),
+            extra={"policy": self.policy, "retry_after": seconds},
+        )
 
 
 def gcra(tat: float | None, now: float, rate: Rate) -> tuple[float | None, int, float, float]:

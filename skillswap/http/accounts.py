@@ -8,7 +8,7 @@ from pydantic import EmailStr, Field, model_validator
 
 from skillswap.accounts import services as accounts
 from skillswap.accounts.services import AuthResult, TokenPair
-from skillswap.http.base import BaseHandler, path_id, public, route
+from skillswap.http.base import BaseHandler, limited, path_id, public, route
 from skillswap.http.operations import operation
 from skillswap.http.schemas import (
     EmailVerified,
@@ -144,6 +144,7 @@ class RegisterHandler(BaseHandler):
         status=201,
         problems=(409,),
     )
+    @limited("register")
     @public
     async def post(self) -> None:
         """Create an account and sign it in."""
@@ -161,6 +162,7 @@ class RegisterHandler(BaseHandler):
 
 class LoginHandler(BaseHandler):
     @operation("login", tag="Accounts", body=LoginBody, response=SignedIn, problems=(401, 429))
+    @limited("login")
     @public
     async def post(self) -> None:
         """Sign in with email or username and password."""
@@ -247,6 +249,7 @@ class VerifyEmailHandler(BaseHandler):
 
 class ResendVerificationHandler(BaseHandler):
     @operation("resendVerification", tag="Accounts", response=Sent, status=202, problems=(409, 429))
+    @limited("resend")
     async def post(self) -> None:
         """Send a new verification code to the signed-in user."""
         await accounts.resend_verification(self.deps, actor=self.user)
@@ -263,6 +266,7 @@ class PasswordResetHandler(BaseHandler):
         status=202,
         problems=(429,),
     )
+    @limited("resend")
     @public
     async def post(self) -> None:
         """Email a password-reset code (the answer is the same whether the account exists)."""

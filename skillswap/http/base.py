@@ -39,6 +39,7 @@ from skillswap.api.problems import ProblemAnswers as ProblemAnswers  # where htt
 from skillswap.api.problems import problem_response as problem_response
 from skillswap.auth.bearer import bearer_token
 from skillswap.auth.current_user import authenticate
+from skillswap.auth.ratelimits import subject_for
 from skillswap.deps import Deps
 from skillswap.errors import (
     AppError,
@@ -149,6 +150,27 @@ def idempotent(method: HandlerMethod) -> HandlerMethod:
     return wrapper
 
 
+def limited(policy: str) -> Callable[[HandlerMethod], HandlerMethod]:
+    """Count each call against the rate-limit `policy` (skillswap.auth.ratelimits) first.
+
+    Per signed-in user, else per client address; over the limit a 429 `rate_limited` with
+    Retry-After, before the body is read. Every answer (success or refusal) carries the
+    RateLimit-Policy and RateLimit fields. Put it above `idempotent`: a refusal must not be
+    stored as the key's outcome, or the retry the client is told to make would replay it.
+    """
+
+    def decorate(method: HandlerMethod) -> HandlerMethod:
+        @functools.wraps(method)
+        async def wrapper(self: BaseHandler, *args: Any, **kwargs: Any) -> None:
+            await self.take_rate_limit(policy)
+            await method(self, *args, **kwargs)
+
+        wrapper.rate_limit = policy  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
 async def _claim_key(handler: BaseHandler, key: str) -> idempotency.Claim:
     """Claim `key` for this caller and request, or find the response it already has."""
     if not key or len(key) > idempotency.MAX_KEY_LENGTH or has_unstorable_text(key):
@@ -226,6 +248,7 @@ class BaseHandler(tornado.web.RequestHandler):
     accepts_uploads = False  # True: the body may be a file up to MAX_UPLOAD_BYTES
     _json_written: bytes = b""
     _query: BaseModel | None = None
+    _rate_limit_headers: dict[str, str] | None = None  # kept on error answers too
 
     @property
     def deps(self) -> Deps:
@@ -327,6 +350,19 @@ class BaseHandler(tornado.web.RequestHandler):
                 default=self.deps.settings.default_locale,
             )
         )
+
+    async def take_rate_limit(self, policy: str) -> None:
+        """Spend one request under `policy` (see `limited`); 429 `rate_limited` when over it."""
+        user = self.current_user
+        subject = subject_for(user.id if user else None, self.request.remote_ip)
+        decision = await self.deps.rate_limits.take(policy, subject)
+        if decision is None:
+            return
+        self._rate_limit_headers = decision.headers()
+        if not decision.allowed:
+            raise decision.refusal()
+        for name, value in self._rate_limit_headers.items():
+            self.set_header(name, value)
 
     # -- input ---------------------------------------------------------------------------------
 
@@ -479,6 +515,8 @@ class BaseHandler(tornado.web.RequestHandler):
         error = error_for(status_code, exc)
         self.clear()
         self.set_status(error.status)
+        for name, value in (self._rate_limit_headers or {}).items():
+            self.set_header(name, value)
         for name, value in error.headers.items():
             self.set_header(name, value)
         if error.status == 405:

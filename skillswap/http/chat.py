@@ -13,7 +13,7 @@ from pydantic import Field
 from skillswap.chat import services as chat
 from skillswap.chat.services import RoomSummary
 from skillswap.http.accounts import user_public
-from skillswap.http.base import BaseHandler, idempotent, path_id, route, takes_query
+from skillswap.http.base import BaseHandler, idempotent, limited, path_id, route, takes_query
 from skillswap.http.operations import operation
 from skillswap.http.query import PageQuery
 from skillswap.http.schemas import MessageOut, Page, ReadReceipt, RoomDetailOut, RoomOut
@@ -131,6 +131,7 @@ class SendHandler(BaseHandler):
         also={200: MessageOut},
         problems=(403, 404, 409, 429),
     )
+    @limited("message")
     @idempotent
     async def post(self, room_id: str) -> None:
         """Send a message: stored first (once per `client_id`), then delivered live."""

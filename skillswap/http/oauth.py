@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from skillswap.accounts import google as google_signin
 from skillswap.errors import AppError
 from skillswap.http.accounts import auth_response, token_response
-from skillswap.http.base import BaseHandler, public, route, takes_query
+from skillswap.http.base import BaseHandler, limited, public, route, takes_query
 from skillswap.http.operations import operation
 from skillswap.http.schemas import GoogleSignInStart, SignedIn
 from skillswap.http.validation import Body
@@ -63,6 +63,7 @@ class GoogleSignInCallbackHandler(BaseHandler):
         also={302: None},
         problems=(401, 409, 503),
     )
+    @limited("login")
     @public
     @takes_query(CallbackQuery)
     async def get(self) -> None:
@@ -107,6 +108,7 @@ class GoogleIdTokenSignInHandler(BaseHandler):
         response=SignedIn,
         problems=(401, 409, 503),
     )
+    @limited("login")
     @public
     async def post(self) -> None:
         """Sign in with an ID token from Google's mobile SDK; answers like a password sign-in."""

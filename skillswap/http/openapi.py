@@ -71,6 +71,23 @@ IDEMPOTENCY_KEY: dict[str, Any] = {
 }
 
 
+RATE_LIMIT_HEADERS: dict[str, Any] = {
+    "RateLimit-Policy": {
+        "description": 'The rate-limit policy of this operation, e.g. `"order";q=30;w=60`'
+        " (draft-ietf-httpapi-ratelimit-headers)",
+        "schema": {"type": "string"},
+    },
+    "RateLimit": {
+        "description": 'What is left of it, e.g. `"order";r=29;t=2`: r requests within t seconds',
+        "schema": {"type": "string"},
+    },
+}
+RETRY_AFTER: dict[str, Any] = {
+    "description": "Seconds to wait before trying again",
+    "schema": {"type": "integer"},
+}
+
+
 class Components:
     """The schemas the document refers to, each model once under its own name."""
 
@@ -187,6 +204,16 @@ def _responses(declared: Operation, components: Components, *, public: bool) -> 
     return responses
 
 
+def _declare_rate_limit(responses: dict[str, Any]) -> None:
+    """A limited operation (`limited`): the RateLimit fields on every answer, and its 429."""
+    responses.setdefault("429", _problem(429))
+    for status, answer in responses.items():
+        headers = {**answer.get("headers", {}), **RATE_LIMIT_HEADERS}
+        if status == "429":
+            headers["Retry-After"] = RETRY_AFTER
+        answer["headers"] = headers
+
+
 def describe_operation(
     method: Any, path_parameters: list[dict[str, Any]], components: Components
 ) -> dict[str, Any]:
@@ -217,6 +244,8 @@ def describe_operation(
     if request_body is not None:
         described["requestBody"] = request_body
     described["responses"] = _responses(declared, components, public=public)
+    if getattr(method, "rate_limit", None):
+        _declare_rate_limit(described["responses"])
     if public:
         described["security"] = []
     return described

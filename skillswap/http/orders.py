@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from skillswap.http.accounts import user_public
-from skillswap.http.base import BaseHandler, idempotent, path_id, route, takes_query
+from skillswap.http.base import BaseHandler, idempotent, limited, path_id, route, takes_query
 from skillswap.http.operations import operation
 from skillswap.http.schemas import OrderOut, Page
 from skillswap.http.validation import Body, Id
@@ -154,6 +154,7 @@ class OrdersHandler(BaseHandler):
         status=201,
         problems=(402, 403, 404, 409),
     )
+    @limited("order")
     @idempotent
     async def post(self) -> None:
         """Order a skill: its price is held in escrow and the order waits for the seller."""

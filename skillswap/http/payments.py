@@ -13,7 +13,15 @@ from typing import Any
 
 from pydantic import Field
 
-from skillswap.http.base import BaseHandler, idempotent, path_id, public, route, takes_query
+from skillswap.http.base import (
+    BaseHandler,
+    idempotent,
+    limited,
+    path_id,
+    public,
+    route,
+    takes_query,
+)
 from skillswap.http.operations import operation
 from skillswap.http.query import PageQuery
 from skillswap.http.schemas import Out, Page
@@ -102,6 +110,7 @@ class PurchaseHandler(_Purchase):
         status=201,
         problems=(404, 409, 503),
     )
+    @limited("purchase")
     @idempotent
     async def post(self) -> None:
         """Buy a points package: a pending payment and the gateway's checkout (`redirect_url`)."""
@@ -134,6 +143,7 @@ class StripePurchaseHandler(_OneGateway):
     gateway = "stripe"
 
     @_pay_with("stripe")
+    @limited("purchase")
     @idempotent
     async def post(self) -> None:
         """Buy a points package through Stripe (purchasePoints with `gateway: stripe`)."""
@@ -144,6 +154,7 @@ class PaypalPurchaseHandler(_OneGateway):
     gateway = "paypal"
 
     @_pay_with("paypal")
+    @limited("purchase")
     @idempotent
     async def post(self) -> None:
         """Buy a points package through PayPal (400 `unknown_gateway` until it is configured)."""
@@ -154,6 +165,7 @@ class PaymobPurchaseHandler(_OneGateway):
     gateway = "paymob"
 
     @_pay_with("paymob")
+    @limited("purchase")
     @idempotent
     async def post(self) -> None:
         """Buy a points package through Paymob (400 `unknown_gateway` until it is configured)."""

@@ -11,7 +11,7 @@ from pydantic import Field
 from skillswap.admin import reports
 from skillswap.http.admin_audit import AdminHandler
 from skillswap.http.admin_users import AdminReportOut, admin_report_json
-from skillswap.http.base import BaseHandler, idempotent, path_id, route, takes_query
+from skillswap.http.base import BaseHandler, idempotent, limited, path_id, route, takes_query
 from skillswap.http.operations import operation
 from skillswap.http.query import PageQuery
 from skillswap.http.schemas import Out, Page
@@ -87,6 +87,7 @@ class ReportsHandler(BaseHandler):
         also={200: ReportOut},
         problems=(404, 409, 429),
     )
+    @limited("report")
     @idempotent
     async def post(self) -> None:
         """Report a skill, a user, a review or a chat message (200: your open report of it)."""

@@ -19,6 +19,7 @@ from skillswap.http.base import (
     BaseHandler,
     PageParams,
     idempotent,
+    limited,
     path_id,
     public,
     route,
@@ -250,6 +251,7 @@ class SkillListHandler(SkillsBaseHandler):
     @operation(
         "createSkill", tag="Skills", body=SkillBody, response=SkillOut, status=201, problems=(409,)
     )
+    @limited("skill")
     @idempotent
     async def post(self) -> None:
         """List a new skill."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from skillswap.accounts import services as accounts
+from skillswap.auth.ratelimits import subject_for
 from skillswap.errors import InvalidCredentials, TooManyRequests
 from skillswap.http.base import route
 from skillswap.http.dashboard import session as sessions
@@ -38,6 +39,16 @@ class LoginHandler(DashboardHandler):
         """Sign in with the API's password check and its throttle; administrators only."""
         email = self.get_body_argument("email", "") or ""
         password = self.get_body_argument("password", "") or ""
+        # The API's `login` policy, by address: one budget for both ways of signing in.
+        decision = await self.deps.rate_limits.take(
+            "login", subject_for(None, self.request.remote_ip)
+        )
+        if decision is not None:
+            for name, value in decision.headers().items():
+                self.set_header(name, value)
+            if not decision.allowed:
+                await self._refuse(decision.refusal())
+                return
         try:
             signed = await accounts.login(
                 self.deps, identifier=email, password=password, client_ip=self.request.remote_ip
