@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,7 +20,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 
+from skillswap import metrics
 from skillswap.db.unit_of_work import UnitOfWork
 from skillswap.settings import Settings
 
@@ -44,14 +47,45 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(db_url, connect_args={"timeout": 30})
         _configure_sqlite(engine)
+        _count_checkouts(engine)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         db_url,
+        poolclass=MeasuredPool,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=False,
         pool_recycle=1800,
     )
+    _count_checkouts(engine)
+    return engine
+
+
+class MeasuredPool(AsyncAdaptedQueuePool):
+    """The asyncio queue pool, counting who waits for a connection and for how long."""
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        # A free connection is handed over at once; otherwise this waits for one (up to
+        # pool_timeout): the gauge counts the callers in here, the histogram their wait.
+        metrics.DB_POOL_WAITING.inc()
+        started = time.perf_counter()
+        try:
+            return super()._do_get()
+        finally:
+            metrics.DB_POOL_WAITING.dec()
+            metrics.DB_POOL_WAIT.observe(time.perf_counter() - started)
+
+
+def _count_checkouts(engine: AsyncEngine) -> None:
+    """Keep the gauge of connections in use: up at each checkout, down at each checkin."""
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _out(*_args: Any) -> None:
+        metrics.DB_POOL_IN_USE.inc()
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _in(*_args: Any) -> None:
+        metrics.DB_POOL_IN_USE.dec()
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from skillswap import metrics
 from skillswap.ledger.errors import (
     HoldNotPending,
     IdempotencyMismatch,
@@ -146,6 +147,8 @@ async def post_hold(
     if shortfall:
         # Cannot happen while `held` reserves the hold; refusing keeps a broken ledger unchanged.
         raise LedgerError(f"posting hold {hold_id} would overdraw its wallet by {shortfall}")
+    for row in planned:
+        metrics.on_commit(session, metrics.count_transfer(row.kind, row.amount))
     return total
 
 

@@ -22,6 +22,7 @@ from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from skillswap import metrics
 from skillswap.db import Database
 from skillswap.ledger.errors import (
     IdempotencyMismatch,
@@ -103,7 +104,10 @@ async def transfer(
     Refused for lack of points, the transfer is recorded as rejected and `InsufficientFunds`
     is raised: commit anyway to make the refusal the key's permanent outcome.
     """
-    return await transfer_in(await store_for(session), request, now=now)
+    result = await transfer_in(await store_for(session), request, now=now)
+    if not result.replayed:
+        metrics.on_commit(session, metrics.count_transfer(request.kind, request.amount))
+    return result
 
 
 async def transfer_in(
@@ -234,8 +238,12 @@ async def run_transfer(db: Database, request: TransferRequest, *, now: datetime)
                     await uow.commit()
                 raise
             await uow.commit()
-        return result
-    # On a connection in autocommit, with no unit of work around it: on PostgreSQL the transfer
-    # is one statement, atomic on its own, and a refusal it records is committed with it.
-    async with db.autocommit() as driver:
-        return await transfer_in(AsyncpgStore(driver), request, now=now)
+    else:
+        # On a connection in autocommit, with no unit of work around it: on PostgreSQL the
+        # transfer is one statement, atomic on its own, and a refusal it records is committed
+        # with it.
+        async with db.autocommit() as driver:
+            result = await transfer_in(AsyncpgStore(driver), request, now=now)
+    if not result.replayed:
+        metrics.count_transfer(request.kind, request.amount)()
+    return result

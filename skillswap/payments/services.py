@@ -19,6 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from skillswap import metrics
 from skillswap.errors import BadRequest, NotFound, ServiceUnavailable
 from skillswap.i18n import lazy
 from skillswap.models import Payment, PaymentEvent, PaymentStatus, PointsPackage, User
@@ -131,6 +132,7 @@ async def create_payment(
         )
         uow.session.add(payment)
         await uow.session.flush()
+        metrics.on_commit(uow.session, metrics.count_payment(payment.gateway, payment.status))
         name = package.name_ar if actor.locale == "ar" else package.name_en
         await uow.commit()
     success_url, cancel_url = return_urls(return_url, payment.id)
@@ -177,7 +179,7 @@ async def create_payment(
 async def _close_unopened(deps: Deps, payment: Payment, *, reason: str) -> None:
     """A payment whose checkout never opened: failed, so that nobody waits for it."""
     async with deps.db.uow() as uow:
-        await uow.session.execute(
+        closed = await uow.session.execute(
             update(Payment)
             .where(Payment.id == payment.id, Payment.status == PaymentStatus.PENDING)
             .values(
@@ -186,6 +188,8 @@ async def _close_unopened(deps: Deps, payment: Payment, *, reason: str) -> None:
                 updated_at=deps.clock(),
             )
         )
+        if closed.rowcount:  # type: ignore[attr-defined]
+            metrics.on_commit(uow.session, metrics.count_payment(payment.gateway, "failed"))
         await uow.commit()
     payment.status = PaymentStatus.FAILED
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from skillswap import ledger
+from skillswap import ledger, metrics
 from skillswap.db import UnitOfWork
 from skillswap.errors import AppError, NotFound
 from skillswap.i18n import lazy
@@ -296,7 +296,10 @@ async def _move(
         .where(Payment.id == payment.id, Payment.status == PaymentStatus.PENDING)
         .values(status=to, updated_at=now, **values)
     )
-    return bool(moved.rowcount)  # type: ignore[attr-defined]
+    if not moved.rowcount:  # type: ignore[attr-defined]
+        return False
+    metrics.on_commit(session, metrics.count_payment(payment.gateway, to))
+    return True
 
 
 async def _settle(uow: UnitOfWork, payment: Payment, signal: Signal, *, now: datetime) -> Applied:
@@ -401,6 +404,7 @@ async def _refund(uow: UnitOfWork, payment: Payment, signal: Signal, *, now: dat
         .where(Payment.id == payment.id)
         .values(status=status, refunded_minor=refunded, updated_at=now)
     )
+    metrics.on_commit(session, metrics.count_payment(payment.gateway, status))
     return Applied(Outcome.REFUNDED, payment.id)
 
 

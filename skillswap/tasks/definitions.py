@@ -8,6 +8,7 @@ was sent is left alone, so a duplicate delivery does nothing.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from taskiq import AsyncBroker, AsyncTaskiqDecoratedTask
 
+from skillswap import metrics
 from skillswap.models import OutboxStatus
 from skillswap.tasks import outbox
 from skillswap.tasks.outbox import OutboxJob
@@ -41,6 +43,7 @@ class PermanentTaskError(Exception):
 async def run_outbox_row(deps: Deps, handlers: OutboxHandlers, row_id: int, attempt: int) -> str:
     """Run the row's handler and record the outcome; what happened, for the logs and tests."""
     settings = deps.settings
+    started = time.perf_counter()
     job = await outbox.start(
         deps.db,
         row_id,
@@ -49,7 +52,8 @@ async def run_outbox_row(deps: Deps, handlers: OutboxHandlers, row_id: int, atte
         now=deps.clock(),
     )
     if job is None:
-        return "skipped"  # done, failed, or claimed again since this message was sent
+        # Done, failed, or claimed again since this message was sent.
+        return _counted("unknown", "skipped", started)
     handler = handlers.get(job.kind)
     try:
         if handler is None:
@@ -60,7 +64,7 @@ async def run_outbox_row(deps: Deps, handlers: OutboxHandlers, row_id: int, atte
             deps.db, row_id, error=str(exc), retry_at=None, max_attempts=settings.task_max_attempts
         )
         log.error("outbox row %d (%s) failed for good: %s", row_id, job.kind, exc)
-        return "failed"
+        return _counted(job.kind, "failed", started)
     except Exception as exc:
         delay = outbox.retry_delay(
             job.attempts,
@@ -79,11 +83,19 @@ async def run_outbox_row(deps: Deps, handlers: OutboxHandlers, row_id: int, atte
         )
         if status == OutboxStatus.FAILED:
             log.error("outbox row %d (%s) is out of attempts: %r", row_id, job.kind, exc)
-            return "failed"
+            return _counted(job.kind, "failed", started)
         log.warning("outbox row %d (%s) failed, retried in %d s: %r", row_id, job.kind, delay, exc)
-        return "retry"
+        return _counted(job.kind, "retry", started)
     await outbox.mark_done(deps.db, row_id, now=deps.clock())
-    return "done"
+    return _counted(job.kind, "done", started)
+
+
+def _counted(kind: str, outcome: str, started: float) -> str:
+    """Count a task's run by its kind and outcome (the metrics), and return the outcome."""
+    metrics.TASKS.labels(kind, outcome).inc()
+    if outcome != "skipped":
+        metrics.TASK_DURATION.labels(kind).observe(time.perf_counter() - started)
+    return outcome
 
 
 @dataclass(frozen=True)

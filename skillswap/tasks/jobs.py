@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from skillswap import metrics
 from skillswap.admin.ledger import record_ledger_check
 from skillswap.chat.digest import enqueue_digests
 from skillswap.idempotency import purge_expired
@@ -90,6 +91,8 @@ async def ledger_check(deps: Deps, now: datetime) -> None:
         checked_at=now,
         duration_ms=round((time.perf_counter() - started) * 1000),
     )
+    metrics.LEDGER_CHECK_OK.set(1 if report.ok else 0)
+    metrics.LEDGER_CHECK_TIME.set(now.timestamp())
     for violation in report.violations:
         log.error("ledger check: VIOLATION %s: %s", violation.invariant, violation.detail)
     if report.ok:

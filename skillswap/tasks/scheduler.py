@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 import asyncpg
 from sqlalchemy.engine import make_url
 
+from skillswap import metrics
 from skillswap.settings import Settings
 from skillswap.tasks.jobs import Job
 from skillswap.tasks.relay import listen_dsn
@@ -157,7 +158,10 @@ class Scheduler:
         try:
             await job.run(self.deps, self.deps.clock())
         except Exception:
+            metrics.SCHEDULED_JOBS.labels(job.name, "failed").inc()
             log.exception("scheduled job %s failed; it runs again at its next tick", job.name)
+        else:
+            metrics.SCHEDULED_JOBS.labels(job.name, "ok").inc()
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
