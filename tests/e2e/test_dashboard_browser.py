@@ -1,6 +1,7 @@
 """The dashboard in a real browser (Debian's chromium through Playwright), in English and in
-Arabic: sign in, ban and unban a user, hide a skill, resolve a dispute, adjust a wallet, refund
-a payment; no console error and no CSP violation on any page; a screenshot of every page."""
+Arabic: sign in, the overview's charts and its range picker, ban and unban a user, a user's
+page, hide a skill, close a report, resolve a dispute, adjust a wallet, refund a payment; no
+console error and no CSP violation on any page; a screenshot of every page."""
 
 from __future__ import annotations
 
@@ -60,7 +61,15 @@ async def _cases(shop: Shop) -> dict[str, Any]:
     owner = await shop.user()
     skill_id = await insert_skill(shop.deps, owner_id=owner.id, price=5)
     buyer, payment_id = await _paid_payment(shop)
+    reporter = await shop.user()
+    filed = await shop.api.post(
+        "/api/reports/",
+        token=reporter.access,
+        json={"target_type": "user", "target_id": owner.id, "reason": "abuse"},
+    )
+    assert filed.status_code == 201, filed.text
     return {
+        "report_id": int(filed.json()["id"]),
         "member": member,
         "owner": owner,
         "skill_id": skill_id,
@@ -125,7 +134,14 @@ async def _run(browser: Any, shop: Shop, admin: TestUser, lang: str, case: dict[
     await page.fill("input[name=password]", admin.password)
     await page.click("form button[type=submit]")
     await page.wait_for_url(f"{base}/admin/")
+    assert await page.locator(".chart svg").count() >= 5
+    assert await page.locator("#figure-orders-placed .value").inner_text()
     await shot("overview")
+    await page.select_option("#range select[name=interval]", "week")
+    await page.click("#range button[type=submit]")
+    await page.wait_for_url("**interval=week**")
+    assert await page.locator(".chart svg title").count() >= 5
+    await shot("overview-by-week")
 
     member = case["member"]
     await page.goto(f"{base}/admin/users/?search={member.username}")
@@ -138,6 +154,9 @@ async def _run(browser: Any, shop: Shop, admin: TestUser, lang: str, case: dict[
     await page.locator(f"#user-{member.id} button[value=unban]").click()
     await flashed()
     await shot("users")
+    await page.click(f"#user-{member.id} a[href='/admin/users/{member.id}/']")
+    await page.wait_for_selector("#wallet")
+    await shot("user")
 
     await page.goto(f"{base}/admin/skills/?owner={case['owner'].id}")
     row = page.locator(f"#skill-{case['skill_id']}")
@@ -145,6 +164,17 @@ async def _run(browser: Any, shop: Shop, admin: TestUser, lang: str, case: dict[
     await row.locator("button[type=submit]").click()
     await flashed()
     await shot("skills")
+
+    await page.goto(f"{base}/admin/reports/")
+    await shot("reports-queue")
+    row = page.locator(f"#report-{case['report_id']}")
+    await row.locator("select[name=outcome]").select_option("warned")
+    await row.locator("textarea[name=note]").fill("told by mail")
+    await row.locator("button[type=submit]").click()
+    await flashed()
+    await page.goto(f"{base}/admin/reports/?status=all")
+    assert await page.locator(f"#report-{case['report_id']} form").count() == 0
+    await shot("reports-closed")
 
     await page.goto(f"{base}/admin/disputes/")
     await shot("disputes")
@@ -188,3 +218,6 @@ async def _run(browser: Any, shop: Shop, admin: TestUser, lang: str, case: dict[
     assert admin_order.json()["status"] == "resolved"
     payment = await shop.payment(case["payment_id"])
     assert payment.status == "refunded"
+    closed = await api.get("/api/admin/reports/?status=closed&page_size=100", token=token)
+    report = next(r for r in closed.json()["results"] if r["id"] == case["report_id"])
+    assert (report["outcome"], report["note"]) == ("warned", "told by mail")
