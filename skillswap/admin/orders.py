@@ -9,13 +9,15 @@ stays the order's own `resolve` action (skillswap.orders.services).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import aliased
 
 from skillswap.admin import audit
 from skillswap.chat.services import MessageRecord, message_record
+from skillswap.errors import ValidationFailed
+from skillswap.i18n import lazy, one_of
 from skillswap.models import ChatMessage, Order, Skill, User
 from skillswap.orders import queries
 from skillswap.orders.queries import OrderView, SkillRef
@@ -25,6 +27,17 @@ if TYPE_CHECKING:
     from skillswap.deps import Deps
 
 MAX_MESSAGES = 100
+# The columns a list may be sorted by: `column` ascending, `-column` descending; ties (and the
+# default, newest first) by id.
+ORDER_SORTS: dict[str, Any] = {
+    "id": Order.id,
+    "created_at": Order.created_at,
+    "updated_at": Order.updated_at,
+    "status": Order.status,
+    "price": Order.price_points,
+}
+DEFAULT_ORDER_SORT = "-id"
+ORDER_SORT_KEYS = tuple(k for name in ORDER_SORTS for k in (name, "-" + name))
 
 
 @dataclass(frozen=True)
@@ -56,8 +69,20 @@ def _search(term: str) -> ColumnElement[bool]:
     return or_(*matches)
 
 
+def _order_by(sort: str) -> list[Any]:
+    """The ORDER BY of a sort key (400 naming `sort` for any other)."""
+    if sort not in ORDER_SORT_KEYS:
+        raise ValidationFailed(
+            errors={"sort": [lazy("Must be one of: {choices}.", choices=one_of(ORDER_SORT_KEYS))]}
+        )
+    descending = sort.startswith("-")
+    column = ORDER_SORTS[sort.removeprefix("-")]
+    tie = Order.id.desc() if descending else Order.id.asc()
+    return [column.desc() if descending else column.asc(), tie]
+
+
 def _page(
-    conditions: list[ColumnElement[bool]], *, offset: int, limit: int
+    conditions: list[ColumnElement[bool]], *, order: list[Any], offset: int, limit: int
 ) -> Select[Order, User, User, int, str, str, int]:
     buyer, seller = aliased(User), aliased(User)
     return (
@@ -74,7 +99,7 @@ def _page(
         .join(seller, seller.id == Order.seller_id)
         .join(Skill, Skill.id == Order.skill_id)
         .where(*conditions)
-        .order_by(Order.id.desc())
+        .order_by(*order)
         .offset(offset)
         .limit(limit)
     )
@@ -90,9 +115,12 @@ async def list_orders(
     seller_id: int | None = None,
     offset: int,
     limit: int,
+    sort: str | None = None,
 ) -> tuple[int, list[OrderView]]:
-    """Every order, newest first, by status, party and a search (administrators)."""
+    """Every order, newest first unless `sort` (one of ORDER_SORT_KEYS) says, by status, party
+    and a search (administrators)."""
     audit.require_admin(actor)
+    order_by = _order_by(sort or DEFAULT_ORDER_SORT)
     conditions: list[ColumnElement[bool]] = []
     if status is not None:
         conditions.append(Order.status == status)
@@ -104,7 +132,9 @@ async def list_orders(
         conditions.append(_search(search))
     async with deps.db.read() as session:
         count = await session.scalar(select(func.count()).select_from(Order).where(*conditions))
-        rows = (await session.execute(_page(conditions, offset=offset, limit=limit))).all()
+        rows = (
+            await session.execute(_page(conditions, order=order_by, offset=offset, limit=limit))
+        ).all()
     views = []
     for order, buyer, seller, skill_id, title_en, title_ar, room_id in rows:
         roles = queries.roles_of(order, actor)

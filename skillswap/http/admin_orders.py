@@ -1,5 +1,5 @@
 """Administrators and orders: every order (`GET /api/admin/orders/?status=&search=&buyer_id=
-&seller_id=`) and one order's case (`GET /api/admin/orders/{id}/?before=&limit=`: the order,
+&seller_id=&sort=`) and one order's case (`GET /api/admin/orders/{id}/?before=&limit=`: the order,
 its history with who acted, both parties, and its chat, read-only). Disputes are settled with
 the order's own `resolve` action. The services check who is asking."""
 
@@ -39,6 +39,12 @@ class AdminOrdersQuery(PageQuery):
     )
     buyer_id: Id | None = Field(default=None, description="Only this buyer's orders")
     seller_id: Id | None = Field(default=None, description="Only this seller's orders")
+    sort: str | None = Field(
+        default=None,
+        pattern="^(" + "|".join(admin_orders.ORDER_SORT_KEYS) + ")$",
+        json_schema_extra={"enum": list(admin_orders.ORDER_SORT_KEYS)},
+        description="A column, `-column` for descending (default: `-id`, newest first)",
+    )
 
 
 class OrderCaseQuery(Body):
@@ -100,7 +106,7 @@ class AdminOrdersHandler(AdminHandler):
     @operation("adminListOrders", tag="Admin", response=Page[OrderOut], paged=True, problems=(403,))
     @takes_query(AdminOrdersQuery)
     async def get(self) -> None:
-        """Every order, newest first, by status, party or a search."""
+        """Every order, newest first or as sorted, by status, party or a search."""
         query = self.query(AdminOrdersQuery)
         page = self.page_params()
         count, views = await admin_orders.list_orders(
@@ -112,6 +118,7 @@ class AdminOrdersHandler(AdminHandler):
             seller_id=query.seller_id,
             offset=page.offset,
             limit=page.page_size,
+            sort=query.sort,
         )
         self.send_page(page, count=count, results=[order_json(v, self.translator) for v in views])
 
