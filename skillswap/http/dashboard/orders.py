@@ -55,6 +55,10 @@ class _OrderList(DashboardHandler):
     def statuses(self) -> list[str]:
         raise NotImplementedError
 
+    def sort_shown(self) -> str | None:
+        """The order the table's headers show (None: a list that does not sort)."""
+        return None
+
     async def _page(self, offset: int, limit: int) -> tuple[int, list[Any]]:
         return await queries.list_orders(
             self.deps,
@@ -83,6 +87,7 @@ class _OrderList(DashboardHandler):
             statuses=list(OrderStatus),
             status=self.query_text("status"),
             search=self.query_text("search") or "",
+            sort=self.sort_shown(),
         )
 
 
@@ -103,10 +108,18 @@ class OrdersHandler(_OrderList):
             search=(self.query_text("search") or "")[:100] or None,
             offset=offset,
             limit=limit,
+            sort=self.sort(),
         )
 
+    def sort(self) -> str | None:
+        sort = self.query_text("sort")
+        return sort if sort in admin_orders.ORDER_SORT_KEYS else None
+
+    def sort_shown(self) -> str | None:
+        return self.sort() or admin_orders.DEFAULT_ORDER_SORT
+
     async def get(self, *args: str) -> None:
-        """Every order, newest first, by status and a search."""
+        """Every order, newest first or as sorted, by status and a search."""
         await self.show()
 
 
