@@ -939,3 +939,25 @@ async def test_users_and_orders_lists_sort_and_search_as_their_services_do(
     assert shown == [u["id"] for u in by_email]
     found = await signed_in.get(f"/admin/orders/?search={seller.username}")
     assert [int(i) for i in re.findall(r'<tr id="order-(\d+)">', found.text)] == [order_id]
+
+    cheap = await _disputed_order(api, deps, make_user, price=2)
+    dear = await _disputed_order(api, deps, make_user, price=40)
+    ours = {order_id, cheap[2], dear[2]}
+    for sort, expected in (("price", [cheap[2], order_id, dear[2]]), ("-price", None)):
+        listed = await api.get(
+            f"/api/admin/orders/?status=disputed&sort={sort}&page_size=100", token=admin.access
+        )
+        assert listed.status_code == 200, listed.text
+        results = listed.json()["results"]
+        prices = [o["price_points"] for o in results]
+        assert prices == sorted(prices, reverse=sort.startswith("-"))
+        mine = [o["id"] for o in results if o["id"] in ours]
+        assert mine == (expected or [dear[2], order_id, cheap[2]])
+    bad = await api.get("/api/admin/orders/?sort=buyer", token=admin.access)
+    assert bad.status_code == 400 and set(bad.json()["errors"]) == {"sort"}
+    page = await signed_in.get("/admin/orders/?status=disputed&sort=-price")
+    shown = [int(i) for i in re.findall(r'<tr id="order-(\d+)">', page.text)]
+    assert [i for i in shown if i in ours] == [dear[2], order_id, cheap[2]]
+    assert 'aria-sort="descending"' in page.text
+    disputes = await signed_in.get("/admin/disputes/")
+    assert "aria-sort" not in disputes.text  # that list has one order: newest first
