@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from skillswap.chat.writer import MessageWriter
 from skillswap.realtime.bridge import Bridge, LocalBridge, RedisBridge
+from skillswap.realtime.connection_cap import LocalConnectionCap, RedisConnectionCap
 from skillswap.realtime.hub import Hub
 from skillswap.realtime.presence import LocalPresence, RedisPresence
 
@@ -32,6 +33,7 @@ class Realtime:
         self._redis: Any = None
         self.bridge: Bridge
         self.presence: LocalPresence
+        self.connections: LocalConnectionCap  # WS_MAX_CONNECTIONS_PER_USER, on every node
         if settings.redis_url:
             from redis.asyncio import BlockingConnectionPool, Redis
 
@@ -56,9 +58,15 @@ class Realtime:
             self.presence = RedisPresence(
                 self._redis, prefix=settings.redis_prefix, node_id=self.node_id
             )
+            self.connections = RedisConnectionCap(
+                self._redis,
+                prefix=settings.redis_prefix,
+                limit=settings.ws_max_connections_per_user,
+            )
         else:
             self.bridge = LocalBridge(self.node_id)
             self.presence = LocalPresence()
+            self.connections = LocalConnectionCap(settings.ws_max_connections_per_user)
         self.hub = Hub(settings, db, self.bridge, self.presence)
         # Away members' notifications are pushed to their phones when push is configured.
         self.writer = MessageWriter(
@@ -92,5 +100,6 @@ class Realtime:
         """Finish queued writes, close connections with 1001, stop actors, release Redis."""
         await self.writer.close()
         await self.hub.close()
+        await self.connections.close()
         if self._redis is not None:
             await self._redis.aclose()

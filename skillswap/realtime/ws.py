@@ -13,7 +13,9 @@ never holds up anyone else. It reconnects and resumes with `last_id`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import secrets
 import time
 from functools import partial
 from typing import Any
@@ -26,6 +28,7 @@ import tornado.websocket
 from skillswap.api.problems import ProblemAnswers, error_for
 from skillswap.auth.bearer import bearer_token
 from skillswap.auth.current_user import authenticate
+from skillswap.auth.ratelimits import subject_for
 from skillswap.chat import services as chat
 from skillswap.deps import Deps
 from skillswap.errors import (
@@ -34,11 +37,13 @@ from skillswap.errors import (
     InvalidToken,
     MethodNotAllowed,
     PermissionDenied,
+    TooManyRequests,
 )
 from skillswap.i18n import Message, Translator, lazy, negotiate_locale
 from skillswap.models import User
 from skillswap.notifications.services import notification_view
 from skillswap.realtime import Realtime
+from skillswap.realtime.connection_cap import TTL_SECONDS as SLOT_TTL_SECONDS
 from skillswap.realtime.protocol import (
     CLOSE_GOING_AWAY,
     CLOSE_RATE_LIMITED,
@@ -87,6 +92,10 @@ class RealtimeSocket(ProblemAnswers, tornado.websocket.WebSocketHandler):
         self._tokens_at = 0.0
         self._last_pong = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._slot: str | None = None  # this socket's place under WS_MAX_CONNECTIONS_PER_USER
+        # Sends waiting for the `message` rate limit, checked one at a time to keep their order.
+        self._limited_sends: collections.deque[Send] = collections.deque()
+        self._checking_sends = False
 
     @property
     def deps(self) -> Deps:
@@ -128,6 +137,21 @@ class RealtimeSocket(ProblemAnswers, tornado.websocket.WebSocketHandler):
         except InvalidToken as refused:  # TokenExpired keeps its own code
             self._refuse(refused)
             return
+        slot = secrets.token_hex(8)
+        if not await self.realtime.connections.claim(user.id, slot):
+            limit = self.realtime.connections.limit
+            self._refuse(
+                TooManyRequests(
+                    lazy(
+                        "At most {max} connections may be open at once; close one first.", max=limit
+                    ),
+                    code="too_many_connections",
+                    headers={"Retry-After": str(SLOT_TTL_SECONDS)},
+                    extra={"limit": limit},
+                )
+            )
+            return
+        self._slot = slot
         self.user = user
         self.user_id = user.id
         self.is_admin = user.is_admin
@@ -270,6 +294,38 @@ class RealtimeSocket(ProblemAnswers, tornado.websocket.WebSocketHandler):
         self.realtime.hub.room(command.room).put(("sub", self, command.last_id))
 
     def _send(self, command: Send) -> None:
+        if self.deps.rate_limits.rate("message") is None:
+            self._queue_send(command)
+            return
+        # The `message` policy is one budget for REST and WebSocket sends, kept in Redis: its
+        # answer is awaited, off this method, and sends are checked in the order they came.
+        self._limited_sends.append(command)
+        if not self._checking_sends:
+            self._checking_sends = True
+            self._spawn(self._check_sends())
+
+    async def _check_sends(self) -> None:
+        try:
+            while self._limited_sends and not self._gone:
+                command = self._limited_sends.popleft()
+                decision = await self.deps.rate_limits.take(
+                    "message", subject_for(self.user_id, None)
+                )
+                if decision is not None and not decision.allowed:
+                    # Refused, not disconnected: the client waits `retry_after` and sends again.
+                    self._send_app_error(
+                        decision.refusal(),
+                        room=command.room,
+                        client_id=command.client_id,
+                        policy=decision.policy,
+                        retry_after=decision.retry_after_seconds,
+                    )
+                    continue
+                self._queue_send(command)
+        finally:
+            self._checking_sends = False
+
+    def _queue_send(self, command: Send) -> None:
         try:
             sent = chat.queue_message(
                 self.deps,
@@ -433,9 +489,21 @@ class RealtimeSocket(ProblemAnswers, tornado.websocket.WebSocketHandler):
         if code is not None:
             self.close(code, reason)
 
+    def on_finish(self) -> None:
+        # Also called once the 101 is written; any other status means the handshake was
+        # refused after its slot was claimed.
+        if self.get_status() != 101:
+            self._release_slot()
+
+    def _release_slot(self) -> None:
+        if self._slot is not None:
+            self.realtime.connections.release(self.user_id, self._slot)
+            self._slot = None
+
     def on_close(self) -> None:
         """The socket closed, by either side."""
         self._gone = True
+        self._release_slot()
         for handle in (self._expiry, self._slow_check):
             if handle is not None:
                 handle.cancel()
