@@ -24,7 +24,9 @@ from skillswap.bootstrap import OUTBOX_HANDLERS, bootstrap
 from skillswap.deps import Deps
 from skillswap.http.base import NotFoundHandler
 from skillswap.http.docs import StaticFiles
+from skillswap.http.metrics import log_request
 from skillswap.http.transport import HEADER_READ_CAP, GuardedApplication
+from skillswap.metrics import mark_process_dead, mark_started
 from skillswap.settings import Settings
 from skillswap.tasks.worker import InProcess
 
@@ -42,15 +44,16 @@ def collect_routes() -> list[Any]:
         admin_ledger,
         admin_orders,
         admin_packages,
-        admin_stats,
         admin_payments,
         admin_skills,
+        admin_stats,
         admin_users,
         chat,
         docs,
         health,
         home,
         media,
+        metrics,
         notifications,
         oauth,
         orders,
@@ -68,6 +71,7 @@ def collect_routes() -> list[Any]:
     return [
         *home.routes,
         *health.routes,
+        *metrics.routes,
         *docs.routes,
         *accounts.routes,
         *oauth.routes,
@@ -118,6 +122,7 @@ def make_app(settings: Settings, deps: Deps) -> tornado.web.Application:
         debug=False,
         compress_response=False,
         xheaders=settings.trust_proxy_headers,
+        log_function=log_request,  # every request's timing (metrics) and access log line
     )
 
 
@@ -212,6 +217,7 @@ def fork_processes(count: int) -> bool:
         except ChildProcessError:
             break
         children.discard(pid)
+        mark_process_dead(pid)  # its live gauges go; its counts stay
         if not stopping:
             log.error("worker %d stopped unexpectedly (status %d); starting another", pid, status)
             time.sleep(1)  # a worker that cannot start must not spin
@@ -223,6 +229,7 @@ def fork_processes(count: int) -> bool:
 async def serve(settings: Settings, sockets: list[socket.socket]) -> None:
     """Run one node on already-bound sockets until SIGINT/SIGTERM, then shut down cleanly."""
     deps = await bootstrap(settings)
+    mark_started("web")
     if settings.is_production and not settings.smtp_host:
         log.warning(
             "mail is off: SMTP_HOST is not set, so verification codes, password resets and "

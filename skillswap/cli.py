@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
-import logging
+import os
+import shutil
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+import tempfile
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
 from typing import Any
 
+from skillswap.logs import configure_logging
 from skillswap.settings import ConfigError, Settings
 
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
@@ -49,9 +54,17 @@ def _parser() -> argparse.ArgumentParser:
         help="run TaskIQ workers: the outbox relay and the tasks (needs REDIS_URL)",
     )
     worker.add_argument("--workers", type=int, help="processes (default WORKER_PROCESSES, 1)")
-    sub.add_parser(
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics on this port (on HOST), for every worker process",
+    )
+    scheduler = sub.add_parser(
         "scheduler",
         help="run the periodic jobs (order deadlines, sweeps, ledger check); one per deployment",
+    )
+    scheduler.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus metrics on this port (on HOST)"
     )
     tasks = sub.add_parser("tasks", help="background work in the outbox")
     tasks_sub = tasks.add_subparsers(dest="tasks_command", required=True)
@@ -215,9 +228,11 @@ def _stop_on_signals() -> asyncio.Event:
 
 async def _worker_process(settings: Settings) -> int:
     from skillswap.bootstrap import OUTBOX_HANDLERS, bootstrap
+    from skillswap.metrics import mark_started
     from skillswap.tasks.worker import run_worker
 
     deps = await bootstrap(settings)
+    mark_started("worker")
     try:
         await run_worker(deps, OUTBOX_HANDLERS, _stop_on_signals())
     finally:
@@ -225,10 +240,12 @@ async def _worker_process(settings: Settings) -> int:
     return 0
 
 
-def _run_workers(settings: Settings, processes: int) -> int:
+def _run_workers(settings: Settings, processes: int, metrics_port: int | None) -> int:
     """`skillswap worker`: `processes` worker processes, each a relay and a TaskIQ receiver.
 
     SIGTERM stops each from taking tasks; the running ones get WORKER_SHUTDOWN_TIMEOUT_SECONDS.
+    With `metrics_port`, the metrics of all of them are served there (by the supervisor, when
+    there are several).
     """
     if not settings.redis_url:
         raise ConfigError(
@@ -241,11 +258,47 @@ def _run_workers(settings: Settings, processes: int) -> int:
         asyncio.run(_migrate_embedded(settings))
     print(f"SkillSwap worker: {processes} process{'es' if processes > 1 else ''}", flush=True)
     if processes > 1:
-        from skillswap.app import fork_processes
+        with _metrics_across_processes():
+            from skillswap.app import fork_processes
+            from skillswap.metrics import serve_metrics
 
-        if not fork_processes(processes):
-            return 0  # the supervisor, once every worker has stopped
+            if metrics_port is not None:
+                serve_metrics(metrics_port, settings.host)  # a thread of the supervisor
+            if not fork_processes(processes):
+                return 0  # the supervisor, once every worker has stopped
+            return asyncio.run(_worker_process(settings))
+    if metrics_port is not None:
+        from skillswap.metrics import serve_metrics
+
+        serve_metrics(metrics_port, settings.host)
     return asyncio.run(_worker_process(settings))
+
+
+_OWN_METRICS_DIRECTORY = "SKILLSWAP_OWN_METRICS_DIRECTORY"
+
+
+@contextlib.contextmanager
+def _metrics_across_processes() -> Iterator[None]:
+    """Multiprocess metrics for the processes about to be forked: PROMETHEUS_MULTIPROC_DIR is
+    the operator's (emptied of a previous run's files) or a fresh directory, removed when the
+    supervisor leaves. Entered before anything imports prometheus_client, which chooses how
+    it keeps values at import; a forked worker leaves too, but only the supervisor removes.
+    """
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    supervisor = os.getpid()
+    if given:
+        directory = Path(given)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+    else:
+        directory = Path(tempfile.mkdtemp(prefix="skillswap-metrics-"))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    try:
+        yield
+    finally:
+        if not given and os.getpid() == supervisor:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 async def _migrate_embedded(settings: Settings) -> None:
@@ -257,12 +310,16 @@ async def _migrate_embedded(settings: Settings) -> None:
 @command("scheduler")
 async def _scheduler(args: argparse.Namespace, settings: Settings) -> int:
     from skillswap.bootstrap import bootstrap
+    from skillswap.metrics import mark_started, serve_metrics
     from skillswap.tasks.jobs import scheduled_jobs
     from skillswap.tasks.scheduler import Scheduler, scheduler_lock
 
     if settings.is_sqlite:
         await _migrate_embedded(settings)
+    if args.metrics_port is not None:
+        serve_metrics(args.metrics_port, settings.host)
     deps = await bootstrap(settings)
+    mark_started("scheduler")
     try:
         scheduler = Scheduler(deps, scheduled_jobs(settings), scheduler_lock(settings))
         print("SkillSwap scheduler: running the periodic jobs while it holds the lock", flush=True)
@@ -301,18 +358,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
-        logging.basicConfig(
-            level=settings.log_level.upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
-        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+        configure_logging(settings)
         if args.command == "serve":
             if args.workers is not None:
                 settings = settings.with_overrides(web_workers=args.workers)
             settings.validate_for_serving()
         if args.command == "worker":
             processes = settings.worker_processes if args.workers is None else args.workers
-            return _run_workers(settings, processes)
+            return _run_workers(settings, processes, args.metrics_port)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
@@ -322,25 +375,32 @@ def main(argv: list[str] | None = None) -> int:
         args.username = args.username or input("Username: ").strip()
         args.password = args.password or settings.admin_password or getpass.getpass()
     if args.command == "serve":
-        from skillswap.app import run_nodes
-
-        # Not inside an event loop: with several workers, the processes fork before any starts.
-        # The embedded default always migrates itself; a production node migrates unless told not to.
-        migrate_first = settings.is_sqlite or not args.no_migrate
-        # What the command line says is what the settings say from here on: links in mails
-        # (without PUBLIC_URL) name the address actually served.
-        settings = settings.with_overrides(
-            host=args.host or settings.host,
-            port=settings.port if args.port is None else args.port,
-        )
-        try:
-            return run_nodes(
-                settings, host=settings.host, port=settings.port, migrate_first=migrate_first
-            )
-        except KeyboardInterrupt:
-            return 130
+        several = settings.web_workers > 1
+        with _metrics_across_processes() if several else contextlib.nullcontext():
+            return _serve(args, settings)
     handler = _commands[args.command]
     try:
         return asyncio.run(handler(args, settings))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    """`skillswap serve`, once the metrics know whether several processes will serve."""
+    from skillswap.app import run_nodes
+
+    # Not inside an event loop: with several workers, the processes fork before any starts.
+    # The embedded default always migrates itself; a production node migrates unless told not to.
+    migrate_first = settings.is_sqlite or not args.no_migrate
+    # What the command line says is what the settings say from here on: links in mails
+    # (without PUBLIC_URL) name the address actually served.
+    settings = settings.with_overrides(
+        host=args.host or settings.host,
+        port=settings.port if args.port is None else args.port,
+    )
+    try:
+        return run_nodes(
+            settings, host=settings.host, port=settings.port, migrate_first=migrate_first
+        )
     except KeyboardInterrupt:
         return 130

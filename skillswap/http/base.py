@@ -14,7 +14,7 @@ import tornado.httputil
 import tornado.web
 from pydantic import BaseModel
 
-from skillswap import idempotency
+from skillswap import idempotency, metrics
 from skillswap.admin import audit
 from skillswap.api.encoding import dumpb
 from skillswap.api.input_rules import (
@@ -302,6 +302,7 @@ class BaseHandler(tornado.web.RequestHandler):
             await answered
 
     async def prepare(self) -> None:
+        self._count_in_flight()
         self.set_header("X-Request-ID", self.request_id)
         # Each request runs in a task of its own, so this is seen by its audit rows only.
         audit.REQUEST_ID.set(self.request_id)
@@ -332,6 +333,25 @@ class BaseHandler(tornado.web.RequestHandler):
         # Every method declares the query arguments it takes (`takes_query`); any other
         # argument, on any endpoint, is a 400 naming it, before the method runs.
         self._query = self.parse_query(getattr(method, "query_model", NoQuery))
+
+    _in_flight = False
+
+    def _count_in_flight(self) -> None:
+        """Count this request in flight until it is answered or its client goes away."""
+        metrics.HTTP_REQUESTS_IN_FLIGHT.inc()
+        self._in_flight = True
+
+    def _landed(self) -> None:
+        if self._in_flight:
+            self._in_flight = False
+            metrics.HTTP_REQUESTS_IN_FLIGHT.dec()
+
+    def on_finish(self) -> None:
+        self._landed()
+
+    def on_connection_close(self) -> None:
+        self._landed()
+        super().on_connection_close()
 
     async def _authenticate(self) -> None:
         header = self.request.headers.get("Authorization")

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from skillswap import metrics
 from skillswap.api.encoding import dumpb
 
 log = logging.getLogger("skillswap.realtime.bridge")
@@ -403,6 +404,7 @@ class RedisBridge:
     def _dispatch(self, shard: _Shard, reply: Any) -> None:
         # RESP3 answers a map of key -> entries, RESP2 a list of [key, entries]; nil on timeout.
         items = reply.items() if isinstance(reply, dict) else (reply or [])
+        now_ms = time.time() * 1000
         for key, entries in items:
             if key == shard.wake_key:
                 if entries:
@@ -427,6 +429,7 @@ class RedisBridge:
                     log.warning("skipping an unreadable entry on %r", key)
                     continue
                 deliver(event)
+                metrics.REALTIME_BRIDGE_LAG.observe(_lag_seconds(entry_id, now_ms))
 
     async def scan_back(
         self, channel: str, *, stop: StopScan, limit: int
@@ -489,6 +492,16 @@ class RedisBridge:
 async def _gather_quietly(tasks: list[asyncio.Task[Any]]) -> None:
     if tasks:
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _lag_seconds(entry_id: Any, now_ms: float) -> float:
+    """How long ago Redis appended the entry: its id is `<milliseconds>-<sequence>` on the
+    Redis server's clock (a clock ahead of this node's reads as no lag, not a negative one)."""
+    try:
+        appended_ms = int(_text(entry_id).partition("-")[0])
+    except ValueError:
+        return 0.0
+    return max(0.0, now_ms - appended_ms) / 1000
 
 
 def _text(value: Any) -> str:

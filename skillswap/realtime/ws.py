@@ -25,6 +25,7 @@ import tornado.iostream
 import tornado.web
 import tornado.websocket
 
+from skillswap import metrics
 from skillswap.api.problems import ProblemAnswers, error_for
 from skillswap.auth.bearer import bearer_token
 from skillswap.auth.current_user import authenticate
@@ -96,6 +97,7 @@ class RealtimeSocket(ProblemAnswers, tornado.websocket.WebSocketHandler):
         # Sends waiting for the `message` rate limit, checked one at a time to keep their order.
         self._limited_sends: collections.deque[Send] = collections.deque()
         self._checking_sends = False
+        self._counted = False  # in the open connections gauge
 
     @property
     def deps(self) -> Deps:
@@ -223,6 +225,8 @@ class RealtimeSocket(ProblemAnswers, tornado.websocket.WebSocketHandler):
         self.set_nodelay(True)
         self._arm_expiry()
         self.realtime.hub.attach(self)
+        metrics.WEBSOCKET_CONNECTIONS.inc()
+        self._counted = True
 
     def _arm_expiry(self) -> None:
         if self._expiry is not None:
@@ -241,6 +245,7 @@ class RealtimeSocket(ProblemAnswers, tornado.websocket.WebSocketHandler):
         """Rate-limit, parse and dispatch one client frame, without awaiting anything."""
         if self._gone:
             return
+        metrics.WEBSOCKET_MESSAGES.labels("in").inc()
         if not self._take_token():
             self._leave(CLOSE_RATE_LIMITED, "too many frames")
             return
@@ -409,6 +414,7 @@ class RealtimeSocket(ProblemAnswers, tornado.websocket.WebSocketHandler):
             self._leave(None, None)
             return
         payload = b"".join(text_frame(data) for data in frames)
+        metrics.WEBSOCKET_MESSAGES.labels("out").inc(len(frames))
         try:
             written = stream.write(payload)
         except tornado.iostream.StreamClosedError:
@@ -504,6 +510,9 @@ class RealtimeSocket(ProblemAnswers, tornado.websocket.WebSocketHandler):
         """The socket closed, by either side."""
         self._gone = True
         self._release_slot()
+        if self._counted:
+            self._counted = False
+            metrics.WEBSOCKET_CONNECTIONS.dec()
         for handle in (self._expiry, self._slow_check):
             if handle is not None:
                 handle.cancel()
