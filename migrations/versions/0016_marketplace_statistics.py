@@ -41,7 +41,12 @@ INDEXES: tuple[tuple[str, str, list[str], str | None], ...] = (
         "completed_at IS NOT NULL",
     ),
     ("order_transitions", "ix_order_transitions_to_status", ["to_status", "created_at"], None),
-    ("payments", "ix_payments_created_at", ["created_at"], None),
+    (
+        "payments",
+        "ix_payments_created_at",
+        ["created_at", "gateway", "status", "currency", "points", "amount_minor"],
+        None,
+    ),
     ("chat_messages", "ix_chat_messages_created_sender", ["created_at", "sender_id"], None),
     ("ledger_transfers", "ix_ledger_transfers_adjustments", ["created_at"], "kind = 'adjustment'"),
 )

@@ -96,8 +96,17 @@ class Payment(Base):
         UniqueConstraint("gateway", "reference", name="uq_payments_gateway_reference"),
         # Refund events name the gateway's payment (Stripe's payment intent), not the checkout.
         Index("ix_payments_gateway_payment_ref", "gateway", "gateway_payment_ref"),
-        # Attempts, successes and revenue per period (the statistics).
-        Index("ix_payments_created_at", "created_at"),
+        # Attempts, successes, points bought and revenue per period (the statistics), read
+        # from the index alone.
+        Index(
+            "ix_payments_created_at",
+            "created_at",
+            "gateway",
+            "status",
+            "currency",
+            "points",
+            "amount_minor",
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
