@@ -4,20 +4,28 @@ Seeds, in a scratch PostgreSQL database of its own (INSERT ... SELECT generate_s
 foreign-key triggers off for the load: only what the statistics read), a year of a marketplace:
 100,000 users with wallets, 2,000 skills, 1,000,000 orders (70% completed, 3% disputed, the
 rest open or closed), their disputes' transitions, 100,000 payments over three gateways,
-1,000,000 chat messages and 500 adjustments; then VACUUM ANALYZE, as autovacuum would.
+1,000,000 chat messages and 500 adjustments; then VACUUM ANALYZE, as autovacuum would, and
+the statistics' daily rollup of the closed days, as the scheduler's first run would (its time
+is printed; today's rows stay live).
 Measures the statistics for the last 30 days by day, the year by week and the year by month
 (p50, p99, req/s, closed loop), beside GET /healthz on the same node as the bare reference.
 
-    .venv/bin/python bench/admin_stats_bench.py [--orders 1000000] [--seconds 10]
+    .venv/bin/python bench/admin_stats_bench.py [--orders 1000000] [--seconds 10] [--keep NAME]
+
+`--keep NAME` seeds into the database NAME the first time and keeps it; later runs with the
+same NAME migrate it (new migrations only) and measure again without seeding, so that indexes
+and statements can be tried on the same million rows. Drop it with `DROP DATABASE NAME`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,6 +34,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import (
+    PG_ADMIN,
     closed_loop,
     percentile,
     run_cli,
@@ -118,6 +127,48 @@ async def seed(pg: str, *, users: int, orders: int, start: datetime) -> float:
     return time.perf_counter() - began
 
 
+@contextlib.asynccontextmanager
+async def kept_database(name: str) -> AsyncIterator[tuple[str, bool]]:
+    """The database `name` (created when missing) and whether it was created now; kept."""
+    import asyncpg
+
+    admin = await asyncpg.connect(PG_ADMIN)
+    try:
+        exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base, _, query = PG_ADMIN.partition("?")
+    yield base.rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else ""), not exists
+
+
+@contextlib.asynccontextmanager
+async def database(keep: str | None) -> AsyncIterator[tuple[str, bool]]:
+    """A scratch database dropped afterwards, or the kept one named `keep`."""
+    if keep:
+        async with kept_database(keep) as kept:
+            yield kept
+    else:
+        async with scratch_database() as url:
+            yield url, True
+
+
+async def roll_up(env: dict[str, str]) -> float:
+    """The scheduler's stats_rollup job, once, on the seeded database."""
+    from skillswap.admin.stats import roll_up_closed_days
+    from skillswap.bootstrap import bootstrap
+    from skillswap.settings import Settings
+
+    began = time.perf_counter()
+    deps = await bootstrap(Settings.from_env(env))
+    try:
+        await roll_up_closed_days(deps, datetime.now(UTC))
+    finally:
+        await deps.close()
+    return time.perf_counter() - began
+
+
 async def measure(url: str, path: str, token: str, *, concurrency: int, seconds: float):  # type: ignore[no-untyped-def]
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx.AsyncClient(base_url=url, timeout=60, headers=headers) as client:
@@ -139,21 +190,24 @@ def row(name: str, latencies: list[float], elapsed: float, errors: int) -> str:
 async def main(args: argparse.Namespace) -> None:
     now = datetime.now(UTC)
     start = now - timedelta(days=365)
-    async with scratch_database() as url:
+    async with database(args.keep) as (url, fresh):
         env = server_env(url, ARGON2_TIME_COST="1", ARGON2_MEMORY_KIB="1024")
         run_cli("migrate", env=env)
-        run_cli(
-            "createadmin",
-            "--email",
-            "admin@stats.example",
-            "--username",
-            "statsadmin",
-            "--password",
-            PASSWORD,
-            env=env,
-        )
-        pg = url.replace("postgresql+asyncpg://", "postgresql://")
-        seeded = await seed(pg, users=args.users, orders=args.orders, start=start)
+        seeded = 0.0
+        if fresh:
+            run_cli(
+                "createadmin",
+                "--email",
+                "admin@stats.example",
+                "--username",
+                "statsadmin",
+                "--password",
+                PASSWORD,
+                env=env,
+            )
+            pg = url.replace("postgresql+asyncpg://", "postgresql://")
+            seeded = await seed(pg, users=args.users, orders=args.orders, start=start)
+        rolled = await roll_up(env)
         today = now.date()
         year_ago = (now - timedelta(days=364)).date()
         runs = [
@@ -194,7 +248,9 @@ async def main(args: argparse.Namespace) -> None:
             )
     print(
         f"one serve node, {args.orders:,} orders, {args.users:,} users, {args.orders // 10:,} "
-        f"payments, {args.orders:,} chat messages over a year (seeded in {seeded:.0f} s); "
+        f"payments, {args.orders:,} chat messages over a year "
+        f"({f'seeded in {seeded:.0f} s' if seeded else 'kept from an earlier run'}, "
+        f"closed days rolled up in {rolled:.1f} s); "
         f"{args.concurrency} clients, {args.seconds:.0f} s each; load average {load:.2f} -> "
         f"{os.getloadavg()[0]:.2f}"
     )
@@ -210,4 +266,5 @@ if __name__ == "__main__":
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--keep", metavar="NAME", help="seed once into database NAME, keep it")
     asyncio.run(main(parser.parse_args()))

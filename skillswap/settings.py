@@ -187,6 +187,8 @@ class Settings:
     # Done outbox rows older than this are deleted by the sweep; failed ones are kept.
     outbox_retention_seconds: int = 7 * 24 * 3600
     outbox_sweep_interval_seconds: int = 3600
+    # The statistics' daily rollup: closed UTC days not rolled up yet are added this often.
+    stats_rollup_interval_seconds: int = 3600
     # Email: SMTP when SMTP_HOST is set; otherwise every message is written to the log.
     smtp_host: str = ""
     smtp_port: int = 587

@@ -28,19 +28,23 @@ Definitions:
 from __future__ import annotations
 
 import asyncio
+import sys
+from array import array
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, column, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skillswap.admin import audit
 from skillswap.errors import ValidationFailed
 from skillswap.i18n import lazy
 from skillswap.models.base import UTCDateTime
+from skillswap.models.stats import StatsDay, StatsDayCompletions
 from skillswap.payments.packages import price_text
 
 if TYPE_CHECKING:
@@ -50,6 +54,8 @@ INTERVALS = ("day", "week", "month")
 MAX_BUCKETS = 400
 DEFAULT_DAYS = 30
 PAID = "('succeeded', 'partially_refunded', 'refunded')"
+# How long after a UTC day's end it is rolled up: writes that began before midnight are in.
+CLOSED_AFTER = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,33 @@ class Sql:
             return f"date({column}, 'start of month')"
         return f"date({column})"
 
+    def grouped(self, column: str, what: str, table: str, where: str = "", keys: str = "") -> str:
+        """Rows of (bucket, *keys, *what) over `table`'s rows whose `column` is in the range.
+        On PostgreSQL one index range scan per bucket, between the bucket's bounds, instead of
+        a bucket computed for every row (and a bucket with no rows has its row of zeros)."""
+        where = f"{where} AND " if where else ""
+        if not self.pg:
+            return (
+                f"SELECT {self.bucket(column)} AS b, {keys + ', ' if keys else ''}{what} "
+                f"FROM {table} WHERE {where}{column} >= :start AND {column} < :end "
+                f"GROUP BY b{', ' + keys if keys else ''}"
+            )
+        step = f"interval '1 {self.interval}'"
+        utc = "AT TIME ZONE 'UTC'"
+        return (
+            "SELECT k.day AS b, c.* FROM ("
+            f"SELECT g::date AS day, g {utc} AS s, (g + {step}) {utc} AS e FROM generate_series("
+            f"CAST(:start AS timestamptz) {utc}, CAST(:end AS timestamptz) {utc} - interval "
+            f"'1 day', {step}) g) k CROSS JOIN LATERAL (SELECT {keys + ', ' if keys else ''}"
+            f"{what} FROM {table} WHERE {where}{column} >= k.s AND {column} < k.e "
+            f"AND {column} < :end{' GROUP BY ' + keys if keys else ''}) c"
+        )
+
+    def day(self, column: str) -> str:
+        if self.pg:
+            return f"({column} AT TIME ZONE 'UTC')::date"
+        return f"date({column})"
+
     def seconds(self, later: str, earlier: str) -> str:
         if self.pg:
             return f"EXTRACT(EPOCH FROM {later} - {earlier})"
@@ -140,7 +173,7 @@ Section = Callable[[AsyncSession, Sql, dict[str, Any]], Awaitable[dict[str, Any]
 
 
 async def _rows(session: AsyncSession, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-    names = [name for name in ("start", "end") if f":{name}" in sql]
+    names = [name for name in ("start", "end", "through") if f":{name}" in sql]
     statement = text(sql).bindparams(*(bindparam(n, type_=UTCDateTime()) for n in names))
     result = await session.execute(statement, {k: params[k] for k in names})
     return [tuple(row) for row in result.all()]
@@ -156,27 +189,268 @@ def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
+# The daily figures: closed days from the rollup (stats_days), the rest live from the rows.
+
+
+@dataclass
+class Days:
+    """Per UTC day: orders placed, completed and what sellers earned by them, messages, the
+    active users (a bitmap of ids), the completed orders' durations (sorted), and the orders
+    placed that day that are completed now."""
+
+    placed: dict[date, int] = field(default_factory=dict)
+    completed: dict[date, int] = field(default_factory=dict)
+    earned: dict[date, int] = field(default_factory=dict)
+    messages: dict[date, int] = field(default_factory=dict)
+    active: dict[date, int] = field(default_factory=dict)
+    durations: dict[date, array[float]] = field(default_factory=dict)
+    done_by_placed: dict[date, int] = field(default_factory=dict)
+
+
+def _add(into: dict[date, int], day: date, n: int) -> None:
+    into[day] = into.get(day, 0) + n
+
+
+def _bitmap(ids: list[int]) -> int:
+    bits = bytearray(max(ids, default=0) // 8 + 1)
+    for i in ids:
+        bits[i >> 3] |= 1 << (i & 7)
+    return int.from_bytes(bits, "little")
+
+
+def _doubles(values: list[float]) -> array[float]:
+    return array("d", sorted(values))
+
+
+def _packed(durations: array[float]) -> bytes:
+    if sys.byteorder == "big":
+        durations = array("d", durations)
+        durations.byteswap()
+    return durations.tobytes()
+
+
+def _unpacked(data: bytes) -> array[float]:
+    durations = array("d")
+    durations.frombytes(data)
+    if sys.byteorder == "big":
+        durations.byteswap()
+    return durations
+
+
+async def _live_days(
+    session: AsyncSession, sql: Sql, start: datetime, end: datetime, days: Days
+) -> None:
+    """Add the days in [start, end) to `days` from the rows themselves."""
+    p = {"start": start, "end": end}
+    day, done_day = sql.day("created_at"), sql.day("completed_at")
+    in_range = "created_at >= :start AND created_at < :end"
+    completed_in_range = "completed_at >= :start AND completed_at < :end"
+    for d, n in await _rows(
+        session, f"SELECT {day} AS d, COUNT(*) FROM orders WHERE {in_range} GROUP BY d", p
+    ):
+        _add(days.placed, _day(d), int(n))
+    for d, n, earned in await _rows(
+        session,
+        f"SELECT {done_day} AS d, COUNT(*), COALESCE(SUM(seller_points), 0) FROM orders "
+        f"WHERE {completed_in_range} GROUP BY d",
+        p,
+    ):
+        _add(days.completed, _day(d), int(n))
+        _add(days.earned, _day(d), int(earned))
+    durations: dict[date, list[float]] = defaultdict(list)
+    for d, seconds in await _rows(
+        session,
+        f"SELECT {done_day}, {sql.seconds('completed_at', 'created_at')} FROM orders "
+        f"WHERE {completed_in_range}",
+        p,
+    ):
+        durations[_day(d)].append(float(seconds))
+    for d, values in durations.items():
+        days.durations[d] = _doubles([*days.durations.get(d, ()), *values])
+    for d, n in await _rows(
+        session, f"SELECT {day} AS d, COUNT(*) FROM chat_messages WHERE {in_range} GROUP BY d", p
+    ):
+        _add(days.messages, _day(d), int(n))
+    ids: dict[date, list[int]] = defaultdict(list)
+    for d, uid in await _rows(
+        session,
+        f"SELECT {day}, buyer_id FROM orders WHERE {in_range} "
+        f"UNION SELECT {day}, seller_id FROM orders WHERE {in_range} "
+        f"UNION SELECT {day}, sender_id FROM chat_messages WHERE {in_range}",
+        p,
+    ):
+        ids[_day(d)].append(int(uid))
+    for d, users in ids.items():
+        days.active[d] = days.active.get(d, 0) | _bitmap(users)
+
+
+async def _stored_days(session: AsyncSession, start: date, end: date, days: Days) -> None:
+    """Add the rolled-up days in [start, end) to `days`."""
+    result = await session.execute(
+        select(StatsDay).where(StatsDay.day >= start, StatsDay.day < end)
+    )
+    for row in result.scalars():
+        days.placed[row.day] = row.placed
+        days.completed[row.day] = row.completed
+        days.earned[row.day] = row.earned
+        days.messages[row.day] = row.messages
+        days.active[row.day] = int.from_bytes(row.active_users, "little")
+        days.durations[row.day] = _unpacked(row.durations)
+
+
+async def _rolled_through(session: AsyncSession) -> date | None:
+    """The day after the last rolled-up day: every day before it is in the rollup."""
+    last = await session.scalar(select(func.max(StatsDay.day)))
+    return None if last is None else _day(last) + timedelta(days=1)
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, datetime.min.time(), UTC)
+
+
+async def _days(session: AsyncSession, sql: Sql, start: date, end: date) -> Days:
+    """The daily figures of [start, end): rolled-up days from the rollup, the others live."""
+    days = Days()
+    through = await _rolled_through(session)
+    live_from = start if through is None else max(start, through)
+    if through is not None and start < through:
+        await _stored_days(session, start, min(end, through), days)
+    if live_from < end:
+        await _live_days(session, sql, _midnight(live_from), _midnight(end), days)
+    # Orders placed in the range and completed since: on a rolled-up day, or after them.
+    if through is not None and start < through:
+        result = await session.execute(
+            select(StatsDayCompletions.placed_day, func.sum(StatsDayCompletions.orders))
+            .where(StatsDayCompletions.placed_day >= start, StatsDayCompletions.placed_day < end)
+            .group_by(StatsDayCompletions.placed_day)
+        )
+        for d, n in result.all():
+            _add(days.done_by_placed, _day(d), int(n))
+    since = "" if through is None else "AND completed_at >= :through "
+    values = {"start": _midnight(start), "end": _midnight(end)}
+    if through is not None:
+        values["through"] = _midnight(through)
+    for d, n in await _rows(
+        session,
+        f"SELECT {sql.day('created_at')} AS d, COUNT(*) FROM orders "
+        f"WHERE completed_at IS NOT NULL {since}"
+        "AND created_at >= :start AND created_at < :end GROUP BY d",
+        values,
+    ):
+        _add(days.done_by_placed, _day(d), int(n))
+    return days
+
+
+def _by_bucket(per_day: dict[date, Any], interval: str) -> dict[date, list[Any]]:
+    buckets: dict[date, list[Any]] = defaultdict(list)
+    for day, value in per_day.items():
+        buckets[_bucket_start(day, interval)].append(value)
+    return buckets
+
+
+def _sums(per_day: dict[date, int], interval: str) -> dict[date, int]:
+    return {b: sum(values) for b, values in _by_bucket(per_day, interval).items()}
+
+
+def _union(bitmaps: list[int]) -> int:
+    merged = 0
+    for bits in bitmaps:
+        merged |= bits
+    return merged
+
+
+def _kth(parts: list[array[float]], k: int) -> float:
+    """The k-th smallest (from 0) of the sorted `parts` together, without sorting them all: a
+    selection whose pivot is the middle of the widest window of candidates; bisecting every
+    window at the pivot keeps the side the k-th is on, until few candidates are left."""
+    windows = [(part, 0, len(part)) for part in parts if part]
+    below = 0  # the values left of every window: all smaller than the k-th
+    while sum(hi - lo for _, lo, hi in windows) > 4096:
+        part, lo, hi = max(windows, key=lambda window: window[2] - window[1])
+        pivot = part[(lo + hi) // 2]
+        cuts = [
+            (part, lo, bisect_left(part, pivot, lo, hi), bisect_right(part, pivot, lo, hi), hi)
+            for part, lo, hi in windows
+        ]
+        less = below + sum(left - lo for _, lo, left, _, _ in cuts)
+        at_most = below + sum(right - lo for _, lo, _, right, _ in cuts)
+        if k < less:
+            windows = [(part, lo, left) for part, lo, left, _, _ in cuts if left > lo]
+        elif k < at_most:
+            return pivot
+        else:
+            below = at_most
+            windows = [(part, right, hi) for part, _, _, right, hi in cuts if hi > right]
+    left = sorted(value for part, lo, hi in windows for value in part[lo:hi])
+    return left[k - below]
+
+
+def _median(parts: list[array[float]]) -> float | None:
+    """`percentile_cont(0.5)` of the durations in `parts`, rounded to a tenth of a second:
+    the middle one, or the first middle one plus half the gap to the second, in doubles."""
+    n = sum(len(part) for part in parts)
+    if not n:
+        return None
+    first, second = _kth(parts, (n - 1) // 2), _kth(parts, n // 2)
+    middle = first if n % 2 else first + (second - first) * 0.5
+    return round(middle, 1)
+
+
+async def roll_up_closed_days(deps: Deps, now: datetime, *, chunk_days: int = 31) -> int:
+    """Roll up every closed UTC day not rolled up yet (from the first day with orders or
+    messages), a chunk of days per unit of work; how many days were added. A day is closed
+    once CLOSED_AFTER has passed since its end, so that writes begun before midnight are in."""
+    sql = Sql(deps.db.engine.dialect.name, "day")
+    last_closed = (now - CLOSED_AFTER).astimezone(UTC).date()  # the first day still open
+    async with deps.db.read() as session:
+        day = await _rolled_through(session)
+        if day is None:
+            first = await session.scalar(
+                text(
+                    "SELECT MIN(at) FROM (SELECT MIN(created_at) AS at FROM orders "
+                    "UNION ALL SELECT MIN(created_at) FROM chat_messages) f"
+                ).columns(column("at", UTCDateTime()))
+            )
+            day = last_closed if first is None else _day(first)
+    added = 0
+    while day < last_closed:
+        begin, until = day, min(last_closed, day + timedelta(days=chunk_days))
+        async with deps.db.uow() as uow:
+            days = Days()
+            await _live_days(uow.session, sql, _midnight(begin), _midnight(until), days)
+            while day < until:
+                uow.session.add(
+                    StatsDay(
+                        day=day,
+                        placed=days.placed.get(day, 0),
+                        completed=days.completed.get(day, 0),
+                        earned=days.earned.get(day, 0),
+                        messages=days.messages.get(day, 0),
+                        active_users=days.active.get(day, 0).to_bytes(
+                            (days.active.get(day, 0).bit_length() + 7) // 8, "little"
+                        ),
+                        durations=_packed(days.durations.get(day, array("d"))),
+                    )
+                )
+                day += timedelta(days=1)
+                added += 1
+            completions = await _rows(
+                uow.session,
+                f"SELECT {sql.day('completed_at')} AS c, {sql.day('created_at')} AS p, "
+                "COUNT(*) FROM orders WHERE completed_at >= :start AND completed_at < :end "
+                "GROUP BY c, p",
+                {"start": _midnight(begin), "end": _midnight(until)},
+            )
+            uow.session.add_all(
+                StatsDayCompletions(completed_day=_day(c), placed_day=_day(p), orders=int(n))
+                for c, p, n in completions
+            )
+            await uow.commit()
+    return added
+
+
 async def _users(session: AsyncSession, sql: Sql, p: dict[str, Any]) -> dict[str, Any]:
-    new = await _rows(
-        session,
-        f"SELECT {sql.bucket('created_at')} AS b, COUNT(*) FROM users "
-        "WHERE created_at >= :start AND created_at < :end GROUP BY b",
-        p,
-    )
-    activity = (
-        "SELECT created_at AS at, buyer_id AS uid FROM orders "
-        "WHERE created_at >= :start AND created_at < :end "
-        "UNION ALL SELECT created_at, seller_id FROM orders "
-        "WHERE created_at >= :start AND created_at < :end "
-        "UNION ALL SELECT created_at, sender_id FROM chat_messages "
-        "WHERE created_at >= :start AND created_at < :end"
-    )
-    active = await _rows(
-        session,
-        f"SELECT {sql.bucket('at')} AS b, COUNT(DISTINCT uid) FROM ({activity}) a GROUP BY b",
-        p,
-    )
-    [(active_total,)] = await _rows(session, f"SELECT COUNT(DISTINCT uid) FROM ({activity}) a", p)
+    new = await _rows(session, sql.grouped("created_at", "COUNT(*)", "users"), p)
     [(total, verified, email_verified)] = await _rows(
         session,
         "SELECT COUNT(*), COALESCE(SUM(CASE WHEN is_verified THEN 1 ELSE 0 END), 0), "
@@ -186,13 +460,17 @@ async def _users(session: AsyncSession, sql: Sql, p: dict[str, Any]) -> dict[str
     found: dict[date, dict[str, Any]] = defaultdict(dict)
     for b, n in new:
         found[_day(b)]["new"] = int(n)
-    for b, n in active:
-        found[_day(b)]["active"] = int(n)
+    days: Days = p["days"]
+    everyone = 0
+    for bucket, users in _by_bucket(days.active, p["interval"]).items():
+        merged = _union(users)
+        found[bucket]["active"] = merged.bit_count()
+        everyone |= merged
     return {
         "series": _series(p["buckets"], found, {"new": 0, "active": 0}),
         "totals": {
             "new": sum(int(n) for _, n in new),
-            "active": int(active_total or 0),
+            "active": everyone.bit_count(),
             "total": int(total),
             "verified": int(verified),
             "email_verified": int(email_verified),
@@ -201,12 +479,7 @@ async def _users(session: AsyncSession, sql: Sql, p: dict[str, Any]) -> dict[str
 
 
 async def _skills(session: AsyncSession, sql: Sql, p: dict[str, Any]) -> dict[str, Any]:
-    new = await _rows(
-        session,
-        f"SELECT {sql.bucket('created_at')} AS b, COUNT(*) FROM skills "
-        "WHERE created_at >= :start AND created_at < :end GROUP BY b",
-        p,
-    )
+    new = await _rows(session, sql.grouped("created_at", "COUNT(*)", "skills"), p)
     categories = await _rows(
         session,
         "SELECT c.id, c.slug, c.name_en, c.name_ar, COUNT(s.id) FROM skill_categories c "
@@ -232,64 +505,21 @@ async def _skills(session: AsyncSession, sql: Sql, p: dict[str, Any]) -> dict[st
 
 
 async def _orders(session: AsyncSession, sql: Sql, p: dict[str, Any]) -> dict[str, Any]:
-    placed = await _rows(
-        session,
-        f"SELECT {sql.bucket('created_at')} AS b, COUNT(*), "
-        "SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END) FROM orders "
-        "WHERE created_at >= :start AND created_at < :end GROUP BY b",
-        p,
-    )
-    duration = sql.seconds("completed_at", "created_at")
-    completed_where = "completed_at >= :start AND completed_at < :end"
-    if sql.pg:
-        completed = await _rows(
-            session,
-            f"SELECT {sql.bucket('completed_at')} AS b, COUNT(*), "
-            f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {duration}) FROM orders "
-            f"WHERE {completed_where} GROUP BY b",
-            p,
-        )
-        [(median_total,)] = await _rows(
-            session,
-            f"SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY {duration}) FROM orders "
-            f"WHERE {completed_where}",
-            p,
-        )
-    else:
-        # The middle one or two durations of each period, found by a window in SQL.
-        ranked = (
-            f"SELECT {sql.bucket('completed_at')} AS b, {duration} AS d, "
-            f"ROW_NUMBER() OVER (PARTITION BY {sql.bucket('completed_at')} ORDER BY {duration})"
-            f" AS rn, COUNT(*) OVER (PARTITION BY {sql.bucket('completed_at')}) AS n "
-            f"FROM orders WHERE {completed_where}"
-        )
-        completed = await _rows(
-            session,
-            f"SELECT b, MAX(n), AVG(CASE WHEN rn IN ((n + 1) / 2, (n + 2) / 2) THEN d END) "
-            f"FROM ({ranked}) r GROUP BY b",
-            p,
-        )
-        [(median_total,)] = await _rows(
-            session,
-            f"SELECT AVG(d) FROM (SELECT {duration} AS d, ROW_NUMBER() OVER (ORDER BY "
-            f"{duration}) AS rn, COUNT(*) OVER () AS n FROM orders WHERE {completed_where}) r "
-            "WHERE rn IN ((n + 1) / 2, (n + 2) / 2)",
-            p,
-        )
+    days: Days = p["days"]
+    interval = p["interval"]
     disputed = await _rows(
         session,
-        f"SELECT {sql.bucket('created_at')} AS b, COUNT(*) FROM order_transitions "
-        "WHERE to_status = 'disputed' AND created_at >= :start AND created_at < :end GROUP BY b",
+        sql.grouped("created_at", "COUNT(*)", "order_transitions", "to_status = 'disputed'"),
         p,
     )
     found: dict[date, dict[str, Any]] = defaultdict(dict)
-    for b, n, done in placed:
-        found[_day(b)].update(placed=int(n), completion_rate=_rate(int(done or 0), int(n)))
-    for b, n, median in completed:
-        found[_day(b)].update(
-            completed=int(n),
-            median_seconds_to_complete=None if median is None else round(float(median), 1),
-        )
+    placed = _sums(days.placed, interval)
+    done = _sums(days.done_by_placed, interval)
+    for b, n in placed.items():
+        found[b].update(placed=n, completion_rate=_rate(done.get(b, 0), n))
+    durations = _by_bucket(days.durations, interval)
+    for b, n in _sums(days.completed, interval).items():
+        found[b].update(completed=n, median_seconds_to_complete=_median(durations.get(b, [])))
     for b, n in disputed:
         found[_day(b)]["disputed"] = int(n)
     zero = {
@@ -299,17 +529,15 @@ async def _orders(session: AsyncSession, sql: Sql, p: dict[str, Any]) -> dict[st
         "completion_rate": None,
         "median_seconds_to_complete": None,
     }
-    placed_total = sum(int(n) for _, n, _ in placed)
+    placed_total = sum(placed.values())
     return {
         "series": _series(p["buckets"], found, zero),
         "totals": {
             "placed": placed_total,
-            "completed": sum(int(n) for _, n, _ in completed),
+            "completed": sum(days.completed.values()),
             "disputed": sum(int(n) for _, n in disputed),
-            "completion_rate": _rate(sum(int(d or 0) for _, _, d in placed), placed_total),
-            "median_seconds_to_complete": None
-            if median_total is None
-            else round(float(median_total), 1),
+            "completion_rate": _rate(sum(done.values()), placed_total),
+            "median_seconds_to_complete": _median(list(days.durations.values())),
         },
     }
 
@@ -321,24 +549,21 @@ async def _points(session: AsyncSession, sql: Sql, p: dict[str, Any]) -> dict[st
         "WHERE kind = 'user'",
         p,
     )
-    earned = await _rows(
-        session,
-        f"SELECT {sql.bucket('completed_at')} AS b, COALESCE(SUM(seller_points), 0) FROM orders "
-        "WHERE completed_at >= :start AND completed_at < :end GROUP BY b",
-        p,
-    )
+    earned = list(_sums(p["days"].earned, p["interval"]).items())
     bought = await _rows(
         session,
-        f"SELECT {sql.bucket('created_at')} AS b, COALESCE(SUM(points), 0) FROM payments "
-        f"WHERE created_at >= :start AND created_at < :end AND status IN {PAID} GROUP BY b",
+        sql.grouped("created_at", "COALESCE(SUM(points), 0)", "payments", f"status IN {PAID}"),
         p,
     )
     adjusted = await _rows(
         session,
-        f"SELECT {sql.bucket('created_at')} AS b, COALESCE(SUM(CASE WHEN debit_account_id = -1 "
-        "THEN amount ELSE -amount END), 0) FROM ledger_transfers "
-        "WHERE kind = 'adjustment' AND status = 'posted' AND created_at >= :start "
-        "AND created_at < :end AND -1 IN (debit_account_id, credit_account_id) GROUP BY b",
+        sql.grouped(
+            "created_at",
+            "COALESCE(SUM(CASE WHEN debit_account_id = -1 THEN amount ELSE -amount END), 0)",
+            "ledger_transfers",
+            "kind = 'adjustment' AND status = 'posted' "
+            "AND -1 IN (debit_account_id, credit_account_id)",
+        ),
         p,
     )
     found: dict[date, dict[str, Any]] = defaultdict(dict)
@@ -364,20 +589,27 @@ def _money(amounts: dict[str, int]) -> list[dict[str, Any]]:
 
 
 async def _payments(session: AsyncSession, sql: Sql, p: dict[str, Any]) -> dict[str, Any]:
-    attempts = await _rows(
+    # One pass: per bucket, gateway and currency, attempts, successes and their amount.
+    per_currency = await _rows(
         session,
-        f"SELECT gateway, {sql.bucket('created_at')} AS b, COUNT(*), "
-        f"SUM(CASE WHEN status IN {PAID} THEN 1 ELSE 0 END) FROM payments "
-        "WHERE created_at >= :start AND created_at < :end GROUP BY gateway, b",
+        sql.grouped(
+            "created_at",
+            f"COUNT(*), SUM(CASE WHEN status IN {PAID} THEN 1 ELSE 0 END), "
+            f"SUM(CASE WHEN status IN {PAID} THEN amount_minor ELSE 0 END)",
+            "payments",
+            keys="gateway, currency",
+        ),
         p,
     )
-    revenue = await _rows(
-        session,
-        "SELECT gateway, currency, COALESCE(SUM(amount_minor), 0) FROM payments "
-        f"WHERE created_at >= :start AND created_at < :end AND status IN {PAID} "
-        "GROUP BY gateway, currency",
-        p,
-    )
+    counts: dict[tuple[str, date], list[int]] = defaultdict(lambda: [0, 0])
+    paid: dict[tuple[str, str], int] = defaultdict(int)
+    for b, gateway, currency, n, ok, amount in per_currency:
+        counts[gateway, _day(b)][0] += int(n)
+        counts[gateway, _day(b)][1] += int(ok or 0)
+        if ok:
+            paid[gateway, currency] += int(amount or 0)
+    attempts = [(g, b, n, ok) for (g, b), (n, ok) in counts.items()]
+    revenue = [(g, c, n) for (g, c), n in paid.items()]
     refunds = await _rows(
         session,
         "SELECT p.gateway, p.currency, COUNT(*), COALESCE(SUM(r.amount_minor), 0) "
@@ -420,16 +652,11 @@ async def _payments(session: AsyncSession, sql: Sql, p: dict[str, Any]) -> dict[
 
 
 async def _chat(session: AsyncSession, sql: Sql, p: dict[str, Any]) -> dict[str, Any]:
-    sent = await _rows(
-        session,
-        f"SELECT {sql.bucket('created_at')} AS b, COUNT(*) FROM chat_messages "
-        "WHERE created_at >= :start AND created_at < :end GROUP BY b",
-        p,
-    )
-    found = {_day(b): {"messages": int(n)} for b, n in sent}
+    sent = _sums(p["days"].messages, p["interval"])
+    found = {b: {"messages": n} for b, n in sent.items()}
     return {
         "series": _series(p["buckets"], found, {"messages": 0}),
-        "totals": {"messages": sum(int(n) for _, n in sent)},
+        "totals": {"messages": sum(sent.values())},
     }
 
 
@@ -443,6 +670,10 @@ SECTIONS: dict[str, Section] = {
 }
 
 
+# The sections that read the daily figures (the rollup and today's rows).
+DAILY = ("users", "orders", "points", "chat")
+
+
 async def marketplace_stats(
     deps: Deps,
     *,
@@ -454,24 +685,29 @@ async def marketplace_stats(
     """The statistics between the UTC dates `start` and `end` (both included), by `interval`."""
     audit.require_admin(actor)
     span = stats_range(start, end, interval, deps.clock().astimezone(UTC).date())
-    params = {
-        "start": datetime.combine(span.start, datetime.min.time(), UTC),
-        "end": datetime.combine(span.end, datetime.min.time(), UTC),
+    params: dict[str, Any] = {
+        "start": _midnight(span.start),
+        "end": _midnight(span.end),
         "buckets": span.buckets,
+        "interval": span.interval,
     }
     sql = Sql(deps.db.engine.dialect.name, span.interval)
 
-    async def run(section: Section) -> dict[str, Any]:
+    async def run(names: tuple[str, ...], *, with_days: bool) -> dict[str, Any]:
         async with deps.db.read() as session:
-            return await section(session, sql, params)
+            if with_days:
+                params["days"] = await _days(session, sql, span.start, span.end)
+            return {name: await SECTIONS[name](session, sql, params) for name in names}
 
     if sql.pg:
-        # Each section on a connection of its own, at the same time.
-        results = await asyncio.gather(*(run(section) for section in SECTIONS.values()))
-        figures = dict(zip(SECTIONS, results, strict=True))
+        # Two connections: the daily figures and what reads them, beside the others.
+        daily, other = await asyncio.gather(
+            run(DAILY, with_days=True),
+            run(tuple(n for n in SECTIONS if n not in DAILY), with_days=False),
+        )
+        figures = {name: {**daily, **other}[name] for name in SECTIONS}
     else:
-        async with deps.db.read() as session:
-            figures = {name: await s(session, sql, params) for name, s in SECTIONS.items()}
+        figures = await run(tuple(SECTIONS), with_days=True)
     return {
         "from": span.start.isoformat(),
         "to": (span.end - timedelta(days=1)).isoformat(),

@@ -19,6 +19,7 @@ from skillswap.models.outbox import OutboxRow, OutboxStatus
 from skillswap.models.payments import Payment, PaymentEvent, PaymentRefund, PaymentStatus
 from skillswap.models.reviews import Review
 from skillswap.models.skills import Category, Skill, SkillImage
+from skillswap.models.stats import StatsDay, StatsDayCompletions
 from skillswap.models.users import OneTimeToken, RefreshToken, User
 
 __all__ = [
@@ -52,5 +53,7 @@ __all__ = [
     "Review",
     "Skill",
     "SkillImage",
+    "StatsDay",
+    "StatsDayCompletions",
     "User",
 ]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from skillswap import metrics
 from skillswap.admin.ledger import record_ledger_check
+from skillswap.admin.stats import roll_up_closed_days
 from skillswap.chat.digest import enqueue_digests
 from skillswap.idempotency import purge_expired
 from skillswap.orders.deadlines import run_order_deadlines
@@ -134,6 +135,14 @@ async def payments_reconcile(deps: Deps, now: datetime) -> None:
         )
 
 
+async def stats_rollup(deps: Deps, now: datetime) -> None:
+    """Closed UTC days not in the statistics' daily rollup yet are added to it (a re-run
+    starts after the last day added)."""
+    added = await roll_up_closed_days(deps, now)
+    if added:
+        log.info("stats rollup: %d days added", added)
+
+
 def scheduled_jobs(settings: Settings) -> list[Job]:
     """The periodic jobs of one deployment, at the configured intervals."""
     return [
@@ -153,4 +162,5 @@ def scheduled_jobs(settings: Settings) -> list[Job]:
             settings.payments_reconcile_interval_seconds,
             payments_reconcile,
         ),
+        Job("stats_rollup", settings.stats_rollup_interval_seconds, stats_rollup),
     ]
