@@ -9,6 +9,7 @@ from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
     Index,
+    Integer,
     SmallInteger,
     String,
     Text,
@@ -69,3 +70,17 @@ class Review(Base):
     # When the rating was added to the reviewee's (and skill's) public aggregates; NULL while
     # the review is hidden. Set by a conditional update, so a rating is counted exactly once.
     counted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ReviewPairPeriod(Base):
+    """The one review from `reviewer_id` about `reviewee_id` counted in the public ratings for
+    the period starting on day `period_start` (days since 1970-01-01, periods of
+    REVIEW_PAIR_PERIOD_DAYS): the primary key lets a second one of the same pair and period be
+    stored and shown, never counted, however many count at once."""
+
+    __tablename__ = "review_pair_periods"
+
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    reviewee_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    period_start: Mapped[int] = mapped_column(Integer, primary_key=True)
+    review_id: Mapped[int] = mapped_column(ForeignKey("reviews.id"), unique=True)

@@ -79,3 +79,18 @@ class OneTimeToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SignupBonusClaim(Base):
+    """An email address that has had the signup bonus, for ever, as a keyed hash of its
+    normalised form (skillswap.points.signup_bonus): a second account with the address, after
+    the first is gone or under a gmail dot/+tag variant, finds it and gets no second bonus.
+
+    No foreign key to users, on purpose: the claim outlives the account that made it.
+    """
+
+    __tablename__ = "signup_bonus_claims"
+
+    email_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigIntPK)  # the account that had the bonus
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
