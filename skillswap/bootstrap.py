@@ -34,7 +34,7 @@ from skillswap.orders import reactions as order_reactions
 from skillswap.orders.services import OpenOrdersOfSkills
 from skillswap.payments import settlement as payment_settlement
 from skillswap.points import alerts as ledger_alerts
-from skillswap.points import services as points
+from skillswap.points import signup_bonus
 from skillswap.realtime import Realtime
 from skillswap.settings import Settings
 from skillswap.skills.cache import build_listing_cache
@@ -43,8 +43,10 @@ from skillswap.tasks.definitions import OutboxHandlers
 
 # Who reacts to each event, in order; each runs inside the emitting transaction.
 EVENT_HANDLERS: Mapping[type, Sequence[Subscriber]] = {
-    # No account without its signup bonus, no bonus without its account.
-    events.UserRegistered: (points.on_user_registered,),
+    # No account without its wallet (and its signup bonus, when due at signup).
+    events.UserRegistered: (signup_bonus.on_user_registered,),
+    # A verified address earns the signup bonus, once per address ever.
+    events.EmailVerified: (signup_bonus.on_email_verified,),
     # The order's chat room, and the seller hears of the new order.
     events.OrderPlaced: (order_reactions.open_room_and_tell_the_seller,),
     # Buyer and seller hear of every transition the other side made.

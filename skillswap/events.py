@@ -32,6 +32,13 @@ class UserRegistered:
 
 
 @dataclass(frozen=True)
+class EmailVerified:
+    """An account's email address was proven theirs (the emailed code, or Google vouching)."""
+
+    user_id: int
+
+
+@dataclass(frozen=True)
 class OrderPlaced:
     """An order was created with its points held in escrow."""
 

@@ -345,6 +345,7 @@ async def _sign_in_identity(deps: Deps, identity: GoogleIdentity) -> AuthResult:
             user = await session.scalar(select(User).where(User.email == identity.email))
             if user is None:
                 user, created = await _new_user(deps, session, identity), True
+        was_verified = created or user.email_verified
         if not created:
             if not user.is_active:
                 raise PermissionDenied(lazy("This account is disabled."), code="account_inactive")
@@ -352,7 +353,10 @@ async def _sign_in_identity(deps: Deps, identity: GoogleIdentity) -> AuthResult:
                 await accounts.end_every_session(deps, uow, user.id)
         await session.flush()
         if created:
+            # Verified at once (Google vouches for the address): the bonus comes with it.
             await events.emit(deps, uow, events.UserRegistered(user_id=user.id))
+        elif not was_verified and user.email_verified:
+            await events.emit(deps, uow, events.EmailVerified(user_id=user.id))
         tokens = await accounts.sign_in_user(deps, uow, user)
         await uow.commit()
     return AuthResult(user=user, tokens=tokens)

@@ -1,4 +1,5 @@
-"""Points use cases: the signup bonus, a wallet's balance and statement, and the ledger audit."""
+"""Points use cases: a wallet's balance and statement, and the ledger audit (the signup bonus is
+in signup_bonus.py)."""
 
 from __future__ import annotations
 
@@ -9,44 +10,16 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from skillswap import events, ledger
+from skillswap import ledger
 from skillswap.db import Database, UnitOfWork
 from skillswap.i18n import Message, lazy
-from skillswap.ledger import SystemAccount, TransferKind, TransferRequest, WalletBalance
+from skillswap.ledger import TransferKind, WalletBalance
 from skillswap.models import LedgerAccount, LedgerEntry, LedgerTransfer, PointsPackage, User
+from skillswap.points.signup_bonus import grant_signup_bonus
+from skillswap.points.signup_bonus import signup_bonus_key as signup_bonus_key
 
 if TYPE_CHECKING:
     from skillswap.deps import Deps
-
-
-def signup_bonus_key(user_id: int) -> str:
-    """The bonus's idempotency key: one bonus per user, however often it is asked for."""
-    return f"signup_bonus:{user_id}"
-
-
-async def grant_signup_bonus(deps: Deps, uow: UnitOfWork, *, user_id: int) -> None:
-    """Open the user's wallet and credit the configured bonus (once per user, ever)."""
-    now = deps.clock()
-    wallet = await ledger.ensure_wallet(uow.session, user_id, now=now)
-    amount = deps.settings.signup_bonus_points
-    if amount <= 0:
-        return
-    await ledger.transfer(
-        uow.session,
-        TransferRequest(
-            key=signup_bonus_key(user_id),
-            kind=TransferKind.SIGNUP_BONUS,
-            debit_account_id=SystemAccount.SIGNUP_BONUS,
-            credit_account_id=wallet,
-            amount=amount,
-        ),
-        now=now,
-    )
-
-
-async def on_user_registered(deps: Deps, uow: UnitOfWork, event: events.UserRegistered) -> None:
-    # Inside the sign-up transaction: no account without its bonus, no bonus without its account.
-    await grant_signup_bonus(deps, uow, user_id=event.user_id)
 
 
 async def get_balance(deps: Deps, *, actor: User) -> WalletBalance:
