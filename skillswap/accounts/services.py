@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skillswap import events
+from skillswap.accounts import signin_throttle
 from skillswap.auth.passwords import password_problems
 from skillswap.auth.tokens import (
     AccessClaims,
@@ -28,10 +29,9 @@ from skillswap.errors import (
     InvalidCredentials,
     InvalidToken,
     NotFound,
-    TooManyRequests,
     ValidationFailed,
 )
-from skillswap.i18n import N_, SUPPORTED_LOCALES, lazy, lazy_plural, one_of
+from skillswap.i18n import N_, SUPPORTED_LOCALES, lazy, one_of
 from skillswap.models import OneTimeToken, RefreshToken, User
 from skillswap.models.users import TokenPurpose
 from skillswap.notifications import outgoing
@@ -201,37 +201,24 @@ async def login(
 ) -> AuthResult:
     """Sign in by email or username; every failure is the same generic 401.
 
-    Repeated failures for one account, or from one address, are refused for a while (429)
-    before any password is checked, so guessing costs time even across many nodes.
+    Failures slow the guesser with growing delays per (account, address) and per address
+    (429 before any password is checked, on every node), never locking the owner out: see
+    signin_throttle.
     """
     key = identifier.strip().lower()
-    settings = deps.settings
-    window = settings.login_failure_window_seconds
-    account_key = "login:account:" + hashlib.sha256(key.encode()).hexdigest()
-    ip_key = f"login:ip:{client_ip}" if client_ip else None
-    if await deps.limiter.count(account_key) >= settings.login_max_failures or (
-        ip_key and await deps.limiter.count(ip_key) >= settings.login_max_failures_per_ip
-    ):
-        raise TooManyRequests(
-            lazy_plural(
-                "Too many failed sign-in attempts. Try again in {n} minute.",
-                "Too many failed sign-in attempts. Try again in {n} minutes.",
-                max(1, window // 60),
-            ),
-            code="too_many_login_attempts",
-            headers={"Retry-After": str(window)},
-        )
     async with deps.db.read() as session:
         user = await session.scalar(
             select(User).where(or_(User.email == key, User.username_key == key))
         )
+    attempt = signin_throttle.SignInAttempt.of(
+        f"user:{user.id}" if user is not None else key, client_ip
+    )
+    await signin_throttle.wait_for_turn(deps, attempt)
     ok = await deps.hasher.verify(user.password_hash if user else None, password)
     if user is None or not ok or not user.is_active:
-        await deps.limiter.hit(account_key, window_seconds=window)
-        if ip_key:
-            await deps.limiter.hit(ip_key, window_seconds=window)
+        await signin_throttle.record_failure(deps, attempt)
         raise InvalidCredentials()
-    await deps.limiter.reset(account_key)
+    await signin_throttle.record_success(deps, attempt)
     async with deps.db.uow() as uow:
         if user.password_hash and deps.hasher.needs_rehash(user.password_hash):
             new_hash = await deps.hasher.hash(password)
@@ -509,7 +496,9 @@ async def verify_email(deps: Deps, *, token: str) -> User:
         user = await _consume_one_time_token(
             deps, uow.session, token=token, purpose=TokenPurpose.VERIFY_EMAIL
         )
-        user.email_verified = True
+        if not user.email_verified:
+            user.email_verified = True
+            await events.emit(deps, uow, events.EmailVerified(user_id=user.id))
         await uow.commit()
     deps.signed_in.forget(user.id)
     return user
