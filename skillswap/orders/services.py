@@ -16,6 +16,7 @@ from sqlalchemy import Row, Table, Update, bindparam, insert, or_, select, updat
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from skillswap import events, idempotency, ledger
+from skillswap.accounts.verification import require_verified_email
 from skillswap.admin import audit
 from skillswap.db import CompiledStatement, UnitOfWork
 from skillswap.errors import Conflict, NotFound, PaymentRequired, PermissionDenied
@@ -70,6 +71,7 @@ async def place_order(
 
     With an idempotency key, placing again returns the first order (or its refusal).
     """
+    require_verified_email(deps, actor)
     now = deps.clock()
     hold_key = _hold_key(actor, idempotency_key)
     async with deps.db.uow() as uow:

@@ -11,6 +11,12 @@ it becomes public - both reviews in the transaction of the second one, or a lone
 `publish_due_reviews` once its window has closed - with `SET x = x + n` (exact under
 concurrency), and `counted_at` is set by a conditional update so that each rating is counted
 exactly once however many sweeps run.
+
+Reviews between the same two people count once per period (REVIEW_PAIR_PERIOD_DAYS, fixed
+periods from 1970-01-01 by the time a review was written): a review from A about B is added to
+the aggregates only if it is the first counted one from A about B in its period, which a row in
+`review_pair_periods` records under a primary key. The others are stored and shown as any
+review; they only leave the averages alone, so that puppet orders cannot make a rating.
 """
 
 from __future__ import annotations
@@ -18,20 +24,22 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, exists, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from skillswap.accounts.verification import require_verified_email
 from skillswap.errors import Conflict, NotFound, PermissionDenied
 from skillswap.i18n import lazy
 from skillswap.models import Order, Review, Skill, User
 from skillswap.models.notifications import NotificationKind
 from skillswap.models.orders import OrderStatus
-from skillswap.models.reviews import ReviewerRole
+from skillswap.models.reviews import ReviewerRole, ReviewPairPeriod
 from skillswap.models.skills import SkillStatus
 from skillswap.notifications import services as notifications
 
@@ -73,6 +81,7 @@ async def submit_review(
 
     The second review of an order makes both public, and both are counted in the ratings then.
     """
+    require_verified_email(deps, actor)
     now = deps.clock()
     async with deps.db.uow() as uow:
         session = uow.session
@@ -111,7 +120,7 @@ async def submit_review(
             # Theirs may have been counted already by a sweep that found its window closed.
             if await _mark_counted(session, theirs.id, now=now):
                 newly_public.append(_Rating.of(theirs))
-            await _count_ratings(session, newly_public)
+            await _count_ratings(deps, session, newly_public)
         await notifications.notify(
             deps,
             uow,
@@ -163,10 +172,12 @@ async def publish_due_reviews(deps: Deps, *, now: datetime, limit: int = 500) ->
             await session.execute(
                 select(
                     Review.id,
+                    Review.reviewer_id,
                     Review.reviewee_id,
                     Review.skill_id,
                     Review.reviewer_role,
                     Review.rating,
+                    Review.created_at,
                 )
                 .join(Order, Order.id == Review.order_id)
                 .where(Review.counted_at.is_(None), Order.completed_at <= cutoff)
@@ -175,13 +186,21 @@ async def publish_due_reviews(deps: Deps, *, now: datetime, limit: int = 500) ->
             )
         ).all()
     counted = 0
-    for review_id, reviewee_id, skill_id, reviewer_role, rating in due:
+    for row in due:
         # One unit of work per review, like the order deadlines: none waits on another.
         async with deps.db.uow() as uow:
-            if not await _mark_counted(uow.session, review_id, now=now):
+            if not await _mark_counted(uow.session, row.id, now=now):
                 continue  # counted meanwhile, by another sweep or with the second review
-            lone = _Rating(reviewee_id, skill_id, reviewer_role, rating)
-            await _count_ratings(uow.session, [lone])
+            lone = _Rating(
+                row.id,
+                row.reviewer_id,
+                row.reviewee_id,
+                row.skill_id,
+                row.reviewer_role,
+                row.rating,
+                row.created_at,
+            )
+            await _count_ratings(deps, uow.session, [lone])
             await uow.commit()
             counted += 1
     return counted
@@ -201,18 +220,74 @@ async def _mark_counted(session: AsyncSession, review_id: int, *, now: datetime)
 class _Rating:
     """What counting a review needs of it."""
 
+    review_id: int
+    reviewer_id: int
     reviewee_id: int
     skill_id: int
     reviewer_role: str
     rating: int
+    created_at: datetime
 
     @classmethod
     def of(cls, review: Review) -> _Rating:
-        return cls(review.reviewee_id, review.skill_id, review.reviewer_role, review.rating)
+        return cls(
+            review.id,
+            review.reviewer_id,
+            review.reviewee_id,
+            review.skill_id,
+            review.reviewer_role,
+            review.rating,
+            review.created_at,
+        )
 
 
-async def _count_ratings(session: AsyncSession, reviews: Sequence[_Rating]) -> None:
-    """Add the ratings of newly public reviews to the users' and skills' aggregates.
+def pair_period_start(written_at: datetime, period_days: int) -> int:
+    """The first day (days since 1970-01-01, UTC) of the pair period a review written at
+    `written_at` falls in: fixed periods of `period_days` days from that epoch."""
+    day = (written_at - _EPOCH).days
+    return day - day % period_days
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+async def _claim_pair_periods(
+    deps: Deps, session: AsyncSession, reviews: Sequence[_Rating]
+) -> list[_Rating]:
+    """The reviews that are the first of their (reviewer, reviewee, period) to be counted.
+
+    A review that is not is stored and shown but left out of the ratings: ten orders between
+    the same two people in a month weigh what one does. ON CONFLICT DO NOTHING on the primary
+    key keeps it exact when two count at once (PostgreSQL makes the second wait for the
+    first's commit, then inserts nothing); claims are made in key order so that two
+    transactions claiming the same pairs never wait for each other in a cycle.
+    """
+    days = deps.settings.review_pair_period_days
+    insert = sqlite.insert if deps.db.is_sqlite else postgresql.insert
+    keyed = sorted(
+        reviews,
+        key=lambda r: (r.reviewer_id, r.reviewee_id, pair_period_start(r.created_at, days)),
+    )
+    counted = []
+    for review in keyed:
+        claimed = await session.execute(
+            insert(ReviewPairPeriod)
+            .values(
+                reviewer_id=review.reviewer_id,
+                reviewee_id=review.reviewee_id,
+                period_start=pair_period_start(review.created_at, days),
+                review_id=review.review_id,
+            )
+            .on_conflict_do_nothing()
+        )
+        if claimed.rowcount == 1:  # type: ignore[attr-defined]
+            counted.append(review)
+    return counted
+
+
+async def _count_ratings(deps: Deps, session: AsyncSession, reviews: Sequence[_Rating]) -> None:
+    """Add the ratings of newly public reviews to the users' and skills' aggregates, each
+    review the first of its pair and period only.
 
     `SET x = x + n` keeps concurrent additions exact. Users are updated in id order and before
     skills, so two transactions counting reviews about the same people never wait in a cycle.
@@ -221,7 +296,7 @@ async def _count_ratings(session: AsyncSession, reviews: Sequence[_Rating]) -> N
     user_counts: Counter[int] = Counter()
     skills: Counter[int] = Counter()
     skill_counts: Counter[int] = Counter()
-    for review in reviews:
+    for review in await _claim_pair_periods(deps, session, reviews):
         users[review.reviewee_id] += review.rating
         user_counts[review.reviewee_id] += 1
         if review.reviewer_role == ReviewerRole.BUYER:
