@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from skillswap import ledger
-from skillswap.models import Category, Skill, User
+from skillswap.auth.sealing import Sealer
+from skillswap.models import Category, OutboxRow, Skill, User
+from skillswap.notifications.outgoing import MAIL_CODE
 
 if TYPE_CHECKING:
     from skillswap.deps import Deps
@@ -48,6 +50,31 @@ class TestUser:
         return {"Authorization": f"Bearer {self.access}"}
 
 
+async def verification_code(deps: Deps, user_id: int) -> str:
+    """The latest email-verification code sent to the user, opened from its outbox row (what
+    the mail carries; the account keeps only its hash)."""
+    async with deps.db.read() as session:
+        rows = (
+            await session.scalars(
+                select(OutboxRow)
+                .where(OutboxRow.kind == MAIL_CODE)
+                .order_by(OutboxRow.id.desc())
+                .limit(50)
+            )
+        ).all()
+    for row in rows:
+        if row.payload["user_id"] == user_id and row.payload["purpose"] == "verify_email":
+            return Sealer(deps.settings.secret_key).unseal(row.payload["code"], bound_to=row.key)
+    raise AssertionError(f"no verification code was sent to user {user_id}")
+
+
+async def verify_email(api: Api, deps: Deps, user_id: int) -> None:
+    """Verify the user's email the way they would: the emailed code, to the verify endpoint."""
+    code = await verification_code(deps, user_id)
+    response = await api.post("/api/auth/verify-email/", json={"token": code})
+    assert response.status_code == 200, response.text
+
+
 async def make_user(
     api: Api,
     deps: Deps,
@@ -55,9 +82,12 @@ async def make_user(
     password: str = "correct horse battery",
     locale: str | None = None,
     admin: bool = False,
+    verified: bool = True,
     **extra: Any,
 ) -> TestUser:
-    """A real user registered through the API (made an administrator in the database)."""
+    """A real user registered through the API, its email verified with the emailed code unless
+    `verified=False` (so it has its signup bonus and may order), made an administrator in the
+    database when asked."""
     username = extra.pop("username", None) or unique_name()
     email = extra.pop("email", None) or f"{username}@example.com"
     body: dict[str, Any] = {"email": email, "username": username, "password": password, **extra}
@@ -66,6 +96,9 @@ async def make_user(
     response = await api.post("/api/auth/register/", json=body)
     assert response.status_code == 201, response.text
     data = response.json()
+    if verified:
+        await verify_email(api, deps, data["user"]["id"])
+        data["user"]["verified"] = True
     if admin:
         async with deps.db.uow() as uow:
             user = await uow.session.get(User, data["user"]["id"])

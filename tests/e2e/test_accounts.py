@@ -272,7 +272,7 @@ async def test_public_profile_hides_private_fields(api, make_user):
 
 
 async def test_email_verification_token_is_single_use(api, make_user, mailer):
-    user = await make_user()
+    user = await make_user(verified=False)
     token = (await mailer.wait_for(user.email, "verify_email")).context["token"]
     first = await api.post("/api/auth/verify-email/", json={"token": token})
     assert first.status_code == 200

@@ -296,7 +296,7 @@ async def test_the_web_flow_hands_the_session_to_the_web_app_in_the_fragment(
 async def test_taking_over_an_unproven_account_ends_the_squatters_access_tokens_at_once(
     node, client, provider, make_user
 ):
-    squatter = await make_user()  # registered the address, never proved it
+    squatter = await make_user(verified=False)  # registered the address, never proved it
     issued_to(provider, ANDROID)
     provider.set_identity(email=squatter.email, email_verified=True)
     owner = await sign_in(client, node, id_token=provider.sdk_id_token())

@@ -236,7 +236,7 @@ async def test_a_linked_user_signs_in_again_by_sub_even_after_changing_email(
 async def test_an_existing_account_is_linked_by_a_verified_email(
     node, browser, provider, make_user, mailer, api, registered_events
 ):
-    person = await make_user()
+    person = await make_user(verified=False)
     token = (await mailer.wait_for(person.email, "verify_email")).context["token"]
     assert (await api.post("/api/auth/verify-email/", json={"token": token})).status_code == 200
     who = provider.set_identity(email=person.email.upper())
@@ -259,7 +259,7 @@ async def test_linking_an_unproven_account_ends_its_password_and_sessions(
 ):
     """Someone registered the address first without proving it: the owner, arriving through
     Google, takes the account over and the squatter's password and sessions stop working."""
-    squatter = await make_user()
+    squatter = await make_user(verified=False)
     provider.set_identity(email=squatter.email)
 
     response = await browser.sign_in(node)
