@@ -56,6 +56,10 @@ class Settings:
     # a backend for each (measured: 400 connections opened for 512 orders at 64 clients).
     db_pool_size: int = 20
     db_max_overflow: int = 0
+    # Connect through PgBouncer in transaction pooling: no pool of our own (PgBouncer is the
+    # pool) and no named prepared statements, which would outlive the server connection they
+    # were prepared on.
+    database_pgbouncer: bool = False
     # Processes `skillswap serve` runs on one machine, sharing its port (PostgreSQL + Redis only)
     web_workers: int = 1
     # Where `skillswap serve` listens unless --host / --port say otherwise
@@ -173,6 +177,9 @@ class Settings:
     worker_concurrency: int = 20  # tasks one worker process runs at once
     worker_processes: int = 1  # `skillswap worker` processes unless --workers says otherwise
     worker_shutdown_timeout_seconds: int = 30  # on SIGTERM, running tasks get this long to finish
+    # On SIGTERM `serve` stops accepting and gives the requests in flight this long to finish,
+    # then closes WebSockets (1001) and exits; keep it under the orchestrator's kill grace.
+    shutdown_timeout_seconds: int = 25
     # The scheduler's jobs, each every so many seconds
     order_deadlines_interval_seconds: int = 60  # order deadlines and review windows
     idempotency_sweep_interval_seconds: int = 3600  # expired Idempotency-Key records
