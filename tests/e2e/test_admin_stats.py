@@ -165,3 +165,75 @@ async def test_bad_ranges_are_refused_naming_the_field_and_strangers_first(own_a
     by_month = await _stats(own_app, admin, "from=2000-01-01&to=2026-12-31&interval=month")
     assert len(by_month["buckets"]) == 324
     assert date.fromisoformat(by_month["buckets"][-1]) == date(2026, 12, 1)
+
+
+async def _all_intervals(app: OwnApp, admin: TestUser) -> list[dict[str, Any]]:
+    return [
+        await _stats(app, admin, "from=2026-03-09&to=2026-03-22&interval=day"),
+        await _stats(app, admin, "from=2026-03-09&to=2026-03-22&interval=week"),
+        await _stats(app, admin, "from=2026-03-01&to=2026-04-30&interval=month"),
+        await _stats(app, admin, "from=2026-03-12&to=2026-03-13&interval=day"),
+    ]
+
+
+async def test_the_daily_rollup_gives_the_figures_read_live(own_app: OwnApp):
+    """Rolled-up days and live rows give the same figures, to the active users and medians,
+    also when an order placed on a rolled-up day completes after it was rolled up."""
+    from sqlalchemy import text
+
+    from skillswap.admin.stats import roll_up_closed_days
+
+    app = own_app
+    admin = await app.user(admin=True)
+    buyer, seller, other = await app.user(), await app.user(), await app.user()
+    orders = [await place_order(app.api, app.deps, buyer, seller) for _ in range(4)]
+    orders.append(await place_order(app.api, app.deps, other, seller))
+    for order in orders:
+        await _act(app, seller, order["id"], "accept")
+    for order in orders[:4]:
+        await _act(app, seller, order["id"], "deliver")
+        await _act(app, buyer, order["id"], "complete")
+    said = await app.api.post(
+        f"/api/chat/rooms/{orders[4]['room_id']}/send/", token=other.access, json={"body": "Hi"}
+    )
+    assert said.status_code in (200, 201), said.text
+    # Placed on the 11th, 12th and 16th; completed after 1, 2.5, 4 and 7 hours and 2 days.
+    placed = [DAY_ONE, DAY_ONE, DAY_ONE + timedelta(days=1), DAY_ONE + timedelta(days=5)]
+    took = [timedelta(hours=1), timedelta(hours=2.5), timedelta(hours=4), timedelta(days=2)]
+    for order, at, after in zip(orders[:4], placed, took, strict=True):
+        await _move(
+            app,
+            "UPDATE orders SET created_at = :at, completed_at = :done WHERE id = :id",
+            at=at,
+            done=at + after,
+            id=order["id"],
+        )
+    await _move(
+        app, "UPDATE orders SET created_at = :at WHERE id = :id", at=DAY_ONE, id=orders[4]["id"]
+    )
+    await _move(app, "UPDATE chat_messages SET created_at = :at", at=DAY_ONE + timedelta(days=1))
+
+    live = await _all_intervals(app, admin)
+    by_day = live[0]
+    assert [b["active"] for b in by_day["users"]["series"]][2:5] == [3, 3, 0]  # 11th to 13th
+    assert by_day["users"]["totals"]["active"] == 3
+    assert by_day["orders"]["totals"]["median_seconds_to_complete"] == 3.25 * 3600
+    [march] = [b for b in live[2]["orders"]["series"] if b["bucket"] == "2026-03-01"]
+    assert (march["placed"], march["completed"], march["completion_rate"]) == (5, 4, 0.8)
+
+    added = await roll_up_closed_days(app.deps, datetime.now(UTC))
+    assert added >= 11  # from the 11th of March to yesterday
+    assert await roll_up_closed_days(app.deps, datetime.now(UTC)) == 0
+    assert await _all_intervals(app, admin) == live
+
+    # The last order, placed on a rolled-up day, completes today: its day's rate follows.
+    await _act(app, seller, orders[4]["id"], "deliver")
+    await _act(app, other, orders[4]["id"], "complete")
+    rolled = await _all_intervals(app, admin)
+    [march] = [b for b in rolled[2]["orders"]["series"] if b["bucket"] == "2026-03-01"]
+    assert (march["placed"], march["completed"], march["completion_rate"]) == (5, 4, 1.0)
+    async with app.deps.db.uow() as uow:
+        await uow.session.execute(text("DELETE FROM stats_day_completions"))
+        await uow.session.execute(text("DELETE FROM stats_days"))
+        await uow.commit()
+    assert await _all_intervals(app, admin) == rolled
