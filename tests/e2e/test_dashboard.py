@@ -97,10 +97,10 @@ async def test_sign_in_is_throttled_like_the_api_after_repeated_failures(server,
         throttled = await page.sign_in(admin.email, admin.password)
     assert throttled.status_code == 429
     assert "Too many failed sign-in attempts" in throttled.text
-    assert throttled.headers["Retry-After"] == str(deps.settings.login_failure_window_seconds)
-    await deps.limiter.reset(
-        "login:account:" + __import__("hashlib").sha256(admin.email.encode()).hexdigest()
-    )
+    assert throttled.headers["Retry-After"] == str(deps.settings.login_delay_base_seconds)
+    from skillswap.accounts.signin_throttle import SignInAttempt
+
+    await deps.limiter.reset(SignInAttempt.of(f"user:{admin.id}", "127.0.0.1").pair)
 
 
 def _set_cookie(response: httpx.Response, name: str) -> str:
