@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import Field
 
 from skillswap.http.admin_audit import AdminHandler
-from skillswap.http.base import BaseHandler, idempotent, path_id, route, takes_query
+from skillswap.http.base import idempotent, path_id, route, takes_query
 from skillswap.http.operations import operation
 from skillswap.http.payments import PaymentOut, payment_json
 from skillswap.http.query import PageQuery
@@ -129,7 +129,7 @@ class AdminPaymentsHandler(AdminHandler):
         self.send_page(page, count=count, results=[admin_payment_json(p) for p in rows])
 
 
-class AdminRefundHandler(BaseHandler):
+class AdminRefundHandler(AdminHandler):
     @operation(
         "refundPayment",
         tag="Admin",

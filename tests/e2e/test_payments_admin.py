@@ -238,6 +238,13 @@ async def test_refunds_are_for_administrators_and_for_payments_that_were_paid(sh
     for who in (stranger, buyer):
         response = await _refund(shop, who, payment["id"])
         assert response.status_code == 403 and response.json()["code"] == "admin_only"
+        # Refused before the body is read: a member learns nothing of its rules.
+        invalid = await shop.api.post(
+            f"/api/admin/payments/{payment['id']}/refund/",
+            token=who.access,
+            json={"amount_minor": "all"},
+        )
+        assert (invalid.status_code, invalid.json()["code"]) == (403, "admin_only")
     anonymous = await shop.api.post(
         f"/api/admin/payments/{payment['id']}/refund/", json={"reason": "x"}
     )
