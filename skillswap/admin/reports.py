@@ -234,31 +234,45 @@ async def list_reports(
                 .limit(limit)
             )
         )
-        queued = [QueuedReport(r, await _summary(session, r)) for r in rows]
+        summaries = await _summaries(session, rows)
+        queued = [QueuedReport(r, summaries.get((r.target_type, r.target_id), {})) for r in rows]
     return int(count or 0), queued
 
 
-async def _summary(session: AsyncSession, report: Report) -> dict[str, Any]:
-    """What the report is about, in a few words (an empty dict if it is gone)."""
-    if report.target_type == ReportTarget.SKILL:
-        skill = await session.get(Skill, report.target_id)
-        if skill is None:
-            return {}
-        return {"title": skill.title_en or skill.title_ar, "status": skill.status}
-    if report.target_type == ReportTarget.USER:
-        user = await session.get(User, report.target_id)
-        if user is None:
-            return {}
-        return {"username": user.username, "is_active": user.is_active}
-    if report.target_type == ReportTarget.REVIEW:
-        review = await session.get(Review, report.target_id)
-        if review is None:
-            return {}
-        return {"text": review.comment[:SUMMARY_CHARS], "rating": review.rating}
-    message = await session.get(ChatMessage, report.target_id)
-    if message is None:
-        return {}
-    return {"text": message.body[:SUMMARY_CHARS], "room": message.room_id}
+async def _summaries(
+    session: AsyncSession, reports: list[Report]
+) -> dict[tuple[str, int], dict[str, Any]]:
+    """What each report is about, in a few words (absent if it is gone): one query per kind
+    of target on the page, not one per report."""
+    wanted: dict[str, set[int]] = {}
+    for report in reports:
+        wanted.setdefault(report.target_type, set()).add(report.target_id)
+    found: dict[tuple[str, int], dict[str, Any]] = {}
+    if ids := wanted.get(ReportTarget.SKILL):
+        for skill in await session.scalars(select(Skill).where(Skill.id.in_(ids))):
+            found[ReportTarget.SKILL, skill.id] = {
+                "title": skill.title_en or skill.title_ar,
+                "status": skill.status,
+            }
+    if ids := wanted.get(ReportTarget.USER):
+        for user in await session.scalars(select(User).where(User.id.in_(ids))):
+            found[ReportTarget.USER, user.id] = {
+                "username": user.username,
+                "is_active": user.is_active,
+            }
+    if ids := wanted.get(ReportTarget.REVIEW):
+        for review in await session.scalars(select(Review).where(Review.id.in_(ids))):
+            found[ReportTarget.REVIEW, review.id] = {
+                "text": review.comment[:SUMMARY_CHARS],
+                "rating": review.rating,
+            }
+    if ids := wanted.get(ReportTarget.MESSAGE):
+        for message in await session.scalars(select(ChatMessage).where(ChatMessage.id.in_(ids))):
+            found[ReportTarget.MESSAGE, message.id] = {
+                "text": message.body[:SUMMARY_CHARS],
+                "room": message.room_id,
+            }
+    return found
 
 
 async def close_report(
