@@ -26,6 +26,7 @@ from skillswap.http.base import NotFoundHandler
 from skillswap.http.docs import StaticFiles
 from skillswap.http.metrics import log_request
 from skillswap.http.transport import HEADER_READ_CAP, GuardedApplication
+from skillswap.logs import announce
 from skillswap.metrics import mark_process_dead, mark_started
 from skillswap.settings import Settings
 from skillswap.tasks.worker import InProcess
@@ -173,11 +174,11 @@ def run_nodes(settings: Settings, *, host: str, port: int, migrate_first: bool) 
     backend = "SQLite (embedded)" if settings.is_sqlite else "PostgreSQL"
     realtime = "Redis" if settings.redis_url else "in-process"
     workers = settings.web_workers
-    print(
+    announce(
+        settings,
         f"SkillSwap serving at http://{shown_host}:{port}/ "
         f"(database: {backend}; realtime and tasks: {realtime}; "
         f"{workers} worker{'s' if workers > 1 else ''})",
-        flush=True,
     )
     if workers > 1 and not fork_processes(workers):
         return 0  # the supervisor, once every worker has stopped

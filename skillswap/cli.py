@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
-from skillswap.logs import configure_logging
+from skillswap.logs import announce, configure_logging
 from skillswap.settings import ConfigError, Settings
 
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
@@ -256,7 +256,7 @@ def _run_workers(settings: Settings, processes: int, metrics_port: int | None) -
         raise ConfigError("WORKER_PROCESSES (--workers) must be at least 1")
     if settings.is_sqlite:
         asyncio.run(_migrate_embedded(settings))
-    print(f"SkillSwap worker: {processes} process{'es' if processes > 1 else ''}", flush=True)
+    announce(settings, f"SkillSwap worker: {processes} process{'es' if processes > 1 else ''}")
     if processes > 1:
         with _metrics_across_processes():
             from skillswap.app import fork_processes
@@ -322,7 +322,7 @@ async def _scheduler(args: argparse.Namespace, settings: Settings) -> int:
     mark_started("scheduler")
     try:
         scheduler = Scheduler(deps, scheduled_jobs(settings), scheduler_lock(settings))
-        print("SkillSwap scheduler: running the periodic jobs while it holds the lock", flush=True)
+        announce(settings, "SkillSwap scheduler: running the periodic jobs while it holds the lock")
         await scheduler.run(_stop_on_signals())
     finally:
         await deps.close()

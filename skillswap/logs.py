@@ -67,3 +67,12 @@ def configure_logging(settings: Settings) -> None:
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+def announce(settings: Settings, message: str) -> None:
+    """A process's start-up line: printed for a person reading text, a log line in JSON (so
+    that a collector reading the output finds nothing but JSON)."""
+    if settings.log_format == "json":
+        logging.getLogger("skillswap").info(message)
+    else:
+        print(message, flush=True)
