@@ -391,7 +391,11 @@ def _median(parts: list[array[float]]) -> float | None:
     n = sum(len(part) for part in parts)
     if not n:
         return None
-    first, second = _kth(parts, (n - 1) // 2), _kth(parts, n // 2)
+    if n <= 4096:
+        ordered = sorted(value for part in parts for value in part)
+        first, second = ordered[(n - 1) // 2], ordered[n // 2]
+    else:
+        first, second = _kth(parts, (n - 1) // 2), _kth(parts, n // 2)
     middle = first if n % 2 else first + (second - first) * 0.5
     return round(middle, 1)
 
@@ -484,7 +488,8 @@ async def _skills(session: AsyncSession, sql: Sql, p: dict[str, Any]) -> dict[st
         session,
         "SELECT c.id, c.slug, c.name_en, c.name_ar, COUNT(s.id) FROM skill_categories c "
         "JOIN skills s ON s.category_id = c.id AND s.status = 'active' "
-        "JOIN users u ON u.id = s.owner_id AND u.is_active "
+        # A primary-key probe per listed skill, not a scan of every user to join them.
+        "AND (SELECT u.is_active FROM users u WHERE u.id = s.owner_id) "
         "GROUP BY c.id, c.slug, c.name_en, c.name_ar ORDER BY COUNT(s.id) DESC, c.id",
         p,
     )
