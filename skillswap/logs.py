@@ -67,6 +67,9 @@ def configure_logging(settings: Settings) -> None:
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    # At DEBUG aiosqlite logs every statement with its parameters: whatever is written (a
+    # webhook's signature, a code's digest) would be in the log. Its INFO and above stay.
+    logging.getLogger("aiosqlite").setLevel(max(root.level, logging.INFO))
 
 
 def announce(settings: Settings, message: str) -> None:
