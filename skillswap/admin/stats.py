@@ -464,7 +464,7 @@ async def _users(session: AsyncSession, sql: Sql, p: dict[str, Any]) -> dict[str
     found: dict[date, dict[str, Any]] = defaultdict(dict)
     for b, n in new:
         found[_day(b)]["new"] = int(n)
-    days: Days = p["days"]
+    days: Days = await p["days"]
     everyone = 0
     for bucket, users in _by_bucket(days.active, p["interval"]).items():
         merged = _union(users)
@@ -510,7 +510,7 @@ async def _skills(session: AsyncSession, sql: Sql, p: dict[str, Any]) -> dict[st
 
 
 async def _orders(session: AsyncSession, sql: Sql, p: dict[str, Any]) -> dict[str, Any]:
-    days: Days = p["days"]
+    days: Days = await p["days"]
     interval = p["interval"]
     disputed = await _rows(
         session,
@@ -554,12 +554,8 @@ async def _points(session: AsyncSession, sql: Sql, p: dict[str, Any]) -> dict[st
         "WHERE kind = 'user'",
         p,
     )
-    earned = list(_sums(p["days"].earned, p["interval"]).items())
-    bought = await _rows(
-        session,
-        sql.grouped("created_at", "COALESCE(SUM(points), 0)", "payments", f"status IN {PAID}"),
-        p,
-    )
+    earned = list(_sums((await p["days"]).earned, p["interval"]).items())
+    bought = list(p["bought"].items())  # read with the payments, which run first
     adjusted = await _rows(
         session,
         sql.grouped(
@@ -594,13 +590,15 @@ def _money(amounts: dict[str, int]) -> list[dict[str, Any]]:
 
 
 async def _payments(session: AsyncSession, sql: Sql, p: dict[str, Any]) -> dict[str, Any]:
-    # One pass: per bucket, gateway and currency, attempts, successes and their amount.
+    # One pass: per bucket, gateway and currency, attempts, successes, their amount and the
+    # points they bought (for the points section, which runs after this one).
     per_currency = await _rows(
         session,
         sql.grouped(
             "created_at",
             f"COUNT(*), SUM(CASE WHEN status IN {PAID} THEN 1 ELSE 0 END), "
-            f"SUM(CASE WHEN status IN {PAID} THEN amount_minor ELSE 0 END)",
+            f"SUM(CASE WHEN status IN {PAID} THEN amount_minor ELSE 0 END), "
+            f"SUM(CASE WHEN status IN {PAID} THEN points ELSE 0 END)",
             "payments",
             keys="gateway, currency",
         ),
@@ -608,11 +606,14 @@ async def _payments(session: AsyncSession, sql: Sql, p: dict[str, Any]) -> dict[
     )
     counts: dict[tuple[str, date], list[int]] = defaultdict(lambda: [0, 0])
     paid: dict[tuple[str, str], int] = defaultdict(int)
-    for b, gateway, currency, n, ok, amount in per_currency:
+    bought: dict[date, int] = defaultdict(int)
+    for b, gateway, currency, n, ok, amount, points in per_currency:
+        bought[_day(b)] += int(points or 0)
         counts[gateway, _day(b)][0] += int(n)
         counts[gateway, _day(b)][1] += int(ok or 0)
         if ok:
             paid[gateway, currency] += int(amount or 0)
+    p["bought"] = {b: n for b, n in bought.items() if n}
     attempts = [(g, b, n, ok) for (g, b), (n, ok) in counts.items()]
     revenue = [(g, c, n) for (g, c), n in paid.items()]
     refunds = await _rows(
@@ -657,7 +658,7 @@ async def _payments(session: AsyncSession, sql: Sql, p: dict[str, Any]) -> dict[
 
 
 async def _chat(session: AsyncSession, sql: Sql, p: dict[str, Any]) -> dict[str, Any]:
-    sent = _sums(p["days"].messages, p["interval"])
+    sent = _sums((await p["days"]).messages, p["interval"])
     found = {b: {"messages": n} for b, n in sent.items()}
     return {
         "series": _series(p["buckets"], found, {"messages": 0}),
@@ -673,10 +674,6 @@ SECTIONS: dict[str, Section] = {
     "payments": _payments,
     "chat": _chat,
 }
-
-
-# The sections that read the daily figures (the rollup and today's rows).
-DAILY = ("users", "orders", "points", "chat")
 
 
 async def marketplace_stats(
@@ -698,21 +695,33 @@ async def marketplace_stats(
     }
     sql = Sql(deps.db.engine.dialect.name, span.interval)
 
+    # The daily figures, awaited by the sections that read them; the points section reads
+    # the points bought from the payments section's pass, so it runs after it.
+    params["days"] = days = asyncio.get_running_loop().create_future()
+    first = ("payments", "points")
+    daily = ("users", "orders", "chat")
+    other = tuple(n for n in SECTIONS if n not in daily and n not in first)
+
     async def run(names: tuple[str, ...], *, with_days: bool) -> dict[str, Any]:
-        async with deps.db.read() as session:
-            if with_days:
-                params["days"] = await _days(session, sql, span.start, span.end)
-            return {name: await SECTIONS[name](session, sql, params) for name in names}
+        try:
+            async with deps.db.read() as session:
+                if with_days:
+                    days.set_result(await _days(session, sql, span.start, span.end))
+                return {name: await SECTIONS[name](session, sql, params) for name in names}
+        except BaseException as exc:
+            if with_days and not days.done():  # no section waits for them for ever
+                days.set_exception(exc)
+            raise
 
     if sql.pg:
         # Two connections: the daily figures and what reads them, beside the others.
-        daily, other = await asyncio.gather(
-            run(DAILY, with_days=True),
-            run(tuple(n for n in SECTIONS if n not in DAILY), with_days=False),
+        parts = await asyncio.gather(
+            run(daily, with_days=True), run(first + other, with_days=False)
         )
-        figures = {name: {**daily, **other}[name] for name in SECTIONS}
+        found = {**parts[0], **parts[1]}
     else:
-        figures = await run(tuple(SECTIONS), with_days=True)
+        found = await run(first + daily + other, with_days=True)
+    figures = {name: found[name] for name in SECTIONS}
     return {
         "from": span.start.isoformat(),
         "to": (span.end - timedelta(days=1)).isoformat(),
