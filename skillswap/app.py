@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
@@ -24,6 +23,7 @@ from skillswap.bootstrap import OUTBOX_HANDLERS, bootstrap
 from skillswap.deps import Deps
 from skillswap.http.base import NotFoundHandler
 from skillswap.http.docs import StaticFiles
+from skillswap.http.draining import DrainingServer
 from skillswap.http.metrics import log_request
 from skillswap.http.transport import HEADER_READ_CAP, GuardedApplication
 from skillswap.logs import announce
@@ -127,9 +127,9 @@ def make_app(settings: Settings, deps: Deps) -> tornado.web.Application:
     )
 
 
-def make_server(app: tornado.web.Application, settings: Settings) -> tornado.httpserver.HTTPServer:
+def make_server(app: tornado.web.Application, settings: Settings) -> DrainingServer:
     """The HTTP server for `app`; the app's RequestGuard answers requests over its limits."""
-    return tornado.httpserver.HTTPServer(
+    return DrainingServer(
         app,
         xheaders=settings.trust_proxy_headers,
         # Requests the guard does not see (none, with make_app) keep the old cap on the body.
@@ -257,9 +257,24 @@ async def serve(settings: Settings, sockets: list[socket.socket]) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("shutting down")
-    server.stop()
-    await server.close_all_connections()
+    await shut_down(settings, deps, server, background)
+
+
+async def shut_down(
+    settings: Settings, deps: Deps, server: DrainingServer, background: InProcess | None
+) -> None:
+    """Stop accepting, answer every request in progress, close WebSockets with 1001 (their
+    clients resume on another node with `last_id`), write what the realtime bridge still
+    holds to Redis, then release everything; within SHUTDOWN_TIMEOUT_SECONDS for the requests.
+    """
+    started = time.monotonic()
+    log.info(
+        "shutting down: %d requests in progress, up to %d s",
+        server.requests_in_progress,
+        settings.shutdown_timeout_seconds,
+    )
+    await server.drain(within=settings.shutdown_timeout_seconds)
     if background is not None:
         await background.close()  # running tasks finish; the relay and scheduler stop
-    await deps.close()
+    await deps.close()  # the realtime hub closes WebSockets and flushes its bridge first
+    log.info("stopped in %.1f s", time.monotonic() - started)

@@ -8,6 +8,7 @@ delivered, so the copy that comes back through Redis (or from the database) does
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Coroutine
@@ -28,6 +29,7 @@ log = logging.getLogger("skillswap.realtime")
 MAX_REPLAY = 1000  # messages replayed on one subscribe; older ones are paged over REST
 USER_STREAM_MAXLEN = 200
 MEMBER_CACHE_SIZE = 10_000
+CLOSE_WAIT_SECONDS = 3.0  # at shutdown, how long clients get to answer the 1001 close
 
 
 class Hub:
@@ -43,6 +45,11 @@ class Hub:
         self.rooms: dict[int, RoomActor] = {}
         self.users: dict[int, UserActor] = {}
         self.connections: set[Connection] = set()
+        # Sockets opened here and not yet closed (a connection told to leave is still open
+        # until its client answers the close): what a shutdown waits for.
+        self._open: set[Connection] = set()
+        self._all_closed = asyncio.Event()
+        self._all_closed.set()
         # Room members, for telling them of activity (members never change after a room is made).
         self._members: OrderedDict[int, frozenset[int]] = OrderedDict()
         self._pinger: asyncio.Task[None] | None = None
@@ -78,6 +85,8 @@ class Hub:
     def attach(self, conn: Connection) -> None:
         """A connection opened: follow its user's notifications, count it present."""
         self.connections.add(conn)
+        self._open.add(conn)
+        self._all_closed.clear()
         actor = self.users.get(conn.user_id)
         if actor is None:
             actor = self.users[conn.user_id] = UserActor(self, conn.user_id)
@@ -85,6 +94,13 @@ class Hub:
         self.presence.connected(conn.user_id)
         if self._pinger is None and self.settings.ws_ping_interval_seconds > 0:
             self._pinger = asyncio.create_task(self._ping_loop())
+
+    def closed(self, conn: Connection) -> None:
+        """A connection's socket is closed (after `detach`, or instead of it)."""
+        self.detach(conn)
+        self._open.discard(conn)
+        if not self._open:
+            self._all_closed.set()
 
     def detach(self, conn: Connection) -> None:
         """A connection closed (or was closed): leave its rooms and its user's channel."""
@@ -227,7 +243,12 @@ class Hub:
         task.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
-        """Close every connection (1001: reconnect elsewhere), stop actors and the bridge."""
+        """Close every connection (1001: reconnect elsewhere), stop actors and the bridge.
+
+        The clients' answers to the close are waited for (CLOSE_WAIT_SECONDS at most): a socket
+        closed under unread input is reset, and a reset may destroy the close frame before the
+        client reads it.
+        """
         self._closed = True
         tasks: list[asyncio.Task[Any]] = [a.task for a in self.rooms.values()]
         tasks += [a.task for a in self.users.values()]
@@ -240,5 +261,8 @@ class Hub:
             await asyncio.gather(*tasks, return_exceptions=True)
         for conn in list(self.connections):
             conn.going_away()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_WAIT_SECONDS):
+                await self._all_closed.wait()
         await self.bridge.close()
         await self.presence.close()

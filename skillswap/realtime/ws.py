@@ -518,7 +518,7 @@ class RealtimeSocket(ProblemAnswers, tornado.websocket.WebSocketHandler):
                 handle.cancel()
         self._expiry = self._slow_check = None
         if hasattr(self, "user_id"):
-            self.realtime.hub.detach(self)
+            self.realtime.hub.closed(self)
         for task in self._tasks:
             task.cancel()
 
