@@ -106,8 +106,8 @@ TASK_DURATION = Histogram(
 )
 SCHEDULED_JOBS = Counter(
     "skillswap_scheduled_jobs",
-    "Scheduled job runs, by job and outcome (ok, failed).",
-    ["job", "outcome"],
+    "Scheduled job runs, by job name and outcome (ok, failed).",
+    ["name", "outcome"],
 )
 LEDGER_CHECK_OK = Gauge(
     "skillswap_ledger_check_ok",

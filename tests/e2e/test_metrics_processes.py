@@ -184,7 +184,7 @@ async def test_the_scheduler_serves_its_job_counters_on_its_metrics_port(tmp_pat
                 # Jobs run as soon as the scheduler holds its lock.
                 return (
                     value(
-                        text, "skillswap_scheduled_jobs_total", job="order_deadlines", outcome="ok"
+                        text, "skillswap_scheduled_jobs_total", name="order_deadlines", outcome="ok"
                     )
                     >= 1
                 )
