@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import redis.exceptions
 
+from skillswap import metrics
 from skillswap.errors import TooManyRequests
 from skillswap.i18n import N_, lazy, lazy_plural
 from skillswap.settings import ConfigError, Settings
@@ -279,6 +280,8 @@ class Limits:
         if self._failing_open:
             self._failing_open = False
             log.warning("rate limits are back: Redis answers again")
+        if not allowed:
+            metrics.RATE_LIMIT_REFUSALS.labels(policy).inc()  # every caller refuses it with 429
         return Decision(
             policy=policy,
             rate=rate,

@@ -6,6 +6,8 @@ scrape before and after what it does and asserts the difference.
 
 from __future__ import annotations
 
+import secrets
+
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -13,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from skillswap.http.metrics import loggable_uri
 from skillswap.notifications.outgoing import MAIL_CODE
 from tests.conftest import extra_server
+from tests.factories import unique_name
 from tests.outbox_support import outbox_settled
 
 DURATION = "skillswap_http_request_duration_seconds"
@@ -177,3 +180,25 @@ def test_credentials_in_a_query_string_are_blanked_in_the_access_log(
     path: str, query: str, logged: str
 ):
     assert loggable_uri(path, query) == logged
+
+
+async def test_a_refusal_by_a_rate_limit_is_counted_under_its_policy(settings):
+    limited = settings.with_overrides(rate_limits="register=1/hour", trust_proxy_headers=True)
+    async with (
+        extra_server(limited) as (url, _deps),
+        httpx.AsyncClient(base_url=url, timeout=30) as client,
+    ):
+        here = {"X-Forwarded-For": f"10.77.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"}
+        before = await scrape(client)
+
+        async def register() -> httpx.Response:
+            name = unique_name("rl")
+            body = {"email": f"{name}@example.com", "username": name, "password": "pw " * 5}
+            return await client.post("/api/auth/register/", json=body, headers=here)
+
+        assert (await register()).status_code == 201
+        refused = [await register(), await register()]
+        assert [r.status_code for r in refused] == [429, 429]
+        after = await scrape(client)
+    name = "skillswap_rate_limit_refusals_total"
+    assert value(after, name, policy="register") - value(before, name, policy="register") == 2
