@@ -57,15 +57,15 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--metrics-port",
         type=int,
-        help="serve Prometheus metrics on this port (on HOST), for every worker process",
+        help="serve Prometheus metrics on this port, for every worker process",
     )
+    worker.add_argument("--metrics-host", help="the address of --metrics-port (default HOST)")
     scheduler = sub.add_parser(
         "scheduler",
         help="run the periodic jobs (order deadlines, sweeps, ledger check); one per deployment",
     )
-    scheduler.add_argument(
-        "--metrics-port", type=int, help="serve Prometheus metrics on this port (on HOST)"
-    )
+    scheduler.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    scheduler.add_argument("--metrics-host", help="the address of --metrics-port (default HOST)")
     tasks = sub.add_parser("tasks", help="background work in the outbox")
     tasks_sub = tasks.add_subparsers(dest="tasks_command", required=True)
     failed = tasks_sub.add_parser("failed", help="list dead-lettered rows with their last error")
@@ -240,12 +240,12 @@ async def _worker_process(settings: Settings) -> int:
     return 0
 
 
-def _run_workers(settings: Settings, processes: int, metrics_port: int | None) -> int:
+def _run_workers(settings: Settings, processes: int, metrics_at: tuple[str, int | None]) -> int:
     """`skillswap worker`: `processes` worker processes, each a relay and a TaskIQ receiver.
 
     SIGTERM stops each from taking tasks; the running ones get WORKER_SHUTDOWN_TIMEOUT_SECONDS.
-    With `metrics_port`, the metrics of all of them are served there (by the supervisor, when
-    there are several).
+    With a port in `metrics_at` (host, port), the metrics of all of them are served there (by
+    the supervisor, when there are several).
     """
     if not settings.redis_url:
         raise ConfigError(
@@ -257,20 +257,21 @@ def _run_workers(settings: Settings, processes: int, metrics_port: int | None) -
     if settings.is_sqlite:
         asyncio.run(_migrate_embedded(settings))
     announce(settings, f"SkillSwap worker: {processes} process{'es' if processes > 1 else ''}")
+    metrics_host, metrics_port = metrics_at
     if processes > 1:
         with _metrics_across_processes():
             from skillswap.app import fork_processes
             from skillswap.metrics import serve_metrics
 
             if metrics_port is not None:
-                serve_metrics(metrics_port, settings.host)  # a thread of the supervisor
+                serve_metrics(metrics_port, metrics_host)  # a thread of the supervisor
             if not fork_processes(processes):
                 return 0  # the supervisor, once every worker has stopped
             return asyncio.run(_worker_process(settings))
     if metrics_port is not None:
         from skillswap.metrics import serve_metrics
 
-        serve_metrics(metrics_port, settings.host)
+        serve_metrics(metrics_port, metrics_host)
     return asyncio.run(_worker_process(settings))
 
 
@@ -317,7 +318,7 @@ async def _scheduler(args: argparse.Namespace, settings: Settings) -> int:
     if settings.is_sqlite:
         await _migrate_embedded(settings)
     if args.metrics_port is not None:
-        serve_metrics(args.metrics_port, settings.host)
+        serve_metrics(args.metrics_port, args.metrics_host or settings.host)
     deps = await bootstrap(settings)
     mark_started("scheduler")
     try:
@@ -365,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
             settings.validate_for_serving()
         if args.command == "worker":
             processes = settings.worker_processes if args.workers is None else args.workers
-            return _run_workers(settings, processes, args.metrics_port)
+            metrics_at = (args.metrics_host or settings.host, args.metrics_port)
+            return _run_workers(settings, processes, metrics_at)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
