@@ -31,10 +31,10 @@ def samples(text: str) -> list[tuple[str, dict[str, str], float]]:
     ]
 
 
-def value(text: str, name: str, **labels: str) -> float:
-    """The sample `name` with exactly `labels` (0 when it is not there yet)."""
-    found = [v for n, got, v in samples(text) if n == name and got == labels]
-    assert len(found) <= 1, (name, labels, found)
+def value(text: str, metric: str, /, **labels: str) -> float:
+    """The sample `metric` with exactly `labels` (0 when it is not there yet)."""
+    found = [v for n, got, v in samples(text) if n == metric and got == labels]
+    assert len(found) <= 1, (metric, labels, found)
     return found[0] if found else 0.0
 
 

@@ -31,8 +31,8 @@ def samples(text: str) -> list[tuple[str, dict[str, str], float]]:
     ]
 
 
-def value(text: str, name: str, **labels: str) -> float:
-    return sum(v for n, got, v in samples(text) if n == name and got == labels)
+def value(text: str, metric: str, /, **labels: str) -> float:
+    return sum(v for n, got, v in samples(text) if n == metric and got == labels)
 
 
 def live_pids(text: str, role: str) -> set[int]:
