@@ -194,12 +194,17 @@ def _rate(part: int, whole: int) -> float | None:
 
 @dataclass
 class Days:
-    """Per UTC day: orders placed, completed and what sellers earned by them, messages, the
+    """Per UTC day: users signed up, orders placed, completed (and what sellers earned by
+    them) and disputed, payments by gateway and currency, messages, the
     active users (a bitmap of ids), the completed orders' durations (sorted), and the orders
     placed that day that are completed now."""
 
+    new_users: dict[date, int] = field(default_factory=dict)
     placed: dict[date, int] = field(default_factory=dict)
     completed: dict[date, int] = field(default_factory=dict)
+    disputed: dict[date, int] = field(default_factory=dict)
+    # [gateway, currency, attempts, paid, amount_minor paid, points bought] lists
+    payments: dict[date, list[list[Any]]] = field(default_factory=dict)
     earned: dict[date, int] = field(default_factory=dict)
     messages: dict[date, int] = field(default_factory=dict)
     active: dict[date, int] = field(default_factory=dict)
@@ -246,9 +251,32 @@ async def _live_days(
     in_range = "created_at >= :start AND created_at < :end"
     completed_in_range = "completed_at >= :start AND completed_at < :end"
     for d, n in await _rows(
+        session, f"SELECT {day} AS d, COUNT(*) FROM users WHERE {in_range} GROUP BY d", p
+    ):
+        _add(days.new_users, _day(d), int(n))
+    for d, n in await _rows(
         session, f"SELECT {day} AS d, COUNT(*) FROM orders WHERE {in_range} GROUP BY d", p
     ):
         _add(days.placed, _day(d), int(n))
+    for d, n in await _rows(
+        session,
+        f"SELECT {day} AS d, COUNT(*) FROM order_transitions "
+        f"WHERE to_status = 'disputed' AND {in_range} GROUP BY d",
+        p,
+    ):
+        _add(days.disputed, _day(d), int(n))
+    for d, gateway, currency, n, ok, amount, points in await _rows(
+        session,
+        f"SELECT {day} AS d, gateway, currency, COUNT(*), "
+        f"SUM(CASE WHEN status IN {PAID} THEN 1 ELSE 0 END), "
+        f"SUM(CASE WHEN status IN {PAID} THEN amount_minor ELSE 0 END), "
+        f"SUM(CASE WHEN status IN {PAID} THEN points ELSE 0 END) "
+        f"FROM payments WHERE {in_range} GROUP BY d, gateway, currency",
+        p,
+    ):
+        days.payments.setdefault(_day(d), []).append(
+            [gateway, currency, int(n), int(ok or 0), int(amount or 0), int(points or 0)]
+        )
     for d, n, earned in await _rows(
         session,
         f"SELECT {done_day} AS d, COUNT(*), COALESCE(SUM(seller_points), 0) FROM orders "
@@ -290,8 +318,11 @@ async def _stored_days(session: AsyncSession, start: date, end: date, days: Days
         select(StatsDay).where(StatsDay.day >= start, StatsDay.day < end)
     )
     for row in result.scalars():
+        days.new_users[row.day] = row.new_users
         days.placed[row.day] = row.placed
         days.completed[row.day] = row.completed
+        days.disputed[row.day] = row.disputed
+        days.payments[row.day] = row.payments
         days.earned[row.day] = row.earned
         days.messages[row.day] = row.messages
         days.active[row.day] = int.from_bytes(row.active_users, "little")
@@ -401,9 +432,10 @@ def _median(parts: list[array[float]]) -> float | None:
 
 
 async def roll_up_closed_days(deps: Deps, now: datetime, *, chunk_days: int = 31) -> int:
-    """Roll up every closed UTC day not rolled up yet (from the first day with orders or
-    messages), a chunk of days per unit of work; how many days were added. A day is closed
-    once CLOSED_AFTER has passed since its end, so that writes begun before midnight are in."""
+    """Roll up every closed UTC day not rolled up yet (from the first day with users, orders,
+    payments or messages), a chunk of days per unit of work, up to the first day with a
+    payment still pending; how many days were added. A day is closed once CLOSED_AFTER has
+    passed since its end, so that writes begun before midnight are in."""
     sql = Sql(deps.db.engine.dialect.name, "day")
     last_closed = (now - CLOSED_AFTER).astimezone(UTC).date()  # the first day still open
     async with deps.db.read() as session:
@@ -411,7 +443,9 @@ async def roll_up_closed_days(deps: Deps, now: datetime, *, chunk_days: int = 31
         if day is None:
             first = await session.scalar(
                 text(
-                    "SELECT MIN(at) FROM (SELECT MIN(created_at) AS at FROM orders "
+                    "SELECT MIN(at) FROM (SELECT MIN(created_at) AS at FROM users "
+                    "UNION ALL SELECT MIN(created_at) FROM orders "
+                    "UNION ALL SELECT MIN(created_at) FROM payments "
                     "UNION ALL SELECT MIN(created_at) FROM chat_messages) f"
                 ).columns(column("at", UTCDateTime()))
             )
@@ -419,6 +453,17 @@ async def roll_up_closed_days(deps: Deps, now: datetime, *, chunk_days: int = 31
     added = 0
     while day < last_closed:
         begin, until = day, min(last_closed, day + timedelta(days=chunk_days))
+        async with deps.db.read() as session:
+            [(pending,)] = await _rows(
+                session,
+                "SELECT MIN(created_at) FROM payments WHERE status = 'pending' "
+                "AND created_at >= :start AND created_at < :end",
+                {"start": _midnight(begin), "end": _midnight(until)},
+            )
+        if pending is not None:  # that day waits until its payments are settled
+            until = _day(pending)
+            if until <= begin:
+                break
         async with deps.db.uow() as uow:
             days = Days()
             await _live_days(uow.session, sql, _midnight(begin), _midnight(until), days)
@@ -426,8 +471,11 @@ async def roll_up_closed_days(deps: Deps, now: datetime, *, chunk_days: int = 31
                 uow.session.add(
                     StatsDay(
                         day=day,
+                        new_users=days.new_users.get(day, 0),
                         placed=days.placed.get(day, 0),
                         completed=days.completed.get(day, 0),
+                        disputed=days.disputed.get(day, 0),
+                        payments=days.payments.get(day, []),
                         earned=days.earned.get(day, 0),
                         messages=days.messages.get(day, 0),
                         active_users=days.active.get(day, 0).to_bytes(
@@ -454,7 +502,8 @@ async def roll_up_closed_days(deps: Deps, now: datetime, *, chunk_days: int = 31
 
 
 async def _users(session: AsyncSession, sql: Sql, p: dict[str, Any]) -> dict[str, Any]:
-    new = await _rows(session, sql.grouped("created_at", "COUNT(*)", "users"), p)
+    days: Days = await p["days"]
+    new = list(_sums(days.new_users, p["interval"]).items())
     [(total, verified, email_verified)] = await _rows(
         session,
         "SELECT COUNT(*), COALESCE(SUM(CASE WHEN is_verified THEN 1 ELSE 0 END), 0), "
@@ -464,7 +513,6 @@ async def _users(session: AsyncSession, sql: Sql, p: dict[str, Any]) -> dict[str
     found: dict[date, dict[str, Any]] = defaultdict(dict)
     for b, n in new:
         found[_day(b)]["new"] = int(n)
-    days: Days = await p["days"]
     everyone = 0
     for bucket, users in _by_bucket(days.active, p["interval"]).items():
         merged = _union(users)
@@ -512,11 +560,7 @@ async def _skills(session: AsyncSession, sql: Sql, p: dict[str, Any]) -> dict[st
 async def _orders(session: AsyncSession, sql: Sql, p: dict[str, Any]) -> dict[str, Any]:
     days: Days = await p["days"]
     interval = p["interval"]
-    disputed = await _rows(
-        session,
-        sql.grouped("created_at", "COUNT(*)", "order_transitions", "to_status = 'disputed'"),
-        p,
-    )
+    disputed = list(_sums(days.disputed, interval).items())
     found: dict[date, dict[str, Any]] = defaultdict(dict)
     placed = _sums(days.placed, interval)
     done = _sums(days.done_by_placed, interval)
@@ -555,7 +599,10 @@ async def _points(session: AsyncSession, sql: Sql, p: dict[str, Any]) -> dict[st
         p,
     )
     earned = list(_sums((await p["days"]).earned, p["interval"]).items())
-    bought = list(p["bought"].items())  # read with the payments, which run first
+    bought_by: dict[date, int] = defaultdict(int)
+    for day, rows in (await p["days"]).payments.items():
+        bought_by[_bucket_start(day, p["interval"])] += sum(row[5] for row in rows)
+    bought = list(bought_by.items())
     adjusted = await _rows(
         session,
         sql.grouped(
@@ -590,30 +637,15 @@ def _money(amounts: dict[str, int]) -> list[dict[str, Any]]:
 
 
 async def _payments(session: AsyncSession, sql: Sql, p: dict[str, Any]) -> dict[str, Any]:
-    # One pass: per bucket, gateway and currency, attempts, successes, their amount and the
-    # points they bought (for the points section, which runs after this one).
-    per_currency = await _rows(
-        session,
-        sql.grouped(
-            "created_at",
-            f"COUNT(*), SUM(CASE WHEN status IN {PAID} THEN 1 ELSE 0 END), "
-            f"SUM(CASE WHEN status IN {PAID} THEN amount_minor ELSE 0 END), "
-            f"SUM(CASE WHEN status IN {PAID} THEN points ELSE 0 END)",
-            "payments",
-            keys="gateway, currency",
-        ),
-        p,
-    )
     counts: dict[tuple[str, date], list[int]] = defaultdict(lambda: [0, 0])
     paid: dict[tuple[str, str], int] = defaultdict(int)
-    bought: dict[date, int] = defaultdict(int)
-    for b, gateway, currency, n, ok, amount, points in per_currency:
-        bought[_day(b)] += int(points or 0)
-        counts[gateway, _day(b)][0] += int(n)
-        counts[gateway, _day(b)][1] += int(ok or 0)
-        if ok:
-            paid[gateway, currency] += int(amount or 0)
-    p["bought"] = {b: n for b, n in bought.items() if n}
+    for day, rows in (await p["days"]).payments.items():
+        b = _bucket_start(day, p["interval"])
+        for gateway, currency, n, ok, amount, _points in rows:
+            counts[gateway, b][0] += n
+            counts[gateway, b][1] += ok
+            if ok:
+                paid[gateway, currency] += amount
     attempts = [(g, b, n, ok) for (g, b), (n, ok) in counts.items()]
     revenue = [(g, c, n) for (g, c), n in paid.items()]
     refunds = await _rows(
@@ -695,12 +727,10 @@ async def marketplace_stats(
     }
     sql = Sql(deps.db.engine.dialect.name, span.interval)
 
-    # The daily figures, awaited by the sections that read them; the points section reads
-    # the points bought from the payments section's pass, so it runs after it.
+    # The daily figures, awaited by the sections that read them.
     params["days"] = days = asyncio.get_running_loop().create_future()
-    first = ("payments", "points")
-    daily = ("users", "orders", "chat")
-    other = tuple(n for n in SECTIONS if n not in daily and n not in first)
+    daily = ("orders", "payments", "points", "chat")
+    other = tuple(n for n in SECTIONS if n not in daily)
 
     async def run(names: tuple[str, ...], *, with_days: bool) -> dict[str, Any]:
         try:
@@ -715,12 +745,10 @@ async def marketplace_stats(
 
     if sql.pg:
         # Two connections: the daily figures and what reads them, beside the others.
-        parts = await asyncio.gather(
-            run(daily, with_days=True), run(first + other, with_days=False)
-        )
+        parts = await asyncio.gather(run(daily, with_days=True), run(other, with_days=False))
         found = {**parts[0], **parts[1]}
     else:
-        found = await run(first + daily + other, with_days=True)
+        found = await run(tuple(SECTIONS), with_days=True)
     figures = {name: found[name] for name in SECTIONS}
     return {
         "from": span.start.isoformat(),
