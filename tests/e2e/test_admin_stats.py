@@ -212,6 +212,17 @@ async def test_the_daily_rollup_gives_the_figures_read_live(own_app: OwnApp):
         app, "UPDATE orders SET created_at = :at WHERE id = :id", at=DAY_ONE, id=orders[4]["id"]
     )
     await _move(app, "UPDATE chat_messages SET created_at = :at", at=DAY_ONE + timedelta(days=1))
+    for status, at in (("succeeded", 0), ("refunded", 0), ("failed", 1), ("pending", 2)):
+        await _move(
+            app,
+            "INSERT INTO payments (user_id, gateway, status, points, amount_minor, currency, "
+            "refunded_minor, created_at, updated_at, settled_at) VALUES (:user, 'stripe', "
+            ":status, 100, 499, 'USD', 0, :at, :at, :settled)",
+            user=buyer.id,
+            status=status,
+            at=DAY_ONE + timedelta(days=at),
+            settled=DAY_ONE + timedelta(days=at) if status in ("succeeded", "refunded") else None,
+        )
 
     live = await _all_intervals(app, admin)
     by_day = live[0]
@@ -221,8 +232,18 @@ async def test_the_daily_rollup_gives_the_figures_read_live(own_app: OwnApp):
     [march] = [b for b in live[2]["orders"]["series"] if b["bucket"] == "2026-03-01"]
     assert (march["placed"], march["completed"], march["completion_rate"]) == (5, 4, 0.8)
 
+    [stripe] = live[2]["payments"]["gateways"]
+    assert (stripe["totals"]["attempts"], stripe["totals"]["succeeded"]) == (4, 2)
+    assert stripe["revenue"] == [{"currency": "USD", "amount_minor": 998, "amount": "9.98"}]
+    assert live[2]["points"]["totals"]["bought"] == 200
+
+    # The 13th has a payment still pending: the days up to it are rolled up, not beyond.
+    assert await roll_up_closed_days(app.deps, datetime.now(UTC)) == 2
+    assert await _all_intervals(app, admin) == live
+    await _move(app, "UPDATE payments SET status = 'expired' WHERE status = 'pending'")
+    live = await _all_intervals(app, admin)
     added = await roll_up_closed_days(app.deps, datetime.now(UTC))
-    assert added >= 11  # from the 11th of March to yesterday
+    assert added >= 9  # from the 13th of March to yesterday
     assert await roll_up_closed_days(app.deps, datetime.now(UTC)) == 0
     assert await _all_intervals(app, admin) == live
 
