@@ -7,10 +7,11 @@ was sent is left alone, so a duplicate delivery does nothing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -100,19 +101,42 @@ def _counted(kind: str, outcome: str, started: float) -> str:
 
 @dataclass(frozen=True)
 class Tasks:
-    """The tasks registered on one broker, and how the relay sends a claimed row."""
+    """The tasks registered on one broker, how the relay sends a claimed row, and the rows
+    this process is running (row id -> the claim's attempt and the task running it)."""
 
     broker: AsyncBroker
     run_row: AsyncTaskiqDecoratedTask[Any, Any]
+    running: dict[int, tuple[int, asyncio.Task[Any]]] = field(default_factory=dict)
 
     async def publish(self, job: OutboxJob) -> None:
         await self.run_row.kiq(job.id, job.attempts)
 
+    async def hand_back_running(self, deps: Deps) -> int:
+        """Cut off the runs still going (the shutdown timeout is over) and give their rows
+        back to the outbox at once; how many were handed back."""
+        running = list(self.running.items())
+        for _row_id, (_attempt, task) in running:
+            task.cancel()
+        await asyncio.gather(*(task for _, (_, task) in running), return_exceptions=True)
+        claims = [(row_id, attempt) for row_id, (attempt, _task) in running]
+        handed = await outbox.hand_back(deps.db, claims, now=deps.clock())
+        if handed:
+            log.warning("%d outbox rows cut off by the shutdown were handed back", handed)
+        return handed
+
 
 def register_tasks(broker: AsyncBroker, deps: Deps, handlers: OutboxHandlers) -> Tasks:
     """Register this process's tasks on `broker`, bound to its `deps` and outbox handlers."""
+    running: dict[int, tuple[int, asyncio.Task[Any]]] = {}
 
     async def run_row(row_id: int, attempt: int) -> str:
-        return await run_outbox_row(deps, handlers, row_id, attempt)
+        task = asyncio.current_task()
+        assert task is not None
+        running[row_id] = (attempt, task)
+        try:
+            return await run_outbox_row(deps, handlers, row_id, attempt)
+        finally:
+            if running.get(row_id, (None, None))[1] is task:
+                del running[row_id]
 
-    return Tasks(broker, broker.register_task(run_row, task_name=RUN_OUTBOX_ROW))
+    return Tasks(broker, broker.register_task(run_row, task_name=RUN_OUTBOX_ROW), running)

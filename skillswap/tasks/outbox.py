@@ -339,6 +339,38 @@ async def record_progress(db: Database, job: OutboxJob, progress: dict[str, Any]
         await uow.commit()
 
 
+async def hand_back(db: Database, claims: Sequence[tuple[int, int]], *, now: datetime) -> int:
+    """Rows whose run a stopping worker cut off, as (id, attempt): pending again at once, for
+    any relay to publish (relays are woken), instead of waiting out their lease. The attempt
+    stays counted, so that the cut-off run's stream entry, delivered again, is recognised as
+    stale. How many were still this claim's and were handed back."""
+    if not claims:
+        return 0
+    handed = 0
+    async with db.uow() as uow:
+        session = uow.session
+        for row_id, attempt in claims:
+            result = await session.execute(
+                update(OutboxRow)
+                .where(
+                    OutboxRow.id == row_id,
+                    OutboxRow.status == OutboxStatus.RUNNING,
+                    OutboxRow.attempts == attempt,
+                )
+                .values(
+                    status=OutboxStatus.PENDING,
+                    available_at=now,
+                    leased_until=None,
+                    last_error="the worker stopped before the task finished",
+                )
+            )
+            handed += int(result.rowcount or 0)  # type: ignore[attr-defined]
+        if handed:
+            await _notify(session)
+        await uow.commit()
+    return handed
+
+
 async def release_expired_leases(db: Database, *, now: datetime, max_attempts: int) -> int:
     """Running rows whose lease ran out by `now`: pending again (published anew), or `failed`
     when out of attempts. How many were released."""

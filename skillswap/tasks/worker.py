@@ -4,8 +4,9 @@ inside the embedded `serve`.
 `run_worker` is one `skillswap worker` process: its relay publishes due outbox rows to the
 Redis stream, its receiver runs the tasks it reads. On the stop event (SIGTERM) the relay
 stops, the receiver stops taking tasks, and the running ones get
-WORKER_SHUTDOWN_TIMEOUT_SECONDS to finish; one cut off is run again (its stream entry is not
-acknowledged and its outbox lease runs out). `InProcess` is the same relay on TaskIQ's
+WORKER_SHUTDOWN_TIMEOUT_SECONDS to finish; one still running then is cut off and its row handed
+back to the outbox at once (pending, relays woken), so another worker runs it without waiting
+for its lease to run out. `InProcess` is the same relay on TaskIQ's
 in-memory broker, with the scheduler, for the embedded default.
 """
 
@@ -63,6 +64,9 @@ async def run_worker(deps: Deps, handlers: OutboxHandlers, stop: asyncio.Event) 
                 )
             except (TimeoutError, asyncio.CancelledError):
                 log.warning("worker stopped before its running tasks finished")
+            # The receiver waited WORKER_SHUTDOWN_TIMEOUT_SECONDS: what still runs is cut off
+            # and handed back, for another worker to take now rather than after the lease.
+            await tasks.hand_back_running(deps)
             await broker.shutdown()
 
 
@@ -113,4 +117,5 @@ class InProcess:
             await asyncio.wait_for(
                 self.broker.wait_all(), timeout=self.deps.settings.worker_shutdown_timeout_seconds
             )
+        await self.tasks.hand_back_running(self.deps)  # pending again for the next start
         await self.broker.shutdown()

@@ -10,6 +10,7 @@ running tasks, or hands the rows it cuts off back to the outbox at once. The emb
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -23,9 +24,19 @@ from skillswap.db import Database, create_engine
 from skillswap.models import ChatMessage
 from skillswap.settings import Settings
 from tests.chat_support import WsClient, wait_for, ws_connect
-from tests.conftest import free_port, node_env
-from tests.factories import order_room
+from tests.conftest import free_port, node_env, own_database
+from tests.e2e.test_nothing_lost import (
+    deployment,
+    duplicates,
+    every_address_mailed,
+    every_row_done,
+    fast_outbox_env,
+    message_id_of,
+    sign_up,
+)
+from tests.factories import order_room, unique_name
 from tests.processes import Child, skillswap
+from tests.smtp_server import SmtpServer
 
 SHUTDOWN_TIMEOUT = 10
 
@@ -197,3 +208,133 @@ async def test_sigterm_under_load_answers_every_request_taken_and_websockets_res
         for child in (one, two):
             if child.running:
                 await child.stop()
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_a_worker_stopped_with_mails_in_flight_finishes_them_and_none_is_lost(tmp_path):
+    with SmtpServer() as smtp:
+        smtp.answer_delay = 0.3  # each mail is held a moment: a stop always finds some running
+        async with own_database() as own:
+            env = {
+                **fast_outbox_env(own, smtp),
+                "RATE_LIMITS": "off",  # 20 sign-ups from one address
+                "WORKER_SHUTDOWN_TIMEOUT_SECONDS": "10",
+            }
+            async with deployment(own, env, tmp_path) as running:
+                worker = running.children["worker"]
+                signing_up = [asyncio.create_task(sign_up(running.client)) for _ in range(20)]
+                await wait_for(
+                    lambda: len(smtp.received) >= 5 and smtp.answering > 0, within=30, every=0.005
+                )
+                assert await worker.stop() == 0, worker.log()
+                sign_ups = await asyncio.gather(*signing_up)
+                assert [s.status for s in sign_ups] == [201] * 20, [s.body for s in sign_ups]
+                addresses = [s.address for s in sign_ups]
+                # Every mail it had taken was sent and recorded done before it exited.
+                rows = await running.mail_rows()
+                done = {message_id_of(key) for key, status in rows.items() if status == "done"}
+                assert {mail.message_id for mail in smtp.received} == done
+                await running.start("worker-2", "worker")
+                await every_address_mailed(smtp, addresses, within=30)
+                await every_row_done(running, count=20, within=20)
+                assert duplicates(list(smtp.received)) == {}
+                assert len(smtp.received) == 20
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_a_worker_cut_off_by_its_shutdown_timeout_hands_its_rows_back_at_once(tmp_path):
+    with SmtpServer() as smtp:
+        smtp.answer_delay = 5.0  # longer than the worker's shutdown timeout
+        async with own_database() as own:
+            env = {
+                **fast_outbox_env(own, smtp),
+                "RATE_LIMITS": "off",
+                "WORKER_SHUTDOWN_TIMEOUT_SECONDS": "1",
+                # Leases and stream redelivery far beyond the test: only the hand-back can
+                # bring the cut-off rows back in time.
+                "OUTBOX_LEASE_SECONDS": "300",
+                "TASK_IDLE_TIMEOUT_SECONDS": "600",
+            }
+            async with deployment(own, env, tmp_path) as running:
+                worker = running.children["worker"]
+                sign_ups = await asyncio.gather(*(sign_up(running.client) for _ in range(3)))
+                assert [s.status for s in sign_ups] == [201] * 3
+                await wait_for(lambda: smtp.answering == 3, within=30, every=0.01)
+                stopping_at = time.monotonic()
+                assert await worker.stop() == 0, worker.log()
+                assert time.monotonic() - stopping_at < 8, worker.log()
+                assert "3 outbox rows cut off by the shutdown were handed back" in worker.log()
+                assert set((await running.mail_rows()).values()) == {"pending"}
+                # Taken by the server, never answered: these are the mails that come twice.
+                unconfirmed = {mail.message_id for mail in smtp.received}
+                smtp.answer_delay = 0.0
+                handed_back_at = time.monotonic()
+                await running.start("worker-2", "worker")
+                await every_row_done(running, count=3, within=20)
+                assert time.monotonic() - handed_back_at < 20
+                repeated = duplicates(list(smtp.received))
+                assert set(repeated) <= unconfirmed
+                assert {mail.message_id for mail in smtp.received} == {
+                    message_id_of(key) for key in await running.mail_rows()
+                }
+
+
+async def test_the_embedded_serve_stops_cleanly_with_requests_and_a_websocket_open(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "PORT"}}
+    env |= {
+        "DATA_DIR": str(tmp_path / "data"),
+        "LOG_LEVEL": "INFO",
+        "RATE_LIMITS": "off",
+        "SHUTDOWN_TIMEOUT_SECONDS": str(SHUTDOWN_TIMEOUT),
+    }
+    port = free_port()
+    serve = await skillswap("serve", "serve", "--port", str(port), env=env, logs=tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+
+            async def answers() -> bool:
+                if not serve.running:
+                    raise RuntimeError(serve.log())
+                try:
+                    return (await client.get("/healthz")).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            await wait_for(answers, within=60, every=0.2)
+            name = unique_name()
+            registered = await client.post(
+                "/api/auth/register/",
+                json={
+                    "email": f"{name}@example.com",
+                    "username": name,
+                    "password": "correct horse battery",
+                },
+            )
+            assert registered.status_code == 201, registered.text
+            ws = await ws_connect(url, registered.json()["access"])
+            statuses: list[int] = []
+
+            async def browse() -> None:
+                async with httpx.AsyncClient(base_url=url, timeout=30) as own:
+                    while True:
+                        try:
+                            statuses.append((await own.get("/api/skills/")).status_code)
+                        except httpx.ConnectError:
+                            return
+
+            browsing = [asyncio.create_task(browse()) for _ in range(8)]
+            await wait_for(lambda: len(statuses) >= 40, within=30)
+            stopping_at = time.monotonic()
+            serve.process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(serve.process.wait(), timeout=SHUTDOWN_TIMEOUT + 15) == 0
+            assert time.monotonic() - stopping_at < SHUTDOWN_TIMEOUT
+            await asyncio.wait_for(asyncio.gather(*browsing), timeout=10)
+            assert set(statuses) == {200}
+            assert await ws.closed() == 1001
+        assert "stopped in" in serve.log()
+    finally:
+        if serve.running:
+            await serve.kill()
