@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,7 +21,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, NullPool
 
 from skillswap import metrics
 from skillswap.db.unit_of_work import UnitOfWork
@@ -49,16 +50,34 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
         _configure_sqlite(engine)
         _count_checkouts(engine)
         return engine
-    engine = create_async_engine(
-        db_url,
-        poolclass=MeasuredPool,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_pre_ping=False,
-        pool_recycle=1800,
-    )
+    if settings.database_pgbouncer:
+        engine = create_async_engine(db_url, poolclass=NullPool, connect_args=_PGBOUNCER_ARGS)
+    else:
+        engine = create_async_engine(
+            db_url,
+            poolclass=MeasuredPool,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_pre_ping=False,
+            pool_recycle=1800,
+        )
     _count_checkouts(engine)
     return engine
+
+
+def _unique_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4()}__"
+
+
+# Behind PgBouncer in transaction pooling each transaction may run on another server
+# connection: PgBouncer is the pool (NullPool here), asyncpg keeps no statement cache (its
+# statements are unnamed), SQLAlchemy's dialect caches none and names the ones it must prepare
+# uniquely, so that no name meets a statement another client prepared on that server connection.
+_PGBOUNCER_ARGS: dict[str, Any] = {
+    "statement_cache_size": 0,
+    "prepared_statement_cache_size": 0,
+    "prepared_statement_name_func": _unique_statement_name,
+}
 
 
 class MeasuredPool(AsyncAdaptedQueuePool):
