@@ -280,7 +280,7 @@ class BaseHandler(tornado.web.RequestHandler):
             self.add_header("Vary", "Origin")
 
     @public
-    async def options(self, *args: str) -> None:
+    async def options(self, *args: str, **kwargs: str) -> None:
         """CORS preflight: which methods and headers a configured web origin may use."""
         origin = self.request.headers.get("Origin")
         if origin and origin in self.deps.settings.cors_origins:
