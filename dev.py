@@ -5,6 +5,7 @@
     python3 dev.py serve --port 8080   # anything after `serve` goes to `skillswap serve`
     python3 dev.py test    # install with the test tools, run the whole suite
     python3 dev.py check   # lint, format, types, the import contracts and no import cycle
+    python3 dev.py fuzz    # schemathesis over the OpenAPI document against a real server
 """
 
 from __future__ import annotations
@@ -81,7 +82,10 @@ def main(argv: list[str]) -> int:
         # The layer contracts of pyproject's [tool.importlinter], then no import cycle at all.
         code |= subprocess.call([str(BIN / "lint-imports")])
         return code | subprocess.call([str(BIN / "python"), "tools/import_cycles.py", "skillswap"])
-    sys.exit(f"unknown action {action!r}: use serve, test or check")
+    if action == "fuzz":
+        _ensure_env("dev")
+        return _run([str(BIN / "python"), "tools/fuzz_api.py", *rest])
+    sys.exit(f"unknown action {action!r}: use serve, test, check or fuzz")
 
 
 if __name__ == "__main__":
