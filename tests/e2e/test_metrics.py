@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from skillswap.http.metrics import loggable_uri
 from skillswap.notifications.outgoing import MAIL_CODE
+from tests.chat_support import wait_for, ws_connect
 from tests.conftest import extra_server
 from tests.factories import unique_name
 from tests.outbox_support import outbox_settled
@@ -202,3 +203,23 @@ async def test_a_refusal_by_a_rate_limit_is_counted_under_its_policy(settings):
         after = await scrape(client)
     name = "skillswap_rate_limit_refusals_total"
     assert value(after, name, policy="register") - value(before, name, policy="register") == 2
+
+
+async def test_websocket_connections_and_frames_are_counted(api, server, make_user):
+    user = await make_user()
+    connections = "skillswap_websocket_connections"
+    frames = "skillswap_websocket_messages_total"
+    before = await scrape(api)
+    client = await ws_connect(server, user.access)
+    await client.send(type="ping")
+    await client.of_type("pong")
+    during = await scrape(api)
+    assert value(during, connections) - value(before, connections) == 1
+    assert value(during, frames, direction="in") - value(before, frames, direction="in") >= 1
+    assert value(during, frames, direction="out") - value(before, frames, direction="out") >= 1
+    client.conn.close()
+
+    async def closed() -> bool:
+        return value(await scrape(api), connections) == value(before, connections)
+
+    await wait_for(closed, within=5, every=0.05)
