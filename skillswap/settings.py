@@ -307,9 +307,12 @@ class Settings:
 
     def validate_rate_limits(self) -> None:
         """Refuse RATE_LIMITS naming a policy that does not exist or a rate that is not one."""
-        from skillswap.auth.ratelimits import parse_policies  # the policies live beside it
+        from skillswap.auth.ratelimits import PolicyError, parse_policies
 
-        parse_policies(self.rate_limits)
+        try:
+            parse_policies(self.rate_limits)  # the policies live beside their limiter
+        except PolicyError as exc:
+            raise ConfigError(str(exc)) from None
         if self.ws_max_connections_per_user < 1:
             raise ConfigError("WS_MAX_CONNECTIONS_PER_USER must be at least 1")
 

@@ -21,14 +21,16 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import redis.exceptions
 
 from skillswap import metrics
 from skillswap.errors import TooManyRequests
 from skillswap.i18n import N_, lazy, lazy_plural
-from skillswap.settings import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from skillswap.settings import Settings
 
 log = logging.getLogger("skillswap.ratelimits")
 
@@ -85,6 +87,11 @@ def parse_rate(text: str) -> Rate:
     return Rate(limit, count * _PERIODS[unit])
 
 
+class PolicyError(ValueError):
+    """RATE_LIMITS names a policy that does not exist or a rate that is not one (the settings
+    turn it into their ConfigError: this module does not import them)."""
+
+
 def parse_policies(text: str) -> dict[str, Rate] | None:
     """RATE_LIMITS as the policies in force (the defaults for those it leaves out); None: off."""
     if text.strip().lower() == "off":
@@ -94,14 +101,14 @@ def parse_policies(text: str) -> dict[str, Rate] | None:
         name, sep, rate = item.partition("=")
         name = name.strip().lower()
         if not sep:
-            raise ConfigError(f"RATE_LIMITS: {item!r} is not name=rate (e.g. order=30/minute)")
+            raise PolicyError(f"RATE_LIMITS: {item!r} is not name=rate (e.g. order=30/minute)")
         if name not in DEFAULT_POLICIES:
             known = ", ".join(DEFAULT_POLICIES)
-            raise ConfigError(f"RATE_LIMITS: no policy named {name!r} (there are: {known})")
+            raise PolicyError(f"RATE_LIMITS: no policy named {name!r} (there are: {known})")
         try:
             policies[name] = parse_rate(rate)
         except ValueError as exc:
-            raise ConfigError(f"RATE_LIMITS: {name}: {exc}") from None
+            raise PolicyError(f"RATE_LIMITS: {name}: {exc}") from None
     return policies
 
 

@@ -12,6 +12,7 @@ from skillswap.auth.ratelimits import (
     Decision,
     Limits,
     MemoryLimitStore,
+    PolicyError,
     Rate,
     RedisLimitStore,
     parse_policies,
@@ -60,13 +61,13 @@ def test_rates_are_counts_per_period(unit: str, seconds: int) -> None:
 
 
 def test_an_unknown_policy_is_a_startup_error_naming_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match=r"no policy named 'orders' \(there are: register, login"):
+    with pytest.raises(PolicyError, match=r"no policy named 'orders' \(there are: register, login"):
         parse_policies("orders=5/minute")
 
 
 @pytest.mark.parametrize("bad", ["order=5/week", "order=0/minute", "order=five/minute", "order"])
 def test_a_bad_rate_is_a_startup_error(bad: str) -> None:
-    with pytest.raises(ConfigError, match="RATE_LIMITS"):
+    with pytest.raises(PolicyError, match="RATE_LIMITS"):
         parse_policies(bad)
 
 
