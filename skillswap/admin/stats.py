@@ -1,10 +1,14 @@
 """Marketplace statistics for administrators: per-period series and totals over a date range.
 
-Every figure is computed in SQL, grouped by a period of a time column (`date_trunc` on
-PostgreSQL, `date()` on SQLite), over the indexes of migration 0016; one statement per figure,
-the sections run concurrently on PostgreSQL (each on its own connection) and one after the
-other in one read on SQLite. Periods are UTC days, ISO weeks (from Monday) or months; `from`
-and `to` are UTC dates, both included.
+Closed UTC days come from the daily rollup (`stats_days`, `stats_day_completions`, kept by the
+scheduler's `stats_rollup` job: `roll_up_closed_days`); today, and any day not rolled up yet,
+from the rows themselves, per day, in SQL over the indexes of migration 0016. Weeks, months and
+the range's totals are merged from the days in Python, exactly: counts and sums add up, active
+users are the union of the days' bitmaps of ids, medians a selection over the days' sorted
+durations. The figures that are "now" (totals, wallets, active skills) and the small tables
+are read live. On PostgreSQL two connections per request (the daily figures and the sections
+that read them, beside the others), on SQLite one read. Periods are UTC days, ISO weeks (from
+Monday) or months; `from` and `to` are UTC dates, both included.
 
 Definitions:
 - users: `new` signed up in the period; `active` placed or received an order, or sent a chat
@@ -14,8 +18,7 @@ Definitions:
 - orders: `placed` in the period, `completed` in the period (by its completion time),
   `disputed` moved to dispute in the period; `completion_rate` is the share of the orders
   placed in the period that are completed now; `median_seconds_to_complete` over the orders
-  completed in the period (placed to completed). The median is SQL on both backends:
-  `percentile_cont` on PostgreSQL, a window over the period's durations on SQLite.
+  completed in the period (placed to completed), as `percentile_cont(0.5)` computes it.
 - points: `in_circulation` (the sum of the users' wallets) and `held_in_escrow` are now;
   per period `earned` by sellers (orders completed), `bought` (payments made, refunded or not)
   and `adjusted` (administrators' adjustments, signed: positive credited wallets).
