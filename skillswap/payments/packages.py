@@ -163,7 +163,10 @@ async def update_package(
     """Change some fields of a package (administrators)."""
     _require_admin(actor)
     async with deps.db.uow() as uow:
-        package = await uow.session.get(PointsPackage, package_id)
+        # Locked: a delete committed meanwhile makes this a 404, not an update of nothing.
+        package = await uow.session.get(
+            PointsPackage, package_id, with_for_update=not deps.db.is_sqlite
+        )
         if package is None:
             raise _not_found()
         before = _audited(package)
@@ -242,7 +245,10 @@ async def delete_package(deps: Deps, *, actor: User, package_id: int) -> None:
     """Remove a package from sale for good (administrators; set is_active false to hide one)."""
     _require_admin(actor)
     async with deps.db.uow() as uow:
-        package = await uow.session.get(PointsPackage, package_id)
+        # Locked: of two deletes (or a delete and an update) at once, the second sees a 404.
+        package = await uow.session.get(
+            PointsPackage, package_id, with_for_update=not deps.db.is_sqlite
+        )
         if package is None:
             raise _not_found()
         await audit.record(
