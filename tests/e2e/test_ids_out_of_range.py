@@ -14,6 +14,7 @@ import json
 import re
 from typing import Any
 
+import httpx
 import pytest
 import tornado.httpclient
 import tornado.testing
@@ -22,6 +23,7 @@ from PIL import Image
 
 from skillswap.app import collect_routes
 from skillswap.http.base import MAX_PAGE
+from skillswap.http.dashboard.base import DashboardHandler
 from skillswap.http.validation import MAX_ID
 from tests.chat_support import ws_connect
 from tests.conftest import extra_server
@@ -72,6 +74,9 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("SendHandler", "post"): {"json": {"body": "hello"}},
     ("ReadHandler", "post"): {"json": {"message_id": 1}},
     ("NotificationReadHandler", "post"): {},
+    ("AdminUserHandler", "patch"): {"json": {"is_verified": True}},
+    ("AdminSkillHandler", "patch"): {"json": {"status": "active"}},
+    ("AdminCloseReportHandler", "post"): {"json": {"outcome": "dismissed"}},
 }
 
 
@@ -87,11 +92,15 @@ def _path(spec: tornado.web.URLSpec, value: str) -> str:
     return path + "/" if path.startswith("/api/") else path
 
 
-def _operations_with_path_ids() -> list[Any]:
+def _operations_with_path_ids(*, pages: bool = False) -> list[Any]:
+    """The API's operations with an id in their path (or, with `pages`, the dashboard's pages,
+    which take a session cookie and answer HTML instead of a bearer token and problem+json)."""
     operations = []
     for spec in collect_routes():
         handler = spec.handler_class
         if spec.regex.groups == 0 or not issubclass(handler, tornado.web.RequestHandler):
+            continue
+        if issubclass(handler, DashboardHandler) != pages:
             continue
         for method in METHODS:
             if getattr(handler, method) is getattr(tornado.web.RequestHandler, method):
@@ -131,6 +140,35 @@ async def test_every_path_id_beyond_bigint_is_answered_as_an_unknown_id(
     assert code.endswith("not_found")
     for value in EDGE_IDS:
         _assert_problem(await answer(value), 404, code)
+
+
+@pytest.mark.parametrize(("spec", "method"), _operations_with_path_ids(pages=True))
+async def test_every_dashboard_page_id_beyond_bigint_is_an_unknown_one(
+    server, make_user, spec, method
+):
+    """A page of the dashboard answers an id past BIGINT as it answers any unknown id."""
+    admin = await make_user(admin=True)
+    async with httpx.AsyncClient(base_url=server, timeout=30) as client:
+        await client.get("/admin/login")
+        xsrf = client.cookies["_xsrf"]
+        form = {"_xsrf": xsrf, "email": admin.email, "password": admin.password}
+        signed_in = await client.post("/admin/login", data=form)
+        assert signed_in.status_code == 303, signed_in.text[:500]
+
+        async def answer(value: str) -> Any:
+            path = _path(spec, value)
+            assert spec.regex.match(path), path
+            if method == "get":
+                return await client.get(path)
+            return await client.post(path, data={"_xsrf": xsrf, "is_verified": "true"})
+
+        unknown = await answer("0")
+        assert unknown.status_code == 404, unknown.text[:500]
+        for value in EDGE_IDS:
+            response = await answer(value)
+            assert response.status_code == 404, (value[:30], response.text[:300])
+            assert response.headers["content-type"].startswith("text/html")
+            assert "Traceback" not in response.text
 
 
 def test_every_operation_with_a_body_has_a_sample_here():
