@@ -199,10 +199,14 @@ def main() -> int:
         )
         port = free_port()
         url = f"http://127.0.0.1:{port}"
+        # The server's log (every refused request is a line) is shown only when it matters.
+        server_log = (Path(env["DATA_DIR"]) / "serve.log").open("w+b")
         serve = subprocess.Popen(
             [sys.executable, "-m", "skillswap", "serve", "--port", str(port), "--no-migrate"],
             env=env,
             cwd=ROOT,
+            stdout=server_log,
+            stderr=subprocess.STDOUT,
         )
         try:
             wait_until_serving(url, serve)
@@ -217,6 +221,15 @@ def main() -> int:
                 serve.wait(timeout=40)
             except subprocess.TimeoutExpired:
                 serve.kill()
+            server_log.seek(0)
+            errors = [
+                line
+                for line in server_log.read().decode(errors="replace").splitlines()
+                if " ERROR " in line or line.startswith(("Traceback", "  File", "sqlalchemy"))
+            ]
+            server_log.close()
+        if errors:
+            print("\nthe server logged:\n" + "\n".join(errors[-80:]))
     failed = [who for who, status in statuses.items() if status != 0]
     backend = "SQLite" if embedded else "PostgreSQL + Redis"
     elapsed = time.monotonic() - started
