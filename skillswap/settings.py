@@ -196,6 +196,14 @@ class Settings:
     outbox_sweep_interval_seconds: int = 3600
     # The statistics' daily rollup: closed UTC days not rolled up yet are added this often.
     stats_rollup_interval_seconds: int = 3600
+    # Leaving: a deletion asked for is carried out this long after (cancellable until then); a
+    # Google-only account asks within ACCOUNT_DELETION_REAUTH_SECONDS of signing in. A copy of
+    # one's data (one a day) is fetched once within DATA_EXPORT_TTL_SECONDS of its mail.
+    account_deletion_grace_seconds: int = 14 * 24 * 3600
+    account_deletion_reauth_seconds: int = 300
+    account_deletion_interval_seconds: int = 600  # how often due deletions are carried out
+    data_export_ttl_seconds: int = 24 * 3600
+    data_export_sweep_interval_seconds: int = 3600  # exports used or expired: files deleted
     # Email: SMTP when SMTP_HOST is set; otherwise every message is written to the log.
     smtp_host: str = ""
     smtp_port: int = 587
