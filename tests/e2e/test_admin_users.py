@@ -165,7 +165,7 @@ async def test_a_users_page_shows_profile_wallet_orders_payments_and_reports(api
     assert response.status_code == 200, response.text
     page = response.json()
     assert page["user"]["id"] == buyer.id and page["user"]["email"] == buyer.email
-    assert page["user"]["email_verified"] is False and page["user"]["is_admin"] is False
+    assert page["user"]["email_verified"] is True and page["user"]["is_admin"] is False
     held_balance, held = await balance(deps, buyer.id)
     assert page["wallet"] == {
         "balance": held_balance,
