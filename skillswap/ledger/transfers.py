@@ -52,6 +52,7 @@ class TransferKind(StrEnum):
     PURCHASE_REFUND = "purchase_refund"  # buyer's wallet -> purchased points, on a refund
     PAYMENT_LOSS = "payment_loss"  # payment losses -> purchased points: refunded points spent
     ADJUSTMENT = "adjustment"  # a correction between any two accounts
+    FORFEIT = "forfeit"  # an erased account's wallet -> forfeited
 
 
 MAX_KEY_LENGTH = 200

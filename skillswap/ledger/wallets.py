@@ -25,6 +25,8 @@ class SystemAccount(IntEnum):
     PAYMENT_LOSSES = 0
     # Administrators' corrections (0015): a credit to a wallet leaves it, a debit comes back.
     ADJUSTMENTS = -1
+    # What was left in the wallets of erased accounts (0019): it leaves circulation here.
+    FORFEITED = -2
     SIGNUP_BONUS = 1  # where signup bonuses come from
     PURCHASED_POINTS = 2  # where points bought with money come from
     ESCROW = 3  # clearing account: an order's payment passes through it to the seller and fee

@@ -20,7 +20,7 @@ from skillswap.models.payments import Payment, PaymentEvent, PaymentRefund, Paym
 from skillswap.models.reviews import Review
 from skillswap.models.skills import Category, Skill, SkillImage
 from skillswap.models.stats import StatsDay, StatsDayCompletions
-from skillswap.models.users import OneTimeToken, RefreshToken, User
+from skillswap.models.users import DataExport, OneTimeToken, RefreshToken, User
 
 __all__ = [
     "AuditEntry",
@@ -29,6 +29,7 @@ __all__ = [
     "ChatMember",
     "ChatMessage",
     "ChatRoom",
+    "DataExport",
     "Device",
     "IdempotencyRecord",
     "LedgerAccount",

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from skillswap.models.base import Base, BigIntPK, UTCDateTime, utcnow
+from skillswap.models.base import Base, BigIntPK, UTCDateTime, sql_values, utcnow
 
 
 class TokenPurpose(StrEnum):
@@ -47,10 +47,20 @@ class User(Base):
     rating_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Leaving (skillswap.accounts.deletion): asked for, erased on `deletion_scheduled_for` by the
+    # scheduler unless cancelled; `deleted_at` marks the tombstone the erasure leaves.
+    deletion_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deletion_scheduled_for: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     @property
     def rating_average(self) -> float | None:
         return round(self.rating_sum / self.rating_count, 2) if self.rating_count else None
+
+    @property
+    def is_deleted(self) -> bool:
+        """An erased account: a tombstone that keeps others' orders, reviews and chat whole."""
+        return self.deleted_at is not None
 
 
 class RefreshToken(Base):
@@ -94,3 +104,35 @@ class SignupBonusClaim(Base):
     email_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(BigIntPK)  # the account that had the bonus
     claimed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ExportStatus(StrEnum):
+    """Where a copy of one's data stands."""
+
+    BUILDING = "building"  # asked for; the worker is making the zip
+    READY = "ready"  # mailed; the link works once, until `expires_at`
+    USED = "used"  # downloaded (the file is gone)
+    EXPIRED = "expired"  # not downloaded in time (the file is gone)
+
+
+class DataExport(Base):
+    """A copy of a user's data: a zip in storage under `file_key`, fetched once through a
+    mailed link whose token is stored hashed (`token_hash`, set when the zip is ready)."""
+
+    __tablename__ = "data_exports"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({sql_values(ExportStatus)})", name="status_known"),
+        # One a day: the user's latest export is what the next request is measured against.
+        Index("ix_data_exports_user_created", "user_id", "created_at"),
+        # The sweep's question: which ready exports ran out.
+        Index("ix_data_exports_status_expires", "status", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=ExportStatus.BUILDING)
+    file_key: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
