@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.factories import unique_name
+from tests.factories import unique_name, verify_email
 
 PACKAGE = "skill_swap_api_client"  # from the document's title, "SkillSwap API"
 GENERATOR = shutil.which("openapi-python-client", path=str(Path(sys.executable).parent))
@@ -65,7 +65,9 @@ def generated(api: Any, tmp_path: Path) -> Iterator[Any]:
         del sys.modules[name]
 
 
-async def test_a_generated_client_signs_up_lists_a_skill_and_orders_it(api, server, generated):
+async def test_a_generated_client_signs_up_lists_a_skill_and_orders_it(
+    api, deps, server, generated
+):
     document = (await api.get("/api/schema/")).json()
     generated(document)
     from skill_swap_api_client import AuthenticatedClient, Client  # type: ignore[import-not-found]
@@ -121,6 +123,7 @@ async def test_a_generated_client_signs_up_lists_a_skill_and_orders_it(api, serv
     assert listed.next_ is None and listed.previous is None  # `next` is a builtin
 
     buyer = await sign_up()
+    await verify_email(api, deps, buyer.user.id)  # with the emailed code, to order
     as_buyer = AuthenticatedClient(base_url=server, token=buyer.access)
     order = await place_order.asyncio(
         client=as_buyer, body=PlaceOrderBody(skill_id=skill.id, requirements="Repo link inside.")

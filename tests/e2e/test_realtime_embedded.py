@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import httpx
 
+from skillswap.deps import Deps
 from skillswap.migrate import upgrade_to_head
 from skillswap.realtime.bridge import LocalBridge
 from tests import conftest
 from tests.chat_support import ws_connect
 from tests.conftest import Api, extra_server, make_settings
-from tests.factories import insert_skill, unique_name
+from tests.factories import insert_skill, unique_name, verify_email
 
 
-async def register(api: Api) -> conftest.TestUser:
+async def register(api: Api, deps: Deps) -> conftest.TestUser:
+    """A user signed up and verified with the emailed code (so they may order)."""
     name = unique_name("emb")
     body = {"email": f"{name}@example.com", "username": name, "password": "correct horse battery"}
     response = await api.post("/api/auth/register/", json=body)
     assert response.status_code == 201, response.text
     data = response.json()
+    await verify_email(api, deps, data["user"]["id"])
     return conftest.TestUser(
         data["user"]["id"],
         body["email"],
@@ -37,7 +40,7 @@ async def test_the_embedded_default_chats_resumes_and_notifies_in_one_process(tm
     async with extra_server(settings) as (url, deps), httpx.AsyncClient(base_url=url) as client:
         assert deps.realtime is not None and isinstance(deps.realtime.bridge, LocalBridge)
         api = Api(client)
-        buyer, seller = await register(api), await register(api)
+        buyer, seller = await register(api, deps), await register(api, deps)
         seller_socket = await ws_connect(url, seller.access)
         skill_id = await insert_skill(deps, owner_id=seller.id, price=1)
         order = await api.post(
