@@ -67,6 +67,8 @@ def payments_env(own: Settings, stripe: FakeStripe) -> dict[str, str]:
         "WORKER_SHUTDOWN_TIMEOUT_SECONDS": "5",
         "ARGON2_TIME_COST": "1",
         "ARGON2_MEMORY_KIB": "1024",
+        # Buyers sign up and buy at once: their balance starts with the bonus, as at signup.
+        "SIGNUP_BONUS_ON": "signup",
     }
 
 
