@@ -51,6 +51,9 @@ class Storage(Protocol):
     async def exists(self, key: str) -> bool:
         """Whether `key` is stored."""
 
+    async def load(self, key: str) -> bytes:
+        """The bytes stored under `key` (FileNotFoundError when there are none)."""
+
     def url(self, key: str) -> str:
         """The URL clients fetch `key` from."""
 
@@ -86,6 +89,10 @@ class LocalStorage:
     async def exists(self, key: str) -> bool:
         """Whether the file is there."""
         return await asyncio.to_thread(self.path_for(key).is_file)
+
+    async def load(self, key: str) -> bytes:
+        """The file's bytes, read off the event loop."""
+        return await asyncio.to_thread(self.path_for(key).read_bytes)
 
     def url(self, key: str) -> str:
         """`/media/<key>` (or absolute, when built with an absolute base URL)."""
@@ -183,6 +190,20 @@ class S3Storage:
                 return False
             raise
         return True
+
+    async def load(self, key: str) -> bytes:
+        """GET the object's bytes; a missing key is FileNotFoundError, as on the local disk."""
+        from botocore.exceptions import ClientError
+
+        try:
+            answer = await self.client.get_object(Bucket=self.bucket, Key=check_key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise FileNotFoundError(key) from exc
+            raise
+        async with answer["Body"] as body:
+            data: bytes = await body.read()
+        return data
 
     def url(self, key: str) -> str:
         """The public URL of `key`, or a presigned GET URL for it."""
