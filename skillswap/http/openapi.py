@@ -194,6 +194,9 @@ def _responses(declared: Operation, components: Components, *, public: bool) -> 
     responses: dict[str, Any] = {
         str(status): _success(answers[status], components, status) for status in sorted(answers)
     }
+    if declared.file is not None:
+        binary = {"type": "string", "format": "binary"}
+        responses[str(declared.status)]["content"] = {declared.file: {"schema": binary}}
     # Every operation refuses query arguments it does not declare with a 400 (and bad input).
     problems = {400, *declared.problems}
     if not public:

@@ -48,6 +48,7 @@ class Operation:
     also: Mapping[int, type[BaseModel] | None] = field(default_factory=dict)
     upload: str | None = None
     paged: bool = False
+    file: str | None = None  # the success answer is a file of this media type, not JSON
 
 
 def operation(
@@ -61,6 +62,7 @@ def operation(
     also: Mapping[int, type[BaseModel] | None] | None = None,
     upload: str | None = None,
     paged: bool = False,
+    file: str | None = None,
 ) -> Any:
     """Declare a handler method as the operation `operation_id` (a name a client would call).
 
@@ -68,7 +70,8 @@ def operation(
     success status to its model (None: no body, e.g. a 302); `problems` are the statuses of
     the problem documents it may answer besides the ones its declaration implies (400 for a
     body or query, 401 unless public); `upload` names the multipart file field it reads;
-    `paged` that it takes `page` and `page_size`.
+    `paged` that it takes `page` and `page_size`; `file` the media type of a success answer
+    that is a file (a download) instead of JSON.
     """
     declared = Operation(
         operation_id=operation_id,
@@ -80,6 +83,7 @@ def operation(
         also=dict(also or {}),
         upload=upload,
         paged=paged,
+        file=file,
     )
 
     def declare(method: HandlerMethod) -> HandlerMethod:
