@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 
 from skillswap import events
+from skillswap.accounts import deletion as account_deletion
+from skillswap.accounts import exports as data_exports
 from skillswap.auth.current_user import SignedInUsers
 from skillswap.auth.passwords import PasswordHasher
 from skillswap.auth.ratelimits import build_limits
@@ -65,6 +67,9 @@ OUTBOX_HANDLERS: OutboxHandlers = {
     **ledger_alerts.HANDLERS,
     # A gateway's stored webhook event, applied to its payment (credit, close, refund) once.
     **payment_settlement.HANDLERS,
+    # Leaving: the mail of a scheduled deletion; a copy of one's data, built and mailed.
+    **account_deletion.HANDLERS,
+    **data_exports.HANDLERS,
 }
 
 

@@ -60,6 +60,7 @@ DEFAULT_POLICIES: Mapping[str, Rate] = {
     "skill": Rate(20, 3600),  # skills listed by one user
     "resend": Rate(3, 3600),  # verification and password-reset mails asked for
     "report": Rate(10, 3600),  # reports filed by one user (REPORTS_PER_DAY caps the day)
+    "export": Rate(3, 3600),  # copies of one's data asked for (one a day is built)
 }
 
 
@@ -73,6 +74,7 @@ _COUNTED = {
     "skill": N_("new skills"),
     "resend": N_("emails asked for"),
     "report": N_("reports"),
+    "export": N_("data exports"),
 }
 
 

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import EmailStr, Field, model_validator
 
 from skillswap.accounts import services as accounts
+from skillswap.accounts.deletion import DELETED_USER
 from skillswap.accounts.services import AuthResult, TokenPair
 from skillswap.http.base import BaseHandler, limited, path_id, public, route
 from skillswap.http.operations import operation
@@ -21,16 +22,23 @@ from skillswap.http.schemas import (
     UserPublic,
 )
 from skillswap.http.validation import Body
-from skillswap.i18n import N_
+from skillswap.i18n import N_, Translator
 from skillswap.models import User
 
 
-def user_public(user: User) -> dict[str, Any]:
-    """What anyone may see of a user: never email, phone, balance or anything private."""
+def user_public(user: User, translator: Translator | None = None) -> dict[str, Any]:
+    """What anyone may see of a user: never email, phone, balance or anything private.
+
+    An erased account (a tombstone) is "a deleted user" in the reader's language (English
+    without a `translator`)."""
+    display_name = user.display_name
+    if user.deleted_at is not None:
+        display_name = translator.gettext(DELETED_USER) if translator else DELETED_USER
     return {
         "id": user.id,
         "username": user.username,
-        "display_name": user.display_name,
+        "display_name": display_name,
+        "deleted": user.deleted_at is not None,
         "avatar_url": user.avatar_url,
         "bio": user.bio,
         "verified": user.email_verified,
@@ -50,6 +58,8 @@ def user_private(user: User) -> dict[str, Any]:
         "locale": user.locale,
         "is_admin": user.is_admin,
         "has_password": user.password_hash is not None,
+        # Set while a deletion waits out its grace period: the app offers to cancel it.
+        "deletion_scheduled_for": user.deletion_scheduled_for,
     }
 
 

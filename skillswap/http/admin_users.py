@@ -39,6 +39,10 @@ class AdminUserOut(Out):
     is_verified: bool = Field(description="The trust badge the public profile shows")
     email_verified: bool
     banned_at: datetime | None
+    deletion_scheduled_for: datetime | None = Field(
+        description="When the account will be deleted (it can be reinstated until then)"
+    )
+    deleted_at: datetime | None = Field(description="When the account was erased (a tombstone)")
     rating_average: float | None
     rating_count: int
     created_at: datetime
@@ -101,6 +105,8 @@ def admin_user_json(user: User) -> dict[str, Any]:
         "is_verified": user.is_verified,
         "email_verified": user.email_verified,
         "banned_at": user.banned_at,
+        "deletion_scheduled_for": user.deletion_scheduled_for,
+        "deleted_at": user.deleted_at,
         "rating_average": user.rating_average,
         "rating_count": user.rating_count,
         "created_at": user.created_at,

@@ -18,15 +18,16 @@ from skillswap.http.operations import operation
 from skillswap.http.query import PageQuery
 from skillswap.http.schemas import MessageOut, Page, ReadReceipt, RoomDetailOut, RoomOut
 from skillswap.http.validation import Body, Id
+from skillswap.i18n import Translator
 
 
-def room_view(summary: RoomSummary) -> dict[str, Any]:
+def room_view(summary: RoomSummary, translator: Translator | None = None) -> dict[str, Any]:
     room = summary.room
     return {
         "id": room.id,
         "kind": room.kind,
         "order_id": room.order_id,
-        "members": [user_public(u) for u in summary.members],
+        "members": [user_public(u, translator) for u in summary.members],
         "last_message": (
             chat.message_public(summary.last_message) if summary.last_message else None
         ),
@@ -74,7 +75,7 @@ class RoomsHandler(BaseHandler):
             limit=params.page_size,
             order_id=query.order_id,
         )
-        self.send_page(params, count=count, results=[room_view(r) for r in rooms])
+        self.send_page(params, count=count, results=[room_view(r, self.translator) for r in rooms])
 
     @operation(
         "openDirectRoom",
@@ -92,7 +93,7 @@ class RoomsHandler(BaseHandler):
         summary, created = await chat.open_direct_room(
             self.deps, actor=self.user, user_id=body.user_id
         )
-        view = room_view(summary)
+        view = room_view(summary, self.translator)
         self.send(view, status=201 if created else 200, location=self.location_of(view))
 
     def location_of(self, created: Any) -> str:
@@ -114,7 +115,7 @@ class RoomHandler(BaseHandler):
         )
         self.send(
             {
-                **room_view(detail.summary),
+                **room_view(detail.summary, self.translator),
                 "messages": [chat.message_public(m) for m in detail.messages],
                 "has_more": detail.has_more,
             }

@@ -8,6 +8,7 @@ from typing import Any
 
 import tornado.web
 
+from skillswap.accounts.exports import EXPORTS_PREFIX
 from skillswap.deps import Deps
 from skillswap.http.base import ProblemAnswers, decode_argument_text
 from skillswap.storage import LocalStorage, media_root
@@ -30,6 +31,9 @@ class MediaHandler(ProblemAnswers, tornado.web.StaticFileHandler):
         return decode_argument_text(value, name)
 
     def validate_absolute_path(self, root: str, absolute_path: str) -> str | None:
+        # Data exports share the storage but are fetched once, through their mailed link only.
+        if os.path.relpath(absolute_path, root).startswith(EXPORTS_PREFIX.rstrip("/")):
+            raise tornado.web.HTTPError(404)
         # A folder (the root itself included) is not a file anyone uploaded: the same 404 as
         # a missing file, whether or not the folder exists yet on this node.
         if not self.serves_files or os.path.isdir(absolute_path):

@@ -13,7 +13,7 @@ from skillswap.http.orders import review_json
 from skillswap.http.query import PageQuery
 from skillswap.http.schemas import OrderReviewOut, Page, PublicReviewOut
 from skillswap.http.validation import Body
-from skillswap.i18n import in_language
+from skillswap.i18n import Translator, in_language
 from skillswap.reviews import services as reviews
 from skillswap.reviews.services import ReviewView
 
@@ -23,13 +23,15 @@ class ReviewBody(Body):
     comment: str = Field(default="", max_length=2000)
 
 
-def public_review_json(view: ReviewView, locale: str) -> dict[str, Any]:
+def public_review_json(
+    view: ReviewView, locale: str, translator: Translator | None = None
+) -> dict[str, Any]:
     """A public review with its author's public profile and the skill it was ordered for."""
     return {
         **review_json(view.review),
         "order_id": view.review.order_id,
         "reviewee_id": view.review.reviewee_id,
-        "reviewer": user_public(view.reviewer),
+        "reviewer": user_public(view.reviewer, translator),
         "skill": {
             "id": view.skill_id,
             "title": in_language(view.skill_title_en, view.skill_title_ar, locale)[0],
@@ -81,7 +83,11 @@ class UserReviewsHandler(BaseHandler):
             self.deps, user_id=path_id(user_id), offset=page.offset, limit=page.page_size
         )
         locale = self.translator.locale
-        self.send_page(page, count=count, results=[public_review_json(v, locale) for v in views])
+        self.send_page(
+            page,
+            count=count,
+            results=[public_review_json(v, locale, self.translator) for v in views],
+        )
 
 
 class SkillReviewsHandler(BaseHandler):
@@ -101,7 +107,11 @@ class SkillReviewsHandler(BaseHandler):
             self.deps, skill_id=path_id(skill_id), offset=page.offset, limit=page.page_size
         )
         locale = self.translator.locale
-        self.send_page(page, count=count, results=[public_review_json(v, locale) for v in views])
+        self.send_page(
+            page,
+            count=count,
+            results=[public_review_json(v, locale, self.translator) for v in views],
+        )
 
 
 routes = [

@@ -53,7 +53,8 @@ class UserPublic(Out):
 
     id: int
     username: str
-    display_name: str
+    display_name: str = Field(description='"a deleted user" (translated) for a deleted account')
+    deleted: bool = Field(description="The account was deleted; its records stay")
     avatar_url: str
     bio: str
     verified: bool = Field(description="The email address was confirmed")
@@ -71,6 +72,9 @@ class UserPrivate(UserPublic):
     locale: str
     is_admin: bool
     has_password: bool
+    deletion_scheduled_for: datetime | None = Field(
+        description="When the account will be deleted, if the user asked (cancellable until then)"
+    )
 
 
 class Tokens(Out):

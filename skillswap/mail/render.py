@@ -41,6 +41,8 @@ class MailKind(StrEnum):
     ACCOUNT_SUSPENDED = "account_suspended"  # to a user an administrator banned, with the reason
     SKILL_MODERATED = "skill_moderated"  # to a skill's owner an administrator hid or restored
     POINTS_ADJUSTED = "points_adjusted"  # to a wallet's owner, when an administrator adjusted it
+    DELETION_SCHEDULED = "deletion_scheduled"  # to a user whose account deletion was scheduled
+    DATA_EXPORT_READY = "data_export_ready"  # to a user whose copy of their data is ready
 
 
 # What each order transition tells the other side: the notification's own sentence.
@@ -85,6 +87,8 @@ _LINKS: dict[MailKind, str] = {
     MailKind.CHAT_DIGEST: "/chat/{room}",
     MailKind.SKILL_MODERATED: "/skills/{skill}",
     MailKind.POINTS_ADJUSTED: "/points/transactions",
+    MailKind.DELETION_SCHEDULED: "/account/delete/cancel",
+    MailKind.DATA_EXPORT_READY: "/api/auth/account/export/{token}/",
 }
 
 
@@ -150,7 +154,9 @@ def render_email(
     (each an `invariant` and a `detail`); for a suspended account `reason`; for a moderated
     skill `skill` (its id), `title` (in the reader's language), `change` (the notification's
     kind: `skill_hidden` or `skill_restored`) and `note`; for an adjusted wallet `amount`
-    (signed: positive was credited), `reason` and `balance` (after it; None when unknown).
+    (signed: positive was credited), `reason` and `balance` (after it; None when unknown); for
+    a scheduled deletion `scheduled_for` (the date, as text); for a data export `token` (the
+    single-use download) and `ttl_seconds`.
     """
     path = _LINKS.get(kind)
     link = ""

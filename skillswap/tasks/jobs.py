@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from skillswap import metrics
+from skillswap.accounts.deletion import erase_due_accounts
+from skillswap.accounts.exports import sweep_exports
 from skillswap.admin.ledger import record_ledger_check
 from skillswap.admin.stats import roll_up_closed_days
 from skillswap.chat.digest import enqueue_digests
@@ -143,6 +145,24 @@ async def stats_rollup(deps: Deps, now: datetime) -> None:
         log.info("stats rollup: %d days added", added)
 
 
+async def account_deletions(deps: Deps, now: datetime) -> None:
+    """Accounts whose deletion grace period ended are erased (a tombstone stays)."""
+    report = await erase_due_accounts(deps, now=now)
+    if report.erased or report.waiting:
+        log.info(
+            "account deletions: %d erased, %d waiting for open orders",
+            len(report.erased),
+            len(report.waiting),
+        )
+
+
+async def export_sweep(deps: Deps, now: datetime) -> None:
+    """Data exports used or past their time: their files are deleted from storage."""
+    deleted = await sweep_exports(deps, now=now)
+    if deleted:
+        log.info("export sweep: %d files deleted", deleted)
+
+
 def scheduled_jobs(settings: Settings) -> list[Job]:
     """The periodic jobs of one deployment, at the configured intervals."""
     return [
@@ -163,4 +183,6 @@ def scheduled_jobs(settings: Settings) -> list[Job]:
             payments_reconcile,
         ),
         Job("stats_rollup", settings.stats_rollup_interval_seconds, stats_rollup),
+        Job("account_deletions", settings.account_deletion_interval_seconds, account_deletions),
+        Job("export_sweep", settings.data_export_sweep_interval_seconds, export_sweep),
     ]
