@@ -10,7 +10,7 @@ from skillswap.accounts import deletion
 from skillswap.admin import audit
 from skillswap.admin.users import user_not_found
 from skillswap.errors import Conflict, ValidationFailed
-from skillswap.i18n import lazy
+from skillswap.i18n import Message, lazy
 from skillswap.models import User
 from skillswap.models.admin import AuditTarget
 
@@ -18,16 +18,16 @@ if TYPE_CHECKING:
     from skillswap.deps import Deps
 
 
-def _need_reason(reason: str, message: str) -> None:
+def _need_reason(reason: str, message: Message) -> None:
     if not reason.strip():
-        raise ValidationFailed(errors={"reason": [lazy(message)]})
+        raise ValidationFailed(errors={"reason": [message]})
 
 
 async def delete_user(deps: Deps, *, actor: User, user_id: int, reason: str) -> User:
     """Schedule a user's deletion (409 `open_orders` as for their own request; 409
     `deletion_scheduled` when it already is), audited with the reason."""
     audit.require_admin(actor)
-    _need_reason(reason, "Say why the account is deleted.")
+    _need_reason(reason, lazy("Say why the account is deleted."))
     now = deps.clock()
     async with deps.db.uow() as uow:
         user = await uow.session.get(User, user_id, with_for_update=not deps.db.is_sqlite)
@@ -61,7 +61,7 @@ async def reinstate_user(deps: Deps, *, actor: User, user_id: int, reason: str) 
     """Call off a scheduled deletion, in its grace period only (409 `account_deleted` after
     it, 409 `no_deletion_scheduled` when none is), audited with the reason."""
     audit.require_admin(actor)
-    _need_reason(reason, "Say why the account is reinstated.")
+    _need_reason(reason, lazy("Say why the account is reinstated."))
     now = deps.clock()
     async with deps.db.uow() as uow:
         user = await uow.session.get(User, user_id, with_for_update=not deps.db.is_sqlite)
