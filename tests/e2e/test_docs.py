@@ -87,7 +87,7 @@ async def test_every_operation_is_named_typed_and_lists_its_problems(api):
                 assert content is None, where
                 continue
             if "application/json" not in content:  # a download: one file of a named type
-                [(media_type, file)] = content.items()
+                [(_media_type, file)] = content.items()
                 assert file["schema"] == {"type": "string", "format": "binary"}, where
                 continue
             schema = content["application/json"]["schema"]
