@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
@@ -61,6 +62,21 @@ Base.metadata.info.setdefault("unmanaged_tables", set()).update(
 )
 
 
+_ACTIVE = text("status = 'active'")
+_COVERS = ("price_points", "owner_id")
+_OWNER = ("owner_id",)
+
+
+def _active_index(name: str, *columns: Any, covers: tuple[str, ...] = ()) -> Index:
+    return Index(
+        f"ix_skills_active_{name}",
+        *columns,
+        postgresql_include=list(covers),
+        postgresql_where=_ACTIVE,
+        sqlite_where=_ACTIVE,
+    )
+
+
 class Category(Base):
     """A marketplace category; `parent_id` makes a second level (never deeper)."""
 
@@ -93,10 +109,14 @@ class Skill(Base):
         CheckConstraint("price_points > 0", name="price_positive"),
         CheckConstraint("delivery_days > 0", name="delivery_days_positive"),
         CheckConstraint(f"status IN ({sql_values(SkillStatus)})", name="status_known"),
-        Index("ix_skills_category_created", "category_id", "created_at", "id"),
-        Index("ix_skills_created", "created_at", "id"),
-        Index("ix_skills_price", "price_points", "id"),
-        Index("ix_skills_popular", "orders_completed", "id"),
+        # Public pages (active skills, by each ordering, with or without a category): partial,
+        # covering what a page filters on, so choosing and counting a page read the index only.
+        _active_index("category_newest", "category_id", "created_at", "id", covers=_COVERS),
+        _active_index("category_price", "category_id", "price_points", "id", covers=_OWNER),
+        _active_index("category_popular", "category_id", "orders_completed", "id", covers=_COVERS),
+        _active_index("newest", "created_at", "id", covers=_COVERS),
+        _active_index("price", "price_points", "id", covers=_OWNER),
+        _active_index("popular", "orders_completed", "id", covers=_COVERS),
         # fastupdate off: new listings go straight into the index instead of a pending list
         # that every search scans linearly until the next vacuum (reads outnumber writes).
         Index(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from skillswap.models.base import Base, BigIntPK, UTCDateTime, sql_values, utcnow
@@ -21,7 +21,16 @@ class TokenPurpose(StrEnum):
 class User(Base):
     __tablename__ = "users"
     # New users per period (the statistics).
-    __table_args__ = (Index("ix_users_created_at", "created_at"),)
+    __table_args__ = (
+        Index("ix_users_created_at", "created_at"),
+        # Banned accounts are few: public listings leave out their skills with one look-up here.
+        Index(
+            "ix_users_banned",
+            "id",
+            postgresql_where=text("NOT is_active"),
+            sqlite_where=text("NOT is_active"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)  # stored lower-cased
