@@ -3,7 +3,10 @@
 Asked for (with the password, or by a Google-only account within a few minutes of signing in),
 a deletion is scheduled ACCOUNT_DELETION_GRACE_SECONDS ahead and mailed; signing in meanwhile
 shows `deletion_scheduled_for`, and cancelling clears it. Open orders refuse the request: the
-other side's points and work must be settled first.
+other side's points and work must be settled first. Meanwhile their active skills are paused,
+so they take no new orders; which ones is remembered (`SkillPausedByDeletion`), so cancelling
+lists exactly those again and leaves the ones the owner had paused, or that were hidden, as
+they were. Both happen in the unit of work that schedules or cancels.
 
 When it is due the scheduler erases the person and keeps the records (`erase_account`): the row
 stays as a tombstone (`deleted-user-<id>`, an address that cannot receive mail, no password and
@@ -50,6 +53,7 @@ from skillswap.models import (
     Review,
     Skill,
     SkillImage,
+    SkillPausedByDeletion,
     User,
 )
 from skillswap.models.notifications import NotificationKind
@@ -139,6 +143,9 @@ async def schedule_deletion(deps: Deps, uow: UnitOfWork, user: User, *, now: dat
         raise deletion_already_done()
     if user.deletion_scheduled_for is not None:
         return False
+    # Pausing first locks their active skills' rows, so an order being placed on one either
+    # committed before (and is seen below) or finds the skill paused.
+    await _pause_skills(uow, user.id, now=now)
     blocking = await open_orders_of(uow, user.id)
     if blocking:
         raise open_orders_refusal(blocking)
@@ -155,6 +162,49 @@ async def schedule_deletion(deps: Deps, uow: UnitOfWork, user: User, *, now: dat
         now=now,
     )
     return True
+
+
+async def _pause_skills(uow: UnitOfWork, user_id: int, *, now: datetime) -> None:
+    """Pause the user's active skills (and only those), remembering which."""
+    session = uow.session
+    active = list(
+        await session.scalars(
+            select(Skill.id)
+            .where(Skill.owner_id == user_id, Skill.status == SkillStatus.ACTIVE)
+            .order_by(Skill.id)
+        )
+    )
+    if not active:
+        return
+    await session.execute(
+        update(Skill)
+        .where(Skill.id.in_(active), Skill.status == SkillStatus.ACTIVE)
+        .values(status=SkillStatus.PAUSED, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.add_all(SkillPausedByDeletion(skill_id=skill_id, paused_at=now) for skill_id in active)
+    await session.flush()
+
+
+async def _resume_skills(uow: UnitOfWork, user_id: int, *, now: datetime) -> None:
+    """List again the skills the deletion paused that are still paused (one the owner deleted
+    or an administrator hid since stays so); forget the rest of the marks."""
+    session = uow.session
+    theirs = select(Skill.id).where(Skill.owner_id == user_id)
+    marked = select(SkillPausedByDeletion.skill_id).where(
+        SkillPausedByDeletion.skill_id.in_(theirs)
+    )
+    await session.execute(
+        update(Skill)
+        .where(Skill.id.in_(marked), Skill.status == SkillStatus.PAUSED)
+        .values(status=SkillStatus.ACTIVE, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(
+        delete(SkillPausedByDeletion)
+        .where(SkillPausedByDeletion.skill_id.in_(theirs))
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def _lock_user(deps: Deps, uow: UnitOfWork, user_id: int) -> User:
@@ -205,18 +255,20 @@ async def cancel_deletion(deps: Deps, *, actor: User) -> User:
     """Keep the account: the scheduled deletion is called off (nothing to do if none)."""
     async with deps.db.uow() as uow:
         user = await _lock_user(deps, uow, actor.id)
-        unschedule(user, now=deps.clock())
+        await unschedule(uow, user, now=deps.clock())
         await uow.commit()
     deps.signed_in.forget(user.id)
     return user
 
 
-def unschedule(user: User, *, now: datetime) -> bool:
-    """Clear a scheduled deletion; False when none was scheduled."""
+async def unschedule(uow: UnitOfWork, user: User, *, now: datetime) -> bool:
+    """Clear a scheduled deletion (locked by the caller) in the caller's unit of work, listing
+    again the skills it paused; False when none was scheduled."""
     if user.deleted_at is not None:
         raise deletion_already_done()
     if user.deletion_scheduled_for is None:
         return False
+    await _resume_skills(uow, user.id, now=now)
     user.deletion_requested_at = None
     user.deletion_scheduled_for = None
     user.updated_at = now
@@ -233,17 +285,33 @@ class ErasureReport:
 
 
 async def erase_due_accounts(deps: Deps, *, now: datetime, limit: int = 100) -> ErasureReport:
-    """Erase every account whose deletion is due (at most `limit` a run)."""
+    """Erase every account whose deletion is due (at most `limit` a run); those held back by
+    an open order are tried again on every run until it finishes."""
+    is_due = (User.deletion_scheduled_for <= now, User.deleted_at.is_(None))
+    held_back = (
+        select(Order.id)
+        .where(
+            or_(Order.buyer_id == User.id, Order.seller_id == User.id),
+            Order.status.in_(OPEN_STATUSES),
+        )
+        .exists()
+    )
+    oldest_first = (User.deletion_scheduled_for, User.id)
     async with deps.db.read() as session:
+        # The held back are left out of the batch, or a run's `limit` of them would starve
+        # every later deletion for as long as their orders stay open.
         due = list(
             await session.scalars(
-                select(User.id)
-                .where(User.deletion_scheduled_for <= now, User.deleted_at.is_(None))
-                .order_by(User.deletion_scheduled_for, User.id)
-                .limit(limit)
+                select(User.id).where(*is_due, ~held_back).order_by(*oldest_first).limit(limit)
             )
         )
-    erased, waiting = [], []
+        held = list(
+            await session.scalars(
+                select(User.id).where(*is_due, held_back).order_by(*oldest_first).limit(limit)
+            )
+        )
+    erased: list[int] = []
+    waiting = held
     for user_id in due:
         if await erase_account(deps, user_id, now=now):
             erased.append(user_id)
@@ -374,6 +442,9 @@ async def _take_skills_down(deps: Deps, uow: UnitOfWork, user_id: int, *, now: d
     if not skill_ids:
         return
     await session.execute(delete(SkillImage).where(SkillImage.skill_id.in_(skill_ids)))
+    await session.execute(
+        delete(SkillPausedByDeletion).where(SkillPausedByDeletion.skill_id.in_(skill_ids))
+    )
     await session.execute(
         update(Skill)
         .where(Skill.id.in_(skill_ids), Skill.status != SkillStatus.DELETED)

@@ -68,7 +68,7 @@ async def reinstate_user(deps: Deps, *, actor: User, user_id: int, reason: str) 
         if user is None:
             raise user_not_found()
         scheduled_for = user.deletion_scheduled_for
-        if not deletion.unschedule(user, now=now):
+        if not await deletion.unschedule(uow, user, now=now):
             raise Conflict(
                 lazy("This account has no deletion scheduled."), code="no_deletion_scheduled"
             )

@@ -5,6 +5,7 @@ from skillswap.models.base import Base
 from skillswap.models.chat import ChatMember, ChatMessage, ChatRoom
 from skillswap.models.delivery import Device, NotificationPreference
 from skillswap.models.idempotency import IdempotencyRecord
+from skillswap.models.leaving import SkillPausedByDeletion
 from skillswap.models.ledger import (
     LedgerAccount,
     LedgerEntry,
@@ -54,6 +55,7 @@ __all__ = [
     "Review",
     "Skill",
     "SkillImage",
+    "SkillPausedByDeletion",
     "StatsDay",
     "StatsDayCompletions",
     "User",
