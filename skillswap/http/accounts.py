@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import EmailStr, Field, model_validator
 
+from skillswap.accounts import deletion
 from skillswap.accounts import services as accounts
 from skillswap.accounts.deletion import DELETED_USER
 from skillswap.accounts.services import AuthResult, TokenPair
@@ -13,6 +15,7 @@ from skillswap.http.base import BaseHandler, limited, path_id, public, route
 from skillswap.http.operations import operation
 from skillswap.http.schemas import (
     EmailVerified,
+    Out,
     PasswordChanged,
     PasswordReset,
     Sent,
@@ -207,6 +210,29 @@ class LogoutHandler(BaseHandler):
         self.set_status(204)
 
 
+class DeleteAccountBody(Body):
+    password: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="Required unless the account signs in with Google only (then sign in anew)",
+    )
+
+
+class DeletionScheduledOut(Out):
+    """A deletion asked for: when it will be carried out (cancellable until then)."""
+
+    deletion_requested_at: datetime
+    deletion_scheduled_for: datetime
+
+
+def deletion_json(user: User) -> dict[str, Any]:
+    return {
+        "deletion_requested_at": user.deletion_requested_at,
+        "deletion_scheduled_for": user.deletion_scheduled_for,
+    }
+
+
 class ProfileHandler(BaseHandler):
     @operation("getProfile", tag="Accounts", response=UserPrivate)
     async def get(self) -> None:
@@ -236,6 +262,26 @@ class ProfileHandler(BaseHandler):
             self.deps, actor=self.user, changes=body.model_dump(exclude_unset=True)
         )
         self.send(user_private(user))
+
+    @operation(
+        "deleteProfile",
+        tag="Accounts",
+        body=DeleteAccountBody,
+        response=DeletionScheduledOut,
+        status=202,
+        problems=(403, 409, 429),
+    )
+    @limited("login")
+    async def delete(self) -> None:
+        """Schedule the deletion of one's account, as POST /api/auth/account/delete/ does.
+
+        The same body (the password, or `{}` after a fresh Google sign-in) and the same answers:
+        202 with the date, 409 `open_orders`, 403 `reauthentication_required`."""
+        body = self.parse_body(DeleteAccountBody)
+        user = await deletion.request_deletion(
+            self.deps, actor=self.user, access=self.access_claims, password=body.password
+        )
+        self.send(deletion_json(user), status=202)
 
 
 class PublicProfileHandler(BaseHandler):

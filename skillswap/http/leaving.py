@@ -5,26 +5,23 @@ mailed `{token}/` download), and the administrators' `/api/admin/users/{id}/dele
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from pydantic import Field
 
 from skillswap.accounts import deletion, exports
 from skillswap.admin import leaving as admin_leaving
-from skillswap.http.accounts import user_private
+from skillswap.http.accounts import (
+    DeleteAccountBody,
+    DeletionScheduledOut,
+    deletion_json,
+    user_private,
+)
 from skillswap.http.admin_audit import AdminHandler
 from skillswap.http.admin_users import AdminUserOut, admin_user_json
 from skillswap.http.base import BaseHandler, limited, path_id, public, route
 from skillswap.http.operations import operation
 from skillswap.http.schemas import Out, UserPrivate
 from skillswap.http.validation import Body
-
-
-class DeletionScheduledOut(Out):
-    """A deletion asked for: when it will be carried out (cancellable until then)."""
-
-    deletion_requested_at: datetime
-    deletion_scheduled_for: datetime
 
 
 class ExportOut(Out):
@@ -36,24 +33,8 @@ class ExportOut(Out):
     expires_at: datetime | None = Field(description="Until when the mailed link works")
 
 
-class DeleteAccountBody(Body):
-    password: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=256,
-        description="Required unless the account signs in with Google only (then sign in anew)",
-    )
-
-
 class ReasonBody(Body):
     reason: str = Field(min_length=1, max_length=2000)
-
-
-def deletion_json(user: Any) -> dict[str, Any]:
-    return {
-        "deletion_requested_at": user.deletion_requested_at,
-        "deletion_scheduled_for": user.deletion_scheduled_for,
-    }
 
 
 class DeleteAccountHandler(BaseHandler):
