@@ -13,9 +13,16 @@ from sqlalchemy import String, Text, func, select, text
 
 from skillswap.accounts.deletion import DELETED_USER, erase_account, erase_due_accounts
 from skillswap.ledger import SystemAccount
-from skillswap.models import AuditEntry, Base, LedgerTransfer, User
+from skillswap.models import AuditEntry, Base, LedgerTransfer, SkillPausedByDeletion, User
 from skillswap.points.services import audit_ledger
-from tests.factories import balance, order_room, place_order, verify_email
+from tests.factories import (
+    balance,
+    insert_skill,
+    order_room,
+    place_order,
+    skill_row,
+    verify_email,
+)
 from tests.outbox_support import outbox_settled
 
 DELETE = "/api/auth/account/delete/"
@@ -305,3 +312,142 @@ async def test_administrators_delete_with_a_reason_and_reinstate_in_the_grace_pe
     assert (late.status_code, late.json()["code"]) == (409, "account_deleted")
     detail = await api.get(f"/api/admin/users/{user.id}/", token=admin.access)
     assert detail.json()["user"]["deleted_at"] is not None
+
+
+async def _statuses(deps, skill_ids: list[int]) -> list[str]:  # type: ignore[no-untyped-def]
+    return [(await skill_row(deps, skill_id)).status for skill_id in skill_ids]
+
+
+async def _marks(deps) -> set[int]:  # type: ignore[no-untyped-def]
+    async with deps.db.read() as session:
+        return set(await session.scalars(select(SkillPausedByDeletion.skill_id)))
+
+
+async def test_a_scheduled_deletion_pauses_the_active_skills_and_calling_it_off_lists_those_again(
+    api, deps, make_user
+):
+    admin, leaving, buyer = await make_user(admin=True), await make_user(), await make_user()
+    listed = [await insert_skill(deps, owner_id=leaving.id) for _ in range(2)]
+    own_pause = await insert_skill(deps, owner_id=leaving.id, status="paused")
+    hidden = await insert_skill(deps, owner_id=leaving.id, status="hidden")
+    skills = [*listed, own_pause, hidden]
+
+    asked = await api.post(DELETE, token=leaving.access, json={"password": leaving.password})
+    assert asked.status_code == 202, asked.text
+    assert await _statuses(deps, skills) == ["paused", "paused", "paused", "hidden"]
+    assert await _marks(deps) >= set(listed) and not await _marks(deps) & {own_pause, hidden}
+    # The grace period takes no new orders of theirs.
+    ordered = await api.post(
+        "/api/points/orders/", token=buyer.access, json={"skill_id": listed[0]}
+    )
+    assert (ordered.status_code, ordered.json()["code"]) == (409, "skill_paused")
+
+    cancelled = await api.post(CANCEL, token=leaving.access)
+    assert cancelled.status_code == 200, cancelled.text
+    assert await _statuses(deps, skills) == ["active", "active", "paused", "hidden"]
+    assert not await _marks(deps) & set(skills)
+
+    # An administrator's deletion pauses the same way, and reinstating lists them again.
+    deleted = await api.post(
+        f"/api/admin/users/{leaving.id}/delete/", token=admin.access, json={"reason": "By mail"}
+    )
+    assert deleted.status_code == 202, deleted.text
+    assert await _statuses(deps, skills) == ["paused", "paused", "paused", "hidden"]
+    back = await api.post(
+        f"/api/admin/users/{leaving.id}/reinstate/", token=admin.access, json={"reason": "Kept"}
+    )
+    assert back.status_code == 200, back.text
+    assert await _statuses(deps, skills) == ["active", "active", "paused", "hidden"]
+    ordered = await api.post(
+        "/api/points/orders/", token=buyer.access, json={"skill_id": listed[0]}
+    )
+    assert ordered.status_code == 201, ordered.text
+
+    # Refused for that open order, the request pauses nothing (the transaction rolled back).
+    refused = await api.post(DELETE, token=leaving.access, json={"password": leaving.password})
+    assert (refused.status_code, refused.json()["code"]) == (409, "open_orders")
+    assert await _statuses(deps, skills) == ["active", "active", "paused", "hidden"]
+    assert not await _marks(deps) & set(skills)
+
+
+async def test_erasing_takes_the_paused_skills_down_and_leaves_no_mark(api, deps, make_user):
+    leaving = await make_user()
+    skill_id = await insert_skill(deps, owner_id=leaving.id)
+    asked = await api.post(DELETE, token=leaving.access, json={"password": leaving.password})
+    assert asked.status_code == 202
+    assert skill_id in await _marks(deps)
+    assert leaving.id in (await carry_out_due_deletions(deps)).erased
+    assert await _statuses(deps, [skill_id]) == ["deleted"]
+    assert skill_id not in await _marks(deps)
+
+
+async def test_an_order_bought_in_the_grace_period_holds_the_deletion_back_until_it_finishes(
+    api, deps, make_user
+):
+    leaving, seller, later = await make_user(), await make_user(), await make_user()
+    asked = await api.post(DELETE, token=leaving.access, json={"password": leaving.password})
+    assert asked.status_code == 202
+    order = await place_order(api, deps, leaving, seller)  # as a buyer, nothing refuses it
+    with deps.clock.moved(timedelta(hours=1)):
+        later_asked = await api.post(DELETE, token=later.access, json={"password": later.password})
+    assert later_asked.status_code == 202
+
+    # Held back, the first is tried on every run, and never takes a later one's place.
+    reports = []
+    for _ in range(2):
+        with deps.clock.moved(GRACE + timedelta(hours=2)):
+            reports.append(await erase_due_accounts(deps, now=deps.clock(), limit=1))
+    assert [(leaving.id in r.waiting, leaving.id in r.erased) for r in reports] == [
+        (True, False)
+    ] * 2
+    assert later.id in reports[0].erased
+    async with deps.db.read() as session:
+        row = await session.get(User, leaving.id)
+    assert row is not None and row.deleted_at is None and row.email == leaving.email
+
+    cancelled = await api.post(
+        f"/api/points/orders/{order['id']}/cancel/", token=leaving.access, json={}
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    report = await carry_out_due_deletions(deps, GRACE + timedelta(hours=2))
+    assert leaving.id in report.erased and leaving.id not in report.waiting
+    assert (await audit_ledger(deps.db)).ok
+
+
+async def test_delete_on_the_profile_is_the_same_request_as_account_delete(api, deps, make_user):
+    user, seller = await make_user(), await make_user()
+    wrong = await api.delete(
+        "/api/auth/profile/", token=user.access, json={"password": "not my password!"}
+    )
+    assert wrong.status_code == 400 and set(wrong.json()["errors"]) == {"password"}
+    unknown = await api.delete("/api/auth/profile/", token=user.access, json={"pasword": "x"})
+    assert unknown.status_code == 400 and "pasword" in unknown.json()["errors"]
+    order = await place_order(api, deps, user, seller)
+    refused = await api.delete(
+        "/api/auth/profile/", token=user.access, json={"password": user.password}
+    )
+    assert (refused.status_code, refused.json()["code"]) == (409, "open_orders")
+    assert refused.json()["open_orders"] == [
+        {"id": order["id"], "status": "pending", "role": "buyer", "action": "cancel"}
+    ]
+    await api.post(f"/api/points/orders/{order['id']}/cancel/", token=user.access, json={})
+    asked = await api.delete(
+        "/api/auth/profile/", token=user.access, json={"password": user.password}
+    )
+    assert asked.status_code == 202, asked.text
+    assert set(asked.json()) == {"deletion_requested_at", "deletion_scheduled_for"}
+    scheduled = when(asked.json()["deletion_scheduled_for"])
+    assert scheduled - when(asked.json()["deletion_requested_at"]) == GRACE
+    # Asked again either way, the date stays.
+    again = await api.post(DELETE, token=user.access, json={"password": user.password})
+    assert when(again.json()["deletion_scheduled_for"]) == scheduled
+    signed_out = await api.delete("/api/auth/profile/", json={"password": user.password})
+    assert signed_out.status_code == 401
+
+    schema = (await api.get("/api/schema/")).json()
+    declared = schema["paths"]["/api/auth/profile/"]["delete"]
+    same = schema["paths"]["/api/auth/account/delete/"]["post"]
+    assert declared["operationId"] == "deleteProfile"
+    assert declared["requestBody"] == same["requestBody"]
+    assert set(declared["responses"]) == set(same["responses"])
+    assert "202" in declared["responses"]
