@@ -30,7 +30,7 @@ from skillswap.tasks.outbox import OutboxJob
 from tests.chat_support import wait_for
 from tests.clock import MovableClock
 from tests.conftest import Api, api_client, extra_server, own_database
-from tests.factories import TestUser, insert_skill, make_user
+from tests.factories import TestUser, insert_skill, make_user, verify_email
 from tests.fakes.fcm_server import FakeFcm, running_fcm
 from tests.mailer import RecordingMailer
 from tests.outbox_support import outbox_settled
@@ -101,7 +101,9 @@ async def app() -> AsyncIterator[App]:
 
 async def test_the_seller_is_mailed_a_new_order_in_their_language(app: App):
     seller = await app.user(locale="ar", display_name="سارة")
-    buyer = await app.user(display_name="Lina")
+    buyer = await app.user(display_name="Lina", verified=False)
+    await app.mailer.wait_for(buyer.email, "verify_email")
+    await verify_email(app.api, app.deps, buyer.id)  # with the code mailed, to order
     order_id = await app.order(buyer, seller, price=3)
     mail = await app.mailer.wait_for(seller.email, "order_placed")
     assert mail.locale == "ar"
@@ -183,14 +185,15 @@ async def test_a_review_mail_hides_the_stars_until_the_reader_has_reviewed_too(a
 async def test_work_enqueued_here_starts_at_the_commit_not_at_the_next_poll():
     # On SQLite there is no NOTIFY: the relay of this process is woken by the commit itself.
     async with outgoing_app(outbox_poll_seconds=60) as app:
-        await app.mailer.wait_for((await app.user()).email, "verify_email", within=3)
+        user = await app.user(verified=False)
+        await app.mailer.wait_for(user.email, "verify_email", within=3)
 
 
 # -- emailed codes ----------------------------------------------------------------------------
 
 
 async def test_an_emailed_code_waits_sealed_and_a_spent_code_is_not_mailed(app: App):
-    user = await app.user()
+    user = await app.user(verified=False)
     mail = await app.mailer.wait_for(user.email, "verify_email")
     code = mail.context["token"]
     await outbox_settled(app.deps)  # sent, then marked done a moment later
@@ -221,7 +224,7 @@ async def test_an_emailed_code_waits_sealed_and_a_spent_code_is_not_mailed(app: 
 
 async def test_a_code_sealed_under_another_secret_key_fails_for_good():
     async with outgoing_app() as app:
-        user = await app.user()
+        user = await app.user(verified=False)
         await app.mailer.wait_for(user.email, "verify_email")
         (row,) = await app.rows("mail.code")
         job = OutboxJob(row.id, row.kind, row.key, row.payload, row.attempts)
