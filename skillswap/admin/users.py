@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 
 from skillswap import ledger
+from skillswap.accounts.deletion import deletion_already_done
 from skillswap.accounts.services import end_every_session
 from skillswap.admin import audit
 from skillswap.db import UnitOfWork
@@ -33,7 +34,9 @@ from skillswap.orders.services import pause_orders_of, resume_orders_of
 if TYPE_CHECKING:
     from skillswap.deps import Deps
 
-USER_STATUSES = ("active", "banned")
+# `deleting`: a deletion is scheduled (in its grace period, or held back by an open order);
+# `deleted`: the tombstone an erasure left (neither active nor banned).
+USER_STATUSES = ("active", "banned", "deleting", "deleted")
 # How a list may be ordered (the first is the default).
 USER_SORTS: dict[str, Any] = {
     "newest": User.id.desc(),
@@ -78,7 +81,7 @@ async def list_users(
     limit: int,
 ) -> tuple[int, list[User]]:
     """Users matching `search` (in email, username or display name, any case), filtered by
-    status (`active` or `banned`) and the trust badge, newest first unless `sort` says."""
+    status (one of USER_STATUSES) and the trust badge, newest first unless `sort` says."""
     audit.require_admin(actor)
     conditions: list[ColumnElement[bool]] = []
     if search:
@@ -91,7 +94,7 @@ async def list_users(
             )
         )
     if status is not None:
-        conditions.append(User.is_active.is_(status == "active"))
+        conditions.append(_has_status(status))
     if is_verified is not None:
         conditions.append(User.is_verified.is_(is_verified))
     order = USER_SORTS[sort or "newest"]
@@ -101,6 +104,14 @@ async def list_users(
             select(User).where(*conditions).order_by(order, User.id).offset(offset).limit(limit)
         )
         return int(count or 0), list(rows)
+
+
+def _has_status(status: str) -> ColumnElement[bool]:
+    if status == "deleted":
+        return User.deleted_at.is_not(None)
+    if status == "deleting":
+        return and_(User.deletion_scheduled_for.is_not(None), User.deleted_at.is_(None))
+    return and_(User.is_active.is_(status == "active"), User.deleted_at.is_(None))
 
 
 async def user_detail(deps: Deps, *, actor: User, user_id: int) -> UserDetail:
@@ -167,6 +178,8 @@ async def update_user(
         user = await uow.session.get(User, user_id, with_for_update=not deps.db.is_sqlite)
         if user is None:
             raise user_not_found()
+        if user.deleted_at is not None:
+            raise deletion_already_done()  # a tombstone is never banned, unbanned or promoted
         await change_user(
             deps,
             uow,

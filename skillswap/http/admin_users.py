@@ -166,7 +166,10 @@ class AdminUsersQuery(PageQuery):
         max_length=200,
         description="In email, username and display name (any case)",
     )
-    status: Literal["active", "banned"] | None = None
+    status: Literal["active", "banned", "deleting", "deleted"] | None = Field(
+        default=None,
+        description="`deleting`: a deletion is scheduled; `deleted`: erased (a tombstone)",
+    )
     is_verified: bool | None = Field(default=None, description="Only users with (or without) it")
     sort: Literal["newest", "oldest", "email", "username"] | None = Field(
         default=None, description="Default: newest first"
