@@ -42,6 +42,8 @@ DONE_MESSAGES = {
     "saved": N_("Saved."),
     "banned": N_("The user is banned."),
     "unbanned": N_("The user is active again."),
+    "deletion_scheduled": N_("The account's deletion is scheduled."),
+    "reinstated": N_("The account is kept: its deletion is called off."),
     "refunded": N_("The payment is refunded."),
     "resolved": N_("The dispute is resolved."),
     "adjusted": N_("The wallet is adjusted."),

@@ -1,10 +1,12 @@
 """Users and their listings (/admin/users/, /admin/skills/): find them, ban and unban, the trust
-badge and admin rights, hide a skill with a note or put it back (the moderation services)."""
+badge and admin rights, delete an account or reinstate it in its grace period, hide a skill with
+a note or put it back (the moderation and leaving services)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from skillswap.admin import leaving as admin_leaving
 from skillswap.admin import skills as admin_skills
 from skillswap.admin import users as admin_users
 from skillswap.http.base import path_id, route
@@ -12,7 +14,7 @@ from skillswap.http.dashboard.base import PAGE_SIZE, DashboardHandler
 from skillswap.http.dashboard.export import stream_csv
 from skillswap.models.skills import SkillStatus
 
-USER_STATUSES = ("active", "banned")
+USER_STATUSES = admin_users.USER_STATUSES
 # What each user form asks the service to change, and what the page then says.
 USER_CHANGES: dict[str, tuple[str, bool, str]] = {
     "ban": ("is_active", False, "banned"),
@@ -21,6 +23,11 @@ USER_CHANGES: dict[str, tuple[str, bool, str]] = {
     "unverify": ("is_verified", False, "saved"),
     "make_admin": ("is_admin", True, "saved"),
     "revoke_admin": ("is_admin", False, "saved"),
+}
+# The user page's leaving forms: the service each calls, and what the page then says.
+LEAVING_ACTIONS: dict[str, tuple[Any, str]] = {
+    "delete": (admin_leaving.delete_user, "deletion_scheduled"),
+    "reinstate": (admin_leaving.reinstate_user, "reinstated"),
 }
 
 
@@ -120,11 +127,27 @@ class UserHandler(DashboardHandler):
         """One user whole: profile, badge, wallet, their orders, payments and the reports
         against them, with the forms that change them."""
         detail = await admin_users.user_detail(self.deps, actor=self.actor, user_id=self.user_id())
-        self.render_page("admin/user.html", detail=detail, u=detail.user)
+        # A deletion refused for open orders lists them beside the form that asked.
+        refused = self.problem.extra.get("open_orders") if self.problem is not None else None
+        self.render_page("admin/user.html", detail=detail, u=detail.user, open_orders=refused or [])
 
     async def post(self, *args: str) -> None:
-        """Ban or unban, the badge, admin rights: the users list's forms, on this page."""
-        await change_user(self, self.user_id())
+        """Ban or unban, the badge, admin rights (the users list's forms, on this page), and
+        deleting the account or reinstating it during its grace period, with a reason."""
+        leaving = LEAVING_ACTIONS.get(self.get_body_argument("action", "") or "")
+        if leaving is None:
+            await change_user(self, self.user_id())
+            return
+        service, done = leaving
+        await self.act(
+            service(
+                self.deps,
+                actor=self.actor,
+                user_id=self.user_id(),
+                reason=(self.get_body_argument("reason", "") or "").strip(),
+            ),
+            done=done,
+        )
 
 
 class SkillsHandler(DashboardHandler):
