@@ -961,3 +961,145 @@ async def test_users_and_orders_lists_sort_and_search_as_their_services_do(
     assert 'aria-sort="descending"' in page.text
     disputes = await signed_in.get("/admin/disputes/")
     assert "aria-sort" not in disputes.text  # that list has one order: newest first
+
+
+# -- deleting an account and reinstating it ---------------------------------------------------
+
+
+async def _user_api(api, admin, user_id: int) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    response = await api.get(f"/api/admin/users/{user_id}/", token=admin.access)
+    assert response.status_code == 200, response.text
+    return dict(response.json()["user"])
+
+
+def _listed(page: httpx.Response) -> list[int]:
+    return [int(i) for i in re.findall(r'<tr id="user-(\d+)">', page.text)]
+
+
+async def test_an_account_is_deleted_and_reinstated_from_the_users_page(
+    server, signed_in, api, deps, admin, make_user
+):
+    from tests.factories import insert_skill, skill_row
+
+    member = await make_user()
+    skill_id = await insert_skill(deps, owner_id=member.id)
+    path = f"/admin/users/{member.id}/"
+    page = await signed_in.get(path)
+    assert 'value="delete"' in page.text and 'value="reinstate"' not in page.text
+
+    # Not signed in: refused, nothing scheduled.
+    async with dashboard(server) as stranger:
+        refused = await stranger.post(path, {"action": "delete", "reason": "x"})
+        assert refused.status_code == 403
+    no_reason = await signed_in.post(path, {"action": "delete", "reason": "  "})
+    assert no_reason.status_code == 400 and 'class="problem"' in no_reason.text
+    assert "<code>reason</code>" in no_reason.text
+    assert (await _user_api(api, admin, member.id))["deletion_scheduled_for"] is None
+
+    done = await signed_in.post(path, {"action": "delete", "reason": "Asked by phone"})
+    assert done.status_code == 303, done.text
+    page = await signed_in.get(path)
+    assert "deletion is scheduled." in page.text
+    assert 'id="deletion-date"' in page.text and 'value="reinstate"' in page.text
+    assert 'value="delete"' not in page.text
+    scheduled = (await _user_api(api, admin, member.id))["deletion_scheduled_for"]
+    assert scheduled is not None
+    assert (await skill_row(deps, skill_id)).status == "paused"
+    listed = await signed_in.get("/admin/users/?status=deleting")
+    assert member.id in _listed(listed) and admin.id not in _listed(listed)
+    assert "deletion scheduled" in listed.text
+    twice = await signed_in.post(path, {"action": "delete", "reason": "Again"})
+    assert twice.status_code == 409 and "already scheduled" in twice.text
+
+    arabic = await signed_in.get(path + "?lang=ar")
+    assert '<html lang="ar" dir="rtl">' in arabic.text
+    assert "استعِد الحساب" in arabic.text and "الحذف مجدول" in arabic.text
+    await signed_in.get(path + "?lang=en")
+
+    back = await signed_in.post(path, {"action": "reinstate", "reason": "Changed their mind"})
+    assert back.status_code == 303, back.text
+    page = await signed_in.get(path)
+    assert "its deletion is called off." in page.text and 'value="delete"' in page.text
+    assert (await _user_api(api, admin, member.id))["deletion_scheduled_for"] is None
+    assert (await skill_row(deps, skill_id)).status == "active"
+    assert member.id not in _listed(await signed_in.get("/admin/users/?status=deleting"))
+    rows = await _audit(api, admin, target_type="user", target_id=member.id)
+    assert sorted((r["action"], r["reason"], r["actor_id"]) for r in rows) == [
+        ("user.delete", "Asked by phone", admin.id),
+        ("user.reinstate", "Changed their mind", admin.id),
+    ]
+
+
+async def test_a_deletion_refused_for_open_orders_lists_them_on_the_page(
+    signed_in, api, deps, make_user
+):
+    from tests.factories import place_order
+
+    _buyer, seller, disputed = await _disputed_order(api, deps, make_user)
+    pending = await place_order(api, deps, seller, await make_user())
+    await signed_in.get(f"/admin/users/{seller.id}/?lang=ar")
+    refused = await signed_in.post(
+        f"/admin/users/{seller.id}/", {"action": "delete", "reason": "Asked by mail"}
+    )
+    assert refused.status_code == 409 and 'class="problem"' in refused.text
+    assert '<html lang="ar" dir="rtl">' in refused.text
+    assert "لديك طلبات مفتوحة" in refused.text
+    shown = re.findall(r'<li id="open-order-(\d+)">(.*?)</li>', refused.text, re.S)
+    assert [int(i) for i, _ in shown] == sorted([disputed, pending["id"]])
+    said = dict((int(i), text) for i, text in shown)
+    assert "باعه" in said[disputed] and "يجب أن يكتمل أو يُفتح فيه نزاع أولًا" in said[disputed]
+    assert "اشتراه" in said[pending["id"]] and "يمكنه إلغاؤه" in said[pending["id"]]
+    assert f'href="/admin/disputes/case?order={disputed}"' in refused.text
+    assert (await skill_row_status(deps, seller.id)) == ["active"]
+
+
+async def skill_row_status(deps, owner_id: int) -> list[str]:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    from skillswap.models import Skill
+
+    async with deps.db.read() as session:
+        return list(
+            await session.scalars(
+                select(Skill.status).where(Skill.owner_id == owner_id).order_by(Skill.id)
+            )
+        )
+
+
+async def test_a_carried_out_deletion_shows_the_tombstone_and_cannot_be_reinstated(
+    signed_in, api, deps, admin, make_user
+):
+    from skillswap.accounts.deletion import erase_due_accounts
+
+    member = await make_user()
+    path = f"/admin/users/{member.id}/"
+    assert (await signed_in.post(path, {"action": "delete", "reason": "Left"})).status_code == 303
+    with deps.clock.moved(timedelta(days=15)):
+        assert member.id in (await erase_due_accounts(deps, now=deps.clock())).erased
+
+    # A page opened before the erasure still offers the form: the service refuses.
+    late = await signed_in.post(path, {"action": "reinstate", "reason": "Too late"})
+    assert late.status_code == 409 and "already deleted" in late.text
+    page = await signed_in.get(path)
+    assert 'id="deleted-date"' in page.text and f"deleted-user-{member.id}" in page.text
+    assert 'id="moderation"' not in page.text
+    assert 'value="reinstate"' not in page.text and 'value="delete"' not in page.text
+    # Nor is a tombstone unbanned or made an administrator.
+    unban = await signed_in.post(path, {"action": "unban", "reason": "no"})
+    assert unban.status_code == 409 and "already deleted" in unban.text
+    promoted = await api.patch(
+        f"/api/admin/users/{member.id}/", token=admin.access, json={"is_admin": True}
+    )
+    assert (promoted.status_code, promoted.json()["code"]) == (409, "account_deleted")
+    user = await _user_api(api, admin, member.id)
+    assert (user["is_active"], user["is_admin"]) == (False, False)
+    # The lists tell a tombstone from a ban, in the page and in the API.
+    deleted = await signed_in.get("/admin/users/?status=deleted")
+    assert member.id in _listed(deleted)
+    assert member.id not in _listed(await signed_in.get("/admin/users/?status=banned"))
+    listed = await api.get("/api/admin/users/?status=deleted&page_size=100", token=admin.access)
+    assert member.id in [u["id"] for u in listed.json()["results"]]
+    banned = await api.get("/api/admin/users/?status=banned&page_size=100", token=admin.access)
+    assert member.id not in [u["id"] for u in banned.json()["results"]]
+    rows = await _audit(api, admin, target_type="user", target_id=member.id)
+    assert [r["action"] for r in rows] == ["user.delete"]
