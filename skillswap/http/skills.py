@@ -154,6 +154,15 @@ class OwnerSkillsQuery(BaseModel):
     page_size: SkipJsonSchema[str | None] = None
 
 
+class SkillOutPage(Page[SkillOut]):
+    """A page of listings: `count` is exact up to 1,000 matches (200 for a relevance search),
+    and PostgreSQL's estimate beyond, which `count_is_estimate` says."""
+
+    count_is_estimate: bool = Field(
+        default=False, description="true: `count` is an estimate (more than 1,000 matches)"
+    )
+
+
 class SkillsBaseHandler(BaseHandler):
     """Shared serialisation of skills and pages of skills."""
 
@@ -178,11 +187,12 @@ class SkillsBaseHandler(BaseHandler):
             previous = self._link(page=page.previous_page)
         return {
             "count": page.count,
+            "count_is_estimate": page.count_is_estimate,
             "next": self._link(cursor=page.next_cursor) if page.next_cursor else None,
             "previous": previous,
             "results": [
                 self.with_absolute_images(
-                    skill_view(row, page.images.get(row.id, ()), locale=locale, storage=storage)
+                    skill_view(row, page.images.get(row["id"], ()), locale=locale, storage=storage)
                 )
                 for row in page.rows
             ],
@@ -226,7 +236,7 @@ class SkillsBaseHandler(BaseHandler):
 
 
 class SkillListHandler(SkillsBaseHandler):
-    @operation("listSkills", tag="Skills", response=Page[SkillOut], paged=True)
+    @operation("listSkills", tag="Skills", response=SkillOutPage, paged=True)
     @public
     @takes_query(SkillListQuery)
     async def get(self) -> None:
@@ -339,7 +349,7 @@ class SkillDetailHandler(SkillsBaseHandler):
 
 
 class MySkillsHandler(SkillsBaseHandler):
-    @operation("listMySkills", tag="Skills", response=Page[SkillOut], paged=True)
+    @operation("listMySkills", tag="Skills", response=SkillOutPage, paged=True)
     @takes_query(OwnerSkillsQuery)
     async def get(self) -> None:
         """Your own skills: active, paused, and hidden by an administrator (with the note)."""
@@ -360,7 +370,7 @@ class MySkillsHandler(SkillsBaseHandler):
 
 
 class UserSkillsHandler(SkillsBaseHandler):
-    @operation("listUserSkills", tag="Skills", response=Page[SkillOut], paged=True, problems=(404,))
+    @operation("listUserSkills", tag="Skills", response=SkillOutPage, paged=True, problems=(404,))
     @public
     @takes_query(OwnerSkillsQuery)
     async def get(self, user_id: str) -> None:

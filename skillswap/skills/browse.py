@@ -4,27 +4,60 @@ Every ordering ends with the skill id, so the order is total and a page boundary
 point. The `next`/`previous` links carry a keyset cursor (the sort values of the last/first
 row shown), so following them never repeats or skips a listing while others are added or
 removed; `page=N` is still accepted for jumping. Only active skills of active users appear.
+
+What a page costs does not grow with the table (see docs/performance.md): each ordering has a
+partial index on active skills that also holds what pages filter on, so a page reads about the
+rows it shows. The count is exact up to COUNT_BOUND matches and PostgreSQL's estimate beyond
+(`count_is_estimate`); a relevance search ranks its first SEARCH_CANDIDATES matches, in the
+order the full-text index hands them over, instead of scoring every match of a common word.
+On SQLite (the embedded default, one machine) counts are exact and every match is ranked.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import Float, Select, and_, case, cast, exists, func, literal, or_, select, tuple_
+from sqlalchemy import (
+    Float,
+    Integer,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+    tuple_,
+)
 from sqlalchemy.sql.elements import ColumnElement
 
 from skillswap.api.paging import page_offset
 from skillswap.errors import NotFound, ValidationFailed
 from skillswap.i18n import lazy
 from skillswap.models.skills import SkillStatus
-from skillswap.skills.queries import AnyRow, categories, fetch_images, skill_select, skills, users
-from skillswap.skills.search import SearchMatch, search_match
+from skillswap.skills.queries import (
+    SKILL_COLUMNS,
+    ImageTuple,
+    categories,
+    image_tuples,
+    images_json,
+    skills,
+    users,
+)
+from skillswap.skills.search import SearchMatch, fts_hits, search_match, tsquery_of
 from skillswap.skills.text import normalise_tag
 
 if TYPE_CHECKING:
@@ -34,6 +67,8 @@ ORDERINGS = ("relevance", "newest", "price", "-price", "rating", "popular")
 Ordering = Literal["relevance", "newest", "price", "-price", "rating", "popular"]
 Direction = Literal["after", "before"]
 MAX_OFFSET = 1_000_000  # deeper than this, follow `next` links (keyset) instead of page numbers
+COUNT_BOUND = 1_000  # counted exactly up to this many matches; estimated beyond (PostgreSQL)
+SEARCH_CANDIDATES = 200  # a relevance search ranks (and counts exactly) this many matches
 _INT_RANGE = range(-(2**63), 2**63)
 
 
@@ -77,11 +112,12 @@ class SkillPage:
     """One page of listings with the boundaries of its neighbours."""
 
     count: int
-    rows: list[AnyRow]
-    images: dict[int, list[AnyRow]]
+    rows: list[Any]  # mappings of the columns of queries.SKILL_COLUMNS (and the sort keys)
+    images: dict[int, list[ImageTuple]]
     next_cursor: str | None
     previous_cursor: str | None
     previous_page: int | None  # when the page is empty there is no row to anchor a cursor
+    count_is_estimate: bool = False  # past COUNT_BOUND (or SEARCH_CANDIDATES) matches
 
 
 def _invalid_cursor() -> ValidationFailed:
@@ -145,6 +181,69 @@ def _key_kinds(ordering: str) -> tuple[str, ...]:
     }[ordering]
 
 
+# -- statements, built once per shape ----------------------------------------------------------
+#
+# A page is one statement: the bounded count, the page's rows with their owners and categories,
+# and their images. What the statement looks like depends only on which filters are given, the
+# ordering, the cursor's side and how many forms each search term has (the `_Shape`); the values
+# are bind parameters. So each shape is built and compiled once per process and, on PostgreSQL,
+# run straight on asyncpg (which keeps it prepared per connection): no ORM, no per-request SQL
+# compilation, and one round trip.
+
+
+@dataclass(frozen=True)
+class _Shape:
+    dialect: str
+    statuses: tuple[str, ...]
+    category: bool
+    min_price: bool
+    max_price: bool
+    min_rating: bool
+    level: bool
+    language: bool
+    owner: bool
+    tag: bool
+    ordering: str
+    direction: Direction | None  # of the cursor; None: an offset page
+    search: tuple[int, ...] | None  # forms per search term
+    # Written into the SQL, not bound: a statement prepared once gets a generic plan, and with
+    # a LIMIT it cannot see PostgreSQL plans for a tenth of the table (sorting all of it).
+    page_size: int
+    offset: int
+
+    @property
+    def bound(self) -> int:
+        """Matches counted (one more than the count that is still exact)."""
+        return (SEARCH_CANDIDATES if self.ranked_candidates else COUNT_BOUND) + 1
+
+    @property
+    def bounded(self) -> bool:
+        """Whether the count stops at a bound (PostgreSQL: an estimate beyond it)."""
+        return self.dialect == "postgresql"
+
+    @property
+    def ranked_candidates(self) -> bool:
+        """A PostgreSQL relevance search ranks only its first SEARCH_CANDIDATES matches."""
+        return self.bounded and self.search is not None and self.ordering == "relevance"
+
+    @property
+    def per_category(self) -> bool:
+        """Walk each category of the family in index order, then merge (PostgreSQL LATERAL)."""
+        return (
+            self.bounded
+            and self.category
+            and self.search is None
+            and self.ordering in ("newest", "price", "-price", "popular")
+        )
+
+
+@dataclass(frozen=True)
+class _Statements:
+    page: Select[Any]  # count, rows, images, sort keys
+    count: Select[Any]  # the count alone (for an empty page)
+    estimate: Select[Any]  # every match, unbounded: what EXPLAIN estimates (PostgreSQL)
+
+
 def _rating_average() -> ColumnElement[float]:
     return case(
         (skills.c.rating_count > 0, cast(skills.c.rating_sum, Float) / skills.c.rating_count),
@@ -190,51 +289,295 @@ def _check(query: BrowseQuery) -> str:
     return ordering
 
 
-def _filters(deps: Deps, query: BrowseQuery) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = [
-        skills.c.status.in_(query.statuses)
-        if len(query.statuses) > 1
-        else skills.c.status == query.statuses[0],
-        users.c.is_active,
+def _family() -> Select[Any]:
+    """The asked category and its children."""
+    category = bindparam("category", type_=categories.c.id.type)
+    return select(categories.c.id).where(
+        or_(categories.c.id == category, categories.c.parent_id == category)
+    )
+
+
+def _conditions(shape: _Shape, *, with_category: bool = True) -> list[ColumnElement[bool]]:
+    """What every matching skill satisfies, with the values as bind parameters.
+
+    The statuses are written as constants (they come from the code, never from a reader), so
+    that the partial indexes on `status = 'active'` serve even a statement prepared once.
+    Banned owners are few: their ids are looked up once per statement (a hashed subplan over a
+    small partial index) instead of joining every candidate row to its owner.
+    """
+    statuses: list[ColumnElement[Any]] = [
+        literal_column(f"'{status}'") for status in shape.statuses
     ]
-    sqlite = deps.db.is_sqlite
-    if query.category is not None:
-        family = select(categories.c.id).where(
-            or_(categories.c.id == query.category, categories.c.parent_id == query.category)
-        )
-        conditions.append(skills.c.category_id.in_(family))
-    if query.min_price is not None:
-        conditions.append(skills.c.price_points >= query.min_price)
-    if query.max_price is not None:
-        conditions.append(skills.c.price_points <= query.max_price)
-    if query.min_rating is not None:
+    conditions: list[ColumnElement[bool]] = [
+        skills.c.status == statuses[0] if len(statuses) == 1 else skills.c.status.in_(statuses),
+        skills.c.owner_id.not_in(select(users.c.id).where(~users.c.is_active)),
+    ]
+    # A search is driven by the full-text index alone: its other filters are checked on the
+    # rows it finds. Written `x + 0`, they offer no index, so a plan prepared once (which cannot
+    # see how selective a value is) never ANDs the search with a price range of half the table.
+    category: ColumnElement[Any] = skills.c.category_id
+    price: ColumnElement[Any] = skills.c.price_points
+    if shape.search is not None and shape.dialect == "postgresql":
+        category, price = category + 0, price + 0
+    if shape.category and with_category:
+        conditions.append(category.in_(_family()))
+    if shape.min_price:
+        conditions.append(price >= bindparam("min_price", type_=Integer()))
+    if shape.max_price:
+        conditions.append(price <= bindparam("max_price", type_=Integer()))
+    if shape.min_rating:
         # Compared without division: sum >= min * count, only for rated skills.
+        minimum = bindparam("min_rating", type_=Float())
         conditions.append(
-            and_(
-                skills.c.rating_count > 0,
-                skills.c.rating_sum >= query.min_rating * skills.c.rating_count,
-            )
+            and_(skills.c.rating_count > 0, skills.c.rating_sum >= minimum * skills.c.rating_count)
         )
-    if query.level is not None:
-        conditions.append(skills.c.level == query.level)
-    if query.owner is not None:
-        conditions.append(skills.c.owner_id == query.owner)
-    for column, value in (
-        (skills.c.languages, query.language.lower() if query.language else None),
-        (skills.c.tags, normalise_tag(query.tag) if query.tag else None),
+    if shape.level:
+        conditions.append(skills.c.level == bindparam("level", type_=skills.c.level.type))
+    if shape.owner:
+        conditions.append(skills.c.owner_id == bindparam("owner", type_=skills.c.owner_id.type))
+    for column, name, given in (
+        (skills.c.languages, "language", shape.language),
+        (skills.c.tags, "tag", shape.tag),
     ):
-        if value is None:
+        if not given:
             continue
-        if sqlite:
+        if shape.dialect == "sqlite":
             member = func.json_each(column).table_valued("value")
+            value = bindparam(name, type_=Text())
             conditions.append(exists(select(1).select_from(member).where(member.c.value == value)))
-        else:
-            conditions.append(column.contains([value]))  # JSONB @>, served by the GIN index
+        else:  # JSONB @> [value], served by the GIN index
+            conditions.append(column.contains(bindparam(name, type_=column.type)))
     return conditions
 
 
+def _keyset(keys: list[Any], ascending: bool) -> ColumnElement[bool]:
+    bound = tuple_(*keys)
+    values = tuple_(*(bindparam(f"c{i}", type_=k.type) for i, k in enumerate(keys)))
+    return bound > values if ascending else bound < values
+
+
+def _constant(number: int) -> ColumnElement[Any]:
+    return literal_column(str(int(number)), Integer())
+
+
+def _ordered(keys: list[Any], ascending: bool) -> list[Any]:
+    return [k.asc() if ascending else k.desc() for k in keys]
+
+
+def _labelled(keys: list[Any]) -> list[Any]:
+    return [k.label(f"key{n}") for n, k in enumerate(keys)]
+
+
+@functools.lru_cache(maxsize=512)
+def _statements(shape: _Shape) -> _Statements:
+    """The statements of one shape (built once; SQLAlchemy and asyncpg cache the rest)."""
+    keys_ascending = _sort_keys(shape.ordering, skills.c.id)[1]  # the direction of the order
+    # Reading "before" a cursor walks backwards and flips the rows afterwards.
+    ascending = keys_ascending != (shape.direction == "before")
+    conditions = _conditions(shape)
+    page_limit = _constant(shape.page_size + 1)  # one more than the page: do more follow?
+    bound = _constant(shape.bound)
+    base = select(skills.c.id).where(*conditions)
+    relevance: ColumnElement[Any] | None = None
+    matches = base
+    if shape.search is not None and shape.dialect == "sqlite":
+        hits = fts_hits()
+        matches = base.join_from(skills, hits, hits.c.skill_id == skills.c.id)
+        relevance = hits.c.score
+    elif shape.search is not None:
+        tsquery = tsquery_of(shape.search)
+        matches = base.where(skills.c.search_vector.op("@@")(tsquery))
+        relevance = cast(func.ts_rank(skills.c.search_vector, tsquery_of(shape.search)), Float)
+    keys, _ = _sort_keys(shape.ordering, relevance)
+
+    counted_rows = matches.limit(bound) if shape.bounded else matches
+    if shape.ranked_candidates:
+        # Rank only the first matches the index hands over (a common word matches a large
+        # share of the table: scoring every one of them is what made searches slow).
+        assert relevance is not None
+        candidates = matches.add_columns(relevance.label("rank")).limit(bound).cte("candidates")
+        total = select(func.count()).select_from(candidates).scalar_subquery()
+        ranked = [candidates.c.rank, candidates.c.id]
+        top = select(candidates.c.id, *_labelled(ranked))
+        if shape.direction is not None:
+            top = top.where(_keyset(ranked, ascending))
+    else:
+        total = select(func.count()).select_from(counted_rows.subquery("counted")).scalar_subquery()
+        top = _top_of(shape, matches, keys, ascending)
+    top = top.order_by(*_ordered(_key_columns(top, len(keys)), ascending)).limit(page_limit)
+    if shape.offset:
+        top = top.offset(_constant(shape.offset))
+    chosen = top.subquery("top")
+    chosen_keys = [chosen.c[f"key{n}"] for n in range(len(keys))]
+    page = (
+        select(
+            *SKILL_COLUMNS,
+            images_json(shape.dialect).label("images"),
+            total.label("total"),
+            *chosen_keys,
+        )
+        .select_from(
+            skills.join(chosen, chosen.c.id == skills.c.id)
+            .join(users, users.c.id == skills.c.owner_id)
+            .join(categories, categories.c.id == skills.c.category_id)
+        )
+        .order_by(*_ordered(chosen_keys, ascending))
+    )
+    estimate: Select[Any] = select(literal_column("1")).select_from(matches.subquery("every_match"))
+    return _Statements(page=page, count=select(total.label("total")), estimate=estimate)
+
+
+def _key_columns(top: Select[Any], count: int) -> list[Any]:
+    return [top.selected_columns[f"key{n}"] for n in range(count)]
+
+
+def _top_of(shape: _Shape, matches: Select[Any], keys: list[Any], ascending: bool) -> Select[Any]:
+    """The ids and sort keys of the page's rows (order and limit added by the caller).
+
+    The page is chosen on narrow rows (ids and sort keys); only its own rows are then read in
+    full. For a category on PostgreSQL, each category of the family is walked in its own index
+    order (`per_category`) and the few rows each gives are merged: an IN list would read every
+    row of the family to sort them.
+    """
+    if not shape.per_category:
+        top = matches.add_columns(*_labelled(keys))
+        return top.where(_keyset(keys, ascending)) if shape.direction is not None else top
+    family = _family().subquery("family")
+    inner = (
+        select(skills.c.id, *_labelled(keys))
+        .where(skills.c.category_id == family.c.id, *_conditions(shape, with_category=False))
+        .order_by(*_ordered(keys, ascending))
+        .limit(_constant(shape.offset + shape.page_size + 1))
+    )
+    if shape.direction is not None:
+        inner = inner.where(_keyset(keys, ascending))
+    walked = inner.lateral("per_category")
+    return select(walked.c.id, *(walked.c[f"key{n}"] for n in range(len(keys)))).select_from(
+        family.join(walked, true())
+    )
+
+
+def _shape(
+    deps: Deps, query: BrowseQuery, ordering: str, cursor: Cursor | None, match: SearchMatch | None
+) -> _Shape:
+    return _Shape(
+        dialect="sqlite" if deps.db.is_sqlite else "postgresql",
+        statuses=tuple(query.statuses),
+        category=query.category is not None,
+        min_price=query.min_price is not None,
+        max_price=query.max_price is not None,
+        min_rating=query.min_rating is not None,
+        level=query.level is not None,
+        language=query.language is not None,
+        owner=query.owner is not None,
+        tag=query.tag is not None,
+        ordering=ordering,
+        direction=cursor.direction if cursor is not None else None,
+        search=match.shape if match is not None else None,
+        page_size=query.page_size,
+        offset=page_offset(query.page, query.page_size) if cursor is None else 0,
+    )
+
+
+def _params(
+    shape: _Shape, query: BrowseQuery, cursor: Cursor | None, match: SearchMatch | None
+) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    sqlite = shape.dialect == "sqlite"
+    language = query.language.lower() if query.language else None
+    tag = normalise_tag(query.tag) if query.tag else None
+    for name, value in (
+        ("category", query.category),
+        ("min_price", query.min_price),
+        ("max_price", query.max_price),
+        ("min_rating", query.min_rating),
+        ("level", query.level),
+        ("owner", query.owner),
+        ("language", language if sqlite or language is None else [language]),
+        ("tag", tag if sqlite or tag is None else [tag]),
+    ):
+        if value is not None:
+            params[name] = value
+    if cursor is not None:
+        params.update({f"c{n}": value for n, value in enumerate(cursor.values)})
+    if match is not None:
+        params.update(match.params())
+    return params
+
+
+async def _run(deps: Deps, statement: Select[Any], params: dict[str, Any]) -> list[Any]:
+    """The rows of `statement` as mappings: straight on asyncpg in autocommit on PostgreSQL (one
+    round trip, no transaction to begin or end), through SQLAlchemy on SQLite."""
+    db = deps.db
+    if not db.on_driver:
+        names = _parameter_names(statement)
+        async with db.engine.connect() as conn:
+            result = await conn.execute(statement, {k: v for k, v in params.items() if k in names})
+            return list(result.mappings())
+    sql, args = _driver_form(deps, statement, params)
+    async with db.autocommit() as driver:
+        return list(await driver.fetch(sql, *args))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parameter_names(statement: Select[Any]) -> frozenset[str]:
+    return frozenset(statement.compile().params)
+
+
+@dataclass(frozen=True)
+class _DriverForm:
+    sql: str
+    names: tuple[str, ...]  # the bound parameters, in the order of $1, $2, ...
+    processors: tuple[Any, ...]
+    constants: dict[str, Any]  # the values the statement itself binds (its literals)
+
+
+_driver_forms: dict[int, tuple[Select[Any], _DriverForm]] = {}
+
+
+def _driver_form(
+    deps: Deps, statement: Select[Any], params: dict[str, Any]
+) -> tuple[str, list[Any]]:
+    """The SQL of `statement` for asyncpg (compiled once) and its arguments in order."""
+    found = _driver_forms.get(id(statement))
+    if found is None or found[0] is not statement:
+        dialect = deps.db.engine.dialect
+        compiled = statement.compile(dialect=dialect)
+        assert compiled.positiontup is not None and "POSTCOMPILE" not in compiled.string
+        names = tuple(compiled.positiontup)
+        form = _DriverForm(
+            sql=compiled.string,
+            names=names,
+            # What SQLAlchemy would apply to each value (type decorators, JSON), as in
+            # skillswap.db.compiled.
+            processors=tuple(
+                compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+                for name in names
+            ),
+            constants=dict(compiled.params),
+        )
+        found = _driver_forms[id(statement)] = (statement, form)
+    form = found[1]
+    args = []
+    for name, process in zip(form.names, form.processors, strict=True):
+        value = params[name] if name in params else form.constants[name]
+        args.append(value if process is None else process(value))
+    return form.sql, args
+
+
+async def _estimate(deps: Deps, statement: Select[Any], params: dict[str, Any]) -> int:
+    """PostgreSQL's own estimate of how many skills match (EXPLAIN: planned, never run)."""
+    sql, args = _driver_form(deps, statement, params)
+    async with deps.db.autocommit() as driver:
+        plan = await driver.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args)
+    if isinstance(plan, str):  # json, as text unless a codec decodes it
+        plan = json.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
 async def browse_skills(deps: Deps, *, query: BrowseQuery) -> SkillPage:
-    """A page of listings matching `query`: the total count, the rows, their images (3 queries)."""
+    """A page of listings matching `query`: the count, the rows and their images, in one
+    statement (a second only to estimate a count past its bound, or to count an empty page)."""
     ordering = _check(query)
     cursor = decode_cursor(query.cursor, ordering) if query.cursor else None
     match = (
@@ -246,83 +589,33 @@ async def browse_skills(deps: Deps, *, query: BrowseQuery) -> SkillPage:
         # Nothing searchable (only punctuation or stop words): nothing matches, on both backends.
         return SkillPage(0, [], {}, None, None, query.page - 1 if query.page > 1 else None)
 
-    narrow, counted, relevance = _matching(_filters(deps, query), match)
-    keys, ascending = _sort_keys(ordering, relevance)
-    # Reading "before" a cursor walks backwards and flips the rows afterwards.
+    shape = _shape(deps, query, ordering, cursor, match)
+    statements = _statements(shape)
+    params = _params(shape, query, cursor, match)
+    rows = await _run(deps, statements.page, params)
+    if rows:
+        count = int(rows[0]["total"])
+    else:
+        count = int((await _run(deps, statements.count, params))[0]["total"])
+    bound = shape.bound - 1
+    estimated = shape.bounded and count > bound
+    if estimated:
+        count = max(bound, await _estimate(deps, statements.estimate, params))
+    more = len(rows) > query.page_size
+    rows = rows[: query.page_size]
     backwards = cursor is not None and cursor.direction == "before"
-    statement = _page_of(narrow, keys, ascending != backwards, cursor, query)
-
-    async with deps.db.engine.connect() as conn:
-        count = int((await conn.execute(counted)).scalar_one())
-        rows = list((await conn.execute(statement)).all())
-        more = len(rows) > query.page_size
-        rows = rows[: query.page_size]
-        if backwards:
-            rows.reverse()
-        page_images = await fetch_images(conn, [row.id for row in rows]) if rows else {}
+    if backwards:
+        rows.reverse()
     return SkillPage(
         count=count,
+        count_is_estimate=estimated,
         rows=rows,
-        images=page_images,
+        images={row["id"]: image_tuples(row["images"]) for row in rows},
         next_cursor=_neighbour(rows, ordering, "after", more or backwards),
         previous_cursor=_neighbour(
             rows, ordering, "before", more if backwards else (cursor is not None or query.page > 1)
         ),
         previous_page=query.page - 1 if not rows and query.page > 1 and cursor is None else None,
-    )
-
-
-def _matching(
-    conditions: list[ColumnElement[bool]], match: SearchMatch | None
-) -> tuple[Select[Any], Select[Any], ColumnElement[Any] | None]:
-    """The matching skills' ids, their count, and the search relevance (None: no search)."""
-    narrow = (
-        select(skills.c.id)
-        .select_from(skills.join(users, users.c.id == skills.c.owner_id))
-        .where(*conditions)
-    )
-    counted = (
-        select(func.count())
-        .select_from(skills.join(users, users.c.id == skills.c.owner_id))
-        .where(*conditions)
-    )
-    relevance: ColumnElement[Any] | None = None
-    if match is not None:
-        narrow, relevance = match.apply(narrow)
-        counted, _ = match.apply(counted)
-    return narrow, counted, relevance
-
-
-def _page_of(
-    narrow: Select[Any],
-    keys: list[Any],
-    forward_ascending: bool,
-    cursor: Cursor | None,
-    query: BrowseQuery,
-) -> Select[Any]:
-    """The full rows of one page (one more row than the page, to tell whether more follow).
-
-    The page is chosen on narrow rows (ids and sort keys); only its own rows are then read
-    in full. Sorting every match with its descriptions attached costs several times more.
-    """
-    if cursor is not None:
-        bound = tuple_(*keys)
-        values = tuple_(
-            *(literal(v, type_=k.type) for v, k in zip(cursor.values, keys, strict=True))
-        )
-        narrow = narrow.where(bound > values if forward_ascending else bound < values)
-    narrow = narrow.add_columns(*(k.label(f"key{n}") for n, k in enumerate(keys)))
-    narrow = narrow.order_by(*(k.asc() if forward_ascending else k.desc() for k in keys))
-    narrow = narrow.limit(query.page_size + 1)
-    if cursor is None:
-        narrow = narrow.offset(page_offset(query.page, query.page_size))
-    top = narrow.subquery("top")
-    top_keys = [top.c[f"key{n}"] for n in range(len(keys))]
-    return (
-        skill_select()
-        .join(top, top.c.id == skills.c.id)
-        .add_columns(*top_keys)
-        .order_by(*(k.asc() if forward_ascending else k.desc() for k in top_keys))
     )
 
 
@@ -337,17 +630,14 @@ async def browse_owner_skills(deps: Deps, *, owner_id: int, query: BrowseQuery) 
     return await browse_skills(deps, query=replace(query, owner=owner_id))
 
 
-def _row_key(row: AnyRow, ordering: str) -> tuple[Any, ...]:
+def _row_key(row: Mapping[str, Any], ordering: str) -> tuple[Any, ...]:
     kinds = _key_kinds(ordering)
     return tuple(
-        float(getattr(row, f"key{n}")) if kind == "float" else getattr(row, f"key{n}")
-        for n, kind in enumerate(kinds)
+        float(row[f"key{n}"]) if kind == "float" else row[f"key{n}"] for n, kind in enumerate(kinds)
     )
 
 
-def _neighbour(
-    rows: list[AnyRow], ordering: str, direction: Direction, exists_: bool
-) -> str | None:
+def _neighbour(rows: list[Any], ordering: str, direction: Direction, exists_: bool) -> str | None:
     if not rows or not exists_:
         return None
     anchor = rows[-1] if direction == "after" else rows[0]

@@ -20,7 +20,7 @@ from skillswap.i18n import lazy
 from skillswap.models import Category, Skill, User
 from skillswap.models.skills import SkillStatus
 from skillswap.skills import search
-from skillswap.skills.queries import AnyRow, fetch_skill
+from skillswap.skills.queries import AnyRow, ImageTuple, fetch_skill
 from skillswap.skills.text import normalise_tags
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ EDITABLE_FIELDS = (
     "delivery_days",
 )
 
-SkillRecord = tuple[AnyRow, list[AnyRow]]
+SkillRecord = tuple[AnyRow, list[ImageTuple]]
 
 
 @dataclass(frozen=True)

@@ -2,16 +2,18 @@
 and the JSON shape of a skill in the reader's language.
 
 List pages never load ORM objects: rows come straight from a Core `select` of the columns a
-response shows, so a page costs the same few queries whatever its size.
+response shows, so a page costs the same few queries whatever its size. A row may be a
+SQLAlchemy row or a mapping of the same names (a page read straight from asyncpg), and its images
+are `ImageTuple`s: (id, storage key, content type, width, height).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Row, Select, Table, select
+from sqlalchemy import JSON, ColumnElement, Row, Select, Table, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from skillswap.i18n import in_language
@@ -26,6 +28,7 @@ images = cast(Table, SkillImage.__table__)
 AnyRow = Row[*tuple[Any, ...]]
 
 Executor = AsyncSession | AsyncConnection
+ImageTuple = tuple[int, str, str, int, int]
 
 SKILL_COLUMNS = (
     skills.c.id,
@@ -70,9 +73,39 @@ def skill_select() -> Select[Any]:
     )
 
 
-async def fetch_images(executor: Executor, skill_ids: Sequence[int]) -> dict[int, list[AnyRow]]:
+def images_json(dialect: str) -> ColumnElement[Any]:
+    """A skill's images as one JSON array of [id, key, type, width, height, position] arrays,
+    to select beside the skill itself (a page and its images in one statement); `image_tuples`
+    puts them in display order."""
+    build, gather = (
+        (func.json_build_array, func.json_agg)
+        if dialect == "postgresql"
+        else (func.json_array, func.json_group_array)
+    )
+    element = build(
+        images.c.id,
+        images.c.storage_key,
+        images.c.content_type,
+        images.c.width,
+        images.c.height,
+        images.c.position,
+    )
+    return type_coerce(
+        select(gather(element)).where(images.c.skill_id == skills.c.id).scalar_subquery(), JSON
+    )
+
+
+def image_tuples(value: Any) -> list[ImageTuple]:
+    """The images selected by `images_json` (None or a list), in display order."""
+    if not value:
+        return []
+    ordered = sorted(value, key=lambda image: (image[5], image[0]))
+    return [(image[0], image[1], image[2], image[3], image[4]) for image in ordered]
+
+
+async def fetch_images(executor: Executor, skill_ids: Sequence[int]) -> dict[int, list[ImageTuple]]:
     """The images of several skills in one query, in their display order."""
-    found: dict[int, list[AnyRow]] = defaultdict(list)
+    found: dict[int, list[ImageTuple]] = defaultdict(list)
     if not skill_ids:
         return found
     result = await executor.execute(
@@ -88,11 +121,13 @@ async def fetch_images(executor: Executor, skill_ids: Sequence[int]) -> dict[int
         .order_by(images.c.skill_id, images.c.position, images.c.id)
     )
     for row in result:
-        found[row.skill_id].append(row)
+        found[row.skill_id].append(
+            (row.id, row.storage_key, row.content_type, row.width, row.height)
+        )
     return found
 
 
-async def fetch_skill(executor: Executor, skill_id: int) -> tuple[AnyRow, list[AnyRow]] | None:
+async def fetch_skill(executor: Executor, skill_id: int) -> tuple[AnyRow, list[ImageTuple]] | None:
     """One skill (whatever its status) with its images, or None."""
     row = (await executor.execute(skill_select().where(skills.c.id == skill_id))).first()
     if row is None:
@@ -104,62 +139,63 @@ def _average(total: int, count: int) -> float | None:
     return round(total / count, 2) if count else None
 
 
-def _in_language(row: AnyRow, field: str, locale: str) -> tuple[str, str]:
-    return in_language(getattr(row, f"{field}_en", ""), getattr(row, f"{field}_ar", ""), locale)
-
-
 def skill_view(
-    row: AnyRow, skill_images: Iterable[AnyRow], *, locale: str, storage: Storage
+    record: AnyRow | Mapping[str, Any],
+    skill_images: Iterable[ImageTuple],
+    *,
+    locale: str,
+    storage: Storage,
 ) -> dict[str, Any]:
     """A skill as the API shows it: text in `locale` (else the other language), the owner's
     public profile only (never email, phone, balance or anything private)."""
-    title, language = _in_language(row, "title", locale)
-    description, _ = _in_language(row, "description", locale)
+    row: Any = record._mapping if isinstance(record, Row) else record
+    title, language = in_language(row["title_en"], row["title_ar"], locale)
+    description, _ = in_language(row["description_en"], row["description_ar"], locale)
     return {
-        "id": row.id,
+        "id": row["id"],
         "title": title,
         "description": description,
         "language": language,
-        "title_en": row.title_en,
-        "title_ar": row.title_ar,
-        "description_en": row.description_en,
-        "description_ar": row.description_ar,
+        "title_en": row["title_en"],
+        "title_ar": row["title_ar"],
+        "description_en": row["description_en"],
+        "description_ar": row["description_ar"],
         "category": {
-            "id": row.category_id,
-            "slug": row.category_slug,
-            "name": row.category_name_ar if locale == "ar" else row.category_name_en,
-            "parent_id": row.category_parent_id,
+            "id": row["category_id"],
+            "slug": row["category_slug"],
+            "name": row["category_name_ar"] if locale == "ar" else row["category_name_en"],
+            "parent_id": row["category_parent_id"],
         },
-        "price_points": row.price_points,
-        "level": row.level,
-        "languages": row.languages,
-        "tags": row.tags,
-        "delivery_days": row.delivery_days,
-        "status": row.status,
+        "price_points": row["price_points"],
+        "level": row["level"],
+        "languages": row["languages"],
+        "tags": row["tags"],
+        "delivery_days": row["delivery_days"],
+        "status": row["status"],
         # Why an administrator hid it (only its owner and administrators see a hidden skill).
-        "moderation_note": row.moderation_note if row.status == "hidden" else None,
-        "rating_average": _average(row.rating_sum, row.rating_count),
-        "rating_count": row.rating_count,
-        "orders_completed": row.orders_completed,
+        "moderation_note": row["moderation_note"] if row["status"] == "hidden" else None,
+        "rating_average": _average(row["rating_sum"], row["rating_count"]),
+        "rating_count": row["rating_count"],
+        "orders_completed": row["orders_completed"],
         "images": [
             {
-                "id": image.id,
-                "url": storage.url(image.storage_key),
-                "content_type": image.content_type,
-                "width": image.width,
-                "height": image.height,
+                "id": image_id,
+                "url": storage.url(key),
+                "content_type": content_type,
+                "width": width,
+                "height": height,
             }
-            for image in skill_images
+            for image_id, key, content_type, width, height in skill_images
         ],
         "owner": {
-            "id": row.owner_id,
-            "username": row.owner_username,
-            "display_name": row.owner_display_name,
-            "avatar_url": row.owner_avatar_url,
-            "is_verified": row.owner_is_verified,
-            "rating_average": _average(row.owner_rating_sum, row.owner_rating_count),
-            "rating_count": row.owner_rating_count,
+            "id": row["owner_id"],
+            "username": row["owner_username"],
+            "display_name": row["owner_display_name"],
+            "avatar_url": row["owner_avatar_url"],
+            "is_verified": row["owner_is_verified"],
+            "rating_average": _average(row["owner_rating_sum"], row["owner_rating_count"]),
+            "rating_count": row["owner_rating_count"],
         },
-        "created_at": row.created_at,
-        "updated_at": row.updated_at,
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
     }

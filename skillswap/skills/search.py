@@ -30,6 +30,7 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
+    select,
     text,
     update,
 )
@@ -214,6 +215,19 @@ class SearchMatch:
         assert query is not None, "an empty search matches nothing: check is_empty first"
         return query
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """How many forms each term has: what a statement compiled once for it depends on."""
+        return tuple(len(forms) for forms in self.terms)
+
+    def params(self) -> dict[str, str]:
+        """The bind parameters of `tsquery_of` / `fts_hits` for this search."""
+        if self.dialect == "sqlite":
+            return {"fts_query": self.fts_query()}
+        return {
+            f"s{n}_{m}": form for n, forms in enumerate(self.terms) for m, form in enumerate(forms)
+        }
+
     def fts_query(self) -> str:
         """The FTS5 MATCH expression: every term, quoted (no FTS syntax from users)."""
         groups = []
@@ -221,6 +235,36 @@ class SearchMatch:
             quoted = ['"' + form.replace('"', '""') + '"' for form in forms]
             groups.append(quoted[0] if len(quoted) == 1 else "(" + " OR ".join(quoted) + ")")
         return " AND ".join(groups)
+
+
+def tsquery_of(shape: tuple[int, ...]) -> ColumnElement[Any]:
+    """PostgreSQL: `SearchMatch.tsquery` with each form a bind parameter (`SearchMatch.params`),
+    evaluated once per statement (a scalar subquery), not once per row it is checked against."""
+    query: ColumnElement[Any] | None = None
+    for n, forms in enumerate(shape):
+        term: ColumnElement[Any] | None = None
+        for m in range(forms):
+            form = bindparam(f"s{n}_{m}", type_=Text())
+            either = func.plainto_tsquery(_ENGLISH, form).op("||")(
+                func.plainto_tsquery(_SIMPLE, form)
+            )
+            term = either if term is None else term.op("||")(either)
+        assert term is not None
+        query = term if query is None else query.op("&&")(term)
+    assert query is not None, "an empty search matches nothing: check is_empty first"
+    return select(query).scalar_subquery()
+
+
+def fts_hits() -> Any:
+    """SQLite: the skills matching the bound `fts_query`, with their bm25 score."""
+    return (
+        text(
+            f"SELECT rowid AS skill_id, {_SQLITE_RANK} AS score "
+            "FROM skills_fts WHERE skills_fts MATCH :fts_query"
+        )
+        .columns(skill_id=skills_table.c.id.type, score=Float())
+        .subquery("hits")
+    )
 
 
 def search_match(search: str, dialect: str) -> SearchMatch:
