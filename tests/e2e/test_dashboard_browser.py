@@ -1,6 +1,6 @@
 """The dashboard in a real browser (Debian's chromium through Playwright), in English and in
 Arabic: sign in, the overview's charts and its range picker, ban and unban a user, a user's
-page, hide a skill, close a report, resolve a dispute, adjust a wallet, refund a payment; no
+page, delete a user's account and reinstate it, hide a skill, close a report, resolve a dispute, adjust a wallet, refund a payment; no
 console error and no CSP violation on any page; a screenshot of every page."""
 
 from __future__ import annotations
@@ -157,6 +157,15 @@ async def _run(browser: Any, shop: Shop, admin: TestUser, lang: str, case: dict[
     await page.click(f"#user-{member.id} a[href='/admin/users/{member.id}/']")
     await page.wait_for_selector("#wallet")
     await shot("user")
+    await page.fill("#leaving input[name=reason]", "asked by mail")
+    await page.click("#leaving button[value=delete]")
+    await flashed()
+    assert await page.locator("#deletion-date").count() == 1
+    await shot("user-deletion-scheduled")
+    await page.fill("#leaving input[name=reason]", "changed their mind")
+    await page.click("#leaving button[value=reinstate]")
+    await flashed()
+    assert await page.locator("#leaving button[value=delete]").count() == 1
 
     await page.goto(f"{base}/admin/skills/?owner={case['owner'].id}")
     row = page.locator(f"#skill-{case['skill_id']}")
@@ -211,6 +220,12 @@ async def _run(browser: Any, shop: Shop, admin: TestUser, lang: str, case: dict[
     api, token = shop.api, admin.access
     user = (await api.get(f"/api/admin/users/{member.id}/", token=token)).json()["user"]
     assert user["is_active"] is True
+    assert user["deletion_scheduled_for"] is None
+    audited = await api.get(
+        f"/api/admin/audit/?target_type=user&target_id={member.id}&sort=id", token=token
+    )
+    actions = [r["action"] for r in audited.json()["results"]]
+    assert actions[-2:] == ["user.delete", "user.reinstate"], actions
     assert (await api.get(f"/api/skills/{case['skill_id']}/")).status_code == 404
     order = await api.get(f"/api/points/orders/{case['order_id']}/", token=case["owner"].access)
     assert order.status_code == 404  # not theirs; the admin's view:
