@@ -9,6 +9,7 @@ come from `takes_query`, its security from `@public`, the Idempotency-Key header
 from __future__ import annotations
 
 import inspect
+import json
 import re
 from typing import Any
 
@@ -96,11 +97,36 @@ class Components:
 
     def ref(self, model: type[BaseModel], *, mode: str = "validation") -> dict[str, Any]:
         schema = model.model_json_schema(ref_template=_REF, mode=mode)  # type: ignore[arg-type]
+        schema = _named_by_title(schema)
         for name, definition in schema.pop("$defs", {}).items():
             self.schemas.setdefault(name, definition)
         name = model.__name__
         self.schemas.setdefault(name, schema)
         return {"$ref": _REF.format(model=name)}
+
+
+def _named_by_title(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with each definition named by its title where pydantic named it otherwise.
+
+    A generic model nested in another (`Page[TransactionOut]` as a field) is defined by pydantic
+    as `Page_TransactionOut_` with the title `TransactionOutPage`, the name the same model gets
+    as a response; two components with one title are one model twice to code generators.
+    """
+    renames = {
+        name: definition["title"]
+        for name, definition in schema.get("$defs", {}).items()
+        if isinstance(definition.get("title"), str)
+        and definition["title"] != name
+        and definition["title"].isidentifier()
+    }
+    if not renames:
+        return schema
+    text = json.dumps(schema)
+    for old, new in renames.items():
+        text = text.replace(f'"{_REF.format(model=old)}"', f'"{_REF.format(model=new)}"')
+    renamed: dict[str, Any] = json.loads(text)
+    renamed["$defs"] = {renames.get(k, k): v for k, v in renamed["$defs"].items()}
+    return renamed
 
 
 def _path_and_parameters(pattern: str, arg_names: list[str]) -> tuple[str, list[dict[str, Any]]]:

@@ -34,6 +34,11 @@ def generated(api: Any, tmp_path: Path) -> Iterator[Any]:
         assert GENERATOR, "openapi-python-client is in the dev extra"
         schema = tmp_path / "schema.json"
         schema.write_text(json.dumps(document))
+        # Downloads (a data export's zip) are files to the client, as octet-stream would be.
+        config = tmp_path / "generator.json"
+        config.write_text(
+            json.dumps({"content_type_overrides": {"application/zip": "application/octet-stream"}})
+        )
         env = {
             **os.environ,
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -46,6 +51,8 @@ def generated(api: Any, tmp_path: Path) -> Iterator[Any]:
                 str(schema),
                 "--output-path",
                 str(tmp_path / "client"),
+                "--config",
+                str(config),
             ],
             capture_output=True,
             text=True,
