@@ -424,6 +424,8 @@ def node_env(settings: Settings, *, redis_url: str | None = None) -> dict[str, s
         "REDIS_PREFIX": settings.redis_prefix,
         "SECRET_KEY": settings.secret_key,
         "LOG_LEVEL": "WARNING",
+        # As the suite's own app: a test that wants the limits sets them.
+        "RATE_LIMITS": settings.rate_limits,
     }
 
 
