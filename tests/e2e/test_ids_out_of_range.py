@@ -77,7 +77,10 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("AdminUserHandler", "patch"): {"json": {"is_verified": True}},
     ("AdminSkillHandler", "patch"): {"json": {"status": "active"}},
     ("AdminCloseReportHandler", "post"): {"json": {"outcome": "dismissed"}},
+    ("AdminDeleteUserHandler", "post"): {"json": {"reason": "asked by mail"}},
+    ("AdminReinstateUserHandler", "post"): {"json": {"reason": "changed their mind"}},
 }
+ID_GROUPS = {r"\d+", ".*"}
 
 
 def _path(spec: tornado.web.URLSpec, value: str) -> str:
@@ -85,7 +88,7 @@ def _path(spec: tornado.web.URLSpec, value: str) -> str:
 
     def fill(match: re.Match[str]) -> str:
         body = match.group("body")
-        return value if body in {r"\d+", ".*"} else body.split("|")[0]
+        return value if body in ID_GROUPS else body.split("|")[0]
 
     pattern = spec.regex.pattern.removesuffix("$").removesuffix("/?")
     path = _GROUP_RE.sub(fill, pattern).replace("\\", "")
@@ -100,6 +103,9 @@ def _operations_with_path_ids(*, pages: bool = False) -> list[Any]:
         handler = spec.handler_class
         if spec.regex.groups == 0 or not issubclass(handler, tornado.web.RequestHandler):
             continue
+        groups = {m.group("body") for m in _GROUP_RE.finditer(spec.regex.pattern)}
+        if not groups & ID_GROUPS:
+            continue  # a path of other names (a mailed token), not of ids
         if issubclass(handler, DashboardHandler) != pages:
             continue
         for method in METHODS:
