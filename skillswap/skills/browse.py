@@ -391,6 +391,17 @@ def _statements(shape: _Shape) -> _Statements:
     keys, _ = _sort_keys(shape.ordering, relevance)
 
     counted_rows = matches.limit(bound) if shape.bounded else matches
+    if shape.per_category:
+        # Counted per category of the family too, each in its own index: with the family an IN
+        # list, a plan prepared once (not knowing how many categories it holds) may scan skills.
+        family = _family().subquery("counted_family")
+        walked = (
+            select(literal_column("1").label("one"))
+            .where(skills.c.category_id == family.c.id, *_conditions(shape, with_category=False))
+            .limit(bound)
+            .lateral("counted_per_category")
+        )
+        counted_rows = select(walked.c.one).select_from(family.join(walked, true())).limit(bound)
     if shape.ranked_candidates:
         # Rank only the first matches the index hands over (a common word matches a large
         # share of the table: scoring every one of them is what made searches slow).
@@ -619,6 +630,40 @@ async def browse_skills(deps: Deps, *, query: BrowseQuery) -> SkillPage:
     )
 
 
+async def explain_page(
+    deps: Deps, query: BrowseQuery, *, options: str = "ANALYZE, BUFFERS", generic: bool = False
+) -> list[str]:
+    """PostgreSQL's plan of the statement that reads the page `query` asks for (for
+    docs/performance.md and the plan tests). `generic`: the plan a statement prepared once gets
+    after its first executions, as the pooled connections run it."""
+    ordering = _check(query)
+    cursor = decode_cursor(query.cursor, ordering) if query.cursor else None
+    match = search_match(query.search, "postgresql") if query.search else None
+    shape = _shape(deps, query, ordering, cursor, match)
+    params = _params(shape, query, cursor, match)
+    sql, args = _driver_form(deps, _statements(shape).page, params)
+    async with deps.db.autocommit() as driver:
+        if not generic:
+            rows = await driver.fetch(f"EXPLAIN ({options}) {sql}", *args)
+            return [row[0] for row in rows]
+        async with driver.transaction():
+            await driver.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            await driver.execute(f"PREPARE skillswap_explained AS {sql}")
+            try:
+                # EXECUTE takes no protocol parameters: the values are written as quoted text
+                # (the prepared statement's own casts give them their types).
+                values = ", ".join(
+                    "NULL" if a is None else "'" + str(a).replace("'", "''") + "'" for a in args
+                )
+                arguments = f"({values})" if args else ""
+                rows = await driver.fetch(
+                    f"EXPLAIN ({options}) EXECUTE skillswap_explained{arguments}"
+                )
+            finally:
+                await driver.execute("DEALLOCATE skillswap_explained")
+            return [row[0] for row in rows]
+
+
 async def browse_owner_skills(deps: Deps, *, owner_id: int, query: BrowseQuery) -> SkillPage:
     """One active person's active skills (404 for unknown or deactivated accounts)."""
     async with deps.db.engine.connect() as conn:
@@ -652,4 +697,5 @@ __all__ = [
     "browse_owner_skills",
     "browse_skills",
     "decode_cursor",
+    "explain_page",
 ]
