@@ -11,7 +11,15 @@ from skillswap.ledger.errors import (
     LedgerError,
     UnknownAccount,
 )
-from skillswap.ledger.holds import HoldResult, Payout, place_hold, post_hold, void_hold
+from skillswap.ledger.holds import (
+    HoldResult,
+    Payout,
+    check_hold,
+    hold_result,
+    place_hold,
+    post_hold,
+    void_hold,
+)
 from skillswap.ledger.invariants import LEDGER_INVARIANTS, Check, Violation, run_checks
 from skillswap.ledger.transfers import (
     TransferKind,
@@ -45,8 +53,10 @@ __all__ = [
     "UnknownAccount",
     "Violation",
     "WalletBalance",
+    "check_hold",
     "ensure_wallet",
     "find_wallet",
+    "hold_result",
     "place_hold",
     "post_hold",
     "run_checks",

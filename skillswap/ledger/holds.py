@@ -62,11 +62,28 @@ async def place_hold_in(
     store: LedgerStore, *, key: str, account_id: int, amount: int, now: datetime
 ) -> HoldResult:
     """`place_hold` on a store the caller already has."""
-    check_amount(amount)
-    check_key(key)
+    check_hold(key, amount)
     outcome = await store.hold_at_once(key, account_id, amount, now) or await _hold_in_steps(
         store, key, account_id, amount, now
     )
+    return await hold_result(store, outcome, key=key, account_id=account_id, amount=amount)
+
+
+def check_hold(key: str, amount: int) -> None:
+    """What placing a hold refuses (before writing anything; a caller whose own statement
+    placed one checks the same before committing it)."""
+    check_amount(amount)
+    check_key(key)
+
+
+async def hold_result(
+    store: LedgerStore, outcome: Outcome, *, key: str, account_id: int, amount: int
+) -> HoldResult:
+    """What a hold's placement came to, raising as `place_hold` does.
+
+    Also for a caller whose own statement placed the hold among other writes (with
+    `statements.hold_ctes`, after `check_hold`): the outcome means the same there.
+    """
     if outcome.found == 0:
         raise UnknownAccount(f"no wallet {account_id}")
     if outcome.id is None:

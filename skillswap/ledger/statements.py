@@ -193,25 +193,38 @@ SELECT verdict.found, claim.id, claim.shortfall FROM verdict LEFT JOIN claim ON 
 """
 
 # A hold in one statement, the same way: lock the wallet, decide, record the hold as pending or
-# rejected under its key, and reserve. Parameters: key, account, amount, now. Returns found
-# (1 when the account is a user wallet), id (None when the key was used) and shortfall.
-HOLD_PG = """
-WITH wallet AS (
-    SELECT kind, balance, held FROM ledger_accounts WHERE id = $2 FOR NO KEY UPDATE
+# rejected under its key, and reserve. Written as CTEs whose values are SQL expressions, so that
+# a statement placing a hold among other writes (an order) places it by exactly these rules:
+# `wallet` locks the account, `verdict` counts it (1 when it is a user wallet) and computes the
+# shortfall, `claim` records the hold (nothing when the key was used; id, status, shortfall),
+# `reserved` raises `held`. A NULL account places nothing (found 0).
+
+
+def hold_ctes(*, key: str, account: str, amount: str, now: str) -> str:
+    """The CTEs `wallet, verdict, claim, reserved` that place a hold, for a WITH clause."""
+    return f"""wallet AS (
+    SELECT kind, balance, held FROM ledger_accounts WHERE id = {account} FOR NO KEY UPDATE
 ), verdict AS (
-    SELECT count(*) AS found, coalesce(max($3::bigint - (balance - held)), 0) AS short
+    SELECT count(*) AS found, coalesce(max({amount}::bigint - (balance - held)), 0) AS short
     FROM wallet WHERE kind = 'user'
 ), claim AS (
     INSERT INTO ledger_holds (idempotency_key, account_id, amount, status, shortfall,
                               resolved_at, created_at)
-    SELECT $1, $2, $3, CASE WHEN short > 0 THEN 'rejected' ELSE 'pending' END,
-           CASE WHEN short > 0 THEN short END, CASE WHEN short > 0 THEN $4::timestamptz END, $4
+    SELECT {key}, {account}, {amount}, CASE WHEN short > 0 THEN 'rejected' ELSE 'pending' END,
+           CASE WHEN short > 0 THEN short END,
+           CASE WHEN short > 0 THEN {now}::timestamptz END, {now}
     FROM verdict WHERE found = 1
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id, status, shortfall
 ), reserved AS (
-    UPDATE ledger_accounts SET held = held + $3::bigint
-    WHERE id = $2 AND EXISTS (SELECT FROM claim WHERE status = 'pending')
-)
+    UPDATE ledger_accounts SET held = held + {amount}::bigint
+    WHERE id = {account} AND EXISTS (SELECT FROM claim WHERE status = 'pending')
+)"""
+
+
+# Parameters: key, account, amount, now. Returns found (1 when the account is a user wallet),
+# id (None when the key was used) and shortfall.
+HOLD_PG = f"""
+WITH {hold_ctes(key="$1", account="$2", amount="$3", now="$4")}
 SELECT verdict.found, claim.id, claim.shortfall FROM verdict LEFT JOIN claim ON true
 """

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from skillswap.deps import Deps
 
 DELIVER_NOTIFICATION = "notification.deliver"
+# A notification's delivery row is keyed by its id after this prefix (once per notification).
+DELIVERY_KEY_PREFIX = "notification:"
 MAIL_CODE = "mail.code"
 # Not a notification: a banned user's notifications are never delivered (they cannot sign in).
 MAIL_ACCOUNT_SUSPENDED = "mail.account_suspended"
@@ -63,7 +65,7 @@ async def enqueue_notification(uow: UnitOfWork, notification_id: int, *, now: da
     await outbox.enqueue(
         uow,
         DELIVER_NOTIFICATION,
-        f"notification:{notification_id}",
+        f"{DELIVERY_KEY_PREFIX}{notification_id}",
         {"notification_id": notification_id},
         now=now,
     )

@@ -91,8 +91,29 @@ async def notify(
 
     Its mail and push are an outbox row of the same transaction, run by a worker.
     """
-    now = deps.clock()
-    values = {
+    values = notification_values(
+        deps, user_id=user_id, kind=kind, text=text, payload=payload, group_key=group_key
+    )
+    # One constant Core statement with bound values, no ORM: it runs inside other features'
+    # hot transactions, and a statement built per call would be re-keyed for the compile cache.
+    conn = await uow.session.connection()
+    notification_id = await _INSERT_NOTIFICATION.scalar(conn, values)
+    if needs_delivery(kind, pushes=deps.pushes):
+        await enqueue_notification(uow, notification_id, now=values["created_at"])
+    return announce(deps, uow, notification_id, values)
+
+
+def notification_values(
+    deps: Notifying,
+    *,
+    user_id: int,
+    kind: NotificationKind,
+    text: Message,
+    payload: dict[str, Any] | None = None,
+    group_key: str | None = None,
+) -> dict[str, Any]:
+    """Every column of a new notification but its id."""
+    return {
         "user_id": user_id,
         "kind": kind,
         "msgid": text.msgid,
@@ -100,26 +121,30 @@ async def notify(
         "params": dict(text.params),
         "payload": payload or {},
         "group_key": group_key,
-        "created_at": now,
+        "created_at": deps.clock(),
     }
-    # One constant Core statement with bound values, no ORM: it runs inside other features'
-    # hot transactions, and a statement built per call would be re-keyed for the compile cache.
-    conn = await uow.session.connection()
-    notification_id = await _INSERT_NOTIFICATION.scalar(conn, values)
+
+
+def announce(
+    deps: Notifying, uow: UnitOfWork, notification_id: int, values: dict[str, Any]
+) -> NotificationRecord:
+    """The stored notification's record, delivered live once the caller's transaction commits.
+
+    For `notify`, and for a statement of the caller's that stored the notification `values`
+    (and its outbox row, if `needs_delivery`) among other writes.
+    """
+    user_id = values["user_id"]
     record: NotificationRecord = {
         "id": notification_id,
         "user_id": user_id,
-        "kind": kind,
-        "msgid": text.msgid,
-        "msgid_plural": text.plural,
+        "kind": values["kind"],
+        "msgid": values["msgid"],
+        "msgid_plural": values["msgid_plural"],
         "params": values["params"],
         "payload": values["payload"],
-        "created_at": iso(now),
+        "created_at": iso(values["created_at"]),
         "read_at": None,
     }
-
-    if needs_delivery(kind, pushes=deps.pushes):
-        await enqueue_notification(uow, notification_id, now=now)
 
     async def deliver() -> None:
         deps.publisher.publish_notification(user_id, record)

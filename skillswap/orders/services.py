@@ -9,11 +9,13 @@ Lock order, everywhere: the order row, then the skill row, then ledger accounts 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Row, Table, Update, bindparam, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy import Table, Update, bindparam, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from skillswap import events, idempotency, ledger
 from skillswap.accounts.verification import require_verified_email
@@ -22,6 +24,7 @@ from skillswap.db import CompiledStatement, UnitOfWork
 from skillswap.errors import Conflict, NotFound, PaymentRequired, PermissionDenied
 from skillswap.i18n import lazy, lazy_plural
 from skillswap.ledger import Payout, SystemAccount, TransferKind
+from skillswap.ledger.stores import Outcome, store_for
 from skillswap.ledger.transfers import MAX_KEY_LENGTH as LEDGER_KEY_LENGTH
 from skillswap.models import LedgerAccount, Order, OrderTransition, Skill, User
 from skillswap.models.admin import AuditTarget
@@ -52,6 +55,7 @@ from skillswap.orders.rules import (
     status_label,
 )
 from skillswap.orders.settlement import Settlement, deadline_after, settlement_for
+from skillswap.orders.statements import PLACE_ORDER_PG, SELLER_FIELDS
 
 if TYPE_CHECKING:
     from skillswap.deps import Deps
@@ -74,23 +78,24 @@ async def place_order(
     require_verified_email(deps, actor)
     now = deps.clock()
     hold_key = _hold_key(actor, idempotency_key)
+    deadline_at = deadline_after(OrderStatus.PENDING, now, deps.settings)
     async with deps.db.uow() as uow:
-        session = uow.session
-        conn = await session.connection()
-        found = await _orderable_skill(conn, skill_id, actor)
-        price = int(found.price_points)
-        wallet = found.wallet or await ledger.ensure_wallet(session, actor.id, now=now)
-        hold = await _hold_price(uow, key=hold_key, wallet=wallet, price=price, now=now)
-        if hold.replayed:
-            view = await _replayed_order(deps, session, hold, skill_id=skill_id, actor=actor)
-            await uow.commit()  # nothing was written; committing keeps the loaded rows usable
-            return view
-        values = _order_values(
-            deps, actor, found, skill_id, hold.hold_id, price, requirements=requirements, now=now
+        place = _place_in_one_statement if uow.driver is not None else _place_in_steps
+        placed = await place(
+            deps,
+            uow,
+            actor,
+            skill_id,
+            hold_key=hold_key,
+            requirements=requirements,
+            deadline_at=deadline_at,
+            now=now,
         )
-        order_id = await _INSERT_ORDER.scalar(conn, values)
-        placed = _placed_step(order_id, actor, now=now)
-        step_id = await _INSERT_TRANSITION.scalar(conn, placed)
+        if isinstance(placed, OrderView):  # a replayed key: nothing was written
+            await uow.commit()  # committing keeps the loaded rows usable
+            return placed
+        found, values, step = placed.skill, placed.values, placed.step
+        order_id = step["order_id"]
         await events.emit(
             deps,
             uow,
@@ -110,10 +115,113 @@ async def place_order(
         skill=SkillRef(skill_id, found.title_en, found.title_ar),
         roles=roles,
         allowed_actions=allowed_actions(roles, OrderStatus.PENDING),
-        history=[OrderTransition(id=step_id, **placed)],
+        history=[OrderTransition(id=placed.step_id, **step)],
         reviews=NO_REVIEWS,
         room_id=room_id,
     )
+
+
+@dataclass(frozen=True)
+class _Placed:
+    """What placing wrote: the skill and seller as read, the order's and its first step's
+    columns (with their ids)."""
+
+    skill: Any
+    values: dict[str, Any]
+    step: dict[str, Any]
+    step_id: int
+
+
+async def _place_in_one_statement(
+    deps: Deps,
+    uow: UnitOfWork,
+    actor: User,
+    skill_id: int,
+    *,
+    hold_key: str,
+    requirements: str,
+    deadline_at: datetime | None,
+    now: datetime,
+) -> _Placed | OrderView:
+    """PostgreSQL: the skill, its hold, the order and its history in one round trip
+    (`statements.PLACE_ORDER_PG`); the refusals are read from the row it returns."""
+    assert uow.driver is not None
+    args = (skill_id, actor.id, hold_key, now, deadline_at, requirements)
+    found = await uow.driver.fetchrow(PLACE_ORDER_PG, *args)
+    if found is not None and found["orderable"] and found["wallet"] is None:
+        # No wallet yet (nothing was written): open it, then place the order the same way.
+        await ledger.ensure_wallet(uow.session, actor.id, now=now)
+        found = await uow.driver.fetchrow(PLACE_ORDER_PG, *args)
+    skill = _check_orderable(None if found is None else _Row(found), actor)
+    price = int(skill.price_points)
+    ledger.check_hold(hold_key, price)
+    outcome = Outcome(found["found"], found["hold_id"], found["shortfall"])
+    store = await store_for(uow.session)
+    hold = await _held(
+        uow,
+        ledger.hold_result(store, outcome, key=hold_key, account_id=skill.wallet, amount=price),
+        price,
+    )
+    if hold.replayed:
+        return await _replayed_order(deps, uow.session, hold, skill_id=skill_id, actor=actor)
+    values = _order_values(
+        actor, skill, skill_id, hold.hold_id, price, requirements, deadline_at, now=now
+    )
+    step = _placed_step(found["order_id"], actor, now=now)
+    return _Placed(skill, values, step, found["step_id"])
+
+
+async def _place_in_steps(
+    deps: Deps,
+    uow: UnitOfWork,
+    actor: User,
+    skill_id: int,
+    *,
+    hold_key: str,
+    requirements: str,
+    deadline_at: datetime | None,
+    now: datetime,
+) -> _Placed | OrderView:
+    """Elsewhere (SQLite): the same reads and writes, one statement each."""
+    session = uow.session
+    conn = await session.connection()
+    found = _check_orderable(
+        (
+            await conn.execute(_SKILL_SELLER_AND_WALLET, {"skill_id": skill_id, "buyer": actor.id})
+        ).first(),
+        actor,
+    )
+    price = int(found.price_points)
+    wallet = found.wallet or await ledger.ensure_wallet(session, actor.id, now=now)
+    hold = await _held(
+        uow,
+        ledger.place_hold(session, key=hold_key, account_id=wallet, amount=price, now=now),
+        price,
+    )
+    if hold.replayed:
+        return await _replayed_order(deps, session, hold, skill_id=skill_id, actor=actor)
+    values = _order_values(
+        actor, found, skill_id, hold.hold_id, price, requirements, deadline_at, now=now
+    )
+    order_id = await _INSERT_ORDER.scalar(conn, values)
+    step = _placed_step(order_id, actor, now=now)
+    step_id = await _INSERT_TRANSITION.scalar(conn, step)
+    return _Placed(found, values, step, step_id)
+
+
+class _Row:
+    """An asyncpg record read by attribute, as SQLAlchemy's rows are."""
+
+    __slots__ = ("_record",)
+
+    def __init__(self, record: Any) -> None:
+        self._record = record
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._record[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 def _hold_key(actor: User, idempotency_key: str | None) -> str:
@@ -127,15 +235,8 @@ def _hold_key(actor: User, idempotency_key: str | None) -> str:
 _UNORDERABLE = (SkillStatus.DELETED, SkillStatus.HIDDEN)
 
 
-async def _orderable_skill(conn: AsyncConnection, skill_id: int, actor: User) -> Row[Any]:
-    """The skill, its seller and the actor's wallet, if the actor may order the skill now.
-
-    FOR KEY SHARE (what the order's foreign key takes anyway, taken now): deleting the skill
-    locks it FOR UPDATE before counting open orders, so it waits for this order.
-    """
-    found = (
-        await conn.execute(_SKILL_SELLER_AND_WALLET, {"skill_id": skill_id, "buyer": actor.id})
-    ).first()
+def _check_orderable(found: Any, actor: User) -> Any:
+    """The skill as read (with its seller), if the actor may order it now; else the refusal."""
     # A hidden skill (an administrator's decision) is as unknown to buyers as a deleted one.
     if found is None or found.status in _UNORDERABLE or not found.is_active:
         raise NotFound(lazy("This skill does not exist."), code="skill_not_found")
@@ -148,14 +249,12 @@ async def _orderable_skill(conn: AsyncConnection, skill_id: int, actor: User) ->
     return found
 
 
-async def _hold_price(
-    uow: UnitOfWork, *, key: str, wallet: int, price: int, now: datetime
+async def _held(
+    uow: UnitOfWork, placing: Awaitable[ledger.HoldResult], price: int
 ) -> ledger.HoldResult:
-    """Reserve the price on the buyer's wallet (or replay what the key did the first time)."""
+    """The hold `placing` places on the buyer's wallet (or what the key did the first time)."""
     try:
-        return await ledger.place_hold(
-            uow.session, key=key, account_id=wallet, amount=price, now=now
-        )
+        return await placing
     except ledger.InsufficientFunds as short:
         if not short.replayed:
             await uow.commit()  # the refusal is this key's outcome from now on
@@ -175,14 +274,14 @@ async def _replayed_order(
 
 
 def _order_values(
-    deps: Deps,
     actor: User,
-    found: Row[Any],
+    found: Any,
     skill_id: int,
     hold_id: int,
     price: int,
-    *,
     requirements: str,
+    deadline_at: datetime | None,
+    *,
     now: datetime,
 ) -> dict[str, Any]:
     """Every column of the new order (Core inserts: the ORM's flush costs more than the
@@ -196,7 +295,7 @@ def _order_values(
         "price_points": price,
         "requirements": requirements,
         "change_requests": 0,
-        "deadline_at": deadline_after(OrderStatus.PENDING, now, deps.settings),
+        "deadline_at": deadline_at,
         "resolution": None,
         "seller_points": None,
         "fee_points": None,
@@ -220,26 +319,14 @@ def _placed_step(order_id: int, actor: User, *, now: datetime) -> dict[str, Any]
     }
 
 
-def _seller_as_read(found: Row[Any]) -> User:
+def _seller_as_read(found: Any) -> User:
     """The seller as the response shows them, from the row just read (not a session object)."""
-    return User(**{name: getattr(found, name) for name in _SELLER_FIELDS}, id=found.owner_id)
+    return User(**{name: getattr(found, name) for name in SELLER_FIELDS}, id=found.owner_id)
 
 
 # Built once: a statement made per call is re-keyed for SQLAlchemy's compile cache every time.
 # The skill and its seller, and the buyer's wallet, in one round trip. FOR KEY SHARE OF the
-# skill: see place_order.
-_SELLER_FIELDS = (
-    "username",
-    "display_name",
-    "avatar_url",
-    "bio",
-    "email_verified",
-    "is_verified",
-    "rating_sum",
-    "rating_count",
-    "created_at",
-    "is_active",
-)
+# skill: see orders.statements.
 _SKILL_SELLER_AND_WALLET = (
     select(
         Skill.owner_id,
@@ -247,7 +334,7 @@ _SKILL_SELLER_AND_WALLET = (
         Skill.price_points,
         Skill.title_en,
         Skill.title_ar,
-        *(getattr(User, name) for name in _SELLER_FIELDS),
+        *(getattr(User, name) for name in SELLER_FIELDS),
         select(LedgerAccount.id)
         .where(LedgerAccount.user_id == bindparam("buyer"))
         .scalar_subquery()
