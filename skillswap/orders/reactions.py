@@ -12,16 +12,11 @@ from typing import TYPE_CHECKING, Any
 from skillswap.chat import services as chat
 from skillswap.db import UnitOfWork
 from skillswap.i18n import Message, lazy
-from skillswap.models.chat import RoomKind
 from skillswap.models.notifications import NotificationKind
 from skillswap.models.orders import OrderAction
 from skillswap.notifications import services as notifications
-from skillswap.notifications.outgoing import (
-    DELIVER_NOTIFICATION,
-    DELIVERY_KEY_PREFIX,
-    needs_delivery,
-)
-from skillswap.tasks.outbox import NOTIFY_CHANNEL
+from skillswap.notifications.outgoing import needs_delivery
+from skillswap.orders.statements import ROOM_AND_NOTICE_PG
 
 if TYPE_CHECKING:
     from skillswap.deps import Deps
@@ -91,16 +86,15 @@ async def open_room_and_tell_the_seller(deps: Deps, uow: UnitOfWork, event: Any)
 async def _room_and_notice_at_once(
     deps: Deps, uow: UnitOfWork, event: Any, text: Message, about: dict[str, Any]
 ) -> int:
-    """PostgreSQL: what `chat.open_order_room` and `notifications.notify` write (the room, its
-    two members, the seller's notification and its delivery row with the relays' NOTIFY), in
-    one round trip of the order's transaction; the room's id."""
+    """PostgreSQL: what `chat.open_order_room` and `notifications.notify` write, in one round
+    trip of the order's transaction (`statements.ROOM_AND_NOTICE_PG`); the room's id."""
     assert uow.driver is not None
     values = notifications.notification_values(
         deps, user_id=event.seller_id, kind=NotificationKind.ORDER_PLACED, text=text
     )
     now = values["created_at"]
     room_id, notification_id, _notified = await uow.driver.fetchrow(
-        _ROOM_AND_NOTICE_PG,
+        ROOM_AND_NOTICE_PG,
         event.order_id,
         event.buyer_id,
         event.seller_id,
@@ -113,35 +107,6 @@ async def _room_and_notice_at_once(
     values["payload"] = {**about, "room": room_id}
     notifications.announce(deps, uow, notification_id, values)
     return int(room_id)
-
-
-# Parameters: order, buyer, seller, now, kind, msgid, params, payload (without the room, which is
-# added to it). Returns the room's id and the notification's.
-_ROOM_AND_NOTICE_PG = f"""
-WITH room AS (
-    INSERT INTO chat_rooms (kind, order_id, last_seq, last_activity_at, created_at)
-    VALUES ('{RoomKind.ORDER.value}', $1, 0, $4, $4)
-    RETURNING id
-), members AS (
-    INSERT INTO chat_members (room_id, user_id, last_read_id, last_read_seq, joined_at)
-    SELECT room.id, member, 0, 0, $4 FROM room CROSS JOIN unnest(ARRAY[$2, $3]::bigint[]) member
-), notice AS (
-    INSERT INTO notifications (user_id, kind, msgid, msgid_plural, params, payload, group_key,
-                               created_at)
-    SELECT $3, $5, $6, NULL, $7::jsonb, $8::jsonb || jsonb_build_object('room', room.id), NULL, $4
-    FROM room
-    RETURNING id
-), queued AS (
-    INSERT INTO outbox (kind, key, payload, status, attempts, available_at, created_at)
-    SELECT '{DELIVER_NOTIFICATION}', '{DELIVERY_KEY_PREFIX}' || notice.id,
-           jsonb_build_object('notification_id', notice.id), 'pending', 0, $4, $4
-    FROM notice
-    ON CONFLICT (key) DO NOTHING
-    RETURNING id
-)
-SELECT room.id, notice.id, (SELECT pg_notify('{NOTIFY_CHANNEL}', '') FROM queued)
-FROM room CROSS JOIN notice
-"""
 
 
 async def tell_the_other_side(deps: Deps, uow: UnitOfWork, event: Any) -> None:

@@ -1,4 +1,5 @@
-"""Placing an order on PostgreSQL in one statement: the skill, the hold, the order, its history.
+"""Placing an order on PostgreSQL in two statements: the skill, the hold, the order and its
+history; then what its OrderPlaced subscriber writes (the room, the seller's notification).
 
 Placing an order is the marketplace's hottest write. Step by step (as on SQLite) it costs a
 round trip per row; here data-modifying CTEs write them all in one, inside the order's
@@ -16,6 +17,9 @@ every CTE has run.
 from __future__ import annotations
 
 from skillswap.ledger.statements import hold_ctes
+from skillswap.models.chat import RoomKind
+from skillswap.notifications.outgoing import DELIVER_NOTIFICATION, DELIVERY_KEY_PREFIX
+from skillswap.tasks.outbox import NOTIFY_CHANNEL
 
 # The seller's columns the response shows (a `User` built from the row, not a session object).
 SELLER_FIELDS = (
@@ -71,4 +75,36 @@ SELECT skill.*, buyer.orderable, buyer.account_id AS wallet, verdict.found,
        claim.id AS hold_id, claim.shortfall, placed.id AS order_id, step.id AS step_id
 FROM skill CROSS JOIN buyer CROSS JOIN verdict
      LEFT JOIN claim ON true LEFT JOIN placed ON true LEFT JOIN step ON true
+"""
+
+# What the OrderPlaced subscriber writes (`reactions.open_room_and_tell_the_seller`), as
+# `chat.open_order_room` and `notifications.notify` write it step by step: the order's room, its
+# two members, the seller's notification and its delivery row, with the relays' NOTIFY when that
+# row is new (as `outbox.enqueue` sends it). Parameters: order, buyer, seller, now, kind, msgid,
+# params, payload (without the room, which is added to it). Returns the room's id and the
+# notification's.
+ROOM_AND_NOTICE_PG = f"""
+WITH room AS (
+    INSERT INTO chat_rooms (kind, order_id, last_seq, last_activity_at, created_at)
+    VALUES ('{RoomKind.ORDER.value}', $1, 0, $4, $4)
+    RETURNING id
+), members AS (
+    INSERT INTO chat_members (room_id, user_id, last_read_id, last_read_seq, joined_at)
+    SELECT room.id, member, 0, 0, $4 FROM room CROSS JOIN unnest(ARRAY[$2, $3]::bigint[]) member
+), notice AS (
+    INSERT INTO notifications (user_id, kind, msgid, msgid_plural, params, payload, group_key,
+                               created_at)
+    SELECT $3, $5, $6, NULL, $7::jsonb, $8::jsonb || jsonb_build_object('room', room.id), NULL, $4
+    FROM room
+    RETURNING id
+), queued AS (
+    INSERT INTO outbox (kind, key, payload, status, attempts, available_at, created_at)
+    SELECT '{DELIVER_NOTIFICATION}', '{DELIVERY_KEY_PREFIX}' || notice.id,
+           jsonb_build_object('notification_id', notice.id), 'pending', 0, $4, $4
+    FROM notice
+    ON CONFLICT (key) DO NOTHING
+    RETURNING id
+)
+SELECT room.id, notice.id, (SELECT pg_notify('{NOTIFY_CHANNEL}', '') FROM queued)
+FROM room CROSS JOIN notice
 """

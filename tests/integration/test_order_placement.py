@@ -85,10 +85,10 @@ async def test_an_order_comes_with_its_room_its_members_and_the_sellers_notice_t
             select(OutboxRow).where(OutboxRow.key == f"notification:{notice.id}")
         )
         assert delivery is not None
-        assert (delivery.kind, delivery.payload, delivery.status) == (
+        # (A relay may have taken it already: its status is the relay's.)
+        assert (delivery.kind, delivery.payload) == (
             "notification.deliver",
             {"notification_id": notice.id},
-            "pending",
         )
         hold_id = await session.scalar(select(Order.hold_id).where(Order.id == order["id"]))
         hold = await session.get(LedgerHold, hold_id)
