@@ -88,7 +88,10 @@ def _parser() -> argparse.ArgumentParser:
     seed = sub.add_parser("seed-demo", help="demo users, categories and skills")
     seed.add_argument("--skills", type=int, default=200)
     seed.add_argument(
-        "--users", type=int, default=0, help="default: one per 20 skills, at least 10"
+        "--users",
+        type=int,
+        default=0,
+        help="default: one per 20 skills, at least 10 and at most 5,000",
     )
 
     ledger_parser = sub.add_parser("ledger", help="the points ledger")
@@ -153,6 +156,9 @@ async def _createadmin(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+MAX_DEMO_USERS = 5_000
+
+
 @command("seed-demo")
 async def _seed_demo(args: argparse.Namespace, settings: Settings) -> int:
     from skillswap.accounts.demo import DEMO_PASSWORD, seed_demo
@@ -163,7 +169,10 @@ async def _seed_demo(args: argparse.Namespace, settings: Settings) -> int:
         await upgrade_to_head(settings)
     deps = await bootstrap(settings)
     try:
-        report = await seed_demo(deps, skills=args.skills, users=args.users or None)
+        # Each demo user's wallet and bonus are written one by one: a million skills go to
+        # 5,000 people (200 each) so that seeding stays a matter of minutes.
+        users = args.users or min(max(10, args.skills // 20), MAX_DEMO_USERS)
+        report = await seed_demo(deps, skills=args.skills, users=users)
     finally:
         await deps.close()
     print(", ".join(f"{value} {name}" for name, value in report.items()))
