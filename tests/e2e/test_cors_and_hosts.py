@@ -37,6 +37,7 @@ async def test_preflight_from_a_configured_origin_lists_methods_and_headers(stri
         "GET",
         "PUT",
         "PATCH",
+        "DELETE",  # asks for the account's deletion, as POST /api/auth/account/delete/ does
     }
     assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
     assert "Idempotency-Key" in response.headers["Access-Control-Allow-Headers"]
