@@ -54,6 +54,29 @@ async def test_a_skills_page_is_one_statement_then_none_while_cached(
     assert cached.transactions == []
 
 
+async def test_a_search_page_and_a_persons_page_are_one_statement_each(
+    api: Any, deps: Any, make_user: Any, make_skill: Any
+) -> None:
+    owner = await make_user()
+    word = unique_name("cello")
+    await make_skill(owner, title_en=f"Counted {word} lessons")
+
+    async with QueryRecorder(deps.db) as searched:
+        found = await api.get(f"/api/skills/?search={word}&max_price=500")
+    async with QueryRecorder(deps.db) as persons:
+        listed = await api.get(f"/api/users/{owner.id}/skills/?ordering=price")
+
+    assert (found.status_code, listed.status_code) == (200, 200)
+    assert found.json()["count"] == listed.json()["count"] == 1
+    # Matches, their ranks, the count and the page in one statement (a WITH on PostgreSQL:
+    # the candidates are ranked once and counted from the same rows).
+    assert searched.summary == [(FAST, "WITH") if ON_POSTGRES else (SA, "SELECT skills")], str(
+        searched
+    )
+    # Whether the person is active, then their page.
+    assert persons.summary == [(SA, "SELECT users"), (FAST, "SELECT skills")], str(persons)
+
+
 async def test_placing_an_order_holds_the_price_and_opens_its_room_in_one_transaction(
     api: Any, deps: Any, make_user: Any
 ) -> None:
