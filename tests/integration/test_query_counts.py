@@ -136,7 +136,11 @@ async def test_a_chat_message_sent_over_rest_is_six_statements_in_one_transactio
     # place is not asserted, only that it happens exactly once.
     members = (SA, "SELECT chat_members")
     assert queries.summary.count(members) == 1, str(queries)
-    assert [q for q in queries.summary if q != members] == [
+    # On SQLite the room's actor shares that connection too: when it (re)starts within the
+    # window, its read of the room's newest message is seen here; never on PostgreSQL.
+    room_state = (SA, "SELECT chat_rooms")
+    assert queries.summary.count(room_state) <= (0 if ON_POSTGRES else 1), str(queries)
+    assert [q for q in queries.summary if q not in (members, room_state)] == [
         (SA, "UPDATE chat_rooms"),  # the room's next sequence number and activity
         (SA, "INSERT chat_messages"),
         (SA, "UPDATE chat_members"),  # the sender has read their own message
