@@ -440,6 +440,10 @@ def _statements(shape: _Shape) -> _Statements:
         )
         .order_by(*_ordered(chosen_keys, ascending))
     )
+    if shape.search is not None and shape.dialect == "postgresql":
+        # Estimated with the search written inline: a subquery's value is hidden from the planner.
+        inline = tsquery_of(shape.search, once=False)
+        matches = base.where(skills.c.search_vector.op("@@")(inline))
     estimate: Select[Any] = select(literal_column("1")).select_from(matches.subquery("every_match"))
     return _Statements(page=page, count=select(total.label("total")), estimate=estimate)
 

@@ -237,9 +237,10 @@ class SearchMatch:
         return " AND ".join(groups)
 
 
-def tsquery_of(shape: tuple[int, ...]) -> ColumnElement[Any]:
+def tsquery_of(shape: tuple[int, ...], *, once: bool = True) -> ColumnElement[Any]:
     """PostgreSQL: `SearchMatch.tsquery` with each form a bind parameter (`SearchMatch.params`),
-    evaluated once per statement (a scalar subquery), not once per row it is checked against."""
+    evaluated once per statement (a scalar subquery), not once per row it is checked against.
+    `once=False` writes it inline, where the planner can see it (to estimate how many match)."""
     query: ColumnElement[Any] | None = None
     for n, forms in enumerate(shape):
         term: ColumnElement[Any] | None = None
@@ -252,7 +253,7 @@ def tsquery_of(shape: tuple[int, ...]) -> ColumnElement[Any]:
         assert term is not None
         query = term if query is None else query.op("&&")(term)
     assert query is not None, "an empty search matches nothing: check is_empty first"
-    return select(query).scalar_subquery()
+    return select(query).scalar_subquery() if once else query
 
 
 def fts_hits() -> Any:
