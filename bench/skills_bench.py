@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -85,24 +87,31 @@ def rotating(paths: list[str]) -> str:
 
 
 def never_repeating(categories: list[int]) -> str:
-    """A wrk Lua script whose every request is a new URL (a category page, another max_price)."""
+    """A wrk Lua script of category pages, each with another max_price (20 to 500 points).
+
+    The (category, max_price) pairs come round again only after 20 x 481 requests: by then the
+    node's listing cache (32 MiB, about 1,600 pages) has long dropped that page, so every
+    request is answered from the database.
+    """
     listed = ", ".join(str(c) for c in categories)
     return (
-        f"local cats = {{{listed}}}\nlocal i = 1000000\n"
+        f"local cats = {{{listed}}}\nlocal i = 0\n"
         "request = function()\n  i = i + 1\n"
+        "  local price = 20 + (math.floor(i / #cats) % 481)\n"
         '  return wrk.format("GET", "/api/skills/?category=" .. cats[(i % #cats) + 1]'
-        ' .. "&max_price=" .. i)\nend\n'
+        ' .. "&max_price=" .. price)\nend\n'
     )
 
 
 def never_repeating_search(words: list[str]) -> str:
-    """A wrk Lua script searching `words` in turn, each request a new URL (another max_price)."""
+    """A wrk Lua script searching `words` in turn, each with another max_price (as above)."""
     listed = ", ".join(json.dumps(quote(w)) for w in words)
     return (
-        f"local words = {{{listed}}}\nlocal i = 2000000\n"
+        f"local words = {{{listed}}}\nlocal i = 0\n"
         "request = function()\n  i = i + 1\n"
+        "  local price = 20 + (math.floor(i / #words) % 481)\n"
         '  return wrk.format("GET", "/api/skills/?search=" .. words[(i % #words) + 1]'
-        ' .. "&max_price=" .. i)\nend\n'
+        ' .. "&max_price=" .. price)\nend\n'
     )
 
 
@@ -144,32 +153,82 @@ def bare_server(body: bytes) -> tuple[subprocess.Popen[bytes], int]:
             time.sleep(0.05)
 
 
+# The cache-missing lines' targets by table size: (ratio to bare Tornado, p99 ms).
+UNCACHED_TARGETS = {
+    10_000: {"category page, uncached": (0.25, 50.0), "search page, uncached": (0.15, 100.0)},
+    100_000: {"category page, uncached": (0.20, 80.0), "search page, uncached": (0.10, 150.0)},
+    1_000_000: {"category page, uncached": (None, 100.0), "search page, uncached": (None, 250.0)},
+}
+CACHED_TARGETS = {
+    "category page": (2000, 50.0),
+    "search page": (1000, 100.0),
+    "skill detail": (3000, None),
+}
+
+
+@contextlib.asynccontextmanager
+async def database(args: argparse.Namespace) -> AsyncIterator[str]:
+    """A seeded database: the one given (--database-url, seeded before), else a scratch one."""
+    if args.database_url:
+        yield args.database_url
+        return
+    async with scratch_database() as url:
+        env = server_env(url)
+        run_cli("migrate", env=env)
+        started = time.perf_counter()
+        report = run_cli("seed-demo", "--skills", str(args.skills), env=env).strip()
+        print(f"seed-demo: {report.splitlines()[0]} in {time.perf_counter() - started:.1f}s")
+        yield url
+
+
+def verdict(name: str, skills: int, result: WrkResult, bare: WrkResult) -> str:
+    ratio = result.requests_per_s / bare.requests_per_s
+    if name in CACHED_TARGETS:
+        rps_goal, p99_goal = CACHED_TARGETS[name]
+        met = result.requests_per_s >= rps_goal and (p99_goal is None or result.p99_ms < p99_goal)
+        goal = f">= {rps_goal} req/s" + (f", p99 < {p99_goal:g} ms" if p99_goal else "")
+        return f"{goal}: {'met' if met else 'NOT met'}"
+    size = min(UNCACHED_TARGETS, key=lambda n: abs(n - skills))
+    ratio_goal, p99_goal = UNCACHED_TARGETS[size][name]
+    met = (ratio_goal is None or ratio >= ratio_goal) and result.p99_ms < p99_goal
+    goal = (f">= {ratio_goal:g}x bare, " if ratio_goal else "") + f"p99 < {p99_goal:g} ms"
+    return f"{goal}: {'met' if met else 'NOT met'}"
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--skills", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--database-url", help="an already migrated and seeded database (not dropped)"
+    )
+    parser.add_argument("--uncached-only", action="store_true", help="only the cache-missing lines")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install -y wrk (this benchmark needs it)")
         return 2
     import asyncpg
 
-    async with scratch_database() as url:
+    async with database(args) as url:
         env = server_env(url)
-        run_cli("migrate", env=env)
-        started = time.perf_counter()
-        report = run_cli("seed-demo", "--skills", str(args.skills), env=env).strip()
-        print(f"seed-demo: {report} in {time.perf_counter() - started:.1f}s")
-        conn = await asyncpg.connect(url)
-        categories = [r["id"] for r in await conn.fetch("SELECT id FROM skill_categories")]
+        conn = await asyncpg.connect(url.replace("+asyncpg", ""))
+        categories = [
+            r["id"]
+            for r in await conn.fetch(
+                "SELECT DISTINCT c.id FROM skill_categories c JOIN skills s"
+                " ON s.category_id = c.id OR s.category_id IN"
+                " (SELECT id FROM skill_categories WHERE parent_id = c.id) ORDER BY c.id"
+            )
+        ]
         skill_ids = [
             r["id"]
             for r in await conn.fetch(
                 "SELECT id FROM skills WHERE status = 'active' ORDER BY random() LIMIT 2000"
             )
         ]
-        await conn.execute("ANALYZE")
+        skills = int(await conn.fetchval("SELECT count(*) FROM skills"))
+        await conn.execute("VACUUM ANALYZE")
         await conn.close()
 
         endpoints = {
@@ -178,18 +237,15 @@ async def main() -> int:
             "skill detail": [f"/api/skills/{i}/" for i in skill_ids],
         }
         scripts = {name: rotating(paths) for name, paths in endpoints.items()}
+        if args.uncached_only:
+            scripts = {}
         scripts["category page, uncached"] = never_repeating(categories)
         scripts["search page, uncached"] = never_repeating_search(SEARCH_WORDS)
         # Their sample responses: one page as the uncached requests get it.
         endpoints["category page, uncached"] = [
-            f"/api/skills/?category={categories[0]}&max_price=999"
+            f"/api/skills/?category={categories[0]}&max_price=260"
         ]
-        endpoints["search page, uncached"] = ["/api/skills/?search=guitar&max_price=999"]
-        targets = {
-            "category page": (2000, 50.0),
-            "search page": (1000, 100.0),
-            "skill detail": (3000, None),
-        }
+        endpoints["search page, uncached"] = ["/api/skills/?search=guitar&max_price=260"]
         with server_process(env) as server:
             async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
                 samples: dict[str, bytes] = {}
@@ -199,10 +255,13 @@ async def main() -> int:
                         if response.status_code != 200:
                             raise RuntimeError(f"{path}: {response.status_code} {response.text}")
                     samples[name] = (await client.get(paths[0])).content
-            wrk(server.url, seconds=2, connections=args.connections, lua=scripts["skill detail"])
+            warm = scripts.get("skill detail", scripts["category page, uncached"])
+            wrk(server.url, seconds=2, connections=args.connections, lua=warm)
+            load = os.getloadavg()[0]
             print(
-                f"\none server process; wrk -t1 -c{args.connections} -d{args.seconds:g}s; "
-                f"{os.cpu_count()} cores shared by wrk, the server and PostgreSQL\n"
+                f"\n{skills:,} skills; one server process; wrk -t1 -c{args.connections} "
+                f"-d{args.seconds:g}s; {os.cpu_count()} cores shared by wrk, the server and "
+                f"PostgreSQL; load average {load:.2f} at the start\n"
             )
             print(
                 f"{'endpoint':<26}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
@@ -222,20 +281,12 @@ async def main() -> int:
                 finally:
                     process.terminate()
                     process.wait(timeout=10)
-                target = targets.get(name)
-                verdict = ""
-                if target is not None:
-                    rps_goal, p99_goal = target
-                    met = result.requests_per_s >= rps_goal and (
-                        p99_goal is None or result.p99_ms < p99_goal
-                    )
-                    goal = f">= {rps_goal} req/s" + (f", p99 < {p99_goal:g} ms" if p99_goal else "")
-                    verdict = f"{goal}: {'met' if met else 'NOT met'}"
                 errors = f" ({result.errors} errors)" if result.errors else ""
                 print(
                     f"{name:<26}{result.requests_per_s:>9,.0f}{result.p50_ms:>9.1f}"
                     f"{result.p99_ms:>9.1f}{bare.requests_per_s:>12,.0f}{bare.p99_ms:>10.1f}"
-                    f"{result.requests_per_s / bare.requests_per_s:>8.2f}  {verdict}{errors}"
+                    f"{result.requests_per_s / bare.requests_per_s:>8.2f}  "
+                    f"{verdict(name, skills, result, bare)}{errors}"
                 )
             print("\nresponse sizes: " + ", ".join(f"{k} {len(v):,} B" for k, v in samples.items()))
     return 0
