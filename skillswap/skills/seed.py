@@ -1,7 +1,7 @@
 """Demo categories and bilingual skills for `skillswap seed-demo` (bulk inserts, search indexed).
 
 On PostgreSQL the skills are streamed with COPY into a temporary table and moved into `skills`
-by one INSERT ... SELECT per batch, which computes each search vector once per distinct document
+by one INSERT ... SELECT, which computes each search vector once per distinct document
 (demo texts repeat); the full-text index takes them through its pending list, flushed in bulk
 at the end. `seed-demo --skills 1000000` took 4 minutes on a shared two-core host (11 with
 row-by-row INSERTs).
