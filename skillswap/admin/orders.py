@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
-from sqlalchemy.orm import aliased
+from sqlalchemy import ColumnElement, func, or_, select
 
 from skillswap.admin import audit
 from skillswap.chat.services import MessageRecord, message_record
@@ -81,30 +80,6 @@ def _order_by(sort: str) -> list[Any]:
     return [column.desc() if descending else column.asc(), tie]
 
 
-def _page(
-    conditions: list[ColumnElement[bool]], *, order: list[Any], offset: int, limit: int
-) -> Select[Order, User, User, int, str, str, int]:
-    buyer, seller = aliased(User), aliased(User)
-    return (
-        select(
-            Order,
-            buyer,
-            seller,
-            Skill.id,
-            Skill.title_en,
-            Skill.title_ar,
-            queries.room_of(Order.id),
-        )
-        .join(buyer, buyer.id == Order.buyer_id)
-        .join(seller, seller.id == Order.seller_id)
-        .join(Skill, Skill.id == Order.skill_id)
-        .where(*conditions)
-        .order_by(*order)
-        .offset(offset)
-        .limit(limit)
-    )
-
-
 async def list_orders(
     deps: Deps,
     *,
@@ -133,7 +108,9 @@ async def list_orders(
     async with deps.db.read() as session:
         count = await session.scalar(select(func.count()).select_from(Order).where(*conditions))
         rows = (
-            await session.execute(_page(conditions, order=order_by, offset=offset, limit=limit))
+            await session.execute(
+                queries.list_page(conditions, order=order_by, offset=offset, limit=limit)
+            )
         ).all()
     views = []
     for order, buyer, seller, skill_id, title_en, title_ar, room_id in rows:

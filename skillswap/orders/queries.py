@@ -106,7 +106,7 @@ async def list_orders(
     conditions = _list_conditions(actor, role, statuses)
     async with deps.db.read() as session:
         count = await session.scalar(select(func.count()).select_from(Order).where(*conditions))
-        rows = (await session.execute(_list_page(conditions, offset=offset, limit=limit))).all()
+        rows = (await session.execute(list_page(conditions, offset=offset, limit=limit))).all()
     return int(count or 0), [_listed_view(deps, actor, row) for row in rows]
 
 
@@ -128,10 +128,15 @@ def _list_conditions(
     return conditions
 
 
-def _list_page(
-    conditions: list[ColumnElement[bool]], *, offset: int, limit: int
+def list_page(
+    conditions: list[ColumnElement[bool]],
+    *,
+    offset: int,
+    limit: int,
+    order: Sequence[Any] | None = None,
 ) -> Select[Order, User, User, int, str, str, int]:
-    """One page of listed orders, newest first, with both parties, the skill and the room."""
+    """One page of listed orders, newest first unless `order` says otherwise, with both
+    parties, the skill and the room (the participants' lists and the administrators')."""
     buyer, seller = aliased(User), aliased(User)
     return (
         select(
@@ -147,7 +152,7 @@ def _list_page(
         .join(seller, seller.id == Order.seller_id)
         .join(Skill, Skill.id == Order.skill_id)
         .where(*conditions)
-        .order_by(Order.id.desc())
+        .order_by(*(order if order is not None else (Order.id.desc(),)))
         .offset(offset)
         .limit(limit)
     )
