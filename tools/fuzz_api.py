@@ -165,8 +165,11 @@ def schemathesis(url: str, token: str, who: str, args: argparse.Namespace) -> in
         str(args.max_time),
         "--request-timeout",
         "20",
+        # One worker: hypothesis describes strategies with ast.parse, and CPython 3.11's AST
+        # constructor is not safe across threads ("AST constructor recursion depth mismatch",
+        # python/cpython#106905), which turned two workers into spurious runtime errors.
         "--workers",
-        "2",
+        "1",
         "--generation-deterministic",
         "--suppress-health-check",
         "all",
