@@ -13,6 +13,13 @@ from skillswap.models.ledger import (
     LedgerTransfer,
     PointsPackage,
 )
+from skillswap.models.lessons import (
+    CalendarFeed,
+    Lesson,
+    LessonAvailability,
+    LessonReminder,
+    LessonSlotClaim,
+)
 from skillswap.models.notifications import Notification
 from skillswap.models.oauth import OAuthState
 from skillswap.models.orders import Order, OrderTransition
@@ -26,6 +33,7 @@ from skillswap.models.users import DataExport, OneTimeToken, RefreshToken, User
 __all__ = [
     "AuditEntry",
     "Base",
+    "CalendarFeed",
     "Category",
     "ChatMember",
     "ChatMessage",
@@ -37,6 +45,10 @@ __all__ = [
     "LedgerEntry",
     "LedgerHold",
     "LedgerTransfer",
+    "Lesson",
+    "LessonAvailability",
+    "LessonReminder",
+    "LessonSlotClaim",
     "Notification",
     "NotificationPreference",
     "OAuthState",

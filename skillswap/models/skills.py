@@ -109,6 +109,12 @@ class Skill(Base):
         CheckConstraint("price_points > 0", name="price_positive"),
         CheckConstraint("delivery_days > 0", name="delivery_days_positive"),
         CheckConstraint(f"status IN ({sql_values(SkillStatus)})", name="status_known"),
+        # A lesson lasts whole quarter hours, 15 minutes to 4 hours (skillswap.models.lessons).
+        CheckConstraint(
+            "lesson_minutes IS NULL OR (lesson_minutes BETWEEN 15 AND 240"
+            " AND lesson_minutes % 15 = 0)",
+            name="lesson_minutes_quarters",
+        ),
         # Public pages (active skills, by each ordering, with or without a category): partial,
         # covering what a page filters on, so choosing and counting a page read the index only.
         _active_index("category_newest", "category_id", "created_at", "id", covers=_COVERS),
@@ -146,6 +152,8 @@ class Skill(Base):
     languages: Mapped[list[str]] = mapped_column(JSONList, default=list)
     tags: Mapped[list[str]] = mapped_column(JSONList, default=list)
     delivery_days: Mapped[int] = mapped_column(Integer)
+    # Set: the skill is a lesson of this many minutes, booked at a time (skillswap.lessons).
+    lesson_minutes: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default=SkillStatus.ACTIVE)
     moderation_note: Mapped[str] = mapped_column(Text, default="")  # why it is hidden
     rating_sum: Mapped[int] = mapped_column(Integer, default=0)

@@ -45,6 +45,8 @@ class User(Base):
     avatar_url: Mapped[str] = mapped_column(String(500), default="")
     phone: Mapped[str] = mapped_column(String(32), default="")
     locale: Mapped[str] = mapped_column(String(8), default="en")
+    # An IANA zone: the times of their lessons, reminders and calendar are shown in it.
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)  # False: banned
     # The trust badge on the public profile, given by an administrator (not the email check).
