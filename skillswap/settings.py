@@ -163,6 +163,8 @@ class Settings:
     # Deliveries a buyer may send back per order; then they complete or dispute.
     order_max_change_requests: int = 3
     review_window_seconds: int = 7 * 24 * 3600
+    # Lessons: a slot may be booked no sooner than this before it starts.
+    lesson_notice_seconds: int = 3600
     # Background work (the outbox, the TaskIQ workers, the scheduler)
     task_max_attempts: int = 8  # an outbox row failing this often is dead-lettered (`failed`)
     task_retry_base_seconds: int = 10  # the first retry's delay, doubled at each further one ...

@@ -17,8 +17,8 @@ from pydantic import BaseModel
 from skillswap.http.base import HandlerMethod
 
 Tag = Literal[
-    "Accounts", "Skills", "Orders", "Chat", "Reviews", "Points", "Notifications", "Admin",
-    "Operations",
+    "Accounts", "Skills", "Orders", "Lessons", "Chat", "Reviews", "Points", "Notifications",
+    "Admin", "Operations",
 ]  # fmt: skip
 
 # Client-facing groups first, then administration, then the probes; the document lists them so.
@@ -26,6 +26,7 @@ TAGS: dict[Tag, str] = {
     "Accounts": "Sign-up, sessions, profile, emailed codes, Google sign-in, public profiles.",
     "Skills": "Listings: browse, search, create, images, categories, one person's skills.",
     "Orders": "Ordering a skill: points held in escrow, the order's actions and history.",
+    "Lessons": "Lessons booked at a time: the teacher's availability, free slots, one's lessons.",
     "Chat": "Rooms and messages (also live on the WebSocket at /ws/).",
     "Reviews": "Reviews of an order's other participant; a user's and a skill's reviews.",
     "Points": "The wallet's balance and statement, and the packages for sale.",

@@ -1,0 +1,1 @@
+"""Lessons: skills taught at a booked time (availability, slots, booking, the lessons list)."""
