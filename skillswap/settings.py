@@ -165,6 +165,16 @@ class Settings:
     review_window_seconds: int = 7 * 24 * 3600
     # Lessons: a slot may be booked no sooner than this before it starts.
     lesson_notice_seconds: int = 3600
+    # The lesson's call opens this long before the start (and closes a quarter hour after its
+    # end). ICE servers handed to the participants: STUN_URLS (empty: none), and TURN when both
+    # TURN_URLS and TURN_SECRET are set (coturn's `use-auth-secret`), its credentials valid for
+    # TURN_TTL_SECONDS. A call signalling frame may be at most CALL_SIGNAL_MAX_BYTES.
+    lesson_call_early_seconds: int = 600
+    stun_urls: tuple[str, ...] = ("stun:stun.l.google.com:19302",)
+    turn_urls: tuple[str, ...] = ()
+    turn_secret: str = field(default="", repr=False)
+    turn_ttl_seconds: int = 3600
+    call_signal_max_bytes: int = 16_384
     # Background work (the outbox, the TaskIQ workers, the scheduler)
     task_max_attempts: int = 8  # an outbox row failing this often is dead-lettered (`failed`)
     task_retry_base_seconds: int = 10  # the first retry's delay, doubled at each further one ...
@@ -306,6 +316,12 @@ class Settings:
             raise ConfigError("REVIEW_PAIR_PERIOD_DAYS must be at least 1")
         if self.refresh_reuse_grace_seconds < 0:
             raise ConfigError("REFRESH_REUSE_GRACE_SECONDS must be 0 (no grace) or more")
+        if bool(self.turn_urls) != bool(self.turn_secret):
+            raise ConfigError("TURN_URLS and TURN_SECRET go together")
+        if self.turn_ttl_seconds < 60:
+            raise ConfigError("TURN_TTL_SECONDS must be at least 60")
+        if not 256 <= self.call_signal_max_bytes <= self.ws_max_frame_bytes:
+            raise ConfigError("CALL_SIGNAL_MAX_BYTES must be from 256 to WS_MAX_FRAME_BYTES")
         self.validate_storage()
         self.validate_rate_limits()
         if self.is_production and self.secret_key == DEV_SECRET_KEY:
