@@ -165,6 +165,9 @@ class Settings:
     review_window_seconds: int = 7 * 24 * 3600
     # Lessons: a slot may be booked no sooner than this before it starts.
     lesson_notice_seconds: int = 3600
+    # A buyer cancelling a lesson more than this before its start is refunded in full; later
+    # (until the start) half the price goes to the teacher and the rest back to the buyer.
+    lesson_free_cancel_seconds: int = 24 * 3600
     # The lesson's call opens this long before the start (and closes a quarter hour after its
     # end). ICE servers handed to the participants: STUN_URLS (empty: none), and TURN when both
     # TURN_URLS and TURN_SECRET are set (coturn's `use-auth-secret`), its credentials valid for

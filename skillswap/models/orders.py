@@ -43,6 +43,10 @@ class OrderAction(StrEnum):
     EXPIRE = "expire"
     PAUSE = "pause"  # an administrator banned a party
     RESUME = "resume"  # ... and lifted the ban
+    # Lessons (skillswap.lessons.rules): a new time proposed and accepted, the buyer not there.
+    PROPOSE_TIME = "propose_time"
+    ACCEPT_TIME = "accept_time"
+    NO_SHOW = "no_show"
 
 
 class Resolution(StrEnum):
