@@ -178,6 +178,10 @@ class Settings:
     turn_secret: str = field(default="", repr=False)
     turn_ttl_seconds: int = 3600
     call_signal_max_bytes: int = 16_384
+    # Lesson reminders: a mail and a push to each participant this many seconds before the
+    # start (comma-separated), each sent once; a reminder whose moment had passed when the
+    # lesson was booked is not sent.
+    lesson_reminders: tuple[str, ...] = ("86400", "3600")
     # Background work (the outbox, the TaskIQ workers, the scheduler)
     task_max_attempts: int = 8  # an outbox row failing this often is dead-lettered (`failed`)
     task_retry_base_seconds: int = 10  # the first retry's delay, doubled at each further one ...
@@ -203,6 +207,7 @@ class Settings:
     ledger_check_interval_seconds: int = 24 * 3600
     # The unread-chat digest: members away with messages unread for CHAT_DIGEST_DELAY_SECONDS
     # get one mail per room (at most one an hour), at most CHAT_DIGEST_BATCH_SIZE per run.
+    lesson_reminders_interval_seconds: int = 60  # lesson reminders due, mailed and pushed
     chat_digest_interval_seconds: int = 300
     chat_digest_delay_seconds: int = 600
     chat_digest_batch_size: int = 500
@@ -301,6 +306,17 @@ class Settings:
         return tuple(dict.fromkeys(i for i in ids if i))
 
     @property
+    def lesson_reminder_offsets(self) -> tuple[int, ...]:
+        """LESSON_REMINDERS as whole seconds before the start, largest first, each once."""
+        try:
+            offsets = {int(value) for value in self.lesson_reminders}
+        except ValueError:
+            raise ConfigError("LESSON_REMINDERS must be whole seconds, comma-separated") from None
+        if any(offset <= 0 for offset in offsets):
+            raise ConfigError("LESSON_REMINDERS must be positive seconds before the start")
+        return tuple(sorted(offsets, reverse=True))
+
+    @property
     def is_sqlite(self) -> bool:
         return self.effective_database_url.startswith("sqlite")
 
@@ -323,6 +339,7 @@ class Settings:
             raise ConfigError("TURN_URLS and TURN_SECRET go together")
         if self.turn_ttl_seconds < 60:
             raise ConfigError("TURN_TTL_SECONDS must be at least 60")
+        _ = self.lesson_reminder_offsets  # a LESSON_REMINDERS that is not seconds fails here
         if not 256 <= self.call_signal_max_bytes <= self.ws_max_frame_bytes:
             raise ConfigError("CALL_SIGNAL_MAX_BYTES must be from 256 to WS_MAX_FRAME_BYTES")
         self.validate_storage()
