@@ -43,6 +43,7 @@ class MailKind(StrEnum):
     POINTS_ADJUSTED = "points_adjusted"  # to a wallet's owner, when an administrator adjusted it
     DELETION_SCHEDULED = "deletion_scheduled"  # to a user whose account deletion was scheduled
     DATA_EXPORT_READY = "data_export_ready"  # to a user whose copy of their data is ready
+    LESSON_REMINDER = "lesson_reminder"  # to each participant, some time before a lesson
 
 
 # What each order transition tells the other side: the notification's own sentence.
@@ -89,6 +90,7 @@ _LINKS: dict[MailKind, str] = {
     MailKind.POINTS_ADJUSTED: "/points/transactions",
     MailKind.DELETION_SCHEDULED: "/account/delete/cancel",
     MailKind.DATA_EXPORT_READY: "/api/auth/account/export/{token}/",
+    MailKind.LESSON_REMINDER: "/orders/{order}",
 }
 
 
@@ -156,7 +158,9 @@ def render_email(
     kind: `skill_hidden` or `skill_restored`) and `note`; for an adjusted wallet `amount`
     (signed: positive was credited), `reason` and `balance` (after it; None when unknown); for
     a scheduled deletion `scheduled_for` (the date, as text); for a data export `token` (the
-    single-use download) and `ttl_seconds`.
+    single-use download) and `ttl_seconds`; for a lesson reminder `order`, `skill` (its title
+    in the reader's language), `other` (the other participant's name) and `starts` (the start
+    in the reader's language and time zone, as text).
     """
     path = _LINKS.get(kind)
     link = ""

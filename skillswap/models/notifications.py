@@ -42,6 +42,7 @@ class NotificationKind(StrEnum):
     ORDER_PAUSED = "order_paused"
     ORDER_RESUMED = "order_resumed"
     POINTS_ADJUSTED = "points_adjusted"
+    LESSON_REMINDER = "lesson_reminder"  # a booked lesson starts soon (LESSON_REMINDERS)
     # Security mails: never stored as notifications, and never turned off (see preferences).
     EMAIL_VERIFICATION = "email_verification"
     PASSWORD_RESET = "password_reset"

@@ -167,6 +167,15 @@ async def _mail_context(
     if kind == MailKind.SKILL_MODERATED:
         moderated = await _moderation_context(session, notification, translator)
         return None if moderated is None else context | moderated
+    if kind == MailKind.LESSON_REMINDER:
+        # The reminder's words were chosen when it was due, in the reader's language and zone.
+        params = notification.params or {}
+        return context | {
+            "order": int(payload["order_id"]),
+            "skill": str(params.get("skill") or ""),
+            "other": str(params.get("other") or ""),
+            "starts": str(params.get("starts") or ""),
+        }
     if kind == MailKind.POINTS_ADJUSTED:
         # The payload is the adjustment as it was made: nothing to read again.
         return context | {

@@ -50,6 +50,7 @@ MAIL_OF_KIND: dict[str, MailKind] = {
     NotificationKind.SKILL_HIDDEN: MailKind.SKILL_MODERATED,
     NotificationKind.SKILL_RESTORED: MailKind.SKILL_MODERATED,
     NotificationKind.POINTS_ADJUSTED: MailKind.POINTS_ADJUSTED,
+    NotificationKind.LESSON_REMINDER: MailKind.LESSON_REMINDER,
 }
 
 

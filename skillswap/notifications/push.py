@@ -75,6 +75,7 @@ TITLES: Mapping[NotificationKind, Message] = {
     NotificationKind.ORDER_UPDATED: lazy("Order updated"),
     NotificationKind.CHAT_MESSAGE: lazy("New message"),
     NotificationKind.REVIEW_RECEIVED: lazy("New review"),
+    NotificationKind.LESSON_REMINDER: lazy("Lesson reminder"),
 }
 DEFAULT_TITLE = "SkillSwap"
 

@@ -28,6 +28,7 @@ DEFAULTS = {
     "order_paused": BOTH,
     "order_resumed": BOTH,
     "points_adjusted": BOTH,
+    "lesson_reminder": BOTH,
     "email_verification": MAIL_ONLY,
     "password_reset": MAIL_ONLY,
 }

@@ -99,6 +99,7 @@ def test_every_enum_keeps_the_values_the_database_and_the_api_hold() -> None:
         "order_paused",
         "order_resumed",
         "points_adjusted",
+        "lesson_reminder",
         "email_verification",
         "password_reset",
     ]
