@@ -54,6 +54,7 @@ def collect_routes() -> list[Any]:
         health,
         home,
         leaving,
+        lesson_calendar,
         lessons,
         media,
         metrics,
@@ -84,6 +85,7 @@ def collect_routes() -> list[Any]:
         *media.routes,
         *points.routes,
         *orders.routes,
+        *lesson_calendar.routes,  # /api/lessons/calendar... before /api/lessons/{id}/
         *lessons.routes,
         *reviews.routes,
         *payments.routes,
