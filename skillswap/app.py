@@ -21,7 +21,8 @@ import tornado.web
 
 from skillswap.bootstrap import OUTBOX_HANDLERS, bootstrap
 from skillswap.deps import Deps
-from skillswap.http.base import NotFoundHandler
+from skillswap.http.base import NotFoundHandler, with_version_aliases
+from skillswap.http.compression import GzipWhenAsked
 from skillswap.http.docs import StaticFiles
 from skillswap.http.draining import DrainingServer
 from skillswap.http.metrics import log_request
@@ -55,6 +56,7 @@ def collect_routes() -> list[Any]:
         home,
         leaving,
         lesson_calendar,
+        lesson_calls,
         lessons,
         media,
         metrics,
@@ -87,6 +89,7 @@ def collect_routes() -> list[Any]:
         *orders.routes,
         *lesson_calendar.routes,  # /api/lessons/calendar... before /api/lessons/{id}/
         *lessons.routes,
+        *lesson_calls.routes,
         *reviews.routes,
         *payments.routes,
         *payments_paypal.routes,
@@ -119,7 +122,8 @@ def make_template_environment() -> jinja2.Environment:
 def make_app(settings: Settings, deps: Deps) -> tornado.web.Application:
     """Build the Tornado application around already-created dependencies."""
     return GuardedApplication(
-        collect_routes(),
+        with_version_aliases(collect_routes()),  # every /api/ route under /api/v1/ too
+        transforms=[GzipWhenAsked],  # gzip when the client asks (skillswap.http.compression)
         deps=deps,
         jinja=make_template_environment(),
         static_path=str(HTTP_DIR / "static"),
@@ -127,7 +131,6 @@ def make_app(settings: Settings, deps: Deps) -> tornado.web.Application:
         static_handler_class=StaticFiles,
         default_handler_class=NotFoundHandler,
         debug=False,
-        compress_response=False,
         xheaders=settings.trust_proxy_headers,
         log_function=log_request,  # every request's timing (metrics) and access log line
     )

@@ -70,6 +70,9 @@ M = TypeVar("M", bound=BaseModel)
 HandlerMethod = Callable[..., Awaitable[None]]
 
 CORS_ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key, Accept-Language, X-Request-ID"
+# Every route under /api/ is served under /api/v1/ too (`with_version_aliases`).
+API_PREFIX = "/api/"
+API_V1_PREFIX = "/api/v1/"
 # Far past the end of any list here, and small enough that OFFSET stays far inside BIGINT.
 MAX_PAGE = 1_000_000
 
@@ -183,7 +186,8 @@ async def _claim_key(handler: BaseHandler, key: str) -> idempotency.Claim:
     return await idempotency.claim_key(
         handler.deps.db,
         owner=f"user:{user.id}" if user else "anonymous",
-        scope=idempotency.scope_of(request.method or "", request.path),
+        # One resource under both prefixes: a retry through the other one replays too.
+        scope=idempotency.scope_of(request.method or "", unversioned(request.path)),
         key=key,
         fingerprint=idempotency.request_fingerprint(request.body or b""),
         ttl_seconds=settings.idempotency_ttl_seconds,
@@ -294,6 +298,14 @@ class BaseHandler(tornado.web.RequestHandler):
             self.set_header("Access-Control-Max-Age", "600")
         self.set_status(204)
 
+    def compute_etag(self) -> str | None:
+        """A weak ETag of the body written (answers to GET and HEAD; Tornado answers a matching
+        If-None-Match with 304 when the handler finishes). Weak because it is of the body
+        before any gzip: the compressed and the plain answer carry the same tag, which a strong
+        one may not (RFC 9110 8.8.3); If-None-Match compares weakly anyway."""
+        etag = super().compute_etag()
+        return None if etag is None else "W/" + etag
+
     @public
     async def head(self, *args: str, **kwargs: str) -> None:
         """What GET answers, without the body (Tornado drops the body of a HEAD answer)."""
@@ -323,6 +335,9 @@ class BaseHandler(tornado.web.RequestHandler):
         if not implements(type(self), served_by):
             raise MethodNotAllowed()
         method = getattr(self, served_by)
+        if served_by == "get" and getattr(method, "public", False):
+            # Such an answer may differ for a signed-in caller (a paused skill its owner sees).
+            self.add_header("Vary", "Authorization")
         # The transport refuses bodies over the limit before they are read (RequestGuard); this
         # covers an app served without it.
         if len(self.request.body or b"") > body_limit(type(self), self.deps.settings):
@@ -491,7 +506,14 @@ class BaseHandler(tornado.web.RequestHandler):
         """
         if not path.startswith("/"):
             return path  # already absolute (e.g. a storage backend's own URL)
-        return self.url_base() + path
+        return self.url_base() + self.same_prefix(path)
+
+    def same_prefix(self, path: str) -> str:
+        """`path` under /api/v1/ when this request came through /api/v1/ and `path` is an API
+        path: links keep the prefix the client chose."""
+        if self.request.path.startswith(API_V1_PREFIX):
+            return versioned(path)
+        return path
 
     def url_base(self) -> str:
         """The scheme and host of every absolute link (see `absolute_url`), without a slash."""
@@ -595,3 +617,38 @@ def route(
     """A URL served with and without its trailing slash."""
     pattern = path.rstrip("/") + "/?$" if path != "/" else "/$"
     return tornado.web.url(pattern, handler, kwargs or None)
+
+
+def versioned(path: str) -> str:
+    """An /api/ path (query string and all) as the same path under /api/v1/."""
+    if path.startswith(API_PREFIX) and not path.startswith(API_V1_PREFIX):
+        return API_V1_PREFIX + path.removeprefix(API_PREFIX)
+    return path
+
+
+def unversioned(path: str) -> str:
+    """An /api/v1/ path as the /api/ path of the same resource (other paths as they are)."""
+    if path.startswith(API_V1_PREFIX):
+        return API_PREFIX + path.removeprefix(API_V1_PREFIX)
+    return path
+
+
+def with_version_aliases(routes: list[Any]) -> list[Any]:
+    """`routes`, then every route under /api/ again under /api/v1/: the same handler, kwargs and
+    name-less. Appended after all of them, so a handler's first route (the one the API document
+    and the metrics' route label name) stays the unversioned path.
+
+    A route whose pattern is itself under /api/v1/ would be shadowed; none is (the API has one
+    version, so /api/v1/ is only ever this alias).
+    """
+    aliases = []
+    for spec in routes:
+        pattern = spec.regex.pattern if isinstance(spec, tornado.web.URLSpec) else None
+        if pattern is None or not pattern.startswith(API_PREFIX):
+            continue
+        aliases.append(
+            tornado.web.url(
+                API_V1_PREFIX + pattern.removeprefix(API_PREFIX), spec.target, spec.target_kwargs
+            )
+        )
+    return [*routes, *aliases]

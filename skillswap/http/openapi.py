@@ -17,7 +17,7 @@ import tornado.web
 from pydantic import BaseModel
 
 from skillswap import __version__
-from skillswap.http.base import MAX_PAGE, implements
+from skillswap.http.base import API_V1_PREFIX, MAX_PAGE, implements
 from skillswap.http.operations import TAGS, Operation, declared_operation
 
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -302,6 +302,8 @@ def documented_routes(
                 p for p in inspect.signature(inspect.unwrap(method)).parameters if p != "self"
             ]
             path, parameters = _path_and_parameters(pattern.pattern, arg_names)
+            if path.startswith(API_V1_PREFIX):
+                continue  # the same operation under its alias (see the description)
             if path.startswith("/api/") or path in {"/healthz", "/readyz"}:
                 found.append((path, parameters, verb, method))
     return found
@@ -327,7 +329,11 @@ def build_openapi(app: tornado.web.Application, *, server_url: str | None = None
             "version": __version__,
             "description": (
                 "Peer-to-peer skill exchange: accounts, skills, points in escrow, chat, payments. "
-                "Errors are application/problem+json; send Accept-Language: ar for Arabic."
+                "Errors are application/problem+json; send Accept-Language: ar for Arabic. "
+                "Every /api/ path is also served under /api/v1/ (the same API: /api/v1/skills/ "
+                "is /api/skills/); links in answers keep the prefix of the request. Reads send a "
+                "weak ETag and answer If-None-Match with 304; answers are gzipped for clients "
+                "that send Accept-Encoding: gzip."
             ),
         },
         "tags": [{"name": name, "description": text} for name, text in TAGS.items()],
