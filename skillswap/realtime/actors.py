@@ -371,6 +371,8 @@ class UserActor:
             self.put(("note", event["n"]))
         elif kind == "a":
             self.put(("activity", event["a"]))
+        elif kind == "c":
+            self.put(("call", event["c"]))
         elif kind == "x":
             self.put(("end",))
 
@@ -392,6 +394,10 @@ class UserActor:
                     self._deliver(command[1])
                 elif kind == "activity":
                     self._note_activity(command[1])
+                elif kind == "call":
+                    data = frame("call", **command[1])
+                    for conn in self.conns:
+                        conn.send_frame(data)
                 elif kind == "resync":
                     await self._resync()
                 elif kind == "end":

@@ -211,6 +211,14 @@ class Hub:
             actor.put(("note", record))
         self.bridge.publish(f"user:{user_id}", {"t": "n", "n": record}, maxlen=USER_STREAM_MAXLEN)
 
+    def publish_call(self, user_id: int, signal: dict[str, Any]) -> None:
+        """A lesson call's signal for one user's connections on every node (through their user
+        channel, as notifications go); delivered, never written to the database."""
+        actor = self.users.get(user_id)
+        if actor is not None:
+            actor.put(("call", signal))
+        self.bridge.publish(f"user:{user_id}", {"t": "c", "c": signal}, maxlen=USER_STREAM_MAXLEN)
+
     def end_user_connections(self, user_id: int) -> None:
         """Close the user's connections here, then on the other nodes (through the user's
         channel, which every node with a connection of theirs follows)."""

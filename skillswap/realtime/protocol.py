@@ -82,7 +82,18 @@ class Auth:
     token: str
 
 
-Command = Subscribe | Unsubscribe | Send | Typing | Read | Ping | Auth
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A lesson call's signal for the room's other participant (see skillswap/lessons/calls.py)."""
+
+    room: int
+    signal: dict[str, Any]
+    size: int  # the frame's length in bytes, held against CALL_SIGNAL_MAX_BYTES
+
+
+Command = Subscribe | Unsubscribe | Send | Typing | Read | Ping | Auth | Call
+
+SIGNAL_KINDS = ("offer", "answer", "candidate", "hangup")
 
 MAX_CLIENT_ID = 64
 
@@ -189,10 +200,29 @@ def parse_frame(raw: str | bytes) -> Command:
         return Read(room=_int(frame, "room"), message_id=_int(frame, "message_id"))
     if kind == "auth":
         return Auth(token=_str(frame, "token", max_length=4096))
+    if kind == "call":
+        return _call(frame, raw)
     raise FrameError(
         "unknown_type",
-        lazy("Unknown frame type. Use subscribe, unsubscribe, send, typing, read, ping or auth."),
+        lazy(
+            "Unknown frame type. Use subscribe, unsubscribe, send, typing, read, ping, auth"
+            " or call."
+        ),
     )
+
+
+def _call(frame: dict[str, Any], raw: str | bytes) -> Call:
+    room = _int(frame, "room")
+    signal = frame.get("signal")
+    if not isinstance(signal, dict) or signal.get("kind") not in SIGNAL_KINDS:
+        raise FrameError(
+            "invalid_frame",
+            lazy("`signal` must be an object whose `kind` is offer, answer, candidate or hangup."),
+            field="signal",
+            room=room,
+        )
+    size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
+    return Call(room=room, signal=signal, size=size)
 
 
 # -- server frames ------------------------------------------------------------------------------

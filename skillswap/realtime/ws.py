@@ -41,6 +41,8 @@ from skillswap.errors import (
     TooManyRequests,
 )
 from skillswap.i18n import Message, Translator, lazy, negotiate_locale
+from skillswap.lessons import calls
+from skillswap.lessons.calls import CallRoom
 from skillswap.models import User
 from skillswap.notifications.services import notification_view
 from skillswap.realtime import Realtime
@@ -54,6 +56,7 @@ from skillswap.realtime.protocol import (
     CLOSE_UNRESPONSIVE,
     PONG,
     Auth,
+    Call,
     FrameError,
     Ping,
     Read,
@@ -71,6 +74,9 @@ log = logging.getLogger("skillswap.realtime")
 # Checked this long after the outbound bytes passed the limit: bytes the kernel takes within
 # it were a burst (a replay), not a slow reader.
 SLOW_CHECK_SECONDS = 0.2
+# A lesson call's room, read for its first signal, is trusted this long for the next ones (a
+# call's candidates come in bursts); a cancelled order stops its signals within it.
+CALL_ROOM_SECONDS = 5.0
 
 
 class RealtimeSocket(ProblemAnswers, tornado.websocket.WebSocketHandler):
@@ -97,6 +103,10 @@ class RealtimeSocket(ProblemAnswers, tornado.websocket.WebSocketHandler):
         # Sends waiting for the `message` rate limit, checked one at a time to keep their order.
         self._limited_sends: collections.deque[Send] = collections.deque()
         self._checking_sends = False
+        # Call signals waiting to be relayed, one at a time to keep their order.
+        self._signals: collections.deque[Call] = collections.deque()
+        self._relaying = False
+        self._call_rooms: dict[int, tuple[float, CallRoom]] = {}
         self._counted = False  # in the open connections gauge
 
     @property
@@ -272,6 +282,8 @@ class RealtimeSocket(ProblemAnswers, tornado.websocket.WebSocketHandler):
             self._spawn(self._read(command))
         elif isinstance(command, Auth):
             self._spawn(self._reauthenticate(command.token))
+        elif isinstance(command, Call):
+            self._call(command)
 
     def _take_token(self) -> bool:
         settings = self.deps.settings
@@ -360,6 +372,74 @@ class RealtimeSocket(ProblemAnswers, tornado.websocket.WebSocketHandler):
                 room=room_id,
                 client_id=client_id,
             )
+
+    def _call(self, command: Call) -> None:
+        limit = self.deps.settings.call_signal_max_bytes
+        if command.size > limit:
+            self.send_error_frame(
+                "signal_too_large",
+                lazy("A call signal may be at most {max} bytes.", max=limit),
+                room=command.room,
+                max=limit,
+            )
+            return
+        self._signals.append(command)
+        if not self._relaying:
+            self._relaying = True
+            self._spawn(self._relay_signals())
+
+    async def _relay_signals(self) -> None:
+        try:
+            while self._signals and not self._gone:
+                command = self._signals.popleft()
+                try:
+                    await self._relay(command)
+                except AppError as exc:
+                    self._send_app_error(exc, room=command.room)
+                except Exception:
+                    log.exception("relaying a call signal in room %s failed", command.room)
+                    self.send_error_frame(
+                        "internal_error",
+                        lazy("Something went wrong on our side. The error was logged."),
+                        room=command.room,
+                    )
+        finally:
+            self._relaying = False
+
+    async def _relay(self, command: Call) -> None:
+        """Hand one signal to the room's other participant, on whatever node they are; the
+        first offer of a call and its hang-up are noted in the room's history."""
+        room = await self._call_room(command.room)
+        refusal = calls.call_refusal(room, self.deps.settings, self.deps.clock())
+        if refusal is not None:
+            self._call_rooms.pop(command.room, None)  # the order may be accepted meanwhile
+            raise refusal
+        self.realtime.hub.publish_call(
+            room.other(self.user_id),
+            {"room": command.room, "from": self.user_id, "signal": command.signal},
+        )
+        kind = command.signal["kind"]
+        if kind == "offer":
+            await calls.call_started(self.deps, room=room, actor=self.user)
+        elif kind == "hangup":
+            await calls.call_ended(self.deps, room=room, actor=self.user)
+
+    async def _call_room(self, room_id: int) -> CallRoom:
+        """The lesson of the room, if this user is one of its two participants."""
+        now = asyncio.get_running_loop().time()
+        cached = self._call_rooms.get(room_id)
+        if cached is not None and now - cached[0] < CALL_ROOM_SECONDS:
+            return cached[1]
+        room = await calls.room_call(self.deps.db, room_id)
+        if room is None:
+            state = await chat.load_room_state(self.deps.db, room_id)
+            if state is not None and self.user_id in state.members:
+                raise calls.lesson_not_found()
+            raise chat.room_not_found()
+        if not room.has(self.user_id):
+            raise chat.room_not_found()
+        self._call_rooms[room_id] = (now, room)
+        return room
 
     async def _read(self, command: Read) -> None:
         try:

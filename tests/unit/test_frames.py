@@ -10,6 +10,7 @@ import pytest
 from skillswap.i18n import Catalogs
 from skillswap.realtime.protocol import (
     Auth,
+    Call,
     FrameError,
     Ping,
     Read,
@@ -51,6 +52,19 @@ def refusal(raw: str | bytes) -> tuple[str, str, dict[str, Any]]:
         (b'{"type": "typing", "room": 9}', Typing(room=9)),
         (f'{{"type": "typing", "room": {BIGGEST_ID}}}', Typing(room=BIGGEST_ID)),
         ('{"type": "ping", "extra": [1, 2]}', Ping()),
+        (
+            '{"type": "call", "room": 5, "signal": {"kind": "hangup"}}',
+            Call(room=5, signal={"kind": "hangup"}, size=57),
+        ),
+        (
+            # The size is in bytes: "é" is two of them.
+            '{"type": "call", "room": 5, "signal": {"kind": "offer", "sdp": "é"}}',
+            Call(room=5, signal={"kind": "offer", "sdp": "é"}, size=69),
+        ),
+        (
+            b'{"type": "call", "room": 5, "signal": {"kind": "candidate", "candidate": ""}}',
+            Call(room=5, signal={"kind": "candidate", "candidate": ""}, size=77),
+        ),
     ],
 )
 def test_frames_that_parse(raw: str | bytes, command: object) -> None:
@@ -72,13 +86,13 @@ def test_frames_that_parse(raw: str | bytes, command: object) -> None:
         (
             '{"type": "dance"}',
             "unknown_type",
-            "Unknown frame type. Use subscribe, unsubscribe, send, typing, read, ping or auth.",
+            "Unknown frame type. Use subscribe, unsubscribe, send, typing, read, ping, auth or call.",
             {},
         ),
         (
             "{}",
             "unknown_type",
-            "Unknown frame type. Use subscribe, unsubscribe, send, typing, read, ping or auth.",
+            "Unknown frame type. Use subscribe, unsubscribe, send, typing, read, ping, auth or call.",
             {},
         ),
         (
@@ -152,6 +166,30 @@ def test_frames_that_parse(raw: str | bytes, command: object) -> None:
             "invalid_frame",
             "`client_id` must be 1 to 64 characters.",
             {},
+        ),
+        (
+            '{"type": "call", "signal": {"kind": "offer"}}',
+            "invalid_frame",
+            "`room` must be a whole number of at least 1.",
+            {"field": "room"},
+        ),
+        (
+            '{"type": "call", "room": 1, "signal": "offer"}',
+            "invalid_frame",
+            "`signal` must be an object whose `kind` is offer, answer, candidate or hangup.",
+            {"field": "signal", "room": 1},
+        ),
+        (
+            '{"type": "call", "room": 1, "signal": {"kind": "dance"}}',
+            "invalid_frame",
+            "`signal` must be an object whose `kind` is offer, answer, candidate or hangup.",
+            {"field": "signal", "room": 1},
+        ),
+        (
+            '{"type": "call", "room": 1}',
+            "invalid_frame",
+            "`signal` must be an object whose `kind` is offer, answer, candidate or hangup.",
+            {"field": "signal", "room": 1},
         ),
         (
             '{"type": "auth", "token": "' + "t" * 4097 + '"}',
