@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import uuid
+import zoneinfo
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -127,6 +129,7 @@ async def register(
     password: str,
     display_name: str = "",
     locale: str | None = None,
+    timezone: str | None = None,
 ) -> AuthResult:
     """Create an account, send the verification email, and sign the new user in."""
     email = normalise_email(email)
@@ -142,6 +145,8 @@ async def register(
         errors["password"] = problems
     if locale is not None and locale not in SUPPORTED_LOCALES:
         errors["locale"] = [lazy("Must be one of: {choices}.", choices=one_of(SUPPORTED_LOCALES))]
+    if timezone is not None and not is_time_zone(timezone):
+        errors["timezone"] = [lazy(NOT_A_TIME_ZONE)]
     if errors:
         raise ValidationFailed(errors=errors)
     password_hash = await deps.hasher.hash(password)
@@ -163,6 +168,7 @@ async def register(
             password_hash=password_hash,
             display_name=display_name or username,
             locale=locale or deps.settings.default_locale,
+            timezone=timezone or "UTC",
         )
         session.add(user)
         try:
@@ -379,7 +385,20 @@ async def logout(deps: Deps, *, actor: User, access: AccessClaims, refresh: str 
     await deps.denylist.revoke(access.jti, expires_at=access.expires_at)
 
 
-PROFILE_FIELDS = ("display_name", "bio", "avatar_url", "phone", "locale", "username")
+PROFILE_FIELDS = ("display_name", "bio", "avatar_url", "phone", "locale", "timezone", "username")
+NOT_A_TIME_ZONE = N_("Must be an IANA time zone name, such as Africa/Cairo or UTC.")
+
+
+@functools.cache
+def _time_zones() -> frozenset[str]:
+    # A system's zoneinfo folder may hold its own `localtime` and `posixrules` links: no zones.
+    return frozenset(zoneinfo.available_timezones()) - {"localtime", "posixrules"}
+
+
+def is_time_zone(name: object) -> bool:
+    """Whether `name` is an IANA time zone this system knows (what `users.timezone` holds:
+    the zone reminders and the calendar show a person's times in)."""
+    return isinstance(name, str) and name in _time_zones()
 
 
 async def update_profile(deps: Deps, *, actor: User, changes: dict[str, Any]) -> User:
@@ -389,6 +408,8 @@ async def update_profile(deps: Deps, *, actor: User, changes: dict[str, Any]) ->
         user = await session.get(User, actor.id, with_for_update=not deps.db.is_sqlite)
         if user is None:
             raise NotFound()
+        if "timezone" in changes and not is_time_zone(changes["timezone"]):
+            raise ValidationFailed(errors={"timezone": [lazy(NOT_A_TIME_ZONE)]})
         if "username" in changes and changes["username"] != user.username:
             username = changes["username"]
             if not USERNAME_RE.match(username):

@@ -59,6 +59,7 @@ def user_private(user: User) -> dict[str, Any]:
         "email": user.email,
         "phone": user.phone,
         "locale": user.locale,
+        "timezone": user.timezone,
         "is_admin": user.is_admin,
         "has_password": user.password_hash is not None,
         # Set while a deletion waits out its grace period: the app offers to cancel it.
@@ -82,12 +83,16 @@ def auth_response(result: AuthResult) -> dict[str, Any]:
     return {"user": user_private(result.user), **token_response(result.tokens)}
 
 
+TIMEZONE = "An IANA time zone (e.g. Africa/Cairo): the zone one's lesson times are shown in"
+
+
 class RegisterBody(Body):
     email: EmailStr = Field(max_length=254)
     username: str = Field(min_length=3, max_length=32)
     password: str = Field(min_length=1, max_length=256)
     display_name: str = Field(default="", max_length=80)
     locale: Literal["en", "ar"] | None = None
+    timezone: str | None = Field(default=None, max_length=64, description=TIMEZONE)
 
 
 class LoginBody(Body):
@@ -117,6 +122,7 @@ class ProfileBody(Body):
     avatar_url: str = Field(default="", max_length=500, pattern=r"^(https?://\S+)?$")
     phone: str = Field(default="", max_length=32, pattern=r"^(\+?[0-9 ()-]{5,32})?$")
     locale: Literal["en", "ar"] = "en"
+    timezone: str = Field(default="UTC", max_length=64, description=TIMEZONE)
 
 
 class ProfilePatchBody(Body):
@@ -126,6 +132,7 @@ class ProfilePatchBody(Body):
     avatar_url: str | None = Field(default=None, max_length=500, pattern=r"^(https?://\S+)?$")
     phone: str | None = Field(default=None, max_length=32, pattern=r"^(\+?[0-9 ()-]{5,32})?$")
     locale: Literal["en", "ar"] | None = None
+    timezone: str | None = Field(default=None, max_length=64, description=TIMEZONE)
 
 
 class TokenBody(Body):
@@ -169,6 +176,7 @@ class RegisterHandler(BaseHandler):
             password=body.password,
             display_name=body.display_name,
             locale=body.locale,
+            timezone=body.timezone,
         )
         self.send(auth_response(result), status=201, location=f"/api/users/{result.user.id}/")
 

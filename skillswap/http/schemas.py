@@ -70,6 +70,7 @@ class UserPrivate(UserPublic):
     email: str
     phone: str
     locale: str
+    timezone: str = Field(description="The IANA time zone one's lesson times are shown in")
     is_admin: bool
     has_password: bool
     deletion_scheduled_for: datetime | None = Field(
