@@ -71,6 +71,18 @@ IDEMPOTENCY_KEY: dict[str, Any] = {
     "schema": {"type": "string", "maxLength": 255},
 }
 
+# Every GET that answers 200 sends a (weak) ETag of its body and answers it with a 304.
+IF_NONE_MATCH: dict[str, Any] = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "description": "ETags of answers you hold, or `*`: a 304 without a body while one is current.",
+    "schema": {"type": "string"},
+}
+ETAG: dict[str, Any] = {
+    "description": "A weak tag of the body (the same gzipped or not), for If-None-Match",
+    "schema": {"type": "string"},
+}
 
 RATE_LIMIT_HEADERS: dict[str, Any] = {
     "RateLimit-Policy": {
@@ -243,6 +255,24 @@ def _declare_rate_limit(responses: dict[str, Any]) -> None:
         answer["headers"] = headers
 
 
+def _declare_conditional_read(described: dict[str, Any]) -> None:
+    """A GET answering 200: If-None-Match, the ETag on its 200 and the 304 it may give."""
+    responses = described["responses"]
+    if "200" not in responses:
+        return
+    described["parameters"] = [*described["parameters"], IF_NONE_MATCH]
+    responses["200"]["headers"] = {**responses["200"].get("headers", {}), "ETag": ETAG}
+    not_modified = {
+        "description": "Not Modified: the ETag sent in If-None-Match is still current (no body)",
+        "headers": {"ETag": ETAG},
+    }
+    described["responses"] = {
+        **{status: answer for status, answer in responses.items() if status < "300"},
+        "304": not_modified,
+        **{status: answer for status, answer in responses.items() if status >= "300"},
+    }
+
+
 def describe_operation(
     method: Any, path_parameters: list[dict[str, Any]], components: Components
 ) -> dict[str, Any]:
@@ -314,7 +344,10 @@ def build_openapi(app: tornado.web.Application, *, server_url: str | None = None
     components = Components()
     paths: dict[str, dict[str, Any]] = {}
     for path, parameters, verb, method in documented_routes(app):
-        paths.setdefault(path, {})[verb] = describe_operation(method, parameters, components)
+        described = describe_operation(method, parameters, components)
+        if verb == "get":
+            _declare_conditional_read(described)
+        paths.setdefault(path, {})[verb] = described
     tag_order = list(TAGS)
 
     def place(item: tuple[str, dict[str, Any]]) -> tuple[int, str]:
