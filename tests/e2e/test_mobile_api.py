@@ -94,9 +94,7 @@ async def test_if_none_match_takes_lists_weak_and_strong_forms_and_a_star(
     assert (answer.status_code, answer.content, answer.headers["etag"]) == (304, b"", etag)
 
 
-async def test_another_tag_or_a_changed_resource_gets_the_whole_answer(
-    api, make_user, make_skill
-):
+async def test_another_tag_or_a_changed_resource_gets_the_whole_answer(api, make_user, make_skill):
     owner = await make_user()
     skill = await make_skill(owner)
     path = f"/api/skills/{skill['id']}/"
@@ -144,7 +142,9 @@ async def test_skills_pages_from_the_listing_cache_carry_the_tag_of_the_cached_b
     assert after.json()["count"] == 3
 
     tree = await api.get("/api/skills/categories/")
-    again = await api.get("/api/skills/categories/", headers={"If-None-Match": tree.headers["etag"]})
+    again = await api.get(
+        "/api/skills/categories/", headers={"If-None-Match": tree.headers["etag"]}
+    )
     assert again.status_code == 304
 
 
