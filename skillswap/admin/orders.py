@@ -113,7 +113,7 @@ async def list_orders(
             )
         ).all()
     views = []
-    for order, buyer, seller, skill_id, title_en, title_ar, room_id in rows:
+    for order, buyer, seller, skill_id, title_en, title_ar, room_id, lesson in rows:
         roles = queries.roles_of(order, actor)
         views.append(
             OrderView(
@@ -126,6 +126,7 @@ async def list_orders(
                     roles, order.status, changes_left=queries.changes_left(order, deps.settings)
                 ),
                 room_id=room_id,
+                lesson=lesson,
             )
         )
     return int(count or 0), views

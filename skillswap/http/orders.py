@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -13,7 +14,7 @@ from skillswap.http.operations import operation
 from skillswap.http.schemas import OrderOut, Page
 from skillswap.http.validation import Body, Id
 from skillswap.i18n import N_, Translator, in_language
-from skillswap.models import OrderTransition, Review
+from skillswap.models import Lesson, OrderTransition, Review
 from skillswap.models.orders import ORDER_STATUSES
 from skillswap.orders import queries as orders_queries
 from skillswap.orders import services as orders
@@ -50,6 +51,19 @@ def transition_json(step: OrderTransition) -> dict[str, Any]:
     }
 
 
+def lesson_json(lesson: Lesson | None) -> dict[str, Any] | None:
+    """When an order's lesson takes place (UTC), and a new time proposed if there is one."""
+    if lesson is None:
+        return None
+    return {
+        "starts_at": lesson.starts_at,
+        "ends_at": lesson.ends_at,
+        "minutes": lesson.minutes,
+        "proposed_starts_at": lesson.proposed_starts_at,
+        "proposed_by": lesson.proposed_by,
+    }
+
+
 def order_json(view: OrderView, translator: Translator) -> dict[str, Any]:
     """An order as its viewer sees it: the parties' public profiles, never anything private."""
     order = view.order
@@ -78,6 +92,7 @@ def order_json(view: OrderView, translator: Translator) -> dict[str, Any]:
         ),
         "allowed_actions": view.allowed_actions,
         "room_id": view.room_id,  # its chat room: /api/chat/rooms/{room_id}/ and on /ws/
+        "lesson": lesson_json(view.lesson),  # null: not a lesson
         "created_at": order.created_at,
         "updated_at": order.updated_at,
         "completed_at": order.completed_at,
@@ -99,6 +114,12 @@ def order_json(view: OrderView, translator: Translator) -> dict[str, Any]:
 class PlaceOrderBody(Body):
     skill_id: Id
     requirements: str = Field(default="", max_length=5000)
+    slot_start: datetime | None = Field(
+        default=None,
+        strict=False,  # an ISO 8601 string
+        description="A lesson skill's start, one of its free slots (required for a lesson, "
+        "refused otherwise)",
+    )
 
 
 class ActionFields(Body):
@@ -157,7 +178,11 @@ class OrdersHandler(BaseHandler):
     @limited("order")
     @idempotent
     async def post(self) -> None:
-        """Order a skill: its price is held in escrow and the order waits for the seller."""
+        """Order a skill: its price is held in escrow and the order waits for the seller.
+
+        A lesson skill books a time in the same transaction: `slot_start` is one of its free
+        slots (409 `slot_unavailable` if not offered, `slot_taken` if someone booked it first).
+        """
         body = self.parse_body(PlaceOrderBody)
         view = await orders.place_order(
             self.deps,
@@ -165,6 +190,7 @@ class OrdersHandler(BaseHandler):
             skill_id=body.skill_id,
             requirements=body.requirements,
             idempotency_key=self.request.headers.get("Idempotency-Key"),
+            slot_start=body.slot_start,
         )
         self.send(order_json(view, self.translator), status=201)
 

@@ -163,6 +163,9 @@ class SkillOut(Out):
     languages: list[str]
     tags: list[str]
     delivery_days: int
+    lesson_minutes: int | None = Field(
+        description="A lesson of this many minutes, booked at a time; null: work delivered"
+    )
     status: str = Field(json_schema_extra={"enum": ["active", "paused", "hidden"]})
     moderation_note: str | None = Field(
         description="Why an administrator hid it (`status: hidden`, seen by its owner only)"
@@ -256,6 +259,18 @@ class OrderReviews(Out):
     theirs_submitted: bool
 
 
+class LessonTime(Out):
+    """When an order's lesson takes place (UTC)."""
+
+    starts_at: datetime
+    ends_at: datetime
+    minutes: int
+    proposed_starts_at: datetime | None = Field(
+        description="A new start one party proposed, not yet accepted"
+    )
+    proposed_by: int | None = Field(description="Who proposed it")
+
+
 class OrderOut(Out):
     """An order as its viewer sees it; `history` and `reviews` on a single order's read."""
 
@@ -272,6 +287,7 @@ class OrderOut(Out):
     settlement: Settlement | None
     allowed_actions: list[str]
     room_id: int | None = Field(description="The order's chat room")
+    lesson: LessonTime | None = Field(description="null: the order is not of a lesson skill")
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None

@@ -27,8 +27,9 @@ from skillswap.http.base import (
 )
 from skillswap.http.operations import operation
 from skillswap.http.schemas import CategoryTreeNode, Page, SkillImageOut, SkillOut, SkillPaused
-from skillswap.http.validation import Body, Id
+from skillswap.http.validation import Body, Id, Nullable
 from skillswap.i18n import N_, lazy
+from skillswap.models.lessons import LESSON_MINUTES_MAX, LESSON_MINUTES_MIN
 from skillswap.skills import browse, categories, images, listings
 from skillswap.skills.browse import BrowseQuery, SkillPage
 from skillswap.skills.queries import skill_view
@@ -50,6 +51,21 @@ def _no_nul(value: str) -> str:
 
 
 PlainText = Annotated[str, AfterValidator(_no_nul)]
+
+
+def _whole_quarters(minutes: int | None) -> int | None:
+    if minutes is not None and minutes % 15:
+        raise ValueError(N_("A lesson lasts whole quarter hours: 15, 30, 45 ... 240 minutes."))
+    return minutes
+
+
+# A lesson's length (null: the skill is a piece of work delivered, not a lesson).
+LessonMinutes = Annotated[
+    int | None,
+    Nullable,
+    Field(ge=LESSON_MINUTES_MIN, le=LESSON_MINUTES_MAX, strict=True),
+    AfterValidator(_whole_quarters),
+]
 
 
 def _check_tags(tags: list[str] | None) -> list[str] | None:
@@ -92,6 +108,9 @@ class SkillBody(Body):
         json_schema_extra={"items": {"pattern": LANGUAGE_PATTERN}},
     )
     delivery_days: int = Field(default=7, ge=1, le=365, strict=True)
+    lesson_minutes: LessonMinutes = Field(
+        default=None, description="A lesson of this many minutes (15 to 240, whole quarters)"
+    )
 
     _tags = field_validator("tags")(_check_tags)
     _languages = field_validator("languages")(_check_languages)
@@ -110,6 +129,9 @@ class SkillPatchBody(Body):
     level: Level | None = None
     languages: list[str] | None = Field(default=None, max_length=10)
     delivery_days: int | None = Field(default=None, ge=1, le=365, strict=True)
+    lesson_minutes: LessonMinutes = Field(
+        default=None, description="A lesson of this many minutes; null: no longer a lesson"
+    )
     status: Literal["active", "paused"] | None = None
 
     _tags = field_validator("tags")(_check_tags)
@@ -310,7 +332,11 @@ class SkillDetailHandler(SkillsBaseHandler):
     async def patch(self, skill_id: str) -> None:
         """Change some fields of a skill of yours, or pause/reactivate it with `status`."""
         body = self.parse_body(SkillPatchBody)
-        changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
+        changes = {
+            k: v
+            for k, v in body.model_dump(exclude_unset=True).items()
+            if v is not None or k in body.nullable_fields
+        }
         record = await listings.update_skill(
             self.deps, actor=self.user, skill_id=path_id(skill_id), changes=changes
         )

@@ -12,7 +12,7 @@ from sqlalchemy.orm import aliased
 
 from skillswap.errors import NotFound, PermissionDenied
 from skillswap.i18n import lazy
-from skillswap.models import ChatRoom, Order, OrderTransition, Skill, User
+from skillswap.models import ChatRoom, Lesson, Order, OrderTransition, Skill, User
 from skillswap.models.orders import OrderAction, OrderStatus
 from skillswap.orders.rules import Role, allowed_actions
 from skillswap.reviews.services import ReviewState, review_state
@@ -42,6 +42,7 @@ class OrderView:
     history: list[OrderTransition] | None = None
     reviews: ReviewState | None = None  # detail, for the two participants
     room_id: int | None = None  # the order's chat room (every order has one)
+    lesson: Lesson | None = None  # when the lesson takes place (an order of a lesson skill)
 
 
 def room_of(order_id: object) -> ScalarSelect[int]:
@@ -134,9 +135,10 @@ def list_page(
     offset: int,
     limit: int,
     order: Sequence[Any] | None = None,
-) -> Select[Order, User, User, int, str, str, int]:
+) -> Select[Order, User, User, int, str, str, int, Lesson]:
     """One page of listed orders, newest first unless `order` says otherwise, with both
-    parties, the skill and the room (the participants' lists and the administrators')."""
+    parties, the skill, the room and the lesson if it is one (the participants' lists and the
+    administrators')."""
     buyer, seller = aliased(User), aliased(User)
     return (
         select(
@@ -147,10 +149,12 @@ def list_page(
             Skill.title_en,
             Skill.title_ar,
             room_of(Order.id),
+            Lesson,
         )
         .join(buyer, buyer.id == Order.buyer_id)
         .join(seller, seller.id == Order.seller_id)
         .join(Skill, Skill.id == Order.skill_id)
+        .outerjoin(Lesson, Lesson.order_id == Order.id)
         .where(*conditions)
         .order_by(*(order if order is not None else (Order.id.desc(),)))
         .offset(offset)
@@ -160,7 +164,7 @@ def list_page(
 
 def _listed_view(deps: Deps, actor: User, row: Sequence[Any]) -> OrderView:
     """A listed order as `actor` sees it (no history: that is the detail's)."""
-    order, buyer, seller, skill_id, title_en, title_ar, room_id = row
+    order, buyer, seller, skill_id, title_en, title_ar, room_id, lesson = row
     roles = roles_of(order, actor)
     return OrderView(
         order=order,
@@ -172,18 +176,20 @@ def _listed_view(deps: Deps, actor: User, row: Sequence[Any]) -> OrderView:
             roles, order.status, changes_left=changes_left(order, deps.settings)
         ),
         room_id=room_id,
+        lesson=lesson,
     )
 
 
 async def order_view(deps: Deps, session: AsyncSession, order: Order, actor: User) -> OrderView:
-    """The order in detail: parties, skill, history, and the viewer's review state."""
+    """The order in detail: parties, skill, history, the viewer's review state, and its
+    lesson (read with the skill)."""
     buyer = await session.get(User, order.buyer_id)
     seller = await session.get(User, order.seller_id)
     skill = (
         await session.execute(
-            select(Skill.id, Skill.title_en, Skill.title_ar, room_of(order.id)).where(
-                Skill.id == order.skill_id
-            )
+            select(Skill.id, Skill.title_en, Skill.title_ar, room_of(order.id), Lesson)
+            .outerjoin(Lesson, Lesson.order_id == order.id)
+            .where(Skill.id == order.skill_id)
         )
     ).one()
     history = list(
@@ -220,4 +226,5 @@ async def order_view(deps: Deps, session: AsyncSession, order: Order, actor: Use
         history=history,
         reviews=reviews,
         room_id=skill[3],
+        lesson=skill[4],
     )

@@ -24,9 +24,10 @@ from skillswap.db import CompiledStatement, UnitOfWork
 from skillswap.errors import Conflict, NotFound, PaymentRequired, PermissionDenied
 from skillswap.i18n import lazy, lazy_plural
 from skillswap.ledger import Payout, SystemAccount, TransferKind
+from skillswap.lessons import booking as lesson_booking
 from skillswap.ledger.stores import Outcome, store_for
 from skillswap.ledger.transfers import MAX_KEY_LENGTH as LEDGER_KEY_LENGTH
-from skillswap.models import LedgerAccount, Order, OrderTransition, Skill, User
+from skillswap.models import LedgerAccount, Lesson, Order, OrderTransition, Skill, User
 from skillswap.models.admin import AuditTarget
 from skillswap.models.orders import OrderAction, OrderStatus
 from skillswap.models.skills import SkillStatus
@@ -70,17 +71,22 @@ async def place_order(
     skill_id: int,
     requirements: str = "",
     idempotency_key: str | None = None,
+    slot_start: datetime | None = None,
 ) -> OrderView:
     """Hold the skill's price on the actor's wallet and create the order, pending the seller.
 
-    With an idempotency key, placing again returns the first order (or its refusal).
+    A lesson skill books `slot_start` in the same transaction (skillswap.lessons.booking);
+    any other skill refuses one. With an idempotency key, placing again returns the first
+    order (or its refusal).
     """
     require_verified_email(deps, actor)
     now = deps.clock()
     hold_key = _hold_key(actor, idempotency_key)
     deadline_at = deadline_after(OrderStatus.PENDING, now, deps.settings)
     async with deps.db.uow() as uow:
-        place = _place_in_one_statement if uow.driver is not None else _place_in_steps
+        # A booking takes the steps: its slot is checked and claimed between them.
+        one_statement = uow.driver is not None and slot_start is None
+        place = _place_in_one_statement if one_statement else _place_in_steps
         placed = await place(
             deps,
             uow,
@@ -90,6 +96,7 @@ async def place_order(
             requirements=requirements,
             deadline_at=deadline_at,
             now=now,
+            slot_start=slot_start,
         )
         if isinstance(placed, OrderView):  # a replayed key: nothing was written
             await uow.commit()  # committing keeps the loaded rows usable
@@ -118,18 +125,20 @@ async def place_order(
         history=[OrderTransition(id=placed.step_id, **step)],
         reviews=NO_REVIEWS,
         room_id=room_id,
+        lesson=placed.lesson,
     )
 
 
 @dataclass(frozen=True)
 class _Placed:
     """What placing wrote: the skill and seller as read, the order's and its first step's
-    columns (with their ids)."""
+    columns (with their ids), and the lesson booked (if it is one)."""
 
     skill: Any
     values: dict[str, Any]
     step: dict[str, Any]
     step_id: int
+    lesson: Lesson | None = None
 
 
 async def _place_in_one_statement(
@@ -142,9 +151,14 @@ async def _place_in_one_statement(
     requirements: str,
     deadline_at: datetime | None,
     now: datetime,
+    slot_start: datetime | None = None,
 ) -> _Placed | OrderView:
     """PostgreSQL: the skill, its hold, the order and its history in one round trip
-    (`statements.PLACE_ORDER_PG`); the refusals are read from the row it returns."""
+    (`statements.PLACE_ORDER_PG`); the refusals are read from the row it returns.
+
+    Not for a booking (`slot_start`): a lesson skill found here is refused (`slot_required`)
+    and what the statement wrote is rolled back with the unit of work."""
+    assert slot_start is None
     assert uow.driver is not None
     args = (skill_id, actor.id, hold_key, now, deadline_at, requirements)
     found = await uow.driver.fetchrow(PLACE_ORDER_PG, *args)
@@ -153,6 +167,7 @@ async def _place_in_one_statement(
         await ledger.ensure_wallet(uow.session, actor.id, now=now)
         found = await uow.driver.fetchrow(PLACE_ORDER_PG, *args)
     skill = _check_orderable(None if found is None else _Row(found), actor)
+    lesson_booking.booking_for(skill.lesson_minutes, None)
     price = int(skill.price_points)
     ledger.check_hold(hold_key, price)
     outcome = Outcome(found["found"], found["hold_id"], found["shortfall"])
@@ -181,8 +196,10 @@ async def _place_in_steps(
     requirements: str,
     deadline_at: datetime | None,
     now: datetime,
+    slot_start: datetime | None = None,
 ) -> _Placed | OrderView:
-    """Elsewhere (SQLite): the same reads and writes, one statement each."""
+    """Elsewhere (SQLite), and for a booking: the same reads and writes, one statement each;
+    a lesson's slot is checked before the hold and claimed after the order."""
     session = uow.session
     conn = await session.connection()
     found = _check_orderable(
@@ -191,6 +208,12 @@ async def _place_in_steps(
         ).first(),
         actor,
     )
+    booking = lesson_booking.booking_for(found.lesson_minutes, slot_start)
+    if booking is not None:
+        await lesson_booking.check_slot_offered(
+            session, booking, seller_id=found.owner_id, now=now, settings=deps.settings
+        )
+        deadline_at = lesson_booking.pending_deadline(deadline_at, booking)
     price = int(found.price_points)
     wallet = found.wallet or await ledger.ensure_wallet(session, actor.id, now=now)
     hold = await _held(
@@ -206,7 +229,17 @@ async def _place_in_steps(
     order_id = await _INSERT_ORDER.scalar(conn, values)
     step = _placed_step(order_id, actor, now=now)
     step_id = await _INSERT_TRANSITION.scalar(conn, step)
-    return _Placed(found, values, step, step_id)
+    lesson = None
+    if booking is not None:
+        lesson = await lesson_booking.claim_slot(
+            session,
+            booking,
+            order_id=order_id,
+            seller_id=found.owner_id,
+            buyer_id=actor.id,
+            now=now,
+        )
+    return _Placed(found, values, step, step_id, lesson)
 
 
 class _Row:
@@ -334,6 +367,7 @@ _SKILL_SELLER_AND_WALLET = (
         Skill.price_points,
         Skill.title_en,
         Skill.title_ar,
+        Skill.lesson_minutes,
         *(getattr(User, name) for name in SELLER_FIELDS),
         select(LedgerAccount.id)
         .where(LedgerAccount.user_id == bindparam("buyer"))

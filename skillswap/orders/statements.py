@@ -42,7 +42,7 @@ SELLER_FIELDS = (
 # hold is the only row written), and the new order's and history step's ids.
 PLACE_ORDER_PG = f"""
 WITH skill AS MATERIALIZED (
-    SELECT s.owner_id, s.status, s.price_points, s.title_en, s.title_ar,
+    SELECT s.owner_id, s.status, s.price_points, s.title_en, s.title_ar, s.lesson_minutes,
            {", ".join(f"u.{name}" for name in SELLER_FIELDS)}
     FROM skills s JOIN users u ON u.id = s.owner_id
     WHERE s.id = $1

@@ -35,6 +35,7 @@ EDITABLE_FIELDS = (
     "level",
     "languages",
     "delivery_days",
+    "lesson_minutes",  # changing it changes new bookings only: a lesson keeps its own length
 )
 
 SkillRecord = tuple[AnyRow, list[ImageTuple]]

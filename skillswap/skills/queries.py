@@ -43,6 +43,7 @@ SKILL_COLUMNS = (
     skills.c.languages,
     skills.c.tags,
     skills.c.delivery_days,
+    skills.c.lesson_minutes,
     skills.c.status,
     skills.c.moderation_note,
     skills.c.rating_sum,
@@ -171,6 +172,8 @@ def skill_view(
         "languages": row["languages"],
         "tags": row["tags"],
         "delivery_days": row["delivery_days"],
+        # A lesson of this many minutes, booked at a time (None: a piece of work delivered).
+        "lesson_minutes": row["lesson_minutes"],
         "status": row["status"],
         # Why an administrator hid it (only its owner and administrators see a hidden skill).
         "moderation_note": row["moderation_note"] if row["status"] == "hidden" else None,
