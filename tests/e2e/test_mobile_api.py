@@ -289,6 +289,28 @@ async def test_images_from_media_are_sent_as_they_are(
     assert body[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+async def test_a_streamed_csv_export_is_gzipped_as_it_goes_and_decodes_whole(server, make_user):
+    from tests.e2e.test_dashboard import dashboard
+
+    admin = await make_user(admin=True)
+    async with dashboard(server) as page:
+        signed_in = await page.sign_in(admin.email, admin.password)
+        assert signed_in.status_code == 303
+        answer, wire = await raw_get(
+            page.client,
+            f"/admin/users/?search={admin.email}&format=csv",
+            **{"Accept-Encoding": "gzip"},
+        )
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "text/csv; charset=utf-8"
+    assert answer.headers["content-encoding"] == "gzip"
+    assert answer.headers["transfer-encoding"] == "chunked"  # written batch by batch
+    assert "content-length" not in answer.headers
+    lines = gzip.decompress(wire).decode("utf-8").lstrip("\ufeff").splitlines()
+    assert lines[0].startswith("id,email,username,")
+    assert [line.split(",")[1] for line in lines[1:]] == [admin.email]
+
+
 async def test_the_metrics_scrape_is_gzipped_for_a_scraper_that_asks(raw_client):
     answer, body = await raw_get(raw_client, "/metrics", **{"Accept-Encoding": "gzip"})
     assert answer.status_code == 200
