@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from skillswap.deps import Deps
 
 CORS_EXPOSED_HEADERS = (
-    "X-Request-ID, Idempotent-Replayed, Retry-After, Location, RateLimit, RateLimit-Policy"
+    "X-Request-ID, Idempotent-Replayed, Retry-After, Location, RateLimit, RateLimit-Policy, ETag"
 )
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 

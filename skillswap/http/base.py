@@ -69,7 +69,9 @@ log = logging.getLogger("skillswap.http")
 M = TypeVar("M", bound=BaseModel)
 HandlerMethod = Callable[..., Awaitable[None]]
 
-CORS_ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key, Accept-Language, X-Request-ID"
+CORS_ALLOWED_HEADERS = (
+    "Authorization, Content-Type, Idempotency-Key, Accept-Language, X-Request-ID, If-None-Match"
+)
 # Every route under /api/ is served under /api/v1/ too (`with_version_aliases`).
 API_PREFIX = "/api/"
 API_V1_PREFIX = "/api/v1/"

@@ -15,9 +15,10 @@ import pytest
 from PIL import Image
 
 from tests.chat_support import ws_connect
-from tests.conftest import media_folder
+from tests.conftest import extra_server, media_folder
 
 PROBLEM = "application/problem+json; charset=utf-8"
+WEB = "https://app.skillswap.example"
 SWAGGER_JS = "/static/vendor/swagger-ui/swagger-ui-bundle.js"
 
 
@@ -175,6 +176,35 @@ async def test_a_private_answer_stays_private_and_another_users_tag_gets_them_th
     assert (await api.get(path, headers=tag)).status_code == 404
     assert (await api.get(path, token=bob.access, headers=tag)).status_code == 404
     assert (await api.get(path, token=alice.access, headers=tag)).status_code == 304
+
+
+async def test_a_web_app_on_a_configured_origin_may_send_if_none_match_and_read_the_etag(
+    settings,
+):
+    async with (
+        extra_server(settings.with_overrides(cors_origins=(WEB,))) as (url, _deps),
+        httpx.AsyncClient(base_url=url) as client,
+    ):
+        preflight = await client.options(
+            "/api/skills/categories/",
+            headers={
+                "Origin": WEB,
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "if-none-match",
+            },
+        )
+        assert preflight.status_code == 204
+        assert "If-None-Match" in preflight.headers["Access-Control-Allow-Headers"].split(", ")
+        first = await client.get("/api/skills/categories/", headers={"Origin": WEB})
+        assert "ETag" in first.headers["Access-Control-Expose-Headers"].split(", ")
+        again = await client.get(
+            "/api/skills/categories/",
+            headers={"Origin": WEB, "If-None-Match": first.headers["etag"]},
+        )
+    assert again.status_code == 304
+    assert again.headers["Access-Control-Allow-Origin"] == WEB
+    assert "ETag" in again.headers["Access-Control-Expose-Headers"].split(", ")
+    assert varies_on(again) == varies_on(first) >= {"origin", "authorization", "accept-encoding"}
 
 
 # -- gzip -----------------------------------------------------------------------------------------
