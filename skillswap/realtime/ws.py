@@ -394,8 +394,8 @@ class RealtimeSocket(ProblemAnswers, tornado.websocket.WebSocketHandler):
                 command = self._signals.popleft()
                 try:
                     await self._relay(command)
-                except AppError as exc:
-                    self._send_app_error(exc, room=command.room)
+                except AppError as exc:  # with the call's window, when it is not open
+                    self._send_app_error(exc, room=command.room, **exc.extra)
                 except Exception:
                     log.exception("relaying a call signal in room %s failed", command.room)
                     self.send_error_frame(
