@@ -96,7 +96,9 @@ class LessonReminder(Base):
 
 
 class CalendarFeed(Base):
-    """The key of a person's private iCalendar feed, stored as its SHA-256 (revocable)."""
+    """A person's private iCalendar feed (revocable): `key_hash` is a random value, the SHA-256 of
+    random bytes; the feed's key is derived from it under SECRET_KEY (skillswap.lessons.calendar),
+    so what is stored is no usable key."""
 
     __tablename__ = "calendar_feeds"
 

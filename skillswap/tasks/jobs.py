@@ -2,7 +2,9 @@
 
 Every job is safe to run twice: a deadline sweep re-run finds nothing due, the idempotency
 and outbox sweeps delete nothing more, a released lease is released once, and the mails the
-digest and the ledger check enqueue are keyed on their room and hour, or on their check. Payment reconciliation settles a payment through the same conditional update as its
+digest and the ledger check enqueue are keyed on their room and hour, or on their check; a
+lesson reminder is recorded under its lesson, person and offset before it is sent.
+Payment reconciliation settles a payment through the same conditional update as its
 webhook, so a second run finds it settled. The scheduler's lock keeps
 two schedulers from doubling the work; these keep a doubled run harmless.
 """
@@ -23,6 +25,7 @@ from skillswap.admin.ledger import record_ledger_check
 from skillswap.admin.stats import roll_up_closed_days
 from skillswap.chat.digest import enqueue_digests
 from skillswap.idempotency import purge_expired
+from skillswap.lessons.reminders import send_due_reminders
 from skillswap.orders.deadlines import run_order_deadlines
 from skillswap.payments.reconcile import reconcile_payments
 from skillswap.points.alerts import alert_administrators
@@ -56,6 +59,13 @@ async def order_deadlines(deps: Deps, now: datetime) -> None:
             report.disputed,
             report.reviews_published,
         )
+
+
+async def lesson_reminders(deps: Deps, now: datetime) -> None:
+    """Lessons starting within a LESSON_REMINDERS offset: each participant reminded once."""
+    sent = await send_due_reminders(deps, now=now)
+    if sent:
+        log.info("lesson reminders: %d sent", sent)
 
 
 async def idempotency_sweep(deps: Deps, now: datetime) -> None:
@@ -167,6 +177,7 @@ def scheduled_jobs(settings: Settings) -> list[Job]:
     """The periodic jobs of one deployment, at the configured intervals."""
     return [
         Job("order_deadlines", settings.order_deadlines_interval_seconds, order_deadlines),
+        Job("lesson_reminders", settings.lesson_reminders_interval_seconds, lesson_reminders),
         Job("idempotency_sweep", settings.idempotency_sweep_interval_seconds, idempotency_sweep),
         Job("outbox_leases", settings.outbox_lease_check_interval_seconds, outbox_leases),
         Job(
