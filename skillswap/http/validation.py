@@ -2,20 +2,43 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from skillswap.api.input_rules import UNSTORABLE_TEXT, unstorable_paths
 from skillswap.errors import FieldErrors, ValidationFailed
-from skillswap.i18n import Message, lazy, one_of_english
+from skillswap.i18n import N_, Message, lazy, one_of_english
 from skillswap.models.base import MAX_ID  # ids are BIGINT: see there
 
 M = TypeVar("M", bound=BaseModel)
 
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 """An id in a body or a query string: out of range is a 400 naming the field."""
+
+
+def _moment_of_text(value: Any) -> Any:
+    # A strict body takes no text for a datetime, and JSON has no datetime of its own.
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(N_("Enter a valid date and time.")) from None
+    return value
+
+
+Moment = Annotated[datetime, BeforeValidator(_moment_of_text)]
+"""A moment in a body: ISO 8601 text (with an offset; without one the service decides)."""
 
 
 class _NullableMarker:
