@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -12,7 +11,7 @@ from skillswap.http.accounts import user_public
 from skillswap.http.base import BaseHandler, idempotent, limited, path_id, route, takes_query
 from skillswap.http.operations import operation
 from skillswap.http.schemas import OrderOut, Page
-from skillswap.http.validation import Body, Id
+from skillswap.http.validation import Body, Id, Moment
 from skillswap.i18n import N_, Translator, in_language
 from skillswap.models import Lesson, OrderTransition, Review
 from skillswap.models.orders import ORDER_STATUSES
@@ -114,11 +113,10 @@ def order_json(view: OrderView, translator: Translator) -> dict[str, Any]:
 class PlaceOrderBody(Body):
     skill_id: Id
     requirements: str = Field(default="", max_length=5000)
-    slot_start: datetime | None = Field(
+    slot_start: Moment | None = Field(
         default=None,
-        strict=False,  # an ISO 8601 string
-        description="A lesson skill's start, one of its free slots (required for a lesson, "
-        "refused otherwise)",
+        description="A lesson skill's start, one of its free slots (ISO 8601; required for a "
+        "lesson, refused otherwise)",
     )
 
 

@@ -8,15 +8,15 @@ What is stored is checked and put in order here, so that slots are computed from
 
 from __future__ import annotations
 
-import functools
 import re
 import zoneinfo
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
+from skillswap.accounts.services import NOT_A_TIME_ZONE, is_time_zone
 from skillswap.errors import FieldErrors, ValidationFailed
-from skillswap.i18n import lazy
+from skillswap.i18n import Message, lazy
 from skillswap.models import LessonAvailability, User
 
 if TYPE_CHECKING:
@@ -29,15 +29,10 @@ _HHMM = re.compile(r"^([01][0-9]|2[0-4]):([0-5][0-9])$")
 _ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
-@functools.cache
-def known_zones() -> frozenset[str]:
-    """The IANA zone names this machine knows (read once)."""
-    return frozenset(zoneinfo.available_timezones())
-
-
 def zone_named(name: str) -> zoneinfo.ZoneInfo | None:
-    """The zone called `name`, or None if it is not an IANA name this machine knows."""
-    if name not in known_zones():
+    """The zone called `name`, or None if it is not an IANA name this machine knows (as the
+    profile's `timezone` is checked)."""
+    if not is_time_zone(name):
         return None
     try:
         return zoneinfo.ZoneInfo(name)
@@ -45,8 +40,8 @@ def zone_named(name: str) -> zoneinfo.ZoneInfo | None:
         return None
 
 
-def unknown_zone() -> Any:
-    return lazy("Unknown time zone: use an IANA name such as Africa/Cairo.")
+def unknown_zone() -> Message:
+    return lazy(NOT_A_TIME_ZONE)
 
 
 def minutes_of(text: str) -> int | None:
