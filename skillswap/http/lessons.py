@@ -61,11 +61,16 @@ class WeeklyWindowOut(Out):
     end: str
 
 
+def _sometimes_absent(schema: JsonDict) -> None:
+    schema.pop("default", None)  # absent, not null: None is no JSON value here
+
+
 class DateExceptionOut(Out):
     date: str
     available: bool
-    start: str | SkipJsonSchema[None] = None
-    end: str | SkipJsonSchema[None] = None
+    # Present when `available` is true: the hours that replace the week's that date.
+    start: str | SkipJsonSchema[None] = Field(default=None, json_schema_extra=_sometimes_absent)
+    end: str | SkipJsonSchema[None] = Field(default=None, json_schema_extra=_sometimes_absent)
 
 
 class AvailabilityOut(Out):

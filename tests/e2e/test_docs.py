@@ -44,7 +44,9 @@ async def test_schema_is_valid_openapi_31_and_describes_the_account_endpoints(ap
     assert "204" in logout["responses"]
 
 
-CLIENT_TAGS = ["Accounts", "Skills", "Orders", "Chat", "Reviews", "Points", "Notifications"]
+CLIENT_TAGS = [
+    "Accounts", "Skills", "Orders", "Lessons", "Chat", "Reviews", "Points", "Notifications",
+]  # fmt: skip
 
 
 def _operations(document):  # type: ignore[no-untyped-def]
