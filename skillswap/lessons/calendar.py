@@ -76,6 +76,12 @@ def feed_path(key: str) -> str:
 
 async def get_feed_key(deps: Deps, *, actor: User) -> str:
     """The actor's feed key, the feed made on the first call (two first calls make one)."""
+    async with deps.db.read() as session:
+        key_hash = await session.scalar(
+            select(CalendarFeed.key_hash).where(CalendarFeed.user_id == actor.id)
+        )
+    if key_hash is not None:
+        return feed_key(deps.settings.secret_key, actor.id, key_hash)
     insert = postgresql.insert if deps.db.on_driver else sqlite.insert
     async with deps.db.uow() as uow:
         await uow.session.execute(

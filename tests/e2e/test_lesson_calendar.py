@@ -3,11 +3,12 @@ apps read without signing in; what it lists, and how each lesson reads in it."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import icalendar
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from skillswap.models import CalendarFeed, Lesson, Order, Skill
 from tests.factories import make_user
@@ -216,3 +217,35 @@ async def test_lessons_more_than_ninety_days_old_are_not_listed(api, deps):
     await lesson_order(api, deps, learner, teacher, starts_at=old)
     events = events_by_order(await read_feed(api, key_of(await feed_url(api, learner))))
     assert events == {}
+
+
+async def test_the_document_is_escaped_and_folded_and_parses_back(api, deps):
+    teacher, learner = await make_user(api, deps), await make_user(api, deps)
+    starts = _quarter(deps.clock()) + timedelta(days=7)
+    order = await lesson_order(api, deps, learner, teacher, starts_at=starts)
+    title = "Maqam, rhythm; and a back\\slash, " * 3 + "عود"
+    await _titles(deps, order["id"], title.strip(), "")
+    response = await api.get(ICS, params={"key": key_of(await feed_url(api, learner))})
+    raw = response.content
+    lines = raw.split(b"\r\n")
+    assert all(len(line) <= 75 for line in lines)  # folded at 75 octets
+    assert any(line.startswith(b" ") for line in lines)  # ... so some continue a line
+    assert b"Maqam\\, rhythm\\; and a back\\\\slash\\," in raw.replace(b"\r\n ", b"")
+    start = starts.strftime("%Y%m%dT%H%M%SZ").encode()
+    assert b"DTSTART:" + start in lines
+    (event,) = icalendar.Calendar.from_ical(raw).walk("VEVENT")
+    assert str(event["summary"]) == f"Lesson: {title.strip()}"
+
+
+async def test_two_first_calls_at_once_make_one_feed(api, deps):
+    user = await make_user(api, deps)
+    first, second = await asyncio.gather(
+        api.get(FEED, token=user.access), api.get(FEED, token=user.access)
+    )
+    assert first.status_code == second.status_code == 200
+    assert first.json() == second.json()
+    async with deps.db.read() as session:
+        feeds = await session.scalar(
+            select(func.count()).select_from(CalendarFeed).where(CalendarFeed.user_id == user.id)
+        )
+    assert feeds == 1
