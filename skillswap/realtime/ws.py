@@ -77,6 +77,9 @@ SLOW_CHECK_SECONDS = 0.2
 # A lesson call's room, read for its first signal, is trusted this long for the next ones (a
 # call's candidates come in bursts); a cancelled order stops its signals within it.
 CALL_ROOM_SECONDS = 5.0
+# Call signals being relayed, held here rather than by their socket: what a client sent before
+# closing is still relayed and noted (a hang-up is often the last frame before a page closes).
+_RELAYING: set[asyncio.Task[Any]] = set()
 
 
 class RealtimeSocket(ProblemAnswers, tornado.websocket.WebSocketHandler):
@@ -386,11 +389,13 @@ class RealtimeSocket(ProblemAnswers, tornado.websocket.WebSocketHandler):
         self._signals.append(command)
         if not self._relaying:
             self._relaying = True
-            self._spawn(self._relay_signals())
+            task = asyncio.create_task(self._relay_signals())
+            _RELAYING.add(task)
+            task.add_done_callback(_RELAYING.discard)
 
     async def _relay_signals(self) -> None:
         try:
-            while self._signals and not self._gone:
+            while self._signals:
                 command = self._signals.popleft()
                 try:
                     await self._relay(command)
