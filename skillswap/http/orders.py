@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from skillswap.http.accounts import user_public
@@ -21,7 +22,17 @@ from skillswap.orders.queries import OrderView
 from skillswap.orders.rules import ACTIONS
 
 Action = Literal[
-    "accept", "reject", "deliver", "complete", "cancel", "request_changes", "dispute", "resolve"
+    "accept",
+    "reject",
+    "deliver",
+    "complete",
+    "cancel",
+    "request_changes",
+    "dispute",
+    "resolve",
+    "no_show",
+    "propose_time",
+    "accept_time",
 ]
 assert set(Action.__args__) == set(ACTIONS)  # type: ignore[attr-defined]
 
@@ -120,10 +131,26 @@ class PlaceOrderBody(Body):
     )
 
 
+def _moment(value: object) -> object:
+    """An ISO 8601 text as the datetime it names (bodies are validated strictly, and JSON has
+    no datetime of its own)."""
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(N_("Enter a valid date and time.")) from None
+    return value
+
+
 class ActionFields(Body):
     note: str = Field(default="", max_length=2000)
     resolution: Literal["refund", "release", "split"] | None = None
     buyer_points: int | None = Field(default=None, ge=1)
+    slot_start: Annotated[datetime | None, BeforeValidator(_moment)] = Field(
+        default=None,
+        description="propose_time: the lesson's proposed new start (ISO 8601; without an "
+        "offset: UTC)",
+    )
 
 
 class TransitionBody(ActionFields):
@@ -205,6 +232,7 @@ async def _act(handler: BaseHandler, order_id: int, action: str, body: ActionFie
         note=body.note,
         resolution=body.resolution,
         buyer_points=body.buyer_points,
+        slot_start=body.slot_start,
     )
     handler.send(order_json(view, handler.translator))
 
@@ -223,7 +251,8 @@ class OrderHandler(BaseHandler):
     )
     @idempotent
     async def put(self, order_id: str) -> None:
-        """Take an action on the order: {action, note?}; resolve also takes a resolution."""
+        """Take an action on the order: {action, note?}; resolve also takes a resolution,
+        a lesson's propose_time a slot_start."""
         body = self.parse_body(TransitionBody)
         await _act(self, path_id(order_id), body.action, body)
 

@@ -19,9 +19,15 @@ REFUNDED_STATUSES = (OrderStatus.REJECTED, OrderStatus.CANCELLED, OrderStatus.EX
 def expected_hold(
     status: str, resolution: str | None, price: int, refunded: int | None
 ) -> tuple[HoldStatus, int | None]:
-    """The hold status and posted amount an order in `status` must have."""
+    """The hold status and posted amount an order in `status` must have.
+
+    A lesson its buyer cancelled late is cancelled with part of its price posted to the teacher
+    (`refunded` below the price); any other cancellation voided the hold.
+    """
     if status in OPEN_STATUSES:
         return HoldStatus.PENDING, None
+    if status == OrderStatus.CANCELLED and refunded is not None and refunded < price:
+        return HoldStatus.POSTED, price - refunded
     resolved = status == OrderStatus.RESOLVED
     if status in REFUNDED_STATUSES or (resolved and resolution == Resolution.REFUND):
         return HoldStatus.VOIDED, None

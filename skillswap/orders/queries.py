@@ -12,6 +12,7 @@ from sqlalchemy.orm import aliased
 
 from skillswap.errors import NotFound, PermissionDenied
 from skillswap.i18n import lazy
+from skillswap.lessons.rules import moment_of
 from skillswap.models import ChatRoom, Lesson, Order, OrderTransition, Skill, User
 from skillswap.models.orders import OrderAction, OrderStatus
 from skillswap.orders.rules import Role, allowed_actions
@@ -173,7 +174,12 @@ def _listed_view(deps: Deps, actor: User, row: Sequence[Any]) -> OrderView:
         skill=SkillRef(skill_id, title_en, title_ar),
         roles=roles,
         allowed_actions=allowed_actions(
-            roles, order.status, changes_left=changes_left(order, deps.settings)
+            roles,
+            order.status,
+            changes_left=changes_left(order, deps.settings),
+            lesson=moment_of(
+                lesson, deadline_at=order.deadline_at, viewer_id=actor.id, now=deps.clock()
+            ),
         ),
         room_id=room_id,
         lesson=lesson,
@@ -221,7 +227,12 @@ async def order_view(deps: Deps, session: AsyncSession, order: Order, actor: Use
         skill=SkillRef(skill.id, skill.title_en, skill.title_ar),
         roles=roles,
         allowed_actions=allowed_actions(
-            roles, order.status, changes_left=changes_left(order, deps.settings)
+            roles,
+            order.status,
+            changes_left=changes_left(order, deps.settings),
+            lesson=moment_of(
+                skill[4], deadline_at=order.deadline_at, viewer_id=actor.id, now=deps.clock()
+            ),
         ),
         history=history,
         reviews=reviews,

@@ -49,6 +49,18 @@ _TRANSITIONS: dict[str, tuple[NotificationKind, Message]] = {
         lazy("Order #{order} is paused while an administrator reviews it."),
     ),
     OrderAction.RESUME: (NotificationKind.ORDER_RESUMED, lazy("Order #{order} was resumed.")),
+    OrderAction.PROPOSE_TIME: (
+        NotificationKind.ORDER_UPDATED,
+        lazy("A new time was proposed for the lesson of order #{order}."),
+    ),
+    OrderAction.ACCEPT_TIME: (
+        NotificationKind.ORDER_UPDATED,
+        lazy("The lesson of order #{order} was moved to the new time."),
+    ),
+    OrderAction.NO_SHOW: (
+        NotificationKind.ORDER_COMPLETED,
+        lazy("The teacher reported that you did not come to the lesson of order #{order}."),
+    ),
 }
 _OTHER = (NotificationKind.ORDER_UPDATED, lazy("Order #{order} was updated."))
 _ROOMS_OPENED = "order_chat.rooms_opened"

@@ -7,6 +7,11 @@
 | deliver         | seller | accepted            | delivered | -                              |
 | cancel          | seller | accepted            | cancelled | void (buyer refunded)          |
 | cancel          | buyer  | pending             | cancelled | void (buyer refunded)          |
+| cancel          | buyer  | pending, accepted L | cancelled | the cancellation rule: void, or|
+|                 |        |                     |           | post half to the teacher       |
+| no_show         | seller | accepted L          | completed | post (seller paid, minus fee)  |
+| propose_time    | either | pending, accepted L | unchanged | -                              |
+| accept_time     | either | pending, accepted L | unchanged | - (the quarters claimed move)  |
 | complete        | buyer  | delivered           | completed | post (seller paid, minus fee)  |
 | request_changes | buyer  | delivered           | accepted  | -                              |
 | dispute         | buyer  | accepted, delivered | disputed  | -                              |
@@ -22,6 +27,9 @@
  * an accepted order that was never delivered.
 ** an accepted order that was delivered before and sent back with `request_changes`: the buyer
    has had the work, so running out the clock must not refund them; an administrator decides.
+ L lesson orders only (an order with a `Lesson` row); a lesson's buyer cancels from accepted
+   too, and each lesson action opens and closes with the lesson's times and the clock, and a
+   lesson's deadlines follow its times (skillswap.lessons.rules).
 
 `request_changes` is allowed at most ORDER_MAX_CHANGE_REQUESTS times per order (default 3);
 after that the buyer may only complete or dispute the delivery (409 `change_requests_exhausted`).
@@ -41,6 +49,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from skillswap.i18n import Message, lazy
+from skillswap.lessons.rules import LessonMoment, not_now
 from skillswap.models.orders import OrderAction, OrderStatus
 
 
@@ -55,6 +64,15 @@ class Escrow(StrEnum):
     VOID = "void"  # refund the buyer
     POST = "post"  # pay the seller (and the fee)
     RESOLVE = "resolve"  # an administrator's decision: refund, release or split
+    CANCELLATION = "cancellation"  # a lesson's buyer cancelling: free, or half to the teacher
+
+
+class Applies(StrEnum):
+    """Which orders a rule is for: any, pieces of work only, or lessons only."""
+
+    ANY = "any"
+    WORK = "work"
+    LESSON = "lesson"
 
 
 @dataclass(frozen=True)
@@ -64,6 +82,12 @@ class Rule:
     from_statuses: tuple[OrderStatus, ...]
     to_status: OrderStatus
     escrow: Escrow
+    applies: Applies = Applies.ANY
+
+    def applies_to(self, *, lesson: bool) -> bool:
+        if self.applies is Applies.ANY:
+            return True
+        return self.applies is (Applies.LESSON if lesson else Applies.WORK)
 
 
 S = OrderStatus
@@ -73,11 +97,27 @@ RULES: tuple[Rule, ...] = (
     Rule(A.REJECT, Role.SELLER, (S.PENDING,), S.REJECTED, Escrow.VOID),
     Rule(A.DELIVER, Role.SELLER, (S.ACCEPTED,), S.DELIVERED, Escrow.KEEP),
     Rule(A.CANCEL, Role.SELLER, (S.ACCEPTED,), S.CANCELLED, Escrow.VOID),
-    Rule(A.CANCEL, Role.BUYER, (S.PENDING,), S.CANCELLED, Escrow.VOID),
+    Rule(A.CANCEL, Role.BUYER, (S.PENDING,), S.CANCELLED, Escrow.VOID, Applies.WORK),
+    Rule(
+        A.CANCEL,
+        Role.BUYER,
+        (S.PENDING, S.ACCEPTED),
+        S.CANCELLED,
+        Escrow.CANCELLATION,
+        Applies.LESSON,
+    ),
     Rule(A.COMPLETE, Role.BUYER, (S.DELIVERED,), S.COMPLETED, Escrow.POST),
     Rule(A.REQUEST_CHANGES, Role.BUYER, (S.DELIVERED,), S.ACCEPTED, Escrow.KEEP),
     Rule(A.DISPUTE, Role.BUYER, (S.ACCEPTED, S.DELIVERED), S.DISPUTED, Escrow.KEEP),
     Rule(A.RESOLVE, Role.ADMIN, (S.DISPUTED, S.PAUSED), S.RESOLVED, Escrow.RESOLVE),
+    Rule(A.NO_SHOW, Role.SELLER, (S.ACCEPTED,), S.COMPLETED, Escrow.POST, Applies.LESSON),
+    # A new time for a lesson, proposed by one side and accepted by the other: the status stays.
+    *(
+        Rule(action, role, (status,), status, Escrow.KEEP, Applies.LESSON)
+        for action in (A.PROPOSE_TIME, A.ACCEPT_TIME)
+        for role in (Role.BUYER, Role.SELLER)
+        for status in (S.PENDING, S.ACCEPTED)
+    ),
 )
 
 # A ban pauses its user's orders that are still running (a dispute already waits for an
@@ -135,11 +175,17 @@ OPEN_STATUSES: tuple[OrderStatus, ...] = (
 
 
 def allowed_actions(
-    roles: frozenset[Role], status: str, *, changes_left: bool = True
+    roles: frozenset[Role],
+    status: str,
+    *,
+    changes_left: bool = True,
+    lesson: LessonMoment | None = None,
 ) -> list[OrderAction]:
     """The actions someone with `roles` may take on an order in `status`, in table order.
 
-    `changes_left` is False once the order's change requests are used up.
+    `changes_left` is False once the order's change requests are used up. `lesson` is the
+    order's lesson as the viewer sees it now (None: not a lesson): its actions are listed while
+    they are open.
     """
     return list(
         dict.fromkeys(
@@ -147,7 +193,9 @@ def allowed_actions(
             for rule in RULES
             if rule.role in roles
             and status in rule.from_statuses
+            and rule.applies_to(lesson=lesson is not None)
             and (changes_left or rule.action != OrderAction.REQUEST_CHANGES)
+            and (lesson is None or not_now(rule.action, rule.role, lesson) is None)
         )
     )
 
@@ -178,6 +226,9 @@ ACTION_LABELS: dict[str, Message] = {
     OrderAction.EXPIRE: lazy("expire"),
     OrderAction.PAUSE: lazy("pause"),
     OrderAction.RESUME: lazy("resume"),
+    OrderAction.PROPOSE_TIME: lazy("propose a time"),
+    OrderAction.ACCEPT_TIME: lazy("accept the time"),
+    OrderAction.NO_SHOW: lazy("report a no-show"),
 }
 
 
@@ -196,9 +247,16 @@ class Refusal(StrEnum):
     WRONG_STATUS = "wrong_status"  # allowed for the role, not from the current status
 
 
-def find_rule(action: str, roles: frozenset[Role], status: str) -> Rule | Refusal:
-    """The rule that lets `roles` take `action` from `status`, or why there is none."""
-    for_role = [rule for rule in RULES if rule.action == action and rule.role in roles]
+def find_rule(
+    action: str, roles: frozenset[Role], status: str, *, lesson: bool = False
+) -> Rule | Refusal:
+    """The rule that lets `roles` take `action` from `status` (on a lesson order when
+    `lesson`), or why there is none."""
+    for_role = [
+        rule
+        for rule in RULES
+        if rule.action == action and rule.role in roles and rule.applies_to(lesson=lesson)
+    ]
     if not for_role:
         return Refusal.NOT_YOUR_ROLE
     for rule in for_role:

@@ -11,23 +11,39 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, Update, bindparam, insert, or_, select, update
+from sqlalchemy import Table, Update, bindparam, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skillswap import events, idempotency, ledger
 from skillswap.accounts.verification import require_verified_email
 from skillswap.admin import audit
 from skillswap.db import CompiledStatement, UnitOfWork
-from skillswap.errors import Conflict, NotFound, PaymentRequired, PermissionDenied
+from skillswap.errors import (
+    Conflict,
+    NotFound,
+    PaymentRequired,
+    PermissionDenied,
+    ValidationFailed,
+)
 from skillswap.i18n import lazy, lazy_plural
 from skillswap.ledger import Payout, SystemAccount, TransferKind
-from skillswap.lessons import booking as lesson_booking
 from skillswap.ledger.stores import Outcome, store_for
 from skillswap.ledger.transfers import MAX_KEY_LENGTH as LEDGER_KEY_LENGTH
-from skillswap.models import LedgerAccount, Lesson, Order, OrderTransition, Skill, User
+from skillswap.lessons import booking as lesson_booking
+from skillswap.lessons import cancellation, rescheduling
+from skillswap.lessons.rules import LessonMoment, moment_of, not_now, releases_slot
+from skillswap.models import (
+    LedgerAccount,
+    Lesson,
+    LessonSlotClaim,
+    Order,
+    OrderTransition,
+    Skill,
+    User,
+)
 from skillswap.models.admin import AuditTarget
 from skillswap.models.orders import OrderAction, OrderStatus
 from skillswap.models.skills import SkillStatus
@@ -121,7 +137,13 @@ async def place_order(
         seller=_seller_as_read(found),
         skill=SkillRef(skill_id, found.title_en, found.title_ar),
         roles=roles,
-        allowed_actions=allowed_actions(roles, OrderStatus.PENDING),
+        allowed_actions=allowed_actions(
+            roles,
+            OrderStatus.PENDING,
+            lesson=moment_of(
+                placed.lesson, deadline_at=values["deadline_at"], viewer_id=actor.id, now=now
+            ),
+        ),
         history=[OrderTransition(id=placed.step_id, **step)],
         reviews=NO_REVIEWS,
         room_id=room_id,
@@ -414,10 +436,13 @@ async def transition_order(
     note: str = "",
     resolution: str | None = None,
     buyer_points: int | None = None,
+    slot_start: datetime | None = None,
 ) -> OrderView:
     """Take `action` on an order as `actor`, settling escrow when the action ends the order.
 
     An administrator's `resolve` writes its audit row ("order.resolve") in the same unit of work.
+    A lesson's `propose_time` takes `slot_start`, the proposed start; `accept_time` moves the
+    lesson there (skillswap.lessons.rescheduling), both in the order's unit of work.
     """
     now = deps.clock()
     async with deps.db.uow() as uow:
@@ -426,13 +451,37 @@ async def transition_order(
         roles = roles_of(order, actor) if order is not None else frozenset()
         if order is None or not roles:
             raise order_not_found()
-        found = _rule_for(deps, order, action, roles)
+        lesson = await session.get(Lesson, order_id)
+        found = _rule_for(deps, order, action, roles, lesson=lesson, actor=actor, now=now)
+        if slot_start is not None and found.action != OrderAction.PROPOSE_TIME:
+            raise ValidationFailed(
+                errors={"slot_start": [lazy("Only proposing a time takes a slot_start.")]}
+            )
+        proposed: datetime | None = None
+        if lesson is not None and found.action == OrderAction.PROPOSE_TIME:
+            proposed = await rescheduling.checked_proposal(
+                session, lesson, slot_start, now=now, settings=deps.settings
+            )
+            note = rescheduling.time_note(proposed, note)
+        elif lesson is not None and found.action == OrderAction.ACCEPT_TIME:
+            assert lesson.proposed_starts_at is not None  # _rule_for checked it
+            note = rescheduling.time_note(lesson.proposed_starts_at, note)
         settlement = settlement_for(
             found,
             price=order.price_points,
             fee_percent=deps.settings.platform_fee_percent,
             resolution=resolution,
             buyer_points=buyer_points,
+            teacher_share=(
+                cancellation.teacher_share(
+                    price=order.price_points,
+                    starts_at=lesson.starts_at,
+                    now=now,
+                    settings=deps.settings,
+                )
+                if lesson is not None and found.escrow is Escrow.CANCELLATION
+                else 0
+            ),
         )
         status_before = order.status
         moved = await apply_transition(
@@ -440,6 +489,10 @@ async def transition_order(
         )
         if not moved:
             raise await _lost_race(deps, session, order_id, found, roles)
+        if lesson is not None and proposed is not None:
+            await rescheduling.record_proposal(session, lesson, proposed, by=actor.id)
+        elif lesson is not None and found.action == OrderAction.ACCEPT_TIME:
+            await rescheduling.move_to_proposal(session, lesson)
         if found.action == OrderAction.RESOLVE:
             await _audit_resolution(
                 session, actor, order, status_before, settlement, note=note, now=now
@@ -479,11 +532,29 @@ async def _audit_resolution(
     )
 
 
-def _rule_for(deps: Deps, order: Order, action: str, roles: frozenset[Role]) -> Rule:
-    """The rule that lets `roles` take `action` on the order as it was read, or the refusal."""
+def _rule_for(
+    deps: Deps,
+    order: Order,
+    action: str,
+    roles: frozenset[Role],
+    *,
+    lesson: Lesson | None = None,
+    actor: User | None = None,
+    now: datetime | None = None,
+) -> Rule:
+    """The rule that lets `roles` take `action` on the order as it was read, or the refusal.
+
+    On a lesson (`lesson`, seen by `actor` at `now`) its actions also have to be open now.
+    """
     if order.status == OrderStatus.PAUSED and Role.ADMIN not in roles:
         raise _order_paused()
-    found = find_rule(action, roles, order.status)
+    left = changes_left(order, deps.settings)
+    moment = (
+        moment_of(lesson, deadline_at=order.deadline_at, viewer_id=actor.id, now=now)
+        if actor is not None and now is not None
+        else None
+    )
+    found = find_rule(action, roles, order.status, lesson=lesson is not None)
     if found is Refusal.NOT_YOUR_ROLE:
         raise PermissionDenied(
             lazy('You are not allowed to "{action}" this order.', action=action_label(action)),
@@ -491,13 +562,20 @@ def _rule_for(deps: Deps, order: Order, action: str, roles: frozenset[Role]) -> 
             extra={
                 "action": action,
                 "order_status": order.status,
-                "allowed_actions": allowed_actions(roles, order.status),
+                "allowed_actions": allowed_actions(roles, order.status, lesson=moment),
             },
         )
     if isinstance(found, Refusal):
-        raise _invalid_transition(order.status, action, roles, changes_left(order, deps.settings))
-    if found.action == OrderAction.REQUEST_CHANGES and not changes_left(order, deps.settings):
+        raise _invalid_transition(order.status, action, roles, left, lesson=moment)
+    if found.action == OrderAction.REQUEST_CHANGES and not left:
         raise _changes_exhausted(order.status, roles, deps.settings.order_max_change_requests)
+    closed = not_now(found.action, found.role, moment) if moment is not None else None
+    if closed is not None:
+        raise closed.conflict(
+            order_status=order.status,
+            action=found.action,
+            allowed=list(allowed_actions(roles, order.status, changes_left=left, lesson=moment)),
+        )
     return found
 
 
@@ -524,9 +602,14 @@ async def _lost_race(
 
 
 def _invalid_transition(
-    status: str, action: str, roles: frozenset[Role], changes_left: bool
+    status: str,
+    action: str,
+    roles: frozenset[Role],
+    changes_left: bool,
+    *,
+    lesson: LessonMoment | None = None,
 ) -> Conflict:
-    allowed = allowed_actions(roles, status, changes_left=changes_left)
+    allowed = allowed_actions(roles, status, changes_left=changes_left, lesson=lesson)
     return Conflict(
         lazy(
             'This order is "{status}": "{action}" is not possible now.',
@@ -584,11 +667,15 @@ async def apply_transition(
     """
     session = uow.session
     from_status = order.status
+    lesson = await session.get(Lesson, order.id)
     moved = await session.execute(
-        _conditional_update(deps, order, rule, settlement, now=now, due_by=due_by)
+        _conditional_update(deps, order, rule, settlement, lesson, now=now, due_by=due_by)
     )
     if moved.rowcount != 1:  # type: ignore[attr-defined]
         return False
+    if lesson is not None and releases_slot(rule.to_status, settlement.resolution):
+        # It ends without its lesson: the time is the teacher's to give again.
+        await session.execute(delete(LessonSlotClaim).where(LessonSlotClaim.order_id == order.id))
     if rule.to_status == OrderStatus.COMPLETED:
         await session.execute(
             update(Skill)
@@ -631,18 +718,21 @@ def _conditional_update(
     order: Order,
     rule: Rule,
     settlement: Settlement,
+    lesson: Lesson | None,
     *,
     now: datetime,
     due_by: datetime | None,
 ) -> Update:
     """`UPDATE orders` to the rule's status, only while the order is in the status it was read
-    in (and, for a deadline, only if it has passed by `due_by`)."""
-    values: dict[str, object] = {
-        "status": rule.to_status,
-        "updated_at": now,
-        "deadline_at": deadline_after(rule.to_status, now, deps.settings),
-        **settlement.columns,
-    }
+    in (and, for a deadline, only if it has passed by `due_by`).
+
+    A lesson's deadline follows its times (the proposed ones once `accept_time` moves it); a
+    proposal leaves the deadline as it was.
+    """
+    values: dict[str, object] = {"status": rule.to_status, "updated_at": now, **settlement.columns}
+    if rule.action != OrderAction.PROPOSE_TIME:
+        times = _times_after(rule, lesson)
+        values["deadline_at"] = deadline_after(rule.to_status, now, deps.settings, times)
     if rule.to_status == OrderStatus.COMPLETED:
         values["completed_at"] = now
     conditions = [Order.id == order.id, Order.status == order.status]
@@ -653,6 +743,21 @@ def _conditional_update(
     if due_by is not None:
         conditions.append(Order.deadline_at <= due_by)
     return update(Order).where(*conditions).values(values)
+
+
+@dataclass(frozen=True)
+class _Times:
+    starts_at: datetime
+    ends_at: datetime
+
+
+def _times_after(rule: Rule, lesson: Lesson | None) -> _Times | Lesson | None:
+    """The lesson's times once `rule` has moved the order (None: not a lesson)."""
+    if lesson is None or rule.action != OrderAction.ACCEPT_TIME:
+        return lesson
+    assert lesson.proposed_starts_at is not None
+    start = lesson.proposed_starts_at
+    return _Times(start, start + timedelta(minutes=lesson.minutes))
 
 
 async def _settle_escrow(

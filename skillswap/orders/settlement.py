@@ -1,4 +1,8 @@
-"""What an order's transition does with its escrowed price: refund, pay the seller, or split."""
+"""What an order's transition does with its escrowed price: refund, pay the seller, or split.
+
+A lesson cancelled late by its buyer is split too: half to the teacher, less the fee on that
+half (skillswap.lessons.cancellation decides the half; this module moves the points).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from datetime import datetime, timedelta
 
 from skillswap.errors import ValidationFailed
 from skillswap.i18n import lazy, one_of
+from skillswap.lessons.rules import LessonTimes, lesson_deadline
 from skillswap.models.orders import RESOLUTIONS, OrderStatus, Resolution
 from skillswap.orders.rules import Escrow, Rule
 from skillswap.settings import Settings
@@ -60,8 +65,14 @@ def settlement_for(
     fee_percent: int,
     resolution: str | None,
     buyer_points: int | None,
+    teacher_share: int = 0,
 ) -> Settlement:
-    """What `rule` does with the escrowed price, checking an administrator's resolution."""
+    """What `rule` does with the escrowed price, checking an administrator's resolution.
+
+    `teacher_share` is what a lesson's cancellation (`Escrow.CANCELLATION`) leaves the teacher:
+    0 refunds the buyer in full; otherwise the teacher is paid that part (less the fee) and the
+    rest goes back to the buyer.
+    """
     if rule.escrow is not Escrow.RESOLVE:
         if resolution is not None or buyer_points is not None:
             raise ValidationFailed(
@@ -69,7 +80,9 @@ def settlement_for(
             )
         if rule.escrow is Escrow.KEEP:
             return Settlement(Escrow.KEEP)
-        if rule.escrow is Escrow.VOID:
+        if rule.escrow is Escrow.CANCELLATION and 0 < teacher_share < price:
+            return _pay_seller(teacher_share, price, fee_percent, None)
+        if rule.escrow in (Escrow.VOID, Escrow.CANCELLATION):
             return Settlement(Escrow.VOID, seller_points=0, fee_points=0, refunded_points=price)
         return _pay_seller(price, price, fee_percent, None)
     if resolution not in RESOLUTIONS:
@@ -95,8 +108,15 @@ def settlement_for(
     return _pay_seller(price - buyer_points, price, fee_percent, resolution)
 
 
-def deadline_after(status: str, now: datetime, settings: Settings) -> datetime | None:
-    """When an order entering `status` runs out of time (None: it waits for a person)."""
+def deadline_after(
+    status: str, now: datetime, settings: Settings, lesson: LessonTimes | None = None
+) -> datetime | None:
+    """When an order entering `status` runs out of time (None: it waits for a person).
+
+    A lesson's deadlines follow its times (skillswap.lessons.rules `lesson_deadline`).
+    """
+    if lesson is not None:
+        return lesson_deadline(status, now, settings, lesson)
     timeouts: dict[str, int] = {
         OrderStatus.PENDING: settings.order_accept_timeout_seconds,
         OrderStatus.ACCEPTED: settings.order_delivery_timeout_seconds,

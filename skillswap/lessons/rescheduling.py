@@ -1,0 +1,167 @@
+"""Moving a lesson by agreement: one side proposes a new start (`propose_time`), the other
+accepts it (`accept_time`).
+
+A proposal is checked like a booking's start: on a quarter hour, at least LESSON_NOTICE_SECONDS
+ahead, and inside the teacher's hours (skillswap.lessons.slots). It is recorded on the lesson
+(`proposed_starts_at`, `proposed_by`); a new proposal, by either side, replaces it. Accepting it
+moves the lesson in the order's unit of work: the old quarters' claims are deleted and the new
+ones inserted (the claims' primary key refuses a quarter taken meanwhile: 409 `slot_taken`, and
+nothing changes), the times move, the proposal is cleared, and the reminders already sent are
+forgotten so that the new time is reminded. The order's status does not change.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from skillswap.errors import Conflict, ValidationFailed
+from skillswap.i18n import Message, lazy
+from skillswap.lessons.slots import Schedule, lesson_starts, quarters
+from skillswap.models import Lesson, LessonAvailability, LessonReminder, LessonSlotClaim
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from skillswap.settings import Settings
+
+# How far ahead a lesson may be moved (as far as a booking may be made).
+MAX_AHEAD = timedelta(days=400)
+
+
+def slot_taken() -> Conflict:
+    return Conflict(lazy("This time is no longer free: choose another one."), code="slot_taken")
+
+
+def _invalid(message: Message) -> ValidationFailed:
+    return ValidationFailed(errors={"slot_start": [message]})
+
+
+async def checked_proposal(
+    session: AsyncSession,
+    lesson: Lesson,
+    slot_start: datetime | None,
+    *,
+    now: datetime,
+    settings: Settings,
+) -> datetime:
+    """`slot_start` as UTC if the lesson may be moved there, else the 400 saying why."""
+    if slot_start is None:
+        raise _invalid(lazy("Give the proposed start of the lesson."))
+    try:
+        start = (
+            slot_start.replace(tzinfo=UTC)
+            if slot_start.tzinfo is None
+            else slot_start.astimezone(UTC)
+        )
+    except (OverflowError, ValueError):
+        raise _invalid(lazy("Enter a valid date and time.")) from None
+    if start.minute % 15 or start.second or start.microsecond:
+        raise _invalid(lazy("Lessons start on a quarter hour (:00, :15, :30 or :45)."))
+    if start == lesson.starts_at:
+        raise _invalid(lazy("This is already the lesson's time."))
+    if start < now + timedelta(seconds=settings.lesson_notice_seconds):
+        raise _invalid(
+            lazy(
+                "Propose a time at least {minutes} minutes from now.",
+                minutes=settings.lesson_notice_seconds // 60,
+            )
+        )
+    if start > now + MAX_AHEAD:
+        raise _invalid(lazy("Propose a time within the next year."))
+    if not await _within_hours(session, lesson, start):
+        raise _invalid(lazy("The teacher does not give lessons at this time."))
+    return start
+
+
+async def _within_hours(session: AsyncSession, lesson: Lesson, start: datetime) -> bool:
+    """Whether the whole lesson from `start` fits in one of the teacher's windows."""
+    row = await session.get(LessonAvailability, lesson.seller_id)
+    schedule = Schedule.of(row) if row is not None else None
+    if schedule is None:
+        return False
+    found = lesson_starts(schedule, lesson.minutes, start=start, end=start + timedelta(minutes=1))
+    return start in found
+
+
+def time_note(start: datetime, note: str) -> str:
+    """The history's note of a proposed or accepted time: the time (UTC), then the person's note."""
+    stamp = start.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return f"{stamp}\n{note}" if note else stamp
+
+
+async def record_proposal(
+    session: AsyncSession, lesson: Lesson, start: datetime, *, by: int
+) -> None:
+    """Record `start` as the lesson's proposed time, proposed by `by` (replacing any other)."""
+    await session.execute(
+        update(Lesson)
+        .where(Lesson.order_id == lesson.order_id)
+        .values(proposed_starts_at=start, proposed_by=by)
+    )
+    await session.refresh(lesson)
+
+
+async def move_to_proposal(session: AsyncSession, lesson: Lesson) -> datetime:
+    """Move the lesson to the proposal it was read with; the new start.
+
+    The caller has already moved the order (so it holds the order's row): the lesson is updated
+    only if its proposal is still the one read (409 `proposal_changed` otherwise), and the claims
+    swap fails as a whole if a new quarter is taken (409 `slot_taken`). Either refusal leaves the
+    unit of work to be rolled back.
+    """
+    start, by = lesson.proposed_starts_at, lesson.proposed_by
+    assert start is not None and by is not None
+    length = timedelta(minutes=lesson.minutes)
+    moved = await session.execute(
+        update(Lesson)
+        .where(
+            Lesson.order_id == lesson.order_id,
+            Lesson.proposed_starts_at == start,
+            Lesson.proposed_by == by,
+        )
+        .values(starts_at=start, ends_at=start + length, proposed_starts_at=None, proposed_by=None)
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict(
+            lazy("The proposed time changed meanwhile: look at the lesson again."),
+            code="proposal_changed",
+        )
+    await session.execute(
+        delete(LessonSlotClaim).where(LessonSlotClaim.order_id == lesson.order_id)
+    )
+    try:
+        await session.execute(
+            insert(LessonSlotClaim),
+            [
+                {
+                    "seller_id": lesson.seller_id,
+                    "quarter_starts_at": quarter,
+                    "order_id": lesson.order_id,
+                }
+                for quarter in quarters(start, lesson.minutes)
+            ],
+        )
+    except IntegrityError:
+        raise slot_taken() from None
+    await session.execute(delete(LessonReminder).where(LessonReminder.order_id == lesson.order_id))
+    await session.refresh(lesson)
+    return start
+
+
+async def release_claims(session: AsyncSession, order_id: int) -> None:
+    """Give back the quarters the lesson of `order_id` claimed (its order ended without it)."""
+    await session.execute(delete(LessonSlotClaim).where(LessonSlotClaim.order_id == order_id))
+
+
+async def claimed_by(session: AsyncSession, order_id: int) -> list[datetime]:
+    """The quarters the lesson of `order_id` claims, in order."""
+    found = await session.scalars(
+        select(LessonSlotClaim.quarter_starts_at)
+        .where(LessonSlotClaim.order_id == order_id)
+        .order_by(LessonSlotClaim.quarter_starts_at)
+    )
+    return list(found)
