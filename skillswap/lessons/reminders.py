@@ -30,8 +30,9 @@ from zoneinfo import ZoneInfo
 
 from babel import Locale
 from babel.dates import format_date, format_time
-from sqlalchemy import Table, and_, exists, or_, select
+from sqlalchemy import ColumnElement, Table, and_, exists, not_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import InstrumentedAttribute
 
 from skillswap.api.encoding import iso
 from skillswap.i18n import N_, lazy, negotiate_locale
@@ -108,17 +109,17 @@ class DueReminder:
     skill_ar: str
 
 
-def _not_sent_to_both(offset: int) -> object:
+def _not_sent_to_both(offset: int) -> ColumnElement[bool]:
     """The lesson still owes someone the reminder of `offset` (a re-run skips the rest)."""
 
-    def sent(user_column: object) -> object:
+    def sent(user_column: InstrumentedAttribute[int]) -> ColumnElement[bool]:
         return exists().where(
             _reminders.c.order_id == Lesson.order_id,
             _reminders.c.user_id == user_column,
             _reminders.c.offset_seconds == offset,
         )
 
-    return ~and_(sent(Lesson.seller_id), sent(Lesson.buyer_id))  # type: ignore[arg-type]
+    return not_(and_(sent(Lesson.seller_id), sent(Lesson.buyer_id)))
 
 
 async def _due_page(
@@ -137,7 +138,7 @@ async def _due_page(
             and_(
                 Lesson.starts_at > now + timedelta(seconds=nearer),
                 Lesson.starts_at <= now + timedelta(seconds=offset),
-                _not_sent_to_both(offset),  # type: ignore[arg-type]
+                _not_sent_to_both(offset),
             )
         )
     statement = (
