@@ -27,7 +27,8 @@ class CalendarFeedOut(Out):
 
 
 class CalendarFeedQuery(Body):
-    key: str = Field(min_length=1, max_length=200, description="The feed's key, from its URL")
+    # Optional in the schema: a missing key is like a wrong one, a 404.
+    key: str = Field(default="", max_length=200, description="The feed's key, from its URL")
 
 
 class CalendarFeedHandler(BaseHandler):

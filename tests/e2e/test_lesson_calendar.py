@@ -182,7 +182,7 @@ async def test_a_revoked_feed_is_a_404_until_a_new_one_is_asked_for(api, deps):
     await read_feed(api, key_of(new))
 
 
-async def test_wrong_keys_are_404_and_no_key_is_400(api, deps):
+async def test_wrong_or_missing_keys_are_404(api, deps):
     user = await make_user(api, deps)
     other = await make_user(api, deps)
     key = key_of(await feed_url(api, user))
@@ -201,8 +201,11 @@ async def test_wrong_keys_are_404_and_no_key_is_400(api, deps):
         assert response.status_code == 404, wrong
         assert response.json()["code"] == "calendar_feed_not_found"
     missing = await api.get(ICS)
-    assert missing.status_code == 400
-    assert list(missing.json()["errors"]) == ["key"]
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "calendar_feed_not_found"
+    too_long = await api.get(ICS, params={"key": f"{user_id}.{mac * 10}"})
+    assert too_long.status_code == 400
+    assert list(too_long.json()["errors"]) == ["key"]
 
 
 async def test_the_feed_url_needs_a_signed_in_user(api):
