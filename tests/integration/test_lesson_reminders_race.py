@@ -1,11 +1,14 @@
 """Two schedulers sweeping lesson reminders at once, on PostgreSQL: each person is reminded
-once. The second scheduler is a process of its own in all that counts: its own Deps, engine
-and connections (`build_test_deps`), on the same database."""
+once. The schedulers are two real processes (`skillswap.lessons.reminders` bootstrapped in
+each, started together), or, where the test must pause one mid-transaction, a second Deps of
+this process with its own engine and connections (`build_test_deps`) on the same database."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -15,14 +18,75 @@ from sqlalchemy import func, select
 from skillswap.deps import Deps
 from skillswap.lessons.reminders import send_due_reminders
 from skillswap.models import Lesson, LessonReminder, Notification, OutboxRow
-from tests.conftest import OwnApp, build_test_deps
+from tests.conftest import OwnApp, build_test_deps, node_env
 from tests.lesson_support import lesson_order
+from tests.processes import ROOT
 
 pytestmark = pytest.mark.postgres
 
 DAY = 86400
 STARTS = datetime(2027, 3, 2, 9, 0, tzinfo=UTC)
 DUE = STARTS - timedelta(seconds=DAY) + timedelta(hours=1)  # each 23 h to 23 h 45 ahead
+
+
+# A scheduler process reduced to the job: bootstrapped from its environment, it sweeps at the
+# wall-clock moment it is given (so two start together), with the `now` it is given.
+SWEEP_PROCESS = """
+import asyncio, sys, time
+from datetime import datetime
+
+from skillswap.bootstrap import bootstrap
+from skillswap.lessons.reminders import send_due_reminders
+from skillswap.settings import Settings
+
+
+async def main():
+    deps = await bootstrap(Settings.from_env())
+    try:
+        await asyncio.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+        print(await send_due_reminders(deps, now=datetime.fromisoformat(sys.argv[1])))
+    finally:
+        await deps.close()
+
+
+asyncio.run(main())
+"""
+
+
+async def sweep_in_processes(app: OwnApp, processes: int) -> list[int]:
+    """What each of `processes` scheduler processes sweeping at one moment sent."""
+    start_at = time.time() + 3  # after every process has started and bootstrapped
+    env = node_env(app.deps.settings)
+    children = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            SWEEP_PROCESS,
+            DUE.isoformat(),
+            str(start_at),
+            env=env,
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(processes)
+    ]
+    sent = []
+    for child in children:
+        out, err = await asyncio.wait_for(child.communicate(), timeout=60)
+        assert child.returncode == 0, err.decode()
+        sent.append(int(out.decode().split()[-1]))
+    return sent
+
+
+async def test_two_scheduler_processes_sweeping_at_once_remind_each_person_once(
+    own_app: OwnApp,
+):
+    await book(own_app, 40)
+    sent = await sweep_in_processes(own_app, 2)
+    assert sum(sent) == 80, sent
+    assert await counts(own_app.deps) == (80, 80, 80)
+    assert await sweep_in_processes(own_app, 2) == [0, 0]
 
 
 @contextlib.asynccontextmanager
@@ -77,7 +141,9 @@ async def counts(deps: Deps) -> tuple[int, int, int]:
     return int(reminders or 0), int(notified or 0), int(delivered or 0)
 
 
-async def test_two_schedulers_sweeping_at_once_remind_each_person_once(own_app: OwnApp):
+async def test_two_schedulers_of_one_process_sweeping_at_once_remind_each_person_once(
+    own_app: OwnApp,
+):
     await book(own_app, 24)
     async with second_scheduler(own_app) as other:
         first = await asyncio.gather(
