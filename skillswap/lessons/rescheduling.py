@@ -1,9 +1,11 @@
 """Moving a lesson by agreement: one side proposes a new start (`propose_time`), the other
 accepts it (`accept_time`).
 
-A proposal is checked like a booking's start: on a quarter hour, at least LESSON_NOTICE_SECONDS
-ahead, and inside the teacher's hours (skillswap.lessons.slots). It is recorded on the lesson
-(`proposed_starts_at`, `proposed_by`); a new proposal, by either side, replaces it. Accepting it
+A proposal is checked as a booking's start is (skillswap.lessons.booking): on a quarter hour, at
+least LESSON_NOTICE_SECONDS ahead, within a year, and inside the teacher's hours for the whole
+lesson (409 `slot_unavailable` otherwise); whether its quarters are free is decided only when it
+is accepted. It is recorded on the lesson (`proposed_starts_at`, `proposed_by`); a new proposal,
+by either side, replaces it. Accepting it
 moves the lesson in the order's unit of work: the old quarters' claims are deleted and the new
 ones inserted (the claims' primary key refuses a quarter taken meanwhile: 409 `slot_taken`, and
 nothing changes), the times move, the proposal is cleared, and the reminders already sent are
@@ -19,25 +21,15 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from skillswap.errors import Conflict, ValidationFailed
-from skillswap.i18n import Message, lazy
-from skillswap.lessons.slots import Schedule, lesson_starts, quarters
-from skillswap.models import Lesson, LessonAvailability, LessonReminder, LessonSlotClaim
+from skillswap.i18n import lazy
+from skillswap.lessons.booking import Booking, check_slot_offered, slot_taken
+from skillswap.lessons.slots import as_utc, quarters
+from skillswap.models import Lesson, LessonReminder, LessonSlotClaim
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from skillswap.settings import Settings
-
-# How far ahead a lesson may be moved (as far as a booking may be made).
-MAX_AHEAD = timedelta(days=400)
-
-
-def slot_taken() -> Conflict:
-    return Conflict(lazy("This time is no longer free: choose another one."), code="slot_taken")
-
-
-def _invalid(message: Message) -> ValidationFailed:
-    return ValidationFailed(errors={"slot_start": [message]})
 
 
 async def checked_proposal(
@@ -48,43 +40,23 @@ async def checked_proposal(
     now: datetime,
     settings: Settings,
 ) -> datetime:
-    """`slot_start` as UTC if the lesson may be moved there, else the 400 saying why."""
+    """`slot_start` as UTC if the lesson may be moved there: 400 without one (or with the
+    lesson's own time), 409 `slot_unavailable` where a booking could not be made either."""
     if slot_start is None:
-        raise _invalid(lazy("Give the proposed start of the lesson."))
-    try:
-        start = (
-            slot_start.replace(tzinfo=UTC)
-            if slot_start.tzinfo is None
-            else slot_start.astimezone(UTC)
+        raise ValidationFailed(
+            errors={"slot_start": [lazy("Give the proposed start of the lesson.")]}
         )
-    except (OverflowError, ValueError):
-        raise _invalid(lazy("Enter a valid date and time.")) from None
-    if start.minute % 15 or start.second or start.microsecond:
-        raise _invalid(lazy("Lessons start on a quarter hour (:00, :15, :30 or :45)."))
+    start = as_utc(slot_start, "slot_start")
     if start == lesson.starts_at:
-        raise _invalid(lazy("This is already the lesson's time."))
-    if start < now + timedelta(seconds=settings.lesson_notice_seconds):
-        raise _invalid(
-            lazy(
-                "Propose a time at least {minutes} minutes from now.",
-                minutes=settings.lesson_notice_seconds // 60,
-            )
-        )
-    if start > now + MAX_AHEAD:
-        raise _invalid(lazy("Propose a time within the next year."))
-    if not await _within_hours(session, lesson, start):
-        raise _invalid(lazy("The teacher does not give lessons at this time."))
+        raise ValidationFailed(errors={"slot_start": [lazy("This is already the lesson's time.")]})
+    await check_slot_offered(
+        session,
+        Booking(start, lesson.minutes),
+        seller_id=lesson.seller_id,
+        now=now,
+        settings=settings,
+    )
     return start
-
-
-async def _within_hours(session: AsyncSession, lesson: Lesson, start: datetime) -> bool:
-    """Whether the whole lesson from `start` fits in one of the teacher's windows."""
-    row = await session.get(LessonAvailability, lesson.seller_id)
-    schedule = Schedule.of(row) if row is not None else None
-    if schedule is None:
-        return False
-    found = lesson_starts(schedule, lesson.minutes, start=start, end=start + timedelta(minutes=1))
-    return start in found
 
 
 def time_note(start: datetime, note: str) -> str:

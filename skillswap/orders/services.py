@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, Update, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Table, Update, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skillswap import events, idempotency, ledger
@@ -38,7 +38,6 @@ from skillswap.lessons.rules import LessonMoment, moment_of, not_now, releases_s
 from skillswap.models import (
     LedgerAccount,
     Lesson,
-    LessonSlotClaim,
     Order,
     OrderTransition,
     Skill,
@@ -675,7 +674,7 @@ async def apply_transition(
         return False
     if lesson is not None and releases_slot(rule.to_status, settlement.resolution):
         # It ends without its lesson: the time is the teacher's to give again.
-        await session.execute(delete(LessonSlotClaim).where(LessonSlotClaim.order_id == order.id))
+        await rescheduling.release_claims(session, order.id)
     if rule.to_status == OrderStatus.COMPLETED:
         await session.execute(
             update(Skill)

@@ -496,22 +496,39 @@ async def test_a_proposed_time_is_checked(api, deps, pair, make_user):
         )
         await uow.commit()
     day = (start + timedelta(days=2)).replace(hour=0, minute=0)
+    unavailable = "slot_unavailable"
     cases = [
-        (None, "Give the proposed start of the lesson."),
-        (iso(day.replace(hour=9, minute=10)), "Lessons start on a quarter hour"),
-        (iso(day.replace(hour=13)), "The teacher does not give lessons at this time."),
-        (iso(day.replace(hour=11, minute=15)), "The teacher does not give lessons at this time."),
-        (iso(quarter_after(now, timedelta(minutes=30))), "Propose a time at least 60 minutes"),
-        (iso(quarter_after(now, -timedelta(days=1))), "Propose a time at least 60 minutes"),
-        (iso(start), "This is already the lesson's time."),
-        (iso(quarter_after(now, timedelta(days=500))), "Propose a time within the next year."),
-        ("not a time", None),
+        (None, 400, "Give the proposed start of the lesson."),
+        ("not a time", 400, "Enter a valid date and time."),
+        (iso(start), 400, "This is already the lesson's time."),
+        (
+            iso(day.replace(hour=9, minute=10)),
+            unavailable,
+            "Lessons start on the quarter hour (:00, :15, :30 or :45).",
+        ),
+        (iso(day.replace(hour=13)), unavailable, "The teacher does not offer this time."),
+        # 11:15 to 12:15 does not fit in the hours.
+        (
+            iso(day.replace(hour=11, minute=15)),
+            unavailable,
+            "The teacher does not offer this time.",
+        ),
+        (iso(quarter_after(now, timedelta(minutes=30))), unavailable, "This time is too soon"),
+        (iso(quarter_after(now, -timedelta(days=1))), unavailable, "This time is too soon"),
+        (iso(quarter_after(now, timedelta(days=500))), unavailable, "This time is too far ahead"),
     ]
-    for value, message in cases:
+    for value, expected, message in cases:
         refused = await propose(value)
-        assert refused.status_code == 400, (value, refused.text)
-        if message is not None:
-            assert refused.json()["errors"]["slot_start"][0].startswith(message), refused.text
+        problem = refused.json()
+        if expected == 400:
+            assert (refused.status_code, problem["code"]) == (400, "validation_error"), value
+            assert problem["errors"]["slot_start"] == [message]
+        else:
+            assert (refused.status_code, problem["code"]) == (409, expected), value
+            assert problem["detail"].startswith(message), problem
+    after = await read(api, buyer, order_id)
+    assert after["lesson"]["proposed_starts_at"] is None
+    assert [step["action"] for step in after["history"]] == ["place"]
     # A local time with its offset is the same moment in UTC.
     cairo = (day.replace(hour=10) + timedelta(hours=2)).replace(tzinfo=None).isoformat() + "+02:00"
     fine = await propose(cairo)
