@@ -18,7 +18,7 @@ from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from skillswap.errors import Conflict, ValidationFailed
-from skillswap.i18n import lazy
+from skillswap.i18n import Message, lazy
 from skillswap.lessons.slots import MAX_AHEAD, Schedule, as_utc, lesson_starts, quarters
 from skillswap.models import Lesson, LessonAvailability, LessonSlotClaim
 from skillswap.models.lessons import QUARTER
@@ -64,8 +64,8 @@ def booking_for(lesson_minutes: int | None, slot_start: datetime | None) -> Book
     return Booking(as_utc(slot_start, "slot_start"), lesson_minutes)
 
 
-def _unavailable(detail: object) -> Conflict:
-    return Conflict(detail, code="slot_unavailable")  # type: ignore[arg-type]
+def _unavailable(detail: Message) -> Conflict:
+    return Conflict(detail, code="slot_unavailable")
 
 
 async def check_slot_offered(
