@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import Field
+from pydantic.json_schema import SkipJsonSchema
 
 from skillswap.api.encoding import iso
 from skillswap.http.base import BaseHandler, path_id, public, route
@@ -13,15 +15,24 @@ from skillswap.http.schemas import Out
 from skillswap.lessons import calls
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    # Present (TURN) or absent (STUN), never null: the schema shows neither null nor a default.
+    schema.pop("default", None)
+
+
 class IceServerOut(Out):
     """One RTCIceServer, as RTCPeerConnection takes it."""
 
     urls: list[str]
-    username: str | None = Field(
-        default=None, description="TURN only: `expiry:user_id` (coturn's REST API)"
+    username: str | SkipJsonSchema[None] = Field(
+        default=None,
+        description="TURN only: `expiry:user_id` (coturn's REST API)",
+        json_schema_extra=_no_default,
     )
-    credential: str | None = Field(
-        default=None, description="TURN only: base64 HMAC-SHA1 of the username under TURN_SECRET"
+    credential: str | SkipJsonSchema[None] = Field(
+        default=None,
+        description="TURN only: base64 HMAC-SHA1 of the username under TURN_SECRET",
+        json_schema_extra=_no_default,
     )
 
 
