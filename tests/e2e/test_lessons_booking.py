@@ -701,3 +701,18 @@ async def test_a_lesson_row_is_read_with_its_order_page(api, deps, make_user, ma
             select(func.count()).select_from(Lesson).where(Lesson.buyer_id == buyer.id)
         )
     assert lessons == 3
+
+
+async def test_a_booking_without_the_points_claims_nothing(api, deps, make_user, make_skill):
+    _, skill = await teacher_with_lesson(api, make_user, make_skill, price=150)
+    buyer = await make_user()
+    starts_at = tomorrow_at(deps, 12)
+    refused = await book(api, buyer, skill["id"], starts_at)
+    assert refused.status_code == 402, refused.text
+    assert (refused.json()["code"], refused.json()["missing"]) == ("insufficient_points", 50)
+    assert await balance(deps, buyer.id) == (100, 0)
+    assert await held_orders(deps, buyer.id) == (0, 0)
+    span = {"from": iso(starts_at), "to": iso(starts_at + timedelta(minutes=15))}
+    assert [slot["start"] for slot in (await slots_of(api, skill["id"], **span))["slots"]] == [
+        iso(starts_at)
+    ]
