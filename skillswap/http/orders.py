@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from skillswap.http.accounts import user_public
@@ -131,22 +130,11 @@ class PlaceOrderBody(Body):
     )
 
 
-def _moment(value: object) -> object:
-    """An ISO 8601 text as the datetime it names (bodies are validated strictly, and JSON has
-    no datetime of its own)."""
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError(N_("Enter a valid date and time.")) from None
-    return value
-
-
 class ActionFields(Body):
     note: str = Field(default="", max_length=2000)
     resolution: Literal["refund", "release", "split"] | None = None
     buyer_points: int | None = Field(default=None, ge=1)
-    slot_start: Annotated[datetime | None, BeforeValidator(_moment)] = Field(
+    slot_start: Moment | None = Field(
         default=None,
         description="propose_time: the lesson's proposed new start (ISO 8601; without an "
         "offset: UTC)",
