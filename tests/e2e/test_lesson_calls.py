@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from skillswap.models import ChatMessage, Lesson, Order
-from tests.chat_support import ws_connect
+from tests.chat_support import wait_for, ws_connect
 from tests.conftest import api_client, extra_server
 from tests.factories import place_order
 from tests.lesson_support import lesson_order
@@ -305,6 +305,33 @@ async def test_a_hangup_without_a_call_writes_nothing(api, deps, server, make_us
     assert await notices(deps, room) == []
     lesson = await lesson_row(deps, order["id"])
     assert (lesson.call_started_at, lesson.call_ended_at) == (None, None)
+    caller.close()
+    callee.close()
+
+
+async def test_a_hangup_sent_just_before_the_socket_closes_still_ends_the_call(
+    api, deps, server, make_user
+):
+    buyer, seller = await make_user(), await make_user()
+    order = await accepted_lesson(api, deps, buyer, seller)
+    room = order["room_id"]
+    caller = await ws_connect(server, buyer.access)
+    callee = await ws_connect(server, seller.access)
+    await caller.send(type="call", room=room, signal=OFFER)
+    assert (await callee.of_type("call"))["signal"] == OFFER
+    # A page closing: its hang-up and then the close, at once.
+    leaving = await ws_connect(server, seller.access)
+    leaving.conn.write_message(
+        json.dumps({"type": "call", "room": room, "signal": {"kind": "hangup"}})
+    )
+    leaving.close()
+    assert (await caller.of_type("call"))["signal"] == {"kind": "hangup"}
+
+    async def ended() -> bool:
+        return len(await notices(deps, room)) == 2
+
+    await wait_for(ended)
+    assert await notices(deps, room) == [(buyer.id, "call_started"), (seller.id, "call_ended")]
     caller.close()
     callee.close()
 

@@ -8,6 +8,8 @@ import hashlib
 import hmac
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from skillswap.lessons.calls import CallRoom, call_refusal, ice_servers, turn_credentials
 from skillswap.settings import Settings
 
@@ -104,3 +106,17 @@ def test_the_other_participant() -> None:
     room = _room()
     assert (room.other(3), room.other(4)) == (4, 3)
     assert room.has(3) and room.has(4) and not room.has(5)
+
+
+def test_turn_settings_that_cannot_work_are_refused_at_start_up() -> None:
+    from skillswap.settings import ConfigError
+
+    Settings(turn_urls=("turn:turn.example.org",), turn_secret=SECRET).validate_for_serving()
+    for wrong, message in (
+        ({"turn_urls": ("turn:turn.example.org",)}, "TURN_URLS and TURN_SECRET go together"),
+        ({"turn_secret": SECRET}, "TURN_URLS and TURN_SECRET go together"),
+        ({"turn_ttl_seconds": 59}, "TURN_TTL_SECONDS must be at least 60"),
+        ({"call_signal_max_bytes": 65_537}, "CALL_SIGNAL_MAX_BYTES must be from 256"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            Settings(**wrong).validate_for_serving()
