@@ -6,12 +6,12 @@
 | reject          | seller | pending             | rejected  | void (buyer refunded)          |
 | deliver         | seller | accepted            | delivered | -                              |
 | cancel          | seller | accepted            | cancelled | void (buyer refunded)          |
-| cancel          | buyer  | pending             | cancelled | void (buyer refunded)          |
+| cancel          | buyer  | pending W           | cancelled | void (buyer refunded)          |
 | cancel          | buyer  | pending, accepted L | cancelled | the cancellation rule: void, or|
 |                 |        |                     |           | post half to the teacher       |
 | no_show         | seller | accepted L          | completed | post (seller paid, minus fee)  |
 | propose_time    | either | pending, accepted L | unchanged | -                              |
-| accept_time     | either | pending, accepted L | unchanged | - (the quarters claimed move)  |
+| accept_time     | other  | pending, accepted L | unchanged | - (the quarters claimed move)  |
 | complete        | buyer  | delivered           | completed | post (seller paid, minus fee)  |
 | request_changes | buyer  | delivered           | accepted  | -                              |
 | dispute         | buyer  | accepted, delivered | disputed  | -                              |
@@ -27,9 +27,10 @@
  * an accepted order that was never delivered.
 ** an accepted order that was delivered before and sent back with `request_changes`: the buyer
    has had the work, so running out the clock must not refund them; an administrator decides.
- L lesson orders only (an order with a `Lesson` row); a lesson's buyer cancels from accepted
-   too, and each lesson action opens and closes with the lesson's times and the clock, and a
-   lesson's deadlines follow its times (skillswap.lessons.rules).
+ W orders of a piece of work only; L lesson orders only (an order with a `Lesson` row). A
+   lesson's buyer cancels from accepted too; the other side accepts a proposed time; every
+   lesson action opens and closes with the lesson's times and the clock, and a lesson's
+   deadlines follow its times (skillswap.lessons.rules).
 
 `request_changes` is allowed at most ORDER_MAX_CHANGE_REQUESTS times per order (default 3);
 after that the buyer may only complete or dispute the delivery (409 `change_requests_exhausted`).

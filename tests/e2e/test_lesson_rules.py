@@ -650,3 +650,28 @@ async def test_lesson_deadlines_follow_the_lesson(own_app):
         order = await session.get(Order, never_marked["id"])
         assert order is not None and order.deadline_at is None
     assert (await audit_ledger(deps.db)).ok
+
+
+async def test_a_cancel_racing_an_accepted_time_leaves_no_claim_behind(api, deps, pair):
+    buyer, seller = await pair()
+    await teaches_all_week(deps, seller.id)
+    start = quarter_after(deps.clock(), timedelta(days=4))
+    order = await lesson_order(api, deps, buyer, seller, starts_at=start, price=10)
+    await act(api, seller, order["id"], "accept")
+    wanted = start + timedelta(days=1)
+    await act(api, seller, order["id"], "propose_time", slot_start=iso(wanted))
+    cancelled, moved = await asyncio.gather(
+        act(api, buyer, order["id"], "cancel"),
+        act(api, buyer, order["id"], "accept_time"),
+    )
+    # The cancel always wins (before the move, or after it); a move after the cancel is refused.
+    assert cancelled.status_code == 200, cancelled.text
+    assert moved.status_code in (200, 409), moved.text
+    if moved.status_code == 409:
+        assert moved.json()["code"] == "invalid_transition"
+    after = await read(api, buyer, order["id"])
+    assert after["status"] == "cancelled"
+    assert after["settlement"] == {"seller_points": 0, "fee_points": 0, "refunded_points": 10}
+    assert await claims(deps, order["id"]) == []
+    assert await balance(deps, buyer.id) == (100, 0)
+    assert (await audit_ledger(deps.db)).ok
