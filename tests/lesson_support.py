@@ -39,6 +39,7 @@ async def insert_lesson(
                 starts_at=starts_at,
                 ends_at=starts_at + timedelta(minutes=minutes),
                 created_at=deps.clock(),
+                timed_at=deps.clock(),
             )
         )
         for n in range(minutes // 15):

@@ -113,6 +113,7 @@ def upgrade() -> None:
         sa.Column("call_started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("call_ended_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("timed_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["buyer_id"], ["users.id"], name=op.f("fk_lessons_buyer_id_users")),
         sa.ForeignKeyConstraint(
             ["order_id"], ["orders.id"], name=op.f("fk_lessons_order_id_orders"), ondelete="CASCADE"

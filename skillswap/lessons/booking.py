@@ -135,6 +135,7 @@ async def claim_slot(
         "call_started_at": None,
         "call_ended_at": None,
         "created_at": now,
+        "timed_at": now,
     }
     conn = await session.connection()
     await conn.execute(insert(_lessons), values)

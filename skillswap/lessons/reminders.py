@@ -6,15 +6,16 @@ by default). For a lesson whose order is pending or accepted and that starts aft
 reminder due is the nearest offset whose moment (`starts_at - offset`) has come: a scheduler
 that was down through the 24 h moment and is back 30 minutes before the start sends the 1 h
 reminder alone, not both. A reminder whose moment had passed when the lesson was booked
-(`lessons.created_at`) is never sent: a lesson booked 2 h ahead gets the 1 h reminder only.
+or moved (`lessons.timed_at`) is never sent: a lesson booked 2 h ahead gets the 1 h reminder
+only.
 
 Each reminder is sent once per lesson, participant and offset: the `lesson_reminders` row is
 inserted with ON CONFLICT DO NOTHING, and only the rows this transaction inserted get their
 notification (stored, with its `notification.deliver` outbox row that mails and pushes it) in
 the same transaction. Two sweeps at once (two schedulers, or a re-run) insert the same keys;
 on PostgreSQL the second waits for the first to commit and then inserts nothing, so whatever
-runs, each person is reminded once. A lesson moved to a new time keeps the reminders already
-sent; the ones still ahead of its new time follow it.
+runs, each person is reminded once. A lesson moved to a new time (an accepted proposal) is reminded
+afresh: its sent rows are deleted with the move, and `timed_at` becomes the moment of the move.
 
 The words are chosen when the reminder is due, for its reader: their language (`users.locale`),
 the skill's title in it, the other participant's name, and the start in the reader's time zone
@@ -147,7 +148,7 @@ async def _due_page(
             Lesson.seller_id,
             Lesson.buyer_id,
             Lesson.starts_at,
-            Lesson.created_at,
+            Lesson.timed_at,
             Skill.title_en,
             Skill.title_ar,
         )

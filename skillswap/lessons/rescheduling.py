@@ -77,7 +77,7 @@ async def record_proposal(
     await session.refresh(lesson)
 
 
-async def move_to_proposal(session: AsyncSession, lesson: Lesson) -> datetime:
+async def move_to_proposal(session: AsyncSession, lesson: Lesson, *, now: datetime) -> datetime:
     """Move the lesson to the proposal it was read with; the new start.
 
     The caller has already moved the order (so it holds the order's row): the lesson is updated
@@ -95,7 +95,13 @@ async def move_to_proposal(session: AsyncSession, lesson: Lesson) -> datetime:
             Lesson.proposed_starts_at == start,
             Lesson.proposed_by == by,
         )
-        .values(starts_at=start, ends_at=start + length, proposed_starts_at=None, proposed_by=None)
+        .values(
+            starts_at=start,
+            ends_at=start + length,
+            proposed_starts_at=None,
+            proposed_by=None,
+            timed_at=now,
+        )
     )
     if moved.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict(

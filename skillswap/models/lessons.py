@@ -70,6 +70,9 @@ class Lesson(Base):
     call_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     call_ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When the current time was set: booked, or moved by an accepted proposal. A reminder whose
+    # moment was already past then is not sent (skillswap.lessons.reminders).
+    timed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class LessonSlotClaim(Base):

@@ -491,7 +491,7 @@ async def transition_order(
         if lesson is not None and proposed is not None:
             await rescheduling.record_proposal(session, lesson, proposed, by=actor.id)
         elif lesson is not None and found.action == OrderAction.ACCEPT_TIME:
-            await rescheduling.move_to_proposal(session, lesson)
+            await rescheduling.move_to_proposal(session, lesson, now=now)
         if found.action == OrderAction.RESOLVE:
             await _audit_resolution(
                 session, actor, order, status_before, settlement, note=note, now=now

@@ -19,10 +19,11 @@ from sqlalchemy import func, select, update
 
 from skillswap.deps import Deps
 from skillswap.lessons.reminders import due_offset, lesson_time, send_due_reminders
-from skillswap.models import LessonReminder, Notification, Order, Skill
+from skillswap.models import Lesson, LessonReminder, Notification, Order, Skill
 from skillswap.tasks.jobs import scheduled_jobs
 from tests.conftest import Api, api_client, extra_server, own_database
 from tests.e2e.test_email import smtp_settings
+from tests.e2e.test_lesson_rules import act, iso, quarter_after, teaches_all_week
 from tests.factories import TestUser, insert_skill, make_user
 from tests.fakes.fcm_server import FakeFcm, running_fcm
 from tests.lesson_support import lesson_order
@@ -234,6 +235,41 @@ async def test_a_lesson_booked_two_hours_ahead_gets_the_hour_reminder_only(app: 
     assert await app.sweep(starts - timedelta(seconds=HOUR)) == 2
     assert await app.reminder_rows(order_id) == sorted([(teacher.id, HOUR), (learner.id, HOUR)])
     assert len(app.reminders_to(teacher)) == 1
+
+
+async def test_a_lesson_moved_to_two_hours_ahead_is_reminded_an_hour_before_its_new_time(
+    app: App,
+):
+    teacher, learner = await app.user(), await app.user()
+    await teaches_all_week(app.deps, teacher.id)
+    now = app.deps.clock()
+    first = quarter_after(now, timedelta(days=3))
+    order_id = await app.lesson(learner, teacher, starts_at=first)
+    async with app.deps.db.uow() as uow:  # booked two days ago
+        booked = now - timedelta(days=2)
+        await uow.session.execute(
+            update(Lesson)
+            .where(Lesson.order_id == order_id)
+            .values(created_at=booked, timed_at=booked)
+        )
+        await uow.commit()
+    accepted = await act(app.api, teacher, order_id, "accept")
+    assert accepted.status_code == 200, accepted.text
+    assert await app.sweep(first - timedelta(seconds=DAY)) == 2  # the 24 h reminders, sent
+
+    moved_to = quarter_after(now, timedelta(hours=2, minutes=15))
+    proposed = await act(app.api, learner, order_id, "propose_time", slot_start=iso(moved_to))
+    assert proposed.status_code == 200, proposed.text
+    moved = await act(app.api, teacher, order_id, "accept_time")
+    assert moved.status_code == 200, moved.text
+    assert await app.reminder_rows(order_id) == []  # the new time is reminded afresh
+
+    # Its 24 h moment was past when it moved there: nothing until the hour before it.
+    for minutes in range(0, 60, 15):
+        assert await app.sweep(now + timedelta(minutes=minutes)) == 0
+    assert await app.sweep(moved_to - timedelta(seconds=HOUR)) == 2
+    assert await app.reminder_rows(order_id) == sorted([(teacher.id, HOUR), (learner.id, HOUR)])
+    assert len(app.reminders_to(learner)) == 2  # the 24 h one of the first time, this one
 
 
 async def test_an_accepted_lesson_is_reminded_and_other_orders_are_not(app: App):
