@@ -71,6 +71,9 @@ def test_every_enum_keeps_the_values_the_database_and_the_api_hold() -> None:
         "expire",
         "pause",
         "resume",
+        "propose_time",
+        "accept_time",
+        "no_show",
     ]
     assert [r.value for r in Resolution] == ["refund", "release", "split"]
     assert [k.value for k in AccountKind] == ["user", "system"]
@@ -105,7 +108,7 @@ def test_every_enum_keeps_the_values_the_database_and_the_api_hold() -> None:
     ]
 
 
-def test_a_person_takes_eight_actions_and_open_and_terminal_statuses_split_the_rest() -> None:
+def test_a_person_takes_eleven_actions_and_open_and_terminal_statuses_split_the_rest() -> None:
     assert list(ACTIONS) == [
         "accept",
         "reject",
@@ -115,6 +118,9 @@ def test_a_person_takes_eight_actions_and_open_and_terminal_statuses_split_the_r
         "request_changes",
         "dispute",
         "resolve",
+        "no_show",  # the three of lessons
+        "propose_time",
+        "accept_time",
     ]
     assert list(OPEN_STATUSES) == ["pending", "accepted", "delivered", "disputed", "paused"]
     assert list(TERMINAL_STATUSES) == ["completed", "rejected", "cancelled", "expired", "resolved"]
