@@ -34,6 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from skillswap.errors import NotFound
 from skillswap.i18n import N_, lazy
 from skillswap.models import CalendarFeed, Lesson, Order, Skill, User
+from skillswap.models.base import MAX_ID  # ids are BIGINT: a larger "id" in a key is no one's
 from skillswap.models.orders import OrderStatus
 from skillswap.notifications.mailing import translator_for
 
@@ -44,7 +45,6 @@ FEED_PATH = "/api/lessons/calendar.ics"
 KEY_PURPOSE = "lesson-calendar"
 LOOKBACK = timedelta(days=90)  # past lessons the feed still lists
 MAX_EVENTS = 1000
-MAX_USER_ID_DIGITS = 19  # a BIGINT: a longer "id" in a key is no one's
 
 CALENDAR_NAME = N_("SkillSwap lessons")
 EVENT_SUMMARY = N_("Lesson: {skill}")
@@ -142,7 +142,12 @@ def _skill_title(title_en: str, title_ar: str | None, locale: str) -> str:
 
 async def _feed_owner(deps: Deps, key: str) -> User:
     user_id_text, dot, _mac = key.partition(".")
-    if not dot or not user_id_text.isdecimal() or len(user_id_text) > MAX_USER_ID_DIGITS:
+    if (
+        not dot
+        or not user_id_text.isdecimal()
+        or len(user_id_text) > len(str(MAX_ID))
+        or int(user_id_text) > MAX_ID
+    ):
         raise NotFound(lazy(NO_SUCH_FEED), code="calendar_feed_not_found")
     user_id = int(user_id_text)
     async with deps.db.read() as session:

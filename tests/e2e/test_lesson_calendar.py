@@ -194,6 +194,11 @@ async def test_wrong_or_missing_keys_are_404(api, deps):
         f"{user_id}.{other_key.split('.')[1]}",
         mac,
         f"{'9' * 30}.{mac}",
+        # 19 digits, as many as a BIGINT has, but past the largest id: no one's, not a 500.
+        f"{'9' * 19}.abc",
+        f"{2**63}.abc",
+        f"{2**63}.{mac}",
+        f"{2**63 - 1}.abc",  # the largest id: no such user
         f"-{user_id}.{mac}",
         "x",
     ):
