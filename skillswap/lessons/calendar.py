@@ -11,10 +11,12 @@ row; a new SECRET_KEY changes every feed's URL. A wrong, rotated or revoked key 
 The feed lists the lessons of the last LOOKBACK and all ahead, as buyer or seller, one VEVENT
 per order (its UID is the order's, so an app updates the event in place): DTSTART and DTEND in
 UTC, SUMMARY and DESCRIPTION in the owner's language (the skill's title, the other person),
-STATUS TENTATIVE while the teacher has not accepted, CONFIRMED after, and CANCELLED for a
-lesson that will not take place (rejected, cancelled, expired), so a subscribed calendar takes
-it off rather than keeping a stale copy. SEQUENCE grows with the order's `updated_at`, which
-every change of the order (a new time accepted, a status) moves forward.
+STATUS TENTATIVE while the teacher has not accepted (or the order is paused or disputed: it may
+yet end without the lesson), CONFIRMED after, and CANCELLED for a lesson that will not take place
+(rejected, cancelled, expired, or a dispute resolved by a refund, which gave its time back), so a
+subscribed calendar takes it off rather than keeping a stale copy. SEQUENCE grows with the
+order's `updated_at`, which every change of the order (a new time accepted, a status) moves
+forward.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from skillswap.errors import NotFound
 from skillswap.i18n import N_, lazy
 from skillswap.models import CalendarFeed, Lesson, Order, Skill, User
 from skillswap.models.base import MAX_ID  # ids are BIGINT: a larger "id" in a key is no one's
-from skillswap.models.orders import OrderStatus
+from skillswap.models.orders import OrderStatus, Resolution
 from skillswap.notifications.mailing import translator_for
 
 if TYPE_CHECKING:
@@ -53,7 +55,7 @@ NO_SUCH_FEED = N_("No such calendar feed: the link is wrong, or was replaced or 
 
 # What a calendar app is told of each order status.
 _WILL_NOT_TAKE_PLACE = (OrderStatus.REJECTED, OrderStatus.CANCELLED, OrderStatus.EXPIRED)
-_TENTATIVE = (OrderStatus.PENDING, OrderStatus.PAUSED)
+_TENTATIVE = (OrderStatus.PENDING, OrderStatus.PAUSED, OrderStatus.DISPUTED)
 
 _feeds = cast(Table, CalendarFeed.__table__)
 
@@ -126,6 +128,7 @@ class FeedLesson:
 
     order_id: int
     status: str
+    resolution: str | None
     starts_at: datetime
     ends_at: datetime
     booked_at: datetime
@@ -179,6 +182,7 @@ async def _lessons_of(deps: Deps, user: User, locale: str) -> list[FeedLesson]:
                     Lesson.ends_at,
                     Lesson.created_at,
                     Order.status,
+                    Order.resolution,
                     Order.updated_at,
                     Skill.title_en,
                     Skill.title_ar,
@@ -204,6 +208,7 @@ async def _lessons_of(deps: Deps, user: User, locale: str) -> list[FeedLesson]:
         FeedLesson(
             order_id=row.order_id,
             status=row.status,
+            resolution=row.resolution,
             starts_at=row.starts_at,
             ends_at=row.ends_at,
             booked_at=row.created_at,
@@ -215,8 +220,8 @@ async def _lessons_of(deps: Deps, user: User, locale: str) -> list[FeedLesson]:
     ]
 
 
-def _event_status(status: str) -> str:
-    if status in _WILL_NOT_TAKE_PLACE:
+def _event_status(status: str, resolution: str | None) -> str:
+    if status in _WILL_NOT_TAKE_PLACE or resolution == Resolution.REFUND:
         return "CANCELLED"
     if status in _TENTATIVE:
         return "TENTATIVE"
@@ -246,7 +251,7 @@ async def calendar_feed(deps: Deps, *, key: str, links_base: str) -> bytes:
         event.add("dtend", lesson.ends_at)
         # Whole seconds since booking: larger after every change of the order.
         event.add("sequence", int((lesson.updated_at - lesson.booked_at).total_seconds()))
-        event.add("status", _event_status(lesson.status))
+        event.add("status", _event_status(lesson.status, lesson.resolution))
         event.add("summary", translator.gettext(EVENT_SUMMARY).format(skill=lesson.skill))
         event.add(
             "description",

@@ -1,8 +1,9 @@
 """The signed-in user's lessons: upcoming or past, as the buyer (learner) or the seller (teacher).
 
 A lesson is listed while its order is, or was, going to happen: orders that ended without the
-lesson (rejected, cancelled, expired) are left out. Upcoming lessons have not ended yet, soonest
-first; past ones have, latest first. A page is one statement, its count another.
+lesson (rejected, cancelled, expired, or a dispute resolved by a refund, which gave the lesson's
+time back) are left out. Upcoming lessons have not ended yet, soonest first; past ones have,
+latest first. A page is one statement, its count another.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from sqlalchemy import ColumnElement, case, func, or_, select
 from sqlalchemy.orm import aliased
 
 from skillswap.models import Lesson, Order, Skill, User
-from skillswap.models.orders import OrderStatus
+from skillswap.models.orders import OrderStatus, Resolution
 
 if TYPE_CHECKING:
     from skillswap.deps import Deps
@@ -48,7 +49,11 @@ async def list_lessons(
 ) -> tuple[int, list[LessonView]]:
     """The actor's lessons that are `when`, as `role` (default: both)."""
     now = deps.clock()
-    conditions: list[ColumnElement[bool]] = [Order.status.not_in(_WITHOUT_THE_LESSON)]
+    conditions: list[ColumnElement[bool]] = [
+        Order.status.not_in(_WITHOUT_THE_LESSON),
+        # Only a resolved order has a resolution: a refund ended it without the lesson.
+        Order.resolution.is_distinct_from(Resolution.REFUND),
+    ]
     if role == "buyer":
         conditions.append(Lesson.buyer_id == actor.id)
     elif role == "seller":

@@ -11,6 +11,7 @@ import icalendar
 from sqlalchemy import func, select, update
 
 from skillswap.models import CalendarFeed, Lesson, Order, Skill
+from skillswap.points.services import audit_ledger
 from tests.factories import make_user
 from tests.lesson_support import lesson_order
 
@@ -143,6 +144,47 @@ async def test_a_cancelled_lesson_stays_as_cancelled_so_calendars_drop_it(api, d
     assert response.status_code == 200, response.text
     events = events_by_order(await read_feed(api, key_of(await feed_url(api, teacher))))
     assert str(events[f"order-{order['id']}@skillswap"]["status"]) == "CANCELLED"
+
+
+async def test_a_disputed_lesson_is_tentative_and_one_refunded_is_cancelled(api, deps):
+    teacher, learner = await make_user(api, deps), await make_user(api, deps)
+    admin = await make_user(api, deps, admin=True)
+    starts = _quarter(deps.clock()) + timedelta(days=5)
+    refunded = await lesson_order(api, deps, learner, teacher, starts_at=starts)
+    released = await lesson_order(
+        api, deps, learner, teacher, starts_at=starts + timedelta(hours=2)
+    )
+    orders = "/api/points/orders"
+    for order in (refunded, released):
+        for user, action in ((teacher, "accept"), (learner, "dispute")):
+            response = await api.post(
+                f"{orders}/{order['id']}/{action}/", token=user.access, json={}
+            )
+            assert response.status_code == 200, response.text
+    keys = [key_of(await feed_url(api, user)) for user in (teacher, learner)]
+
+    async def statuses(key: str) -> dict[int, str]:
+        events = events_by_order(await read_feed(api, key))
+        return {
+            order["id"]: str(events[f"order-{order['id']}@skillswap"]["status"])
+            for order in (refunded, released)
+        }
+
+    # A dispute may yet end without the lesson: not CONFIRMED.
+    for key in keys:
+        assert await statuses(key) == {refunded["id"]: "TENTATIVE", released["id"]: "TENTATIVE"}
+    for order, resolution in ((refunded, "refund"), (released, "release")):
+        response = await api.post(
+            f"{orders}/{order['id']}/resolve/",
+            token=admin.access,
+            json={"resolution": resolution},
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "resolved"
+    # The refund gave the lesson's time back: it will not take place; the release kept it.
+    for key in keys:
+        assert await statuses(key) == {refunded["id"]: "CANCELLED", released["id"]: "CONFIRMED"}
+    assert (await audit_ledger(deps.db)).ok
 
 
 async def test_a_feed_lists_only_its_owners_lessons(api, deps):

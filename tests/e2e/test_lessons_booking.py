@@ -676,6 +676,53 @@ async def test_my_lessons_upcoming_and_past_as_buyer_or_seller(api, deps, make_u
     assert [item["order_id"] for item in upcoming.json()["results"]] == [booked[later]]
 
 
+async def test_my_lessons_leave_out_a_lesson_whose_dispute_was_refunded(
+    api, deps, make_user, make_skill
+):
+    teacher, skill = await teacher_with_lesson(api, make_user, make_skill, price=5)
+    buyer, admin = await make_user(), await make_user(admin=True)
+    refunded_at, released_at = tomorrow_at(deps, 8), tomorrow_at(deps, 10)
+    booked = {}
+    for start in (refunded_at, released_at):
+        response = await book(api, buyer, skill["id"], start)
+        assert response.status_code == 201, response.text
+        order_id = response.json()["id"]
+        accepted = await api.post(f"{ORDERS}{order_id}/accept/", token=teacher.access, json={})
+        assert accepted.status_code == 200, accepted.text
+        disputed = await api.post(f"{ORDERS}{order_id}/dispute/", token=buyer.access, json={})
+        assert disputed.status_code == 200, disputed.text
+        booked[start] = order_id
+
+    async def listed(user: Any) -> list[tuple[int, str]]:
+        response = await api.get(LESSONS, token=user.access)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        assert page["count"] == len(page["results"])
+        return [(item["order_id"], item["status"]) for item in page["results"]]
+
+    # Disputed, they may still take place: both are listed.
+    both = [(booked[refunded_at], "disputed"), (booked[released_at], "disputed")]
+    assert await listed(buyer) == await listed(teacher) == both
+    for start, resolution in ((refunded_at, "refund"), (released_at, "release")):
+        resolved = await api.post(
+            f"{ORDERS}{booked[start]}/resolve/",
+            token=admin.access,
+            json={"resolution": resolution},
+        )
+        assert resolved.status_code == 200, resolved.text
+        assert resolved.json()["status"] == "resolved"
+    # The refund ended the order without its lesson (its time is free again); the release
+    # kept it.
+    kept = [(booked[released_at], "resolved")]
+    assert await listed(buyer) == await listed(teacher) == kept
+    assert await claims_of(deps, booked[refunded_at]) == []
+    with deps.clock.moved(released_at + timedelta(hours=2) - deps.clock()):
+        past = await api.get(f"{LESSONS}?when=past", token=buyer.access)
+    assert [item["order_id"] for item in past.json()["results"]] == [booked[released_at]]
+    assert await balance(deps, buyer.id) == (95, 0)
+    assert (await audit_ledger(deps.db)).ok
+
+
 async def test_my_lessons_refuse_wrong_arguments_and_strangers(api, make_user):
     user = await make_user()
     for query in ("when=later", "role=admin", "role=all", "page=0", "order=starts"):
