@@ -59,6 +59,21 @@ async def checked_proposal(
     return start
 
 
+async def check_still_offered(
+    session: AsyncSession, lesson: Lesson, *, now: datetime, settings: Settings
+) -> None:
+    """409 `slot_unavailable` when the lesson's proposal could no longer be booked at `now`
+    (too near or past, or outside the teacher's hours as they are now)."""
+    assert lesson.proposed_starts_at is not None
+    await check_slot_offered(
+        session,
+        Booking(lesson.proposed_starts_at, lesson.minutes),
+        seller_id=lesson.seller_id,
+        now=now,
+        settings=settings,
+    )
+
+
 def time_note(start: datetime, note: str) -> str:
     """The history's note of a proposed or accepted time: the time (UTC), then the person's note."""
     stamp = start.astimezone(UTC).isoformat().replace("+00:00", "Z")

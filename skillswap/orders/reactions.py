@@ -58,7 +58,7 @@ _TRANSITIONS: dict[str, tuple[NotificationKind, Message]] = {
         lazy("The lesson of order #{order} was moved to the new time."),
     ),
     OrderAction.NO_SHOW: (
-        NotificationKind.ORDER_COMPLETED,
+        NotificationKind.ORDER_DELIVERED,
         lazy("The teacher reported that you did not come to the lesson of order #{order}."),
     ),
 }

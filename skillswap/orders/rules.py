@@ -9,11 +9,11 @@
 | cancel          | buyer  | pending W           | cancelled | void (buyer refunded)          |
 | cancel          | buyer  | pending, accepted L | cancelled | the cancellation rule: void, or|
 |                 |        |                     |           | post half to the teacher       |
-| no_show         | seller | accepted L          | completed | post (seller paid, minus fee)  |
+| no_show         | seller | accepted L          | delivered | - (disputable; the clock pays) |
 | propose_time    | either | pending, accepted L | unchanged | -                              |
 | accept_time     | other  | pending, accepted L | unchanged | - (the quarters claimed move)  |
 | complete        | buyer  | delivered           | completed | post (seller paid, minus fee)  |
-| request_changes | buyer  | delivered           | accepted  | -                              |
+| request_changes | buyer  | delivered W         | accepted  | -                              |
 | dispute         | buyer  | accepted, delivered | disputed  | -                              |
 | resolve         | admin  | disputed, paused    | resolved  | refund: void; release: post;   |
 |                 |        |                     |           | split: post the seller's part  |
@@ -108,10 +108,13 @@ RULES: tuple[Rule, ...] = (
         Applies.LESSON,
     ),
     Rule(A.COMPLETE, Role.BUYER, (S.DELIVERED,), S.COMPLETED, Escrow.POST),
-    Rule(A.REQUEST_CHANGES, Role.BUYER, (S.DELIVERED,), S.ACCEPTED, Escrow.KEEP),
+    # A lesson is not redone on request: its learner completes or disputes it.
+    Rule(A.REQUEST_CHANGES, Role.BUYER, (S.DELIVERED,), S.ACCEPTED, Escrow.KEEP, Applies.WORK),
     Rule(A.DISPUTE, Role.BUYER, (S.ACCEPTED, S.DELIVERED), S.DISPUTED, Escrow.KEEP),
     Rule(A.RESOLVE, Role.ADMIN, (S.DISPUTED, S.PAUSED), S.RESOLVED, Escrow.RESOLVE),
-    Rule(A.NO_SHOW, Role.SELLER, (S.ACCEPTED,), S.COMPLETED, Escrow.POST, Applies.LESSON),
+    # The learner did not come: delivered as if taught, so they may still dispute it, and the
+    # clock completes it (the teacher paid in full) as any delivery.
+    Rule(A.NO_SHOW, Role.SELLER, (S.ACCEPTED,), S.DELIVERED, Escrow.KEEP, Applies.LESSON),
     # A new time for a lesson, proposed by one side and accepted by the other: the status stays.
     *(
         Rule(action, role, (status,), status, Escrow.KEEP, Applies.LESSON)

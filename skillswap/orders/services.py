@@ -451,6 +451,12 @@ async def transition_order(
         if order is None or not roles:
             raise order_not_found()
         lesson = await session.get(Lesson, order_id)
+        if lesson is not None:
+            # A lesson's times decide what an action does (a cancellation's price, whether a
+            # proposal still stands): read them under the order's lock, so that a move
+            # committed meanwhile is seen and one racing this action waits for it.
+            await session.refresh(order, with_for_update=True)
+            await session.refresh(lesson)
         found = _rule_for(deps, order, action, roles, lesson=lesson, actor=actor, now=now)
         if slot_start is not None and found.action != OrderAction.PROPOSE_TIME:
             raise ValidationFailed(
@@ -464,6 +470,8 @@ async def transition_order(
             note = rescheduling.time_note(proposed, note)
         elif lesson is not None and found.action == OrderAction.ACCEPT_TIME:
             assert lesson.proposed_starts_at is not None  # _rule_for checked it
+            # Still a time a booking could take: not too near or past, in the teacher's hours.
+            await rescheduling.check_still_offered(session, lesson, now=now, settings=deps.settings)
             note = rescheduling.time_note(lesson.proposed_starts_at, note)
         settlement = settlement_for(
             found,
@@ -475,6 +483,7 @@ async def transition_order(
                 cancellation.teacher_share(
                     price=order.price_points,
                     starts_at=lesson.starts_at,
+                    confirmed=order.status == OrderStatus.ACCEPTED,
                     now=now,
                     settings=deps.settings,
                 )

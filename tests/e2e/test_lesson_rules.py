@@ -179,7 +179,7 @@ async def test_a_late_cancellation_pays_the_teacher_half_less_the_fee(settings, 
         )
         await act(api, seller, accepted["id"], "accept")
         late = (await act(api, buyer, accepted["id"], "cancel")).json()
-        # A pending booking is cancelled by the same rule (odd price: the teacher's half rounds down).
+        # A booking the teacher has not confirmed yet is cancelled free, however late.
         pending = await lesson_order(
             api, deps, buyer, seller, starts_at=quarter_after(now, timedelta(hours=23)), price=9
         )
@@ -192,18 +192,18 @@ async def test_a_late_cancellation_pays_the_teacher_half_less_the_fee(settings, 
         statement = (await api.get("/api/points/transactions/", token=seller.access)).json()
     assert (late["status"], late["resolution"]) == ("cancelled", None)
     assert late["settlement"] == {"seller_points": 11, "fee_points": 1, "refunded_points": 13}
-    assert pending_late["settlement"] == {"seller_points": 4, "fee_points": 0, "refunded_points": 5}
+    assert pending_late["settlement"] == {"seller_points": 0, "fee_points": 0, "refunded_points": 9}
     assert tiny_late["settlement"] == {"seller_points": 0, "fee_points": 0, "refunded_points": 1}
     assert late["history"][-1]["action"] == "cancel"
-    assert await balance(deps, buyer.id) == (100 - 12 - 4, 0)
-    assert await balance(deps, seller.id) == (100 + 11 + 4, 0)
+    assert await balance(deps, buyer.id) == (100 - 12, 0)
+    assert await balance(deps, seller.id) == (100 + 11, 0)
     for order in (accepted, pending, tiny):
         assert await claims(deps, order["id"]) == []
     newest = statement["results"][0]
     assert (newest["kind"], newest["amount"], newest["order_id"]) == (
         "order_earnings",
-        4,
-        pending["id"],
+        11,
+        accepted["id"],
     )
     assert (await audit_ledger(deps.db)).ok
 
@@ -270,32 +270,80 @@ async def test_a_no_show_pays_the_teacher_everything_less_the_fee(settings, deps
         assert as_seller["allowed_actions"] == ["cancel", "no_show"]
         by_buyer = await act(api, buyer, missed["id"], "no_show")
         assert (by_buyer.status_code, by_buyer.json()["code"]) == (403, "action_not_permitted")
-        done = await act(api, seller, missed["id"], "no_show", note="Waited 20 minutes")
-        assert done.status_code == 200, done.text
+        reported = await act(api, seller, missed["id"], "no_show", note="Waited 20 minutes")
+        assert reported.status_code == 200, reported.text
         again = await act(api, seller, missed["id"], "no_show")
-    body = done.json()
-    assert (body["status"], body["deadline_at"]) == ("completed", None)
-    assert body["completed_at"] is not None
-    assert body["settlement"] == {"seller_points": 27, "fee_points": 3, "refunded_points": 0}
+        # Reported, it stands as a delivery: the learner completes it, or disputes it.
+        body = reported.json()
+        assert body["status"] == "delivered"
+        auto = timedelta(seconds=deps.settings.order_auto_complete_seconds)
+        assert abs(utc(body["deadline_at"]) - (deps.clock() + auto)) < timedelta(minutes=1)
+        assert body["settlement"] is None
+        assert (await read(api, buyer, missed["id"]))["allowed_actions"] == ["complete", "dispute"]
+        assert await balance(deps, buyer.id) == (100, 30)  # still held
+        completed = await act(api, buyer, missed["id"], "complete")
+        assert completed.status_code == 200, completed.text
     last = body["history"][-1]
     assert (last["action"], last["from_status"], last["to_status"], last["actor_id"]) == (
         "no_show",
         "accepted",
-        "completed",
+        "delivered",
         seller.id,
     )
     assert last["note"] == "Waited 20 minutes"
     assert (again.status_code, again.json()["code"]) == (409, "invalid_transition")
-    # The buyer hears of it, and may review it as any completed order; the time stays taken.
+    done = completed.json()
+    assert (done["status"], done["deadline_at"]) == ("completed", None)
+    assert done["settlement"] == {"seller_points": 27, "fee_points": 3, "refunded_points": 0}
+    # The buyer heard of it; the time stays taken.
     told = [
         e
         for e in seen_events
         if isinstance(e, events.OrderTransitioned) and e.order_id == missed["id"]
     ]
-    assert [e.action for e in told] == ["accept", "no_show"]
-    assert await claims(deps, missed["id"]) == quarters_from(utc(body["lesson"]["starts_at"]))
+    assert [e.action for e in told] == ["accept", "no_show", "complete"]
+    assert await claims(deps, missed["id"]) == quarters_from(utc(done["lesson"]["starts_at"]))
     assert await balance(deps, buyer.id) == (70, 0)
     assert await balance(deps, seller.id) == (127, 0)
+    assert (await audit_ledger(deps.db)).ok
+
+
+async def test_a_learner_who_did_come_disputes_a_no_show_and_the_clock_pays_an_unanswered_one(
+    own_app,
+):
+    from skillswap.orders.deadlines import run_order_deadlines
+
+    api, deps = own_app.api, own_app.deps
+    buyer, seller = await own_app.user(), await own_app.user()
+    now = deps.clock()
+    disputed = await lesson_order(
+        api, deps, buyer, seller, starts_at=quarter_after(now, -timedelta(minutes=45)), price=20
+    )
+    unanswered = await lesson_order(
+        api,
+        deps,
+        buyer,
+        seller,
+        starts_at=quarter_after(now, -timedelta(minutes=75)),
+        price=10,
+        minutes=15,
+    )
+    for order in (disputed, unanswered):
+        await accept_in_time(api, deps, seller, order["id"])
+        reported = await act(api, seller, order["id"], "no_show")
+        assert reported.status_code == 200, reported.text
+    contested = await act(api, buyer, disputed["id"], "dispute", note="I was there")
+    assert contested.status_code == 200, contested.text
+    assert contested.json()["status"] == "disputed"
+    changes = await act(api, buyer, unanswered["id"], "request_changes")
+    assert changes.status_code == 403, changes.text  # a lesson is not redone on request
+    auto = timedelta(seconds=deps.settings.order_auto_complete_seconds)
+    report = await run_order_deadlines(deps, now=now + auto + timedelta(minutes=1))
+    assert report.completed == 1
+    paid = await read(api, seller, unanswered["id"])
+    assert paid["status"] == "completed"
+    assert paid["settlement"]["refunded_points"] == 0
+    assert (await read(api, buyer, disputed["id"]))["status"] == "disputed"  # an admin decides
     assert (await audit_ledger(deps.db)).ok
 
 
@@ -674,4 +722,60 @@ async def test_a_cancel_racing_an_accepted_time_leaves_no_claim_behind(api, deps
     assert after["settlement"] == {"seller_points": 0, "fee_points": 0, "refunded_points": 10}
     assert await claims(deps, order["id"]) == []
     assert await balance(deps, buyer.id) == (100, 0)
+    assert (await audit_ledger(deps.db)).ok
+
+
+async def test_a_cancel_racing_a_move_is_priced_at_the_time_the_lesson_has_when_it_is_cancelled(
+    api, deps, pair
+):
+    buyer, seller = await pair()
+    await teaches_all_week(deps, seller.id)
+    now = deps.clock()
+    outcomes = set()
+    for n in range(4):
+        start = quarter_after(now, timedelta(days=4, hours=n))
+        # Quarter-hour lessons: within the teacher's one window a day, wherever the clock is.
+        order = await lesson_order(api, deps, buyer, seller, starts_at=start, price=10, minutes=15)
+        await act(api, seller, order["id"], "accept")
+        soon = quarter_after(now, timedelta(hours=5, minutes=15 * n))  # within the 24 h
+        proposed = await act(api, buyer, order["id"], "propose_time", slot_start=iso(soon))
+        assert proposed.status_code == 200, proposed.text
+        moved, cancelled = await asyncio.gather(
+            act(api, seller, order["id"], "accept_time"),
+            act(api, buyer, order["id"], "cancel"),
+        )
+        assert cancelled.status_code == 200, cancelled.text
+        settlement = cancelled.json()["settlement"]
+        if moved.status_code == 200:  # moved first: cancelled 5 h ahead, half is the teacher's
+            assert settlement == {"seller_points": 5, "fee_points": 0, "refunded_points": 5}
+        else:  # cancelled first, 4 days ahead: free, and the move refused
+            assert moved.json()["code"] == "invalid_transition", moved.text
+            assert settlement == {"seller_points": 0, "fee_points": 0, "refunded_points": 10}
+        outcomes.add(moved.status_code)
+        assert await claims(deps, order["id"]) == []
+    assert outcomes <= {200, 409}
+    assert (await audit_ledger(deps.db)).ok
+
+
+async def test_a_proposal_grown_too_near_or_past_can_no_longer_be_accepted(api, deps, pair):
+    buyer, seller = await pair()
+    await teaches_all_week(deps, seller.id)
+    now = deps.clock()
+    start = quarter_after(now, timedelta(days=3))
+    order = await lesson_order(api, deps, buyer, seller, starts_at=start, price=10, minutes=15)
+    await act(api, seller, order["id"], "accept")
+    soon = quarter_after(now, timedelta(hours=3))
+    proposed = await act(api, buyer, order["id"], "propose_time", slot_start=iso(soon))
+    assert proposed.status_code == 200, proposed.text
+    for later in (timedelta(hours=2, minutes=30), timedelta(hours=4)):  # in the notice; past
+        with deps.clock.moved(later):
+            refused = await act(api, seller, order["id"], "accept_time")
+        assert (refused.status_code, refused.json()["code"]) == (409, "slot_unavailable")
+    lesson = (await read(api, seller, order["id"]))["lesson"]
+    assert (lesson["starts_at"], lesson["proposed_starts_at"]) == (iso(start), iso(soon))
+    assert await claims(deps, order["id"]) == [start]
+    # Later still, past the proposed time, a no-show is not open on it: the lesson is 3 days on.
+    with deps.clock.moved(timedelta(hours=4)):
+        no_show = await act(api, seller, order["id"], "no_show")
+    assert (no_show.status_code, no_show.json()["code"]) == (409, "no_show_too_early")
     assert (await audit_ledger(deps.db)).ok

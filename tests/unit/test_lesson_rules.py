@@ -49,8 +49,22 @@ def test_a_cancellation_is_free_only_more_than_the_period_ahead(
     before_start: timedelta, share: int
 ) -> None:
     assert (
-        teacher_share(price=25, starts_at=START, now=START - before_start, settings=SETTINGS)
+        teacher_share(
+            price=25, starts_at=START, confirmed=True, now=START - before_start, settings=SETTINGS
+        )
         == share
+    )
+
+
+@pytest.mark.parametrize("before_start", [timedelta(days=3), timedelta(minutes=1)])
+def test_cancelling_a_booking_the_teacher_has_not_confirmed_is_free(
+    before_start: timedelta,
+) -> None:
+    assert (
+        teacher_share(
+            price=25, starts_at=START, confirmed=False, now=START - before_start, settings=SETTINGS
+        )
+        == 0
     )
 
 
