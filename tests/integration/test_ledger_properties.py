@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import HealthCheck, event
 from hypothesis import settings as hypothesis_settings
 from hypothesis.stateful import (
@@ -45,6 +46,7 @@ from skillswap.orders.rules import (
 from skillswap.points.services import audit_ledger, grant_signup_bonus
 from tests.factories import insert_skill, unique_name
 from tests.mailer import RecordingMailer
+from tests.outbox_support import outbox_settled
 
 FEE_PERCENT = 10
 BONUS = 100
@@ -444,6 +446,15 @@ MACHINE_SETTINGS = hypothesis_settings(
 )
 
 
+@pytest.fixture
+async def shared_app_idle(deps: Deps) -> None:
+    """The shared test app with nothing left to send. This test runs its own event loop while
+    the shared one waits, so a unit of work the shared app's outbox worker had begun would
+    hold SQLite's write lock through the whole test."""
+    await outbox_settled(deps)
+
+
+@pytest.mark.usefixtures("shared_app_idle")
 def test_random_order_and_transfer_histories_keep_the_ledger_exact(settings) -> None:
     """A sync test with its own event loop, so that Hypothesis can drive the steps one by one."""
     clock = FakeClock()
