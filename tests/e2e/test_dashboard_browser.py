@@ -5,30 +5,13 @@ console error and no CSP violation on any page; a screenshot of every page."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
 from typing import Any
 
-import pytest
-
+from tests.browser_support import WATCH_CSP, launch_chromium, needs_chromium, screenshot_path
 from tests.factories import TestUser, insert_skill
 from tests.payments_support import Shop, stripe_shop
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-SCREENSHOTS = Path(os.environ.get("SKILLSWAP_SCREENSHOTS", "build/screenshots"))
-
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None and os.environ.get("CI") != "true", reason="no chromium on this machine"
-)
-
-# Every CSP violation the page sees, kept where the test can read it.
-WATCH_CSP = """
-window.__cspViolations = [];
-document.addEventListener("securitypolicyviolation", (e) => {
-  window.__cspViolations.push(e.violatedDirective + " " + e.blockedURI);
-});
-"""
+pytestmark = needs_chromium
 
 
 async def _paid_payment(shop: Shop) -> tuple[TestUser, int]:
@@ -82,21 +65,9 @@ async def _cases(shop: Shop) -> dict[str, Any]:
 async def test_the_dashboard_works_in_a_real_browser_in_english_and_arabic() -> None:
     from playwright.async_api import async_playwright
 
-    assert CHROMIUM, "CI must have chromium"
-    os.makedirs(SCREENSHOTS, exist_ok=True)
     async with stripe_shop() as shop, async_playwright() as p:
         admin = await shop.user(admin=True)
-        browser = await p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--no-first-run",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        browser = await launch_chromium(p)
         try:
             for lang in ("en", "ar"):
                 await _run(browser, shop, admin, lang, await _cases(shop))
@@ -120,9 +91,7 @@ async def _run(browser: Any, shop: Shop, admin: TestUser, lang: str, case: dict[
         direction = "rtl" if lang == "ar" else "ltr"
         assert await page.get_attribute("html", "dir") == direction, name
         assert await page.get_attribute("html", "lang") == lang, name
-        await page.screenshot(
-            path=str(SCREENSHOTS / f"dashboard-{lang}-{name}.png"), full_page=True
-        )
+        await page.screenshot(path=screenshot_path(f"dashboard-{lang}-{name}"), full_page=True)
 
     async def flashed() -> None:
         await page.wait_for_selector(".flash", timeout=10_000)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 
-import pytest
 from openapi_spec_validator import validate as validate_openapi
+
+from tests.browser_support import launch_chromium, needs_chromium
 
 
 async def test_schema_is_valid_openapi_31_and_describes_the_account_endpoints(api):
@@ -208,28 +207,12 @@ async def test_docs_pages_are_served_with_local_assets(api):
     assert asset.status_code == 200
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.mark.skipif(
-    CHROMIUM is None and os.environ.get("CI") != "true", reason="no chromium on this machine"
-)
+@needs_chromium
 async def test_swagger_ui_and_redoc_render_the_api_in_a_real_browser(server):
     from playwright.async_api import async_playwright
 
-    assert CHROMIUM, "CI must have chromium"
     async with async_playwright() as p:
-        browser = await p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--no-first-run",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        browser = await launch_chromium(p)
         try:
             page = await browser.new_page()
             errors: list[str] = []

@@ -5,30 +5,15 @@ seller hangs up and the buyer's page waits again. A screenshot of each page at e
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.browser_support import WATCH_CSP, launch_chromium, needs_chromium, screenshot_path
 from tests.chat_support import wait_for
 from tests.e2e.test_lesson_calls import accepted_lesson, notices
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-SCREENSHOTS = Path(os.environ.get("SKILLSWAP_SCREENSHOTS", "build/screenshots"))
-
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None and os.environ.get("CI") != "true", reason="no chromium on this machine"
-)
-
-# Every CSP violation the page sees, kept where the test can read it.
-WATCH_CSP = """
-window.__cspViolations = [];
-document.addEventListener("securitypolicyviolation", (e) => {
-  window.__cspViolations.push(e.violatedDirective + " " + e.blockedURI);
-});
-"""
+pytestmark = needs_chromium
 
 STATE = "document.getElementById('state').dataset.state"
 
@@ -53,24 +38,12 @@ async def test_two_pages_connect_a_lesson_call_through_the_servers_signalling(
 ) -> None:
     from playwright.async_api import async_playwright
 
-    assert CHROMIUM, "CI must have chromium"
-    os.makedirs(SCREENSHOTS, exist_ok=True)
     buyer, seller = await make_user(), await make_user()
     order = await accepted_lesson(api, deps, buyer, seller)
     errors: list[str] = []
     async with async_playwright() as p:
-        browser = await p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--no-first-run",
-                "--disable-component-update",
-                "--disable-sync",
-                "--use-fake-device-for-media-stream",
-                "--use-fake-ui-for-media-stream",
-            ],
+        browser = await launch_chromium(
+            p, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"
         )
         try:
             pages = {}
@@ -91,7 +64,7 @@ async def test_two_pages_connect_a_lesson_call_through_the_servers_signalling(
             async def shot(who: str, name: str) -> None:
                 page = pages[who]
                 assert await page.evaluate("window.__cspViolations") == [], (who, name)
-                await page.screenshot(path=str(SCREENSHOTS / f"lesson-call-{who}-{name}.png"))
+                await page.screenshot(path=screenshot_path(f"lesson-call-{who}-{name}"))
 
             # The first comes by a link and waits: their offer goes out before anyone hears it.
             second = "seller" if first == "buyer" else "buyer"
@@ -147,14 +120,10 @@ async def test_two_pages_connect_a_lesson_call_through_the_servers_signalling(
 async def test_the_page_tells_why_a_call_cannot_be_joined(server, api, deps, make_user) -> None:
     from playwright.async_api import async_playwright
 
-    assert CHROMIUM, "CI must have chromium"
-    os.makedirs(SCREENSHOTS, exist_ok=True)
     buyer, seller, stranger = await make_user(), await make_user(), await make_user()
     order = await accepted_lesson(api, deps, buyer, seller)
     async with async_playwright() as p:
-        browser = await p.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
-        )
+        browser = await launch_chromium(p)
         try:
             page = await browser.new_page()
             await page.goto(f"{server}/lessons/call/#token={stranger.access}&order={order['id']}")
@@ -162,6 +131,6 @@ async def test_the_page_tells_why_a_call_cannot_be_joined(server, api, deps, mak
             await problem.wait_for(state="visible", timeout=10_000)
             assert "(order_not_found)" in await problem.inner_text()
             assert await page.evaluate(STATE) == "idle"
-            await page.screenshot(path=str(SCREENSHOTS / "lesson-call-refused.png"))
+            await page.screenshot(path=screenshot_path("lesson-call-refused"))
         finally:
             await browser.close()
