@@ -5,7 +5,9 @@ built as a local wall time with zoneinfo and then converted to UTC, which keeps 
 at 09:00 local on both sides of a DST change (at a different UTC hour). A local time that does
 not exist (the hour skipped in spring) is no start; one that happens twice (the hour repeated in
 autumn) is taken once, at its first occurrence (fold=0). Starts step by quarter hours, and a
-start is offered only when the whole lesson fits inside one window.
+start is offered only when the whole lesson fits inside the teacher's hours: windows that touch
+join, on one date (09:00-10:00 and 10:00-11:00) and across midnight (a window to 24:00 and the
+next date's from 00:00), so a teacher there all day can teach from 23:30 to 00:30.
 """
 
 from __future__ import annotations
@@ -98,12 +100,20 @@ def lesson_starts(
     """Every UTC start in [start, end) at which a lesson of `minutes` fits in one window."""
     length = timedelta(minutes=minutes)
     first_day = start.astimezone(schedule.zone).date() - timedelta(days=1)
-    last_day = end.astimezone(schedule.zone).date() + timedelta(days=1)
+    # A day more than the starts need: a lesson begun late may run into the next date's hours.
+    last_day = end.astimezone(schedule.zone).date() + timedelta(days=2)
+    days = [first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1)]
+    hours = _joined(
+        (
+            _local(day, window_start, schedule.zone).astimezone(UTC),
+            _local(day, window_end, schedule.zone).astimezone(UTC),
+        )
+        for day in days
+        for window_start, window_end in schedule.windows_on(day)
+    )
     found: set[datetime] = set()
-    day = first_day
-    while day <= last_day:
+    for day in days[:-1]:
         for window_start, window_end in schedule.windows_on(day):
-            closes = _local(day, window_end, schedule.zone).astimezone(UTC)
             for offset in range(window_start, window_end, 15):
                 local = _local(day, offset, schedule.zone)
                 if not _exists(local):
@@ -111,10 +121,25 @@ def lesson_starts(
                 begins = local.astimezone(UTC)
                 if begins.minute % 15 or begins.second:  # a zone off the quarter hours
                     continue
-                if begins + length <= closes and start <= begins < end:
+                if start <= begins < end and _within(hours, begins, begins + length):
                     found.add(begins)
-        day += timedelta(days=1)
     return sorted(found)
+
+
+def _joined(spans: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """The spans in order, those that overlap or touch joined into one."""
+    joined: list[tuple[datetime, datetime]] = []
+    for opens, closes in sorted(spans):
+        if joined and opens <= joined[-1][1]:
+            joined[-1] = (joined[-1][0], max(joined[-1][1], closes))
+        else:
+            joined.append((opens, closes))
+    return joined
+
+
+def _within(hours: list[tuple[datetime, datetime]], begins: datetime, ends: datetime) -> bool:
+    """Whether [begins, ends) lies inside one of the joined spans `hours`."""
+    return any(opens <= begins and ends <= closes for opens, closes in hours)
 
 
 def quarters(begins: datetime, minutes: int) -> list[datetime]:

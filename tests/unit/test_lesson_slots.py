@@ -98,7 +98,7 @@ def test_starts_step_by_quarters_and_the_whole_lesson_fits_in_one_window():
     assert starts_on(hours, 60, monday + timedelta(days=1)) == []  # a Tuesday: no hours
 
 
-def test_two_adjacent_windows_do_not_join_into_one_lesson():
+def test_windows_that_touch_join_on_a_date_and_across_midnight():
     hours = schedule(
         "UTC",
         [
@@ -107,7 +107,34 @@ def test_two_adjacent_windows_do_not_join_into_one_lesson():
         ],
     )
     found = starts_on(hours, 60, date(2027, 1, 4))
-    assert found == [utc(2027, 1, 4, 9), utc(2027, 1, 4, 10)]
+    assert found == [utc(2027, 1, 4, 9, minute) for minute in (0, 15, 30, 45)] + [
+        utc(2027, 1, 4, 10)
+    ]
+    # All day on Monday and Tuesday: a lesson may run from Monday 23:30 into Tuesday.
+    all_day = schedule("UTC", [{"weekday": d, "start": "00:00", "end": "24:00"} for d in (0, 1)])
+    monday_night = lesson_starts(all_day, 60, start=utc(2027, 1, 4, 23), end=utc(2027, 1, 5, 0, 1))
+    assert monday_night == [utc(2027, 1, 4, 23, minute) for minute in (0, 15, 30, 45)] + [
+        utc(2027, 1, 5, 0)
+    ]
+    # ... but not from Tuesday 23:30 into Wednesday, when there are no hours.
+    tuesday_night = lesson_starts(all_day, 60, start=utc(2027, 1, 5, 23), end=utc(2027, 1, 6, 0, 1))
+    assert tuesday_night == [utc(2027, 1, 5, 23)]
+    # A window touching another of the next day in the teacher's zone joins it too.
+    cairo = schedule(
+        "Africa/Cairo",
+        [
+            {"weekday": 0, "start": "22:00", "end": "24:00"},
+            {"weekday": 1, "start": "00:00", "end": "01:00"},
+        ],
+    )
+    late = lesson_starts(cairo, 120, start=utc(2027, 1, 4, 19), end=utc(2027, 1, 5, 1))
+    assert late == [
+        utc(2027, 1, 4, 20, 0),
+        utc(2027, 1, 4, 20, 15),
+        utc(2027, 1, 4, 20, 30),
+        utc(2027, 1, 4, 20, 45),
+        utc(2027, 1, 4, 21, 0),
+    ]
 
 
 def test_an_exception_closes_a_date_or_replaces_its_hours():
