@@ -172,6 +172,9 @@ class Decision:
         )
 
 
+_SLACK = 1e-6  # seconds
+
+
 def gcra(tat: float | None, now: float, rate: Rate) -> tuple[float | None, int, float, float]:
     """One request at `now` against the theoretical arrival time `tat` (None: never seen).
 
@@ -182,7 +185,10 @@ def gcra(tat: float | None, now: float, rate: Rate) -> tuple[float | None, int, 
     interval, period = rate.interval, float(rate.period)
     new_tat = max(tat if tat is not None else now, now) + interval
     debt = new_tat - now  # how far ahead of an idle subject this request puts it
-    if debt > period:
+    # In floating seconds `(now + interval) - now` may come out an ulp above `interval`, which
+    # refused the last request of a full quota (the first of 1/hour) at one `now` in six; a
+    # microsecond of slack is what the script's integer microseconds give exactly.
+    if debt > period + _SLACK:
         wait = debt - period
         return None, 0, wait, wait
     remaining = math.floor((period - debt) / interval + 1e-9)

@@ -122,6 +122,20 @@ async def test_the_whole_quota_may_be_spent_at_once_then_one_returns_per_interva
     assert other is not None and other.allowed and other.remaining == 2
 
 
+@pytest.mark.parametrize(("count", "period"), [(1, 3600), (5, 3600), (3, 60), (20, 86400)])
+async def test_a_full_quota_is_spent_at_any_moment_whatever_the_clock_reads(
+    count: int, period: int
+) -> None:
+    # Floating seconds: at some readings of the clock `(now + interval) - now` exceeds
+    # `interval` by an ulp, which once refused the last request of a quota spent at once.
+    clock = Clock()
+    for step in range(2_000):
+        clock.now = 1_000.0 + step * 13.7113
+        limits = Limits({"register": Rate(count, period)}, MemoryLimitStore(clock))
+        taken = [await limits.take("register", "ip:10.0.0.1") for _ in range(count + 1)]
+        assert [d.allowed for d in taken if d] == [True] * count + [False], clock.now
+
+
 async def test_an_idle_subject_gets_its_whole_quota_back_and_no_more() -> None:
     clock = Clock()
     limits = Limits({"message": Rate(5, 10)}, MemoryLimitStore(clock))
