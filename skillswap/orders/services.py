@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, Update, bindparam, insert, or_, select, update
@@ -493,7 +494,15 @@ async def transition_order(
         )
         status_before = order.status
         moved = await apply_transition(
-            deps, uow, order, found, actor_id=actor.id, note=note, settlement=settlement, now=now
+            deps,
+            uow,
+            order,
+            found,
+            actor_id=actor.id,
+            note=note,
+            settlement=settlement,
+            now=now,
+            lesson=lesson,
         )
         if not moved:
             raise await _lost_race(deps, session, order_id, found, roles)
@@ -657,6 +666,12 @@ def _changes_exhausted(status: str, roles: frozenset[Role], limit: int) -> Confl
     )
 
 
+class _Unread(Enum):
+    """An argument the caller has not read, as opposed to one it found to be None."""
+
+    UNREAD = "unread"
+
+
 async def apply_transition(
     deps: Deps,
     uow: UnitOfWork,
@@ -668,14 +683,17 @@ async def apply_transition(
     settlement: Settlement,
     now: datetime,
     due_by: datetime | None = None,
+    lesson: Lesson | _Unread | None = _Unread.UNREAD,
 ) -> bool:
     """Move `order` by `rule` if it is still in the status it was read in; False if not.
 
-    `due_by` (deadlines) also requires the order's deadline to have passed by then.
+    `due_by` (deadlines) also requires the order's deadline to have passed by then. `lesson`
+    is the order's lesson (None: it is not one) when the caller has read it already.
     """
     session = uow.session
     from_status = order.status
-    lesson = await session.get(Lesson, order.id)
+    if lesson is _Unread.UNREAD:
+        lesson = await session.get(Lesson, order.id)
     moved = await session.execute(
         _conditional_update(deps, order, rule, settlement, lesson, now=now, due_by=due_by)
     )
