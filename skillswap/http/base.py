@@ -648,9 +648,5 @@ def with_version_aliases(routes: list[Any]) -> list[Any]:
         pattern = spec.regex.pattern if isinstance(spec, tornado.web.URLSpec) else None
         if pattern is None or not pattern.startswith(API_PREFIX):
             continue
-        aliases.append(
-            tornado.web.url(
-                API_V1_PREFIX + pattern.removeprefix(API_PREFIX), spec.target, spec.target_kwargs
-            )
-        )
+        aliases.append(tornado.web.url(versioned(pattern), spec.target, spec.target_kwargs))
     return [*routes, *aliases]

@@ -22,7 +22,7 @@ from skillswap.lessons.availability import (
     MAX_EXCEPTIONS,
     MAX_WEEKLY_WINDOWS,
     AvailabilityView,
-    zone_named,
+    zone_of,
 )
 
 _TIME_OF_DAY: JsonDict = {"pattern": "^([01][0-9]|2[0-4]):[0-5][0-9]$"}
@@ -237,7 +237,7 @@ class LessonsHandler(BaseHandler):
             offset=page.offset,
             limit=page.page_size,
         )
-        zone = zone_named(self.user.timezone or "UTC") or ZoneInfo("UTC")
+        zone = zone_of(self.user.timezone)
         locale = self.translator.locale
         results = [
             {

@@ -40,6 +40,12 @@ def zone_named(name: str) -> zoneinfo.ZoneInfo | None:
         return None
 
 
+def zone_of(name: str) -> zoneinfo.ZoneInfo:
+    """The zone a stored name stands for: UTC when it is no longer one known here (names are
+    checked when they are set)."""
+    return zone_named(name) or zoneinfo.ZoneInfo("UTC")
+
+
 def unknown_zone() -> Message:
     return lazy(NOT_A_TIME_ZONE)
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, cast
-from zoneinfo import ZoneInfo
 
 from babel import Locale
 from babel.dates import format_date, format_time
@@ -37,6 +36,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from skillswap.api.encoding import iso
 from skillswap.i18n import N_, lazy, negotiate_locale
+from skillswap.lessons.availability import zone_of
 from skillswap.models import Lesson, LessonReminder, Order, Skill, User
 from skillswap.models.notifications import NotificationKind
 from skillswap.models.orders import OrderStatus
@@ -74,14 +74,6 @@ def due_offset(
     if starts_at - timedelta(seconds=offset) < booked_at:
         return None
     return offset
-
-
-def zone_of(name: str) -> ZoneInfo:
-    """The IANA zone `name`; UTC when the stored name is not one (it is checked when set)."""
-    try:
-        return ZoneInfo(name)
-    except (ValueError, KeyError, OSError):
-        return ZoneInfo("UTC")
 
 
 def lesson_time(when: datetime, *, zone: str, locale: str) -> str:
